@@ -1,0 +1,7 @@
+#include <stdio.h>
+
+int main(void)
+{
+    puts("junction " JUNCTION_VERSION);
+    return 0;
+}

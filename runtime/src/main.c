@@ -1,7 +1,67 @@
+/* junction: the integration runtime's single binary. */
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
 
-int main(void)
+#include "cli.h"
+#include "junction/log.h"
+#include "junction/redact.h"
+
+static void usage(FILE *out)
 {
-    puts("junction " JUNCTION_VERSION);
-    return 0;
+    fputs("usage: junction <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  run [--config FILE]                 run the runtime (embedded default: no config "
+          "needed)\n"
+          "  collect FILE [options]              run one collect_evidence, print items as JSON "
+          "lines\n"
+          "  connector validate FILE...          check connectors against the contract\n"
+          "  spec [busted options] [PATH...]     run Lua specs inside Junction's own runtime\n"
+          "  version                             print the version\n"
+          "\n"
+          "`junction <command> --help` describes a command's options.\n",
+          out);
+}
+
+/* Thousands of concurrent jobs hold sockets: take the whole file limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    jn_log_set_redactor(jn_redact_log_hook, jn_redactor_global());
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "run") == 0)
+        return jn_cli_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "collect") == 0)
+        return jn_cli_collect(argc - 1, argv + 1);
+    if (strcmp(argv[1], "connector") == 0)
+        return jn_cli_connector(argc - 1, argv + 1);
+    if (strcmp(argv[1], "spec") == 0)
+        return jn_cli_spec(argc - 1, argv + 1);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("junction %s\n", JUNCTION_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "junction: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
 }

@@ -5,6 +5,10 @@
  * File syntax: `#` starts a comment line; `key = value`; values may be
  * double-quoted; lists are comma-separated. Unknown keys, bad values and
  * out-of-range numbers are errors naming the file, line, key and expected form.
+ * Inside quotes, \" and \\ are escapes; `#` after a value is part of it. A key
+ * appears at most once per file; list entries are trimmed, empty ones dropped.
+ * A failed load changes nothing, and a source never overrides one of higher
+ * precedence, whatever order the loads are called in.
  *
  * Keys (type, default):
  *   data_dir                 path    "data"
@@ -18,11 +22,12 @@
  *   job_cpu_limit_ms         int     10000    CPU time a job's Lua code may use (10..3600000)
  *   job_timeout_s            int     3600     wall time of a job, waits included (1..604800)
  *   max_concurrent_jobs      int     10000    (1..1000000)
- *   http_connect_timeout_ms  int     10000
- *   http_timeout_ms          int     60000
- *   http_max_response_bytes  size    33554432 (accepts k/m/g suffixes)
+ *   http_connect_timeout_ms  int     10000    (1..600000)
+ *   http_timeout_ms          int     60000    (1..3600000)
+ *   http_max_response_bytes  size    33554432 (accepts k/m/g suffixes; 1..4g)
  *   http_max_redirects       int     5        (0..20)
  *   run_interval_s           int     3600     interval between collections in `junction run`
+ *                                             (1..2592000)
  */
 #ifndef JUNCTION_CONFIG_H
 #define JUNCTION_CONFIG_H
@@ -40,8 +45,7 @@ int jn_config_load_file(jn_config_t *cfg, const char *path, char *err, size_t er
 /* Reads JUNCTION_* variables from `envp` (NULL: the process environment).
  * An unknown JUNCTION_ variable is an error (it is most likely a typo). */
 int jn_config_load_env(jn_config_t *cfg, char *const *envp, char *err, size_t errlen);
-int jn_config_set(jn_config_t *cfg, const char *key, const char *value, char *err,
-                  size_t errlen);
+int jn_config_set(jn_config_t *cfg, const char *key, const char *value, char *err, size_t errlen);
 
 /* Typed getters; asking for an unknown key or the wrong type aborts (a
  * programming error, not an input error). */
@@ -54,5 +58,7 @@ const char *jn_config_origin(const jn_config_t *cfg, const char *key);
 
 /* Iterate the schema: returns the i-th key name or NULL past the end. */
 const char *jn_config_key_at(size_t i);
+/* One-line description of a key from the schema; an unknown key aborts. */
+const char *jn_config_doc(const char *key);
 
 #endif

@@ -68,6 +68,10 @@ typedef struct {
     void *policy_ud;
 } jn_http_request_t;
 
+/* Zeroes `req` and sets max_redirects to -1 (client default): a request built
+ * from a plain zero initializer does not follow redirects. */
+void jn_http_request_init(jn_http_request_t *req);
+
 typedef struct {
     jn_http_error_t error;
     char error_msg[256]; /* human-readable, never contains header values */

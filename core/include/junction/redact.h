@@ -19,17 +19,27 @@ typedef struct jn_redactor jn_redactor_t;
 jn_redactor_t *jn_redactor_create(void);
 void jn_redactor_destroy(jn_redactor_t *r);
 /* Register a secret value (copied; wiped on removal/destroy). Values shorter
- * than 4 bytes are ignored (they would redact ordinary text). Returns 0. */
+ * than 4 bytes are ignored (they would redact ordinary text). Registrations
+ * are counted: a value added twice stays until removed twice. Returns 0, or
+ * -1 when out of memory. */
 int jn_redactor_add_secret(jn_redactor_t *r, const char *secret, size_t len);
 void jn_redactor_remove_secret(jn_redactor_t *r, const char *secret, size_t len);
-/* Returns a malloc'ed scrubbed copy, or NULL when nothing had to change. */
+/* Returns a malloc'ed scrubbed copy, or NULL when nothing had to change.
+ * With r == NULL only the secret-shaped patterns apply. If memory runs out
+ * the whole text is replaced by JN_REDACTED rather than returned unscrubbed. */
 char *jn_redactor_scrub(jn_redactor_t *r, const char *in, size_t len);
 /* Always returns a malloc'ed copy (scrubbed or not). */
 char *jn_redactor_scrub_dup(jn_redactor_t *r, const char *in, size_t len);
 
+/* 1 when a field, header or parameter with this name carries a credential
+ * (password, token, authorization, x-api-key, db_password, ...): the logger
+ * replaces such field values whole. */
+int jn_redact_is_sensitive_key(const char *name, size_t len);
+
 /* The process-wide redactor used by the logger and error paths. */
 jn_redactor_t *jn_redactor_global(void);
-/* Matches jn_log_redactor_fn: pass (jn_redact_log_hook, redactor) to jn_log_set_redactor. */
+/* Matches jn_log_redactor_fn: pass (jn_redact_log_hook, redactor) to jn_log_set_redactor.
+ * A NULL `ud` means the global redactor (the logger's default). */
 char *jn_redact_log_hook(void *ud, const char *in, size_t len);
 
 #define JN_REDACTED "[REDACTED]"

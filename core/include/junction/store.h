@@ -6,6 +6,9 @@
  *
  * Every function returns 0 on success and -1 on failure with the reason in
  * jn_store_errmsg(); lookups that find nothing return 1.
+ *
+ * A store object is used by one thread at a time (it caches prepared
+ * statements); open one per thread that needs the store.
  */
 #ifndef JUNCTION_STORE_H
 #define JUNCTION_STORE_H
@@ -39,6 +42,8 @@ typedef enum {
 } jn_job_status_t;
 
 const char *jn_job_status_name(jn_job_status_t status);
+/* The status named `name` (as jn_job_status_name spells it), or -1 when unknown. */
+int jn_job_status_parse(const char *name);
 
 typedef struct {
     const char *id;
@@ -100,6 +105,8 @@ int jn_store_checkpoint_set(jn_store_t *s, const char *integration_id, const cha
 int jn_store_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *inserted);
 /* integration_id NULL: all. */
 int jn_store_evidence_count(jn_store_t *s, const char *integration_id, int64_t *count);
+/* Rows in insertion order; integration_id NULL: all. `fn` must not call
+ * jn_store_evidence_each on the same store. Stopping early is a success. */
 int jn_store_evidence_each(jn_store_t *s, const char *integration_id, jn_store_evidence_fn fn,
                            void *ud);
 /* Insert or replace the record with job->id. */

@@ -1,0 +1,693 @@
+/* Secret redaction: registered values plus secret-shaped patterns.
+ *
+ * Every detector only reports byte ranges of the input; the ranges are merged
+ * and each merged range is replaced once. Merging instead of rewriting in
+ * sequence makes the detectors independent of each other and means two
+ * overlapping secrets can never leave a fragment of either behind (a superset
+ * of "longest first").
+ */
+#include "junction/redact.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Policy ------------------------------------------------------------- */
+
+enum char_class { CC_ALNUM, CC_WORD, CC_SLUG, CC_UPPER_ALNUM };
+
+/* Tokens recognised by their prefix; the whole token is replaced. */
+struct prefix_rule {
+    const char *prefix;
+    enum char_class body;
+    size_t min_len; /* of the body after the prefix */
+    size_t max_len; /* 0: unbounded */
+};
+
+static const struct prefix_rule prefix_rules[] = {
+    {"ghp_", CC_ALNUM, 30, 0},  {"gho_", CC_ALNUM, 30, 0},        {"ghu_", CC_ALNUM, 30, 0},
+    {"ghs_", CC_ALNUM, 30, 0},  {"ghr_", CC_ALNUM, 30, 0},        {"github_pat_", CC_WORD, 20, 0},
+    {"glpat-", CC_SLUG, 20, 0}, {"xoxb-", CC_SLUG, 8, 0},         {"xoxp-", CC_SLUG, 8, 0},
+    {"xoxa-", CC_SLUG, 8, 0},   {"xoxr-", CC_SLUG, 8, 0},         {"xoxs-", CC_SLUG, 8, 0},
+    {"xapp-", CC_SLUG, 8, 0},   {"AKIA", CC_UPPER_ALNUM, 16, 16}, {"ASIA", CC_UPPER_ALNUM, 16, 16},
+};
+
+/* Authorization schemes left in clear in front of the redacted credential. */
+static const char *const auth_schemes[] = {
+    "Bearer", "Basic", "Digest", "SSWS",      "token",
+    "Bot",    "NTLM",  "ApiKey", "Negotiate", "AWS4-HMAC-SHA256",
+};
+
+/* Scheme words that mark a credential even outside an Authorization context.
+ * The credential must look like one (see credential_shaped) so that prose
+ * such as "the bearer of" is left alone. */
+struct loose_rule {
+    const char *word;
+    int icase;
+    size_t min_len;
+};
+
+static const struct loose_rule loose_rules[] = {
+    {"Bearer", 1, 8},
+    {"Basic", 0, 8},
+    {"SSWS", 0, 8},
+};
+
+/* Names whose value is a credential, matched case-insensitively as a whole
+ * name in `name=value`, `"name": value`, `'name': value`, `name: "value"`.
+ * KEY_HEADER: also `Name: value` up to the end of the line.
+ * KEY_SCHEME: the value may start with an auth scheme word, kept in clear.
+ * KEY_SUFFIX: also matches as the last part of a longer name (db_password,
+ *             X-Amz-Security-Token) after '_', '-' or '.'. */
+enum { KEY_HEADER = 1, KEY_SCHEME = 2, KEY_SUFFIX = 4 };
+
+struct key_rule {
+    const char *name;
+    unsigned flags;
+};
+
+static const struct key_rule key_rules[] = {
+    {"password", KEY_SUFFIX},
+    {"passwd", KEY_SUFFIX},
+    {"secret", KEY_SUFFIX},
+    {"client_secret", 0},
+    {"token", KEY_SUFFIX},
+    {"access_token", 0},
+    {"refresh_token", 0},
+    {"api_key", KEY_SUFFIX},
+    {"apikey", KEY_SUFFIX},
+    {"private_key", KEY_SUFFIX},
+    {"signature", 0},
+    {"x-amz-signature", 0},
+    {"authorization", KEY_HEADER | KEY_SCHEME},
+    {"proxy-authorization", KEY_HEADER | KEY_SCHEME},
+    {"x-api-key", KEY_HEADER},
+    {"api-key", KEY_HEADER | KEY_SUFFIX},
+    {"dd-api-key", KEY_HEADER},
+    {"dd-application-key", KEY_HEADER},
+    {"private-token", KEY_HEADER},
+    {"x-auth-token", KEY_HEADER},
+    {"x-vault-token", KEY_HEADER},
+    {"x-amz-security-token", KEY_HEADER},
+    {"cookie", KEY_HEADER},
+    {"set-cookie", KEY_HEADER},
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- Character classes (locale independent) ----------------------------- */
+
+static int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int is_upper(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+static int is_alpha(unsigned char c)
+{
+    return is_upper(c) || (c >= 'a' && c <= 'z');
+}
+
+static int is_alnum(unsigned char c)
+{
+    return is_alpha(c) || is_digit(c);
+}
+
+static int is_b64url(unsigned char c)
+{
+    return is_alnum(c) || c == '-' || c == '_';
+}
+
+/* RFC 7235 token68 */
+static int is_token68(unsigned char c)
+{
+    return is_alnum(c) || (c != '\0' && strchr("-._~+/", c) != NULL);
+}
+
+static int is_name_char(unsigned char c)
+{
+    return is_alnum(c) || c == '_' || c == '-' || c == '.';
+}
+
+static int is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int in_class(unsigned char c, enum char_class cc)
+{
+    switch (cc) {
+    case CC_ALNUM:
+        return is_alnum(c);
+    case CC_WORD:
+        return is_alnum(c) || c == '_';
+    case CC_SLUG:
+        return is_alnum(c) || c == '_' || c == '-';
+    case CC_UPPER_ALNUM:
+        return is_upper(c) || is_digit(c);
+    }
+    return 0;
+}
+
+static unsigned char lower(unsigned char c)
+{
+    return is_upper(c) ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+static int equal_icase(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- Scanning state ----------------------------------------------------- */
+
+struct span {
+    size_t start, end;
+};
+
+struct scan {
+    const char *s;
+    size_t len;
+    struct span *spans;
+    size_t n, cap;
+    int oom;
+};
+
+static void add_span(struct scan *sc, size_t start, size_t end)
+{
+    if (start >= end || sc->oom)
+        return;
+    if (sc->n == sc->cap) {
+        size_t cap = sc->cap ? sc->cap * 2 : 16;
+        struct span *v = realloc(sc->spans, cap * sizeof(*v));
+        if (v == NULL) {
+            sc->oom = 1;
+            return;
+        }
+        sc->spans = v;
+        sc->cap = cap;
+    }
+    sc->spans[sc->n].start = start;
+    sc->spans[sc->n].end = end;
+    sc->n++;
+}
+
+static unsigned char at(const struct scan *sc, size_t i)
+{
+    return i < sc->len ? (unsigned char)sc->s[i] : '\0';
+}
+
+static int has_prefix(const struct scan *sc, size_t i, const char *p, int icase)
+{
+    size_t n = strlen(p);
+    if (n > sc->len - i)
+        return 0;
+    return icase ? equal_icase(sc->s + i, p, n) : memcmp(sc->s + i, p, n) == 0;
+}
+
+static size_t skip_blanks(const struct scan *sc, size_t i)
+{
+    while (i < sc->len && is_blank(at(sc, i)))
+        i++;
+    return i;
+}
+
+/* Length of the auth scheme word at i plus the blanks after it, or 0. */
+static size_t scheme_len(const struct scan *sc, size_t i)
+{
+    for (size_t k = 0; k < NELEM(auth_schemes); k++) {
+        size_t n = strlen(auth_schemes[k]);
+        if (has_prefix(sc, i, auth_schemes[k], 1) && is_blank(at(sc, i + n)))
+            return skip_blanks(sc, i + n) - i;
+    }
+    return 0;
+}
+
+/* ---- Detectors ---------------------------------------------------------- */
+
+static void detect_prefix(struct scan *sc, size_t i)
+{
+    if (i > 0 && (is_alnum(at(sc, i - 1)) || at(sc, i - 1) == '_'))
+        return;
+    for (size_t k = 0; k < NELEM(prefix_rules); k++) {
+        const struct prefix_rule *r = &prefix_rules[k];
+        if (!has_prefix(sc, i, r->prefix, 0))
+            continue;
+        size_t b = i + strlen(r->prefix), e = b;
+        while (e < sc->len && in_class(at(sc, e), r->body))
+            e++;
+        if (e - b < r->min_len || (r->max_len && e - b > r->max_len) || is_alnum(at(sc, e)))
+            continue;
+        add_span(sc, i, e);
+        return;
+    }
+}
+
+static size_t b64url_run(const struct scan *sc, size_t i)
+{
+    size_t e = i;
+    while (e < sc->len && is_b64url(at(sc, e)))
+        e++;
+    return e;
+}
+
+/* header.payload.signature, both JSON parts base64url of "{"..." (eyJ). */
+static void detect_jwt(struct scan *sc, size_t i)
+{
+    if (!has_prefix(sc, i, "eyJ", 0))
+        return;
+    if (i > 0 && (is_b64url(at(sc, i - 1)) || at(sc, i - 1) == '.'))
+        return;
+    size_t e = b64url_run(sc, i);
+    if (at(sc, e) != '.' || !has_prefix(sc, e + 1, "eyJ", 0))
+        return;
+    e = b64url_run(sc, e + 1);
+    if (at(sc, e) != '.')
+        return;
+    add_span(sc, i, b64url_run(sc, e + 1));
+}
+
+/* Keeps the BEGIN/END lines; an unterminated block is redacted to the end. */
+static void detect_pem(struct scan *sc, size_t i)
+{
+    static const char begin[] = "-----BEGIN ", dashes[] = "-----", label[] = "PRIVATE KEY";
+    static const char end_marker[] = "-----END ";
+    if (!has_prefix(sc, i, begin, 0))
+        return;
+    size_t e = i + sizeof(begin) - 1;
+    while (e < sc->len && at(sc, e) != '\n' && !has_prefix(sc, e, dashes, 0))
+        e++;
+    size_t lab = sizeof(label) - 1;
+    if (!has_prefix(sc, e, dashes, 0) || e - i < lab || memcmp(sc->s + e - lab, label, lab) != 0)
+        return;
+    size_t body = e + sizeof(dashes) - 1, stop = body;
+    while (stop < sc->len && !has_prefix(sc, stop, end_marker, 0))
+        stop++;
+    add_span(sc, body, stop);
+}
+
+/* Real credentials carry digits, symbols or inner capitals; prose words do not. */
+static int credential_shaped(const char *s, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[k];
+        if (!is_alpha(c) || (k > 0 && is_upper(c)))
+            return 1;
+    }
+    return 0;
+}
+
+static void detect_loose_scheme(struct scan *sc, size_t i)
+{
+    if (i > 0 && is_name_char(at(sc, i - 1)))
+        return;
+    for (size_t k = 0; k < NELEM(loose_rules); k++) {
+        const struct loose_rule *r = &loose_rules[k];
+        size_t w = strlen(r->word);
+        if (!has_prefix(sc, i, r->word, r->icase) || !is_blank(at(sc, i + w)))
+            continue;
+        size_t b = skip_blanks(sc, i + w), e = b;
+        while (e < sc->len && is_token68(at(sc, e)))
+            e++;
+        while (e < sc->len && at(sc, e) == '=')
+            e++;
+        if (e - b >= r->min_len && credential_shaped(sc->s + b, e - b))
+            add_span(sc, b, e);
+        return;
+    }
+}
+
+/* scheme://user:password@host */
+static void detect_url_userinfo(struct scan *sc, size_t i)
+{
+    if (!has_prefix(sc, i, "://", 0))
+        return;
+    size_t b = i + 3, e = b, atsign = 0, colon = 0;
+    for (; e < sc->len && !strchr("/?#\"'<> \t\r\n\\", at(sc, e)); e++) {
+        if (at(sc, e) == '@')
+            atsign = e;
+    }
+    for (size_t k = b; k < atsign && !colon; k++) {
+        if (at(sc, k) == ':')
+            colon = k;
+    }
+    if (atsign && colon)
+        add_span(sc, colon + 1, atsign);
+}
+
+static const struct key_rule *find_key_rule(const char *name, size_t n)
+{
+    for (size_t k = 0; k < NELEM(key_rules); k++) {
+        if (strlen(key_rules[k].name) == n && equal_icase(name, key_rules[k].name, n))
+            return &key_rules[k];
+    }
+    for (size_t k = 0; k < NELEM(key_rules); k++) {
+        size_t m = strlen(key_rules[k].name);
+        if (!(key_rules[k].flags & KEY_SUFFIX) || m >= n || !strchr("_-.", name[n - m - 1]))
+            continue;
+        if (equal_icase(name + n - m, key_rules[k].name, m))
+            return &key_rules[k];
+    }
+    return NULL;
+}
+
+/* Quote opening at i: 1 for " or ', 2 for \" (JSON inside a JSON string), else 0. */
+static size_t quote_len(const struct scan *sc, size_t i)
+{
+    if (at(sc, i) == '"' || at(sc, i) == '\'')
+        return 1;
+    return at(sc, i) == '\\' && at(sc, i + 1) == '"' ? 2 : 0;
+}
+
+/* Content of the quoted value opening at v (quote length q) as a span. */
+static void redact_quoted(struct scan *sc, size_t v, size_t q, unsigned flags)
+{
+    unsigned char quote = at(sc, v + q - 1);
+    size_t b = v + q, e = b;
+    while (e < sc->len) {
+        if (q == 2 && has_prefix(sc, e, "\\\"", 0))
+            break;
+        if (q == 1 && at(sc, e) == quote)
+            break;
+        e += (q == 1 && at(sc, e) == '\\') ? 2 : 1;
+    }
+    if (e > sc->len)
+        e = sc->len;
+    if (flags & KEY_SCHEME)
+        b += scheme_len(sc, b);
+    add_span(sc, b < e ? b : e, e);
+}
+
+static size_t bare_value_end(const struct scan *sc, size_t b)
+{
+    while (b < sc->len && !strchr(" \t\r\n&\"',;)}]<>\\", at(sc, b)))
+        b++;
+    return b;
+}
+
+static void redact_bare(struct scan *sc, size_t v, unsigned flags, int json)
+{
+    if (flags & KEY_SCHEME)
+        v += scheme_len(sc, v);
+    size_t e = bare_value_end(sc, v);
+    if (json && ((e - v == 4 && (!memcmp(sc->s + v, "null", 4) || !memcmp(sc->s + v, "true", 4))) ||
+                 (e - v == 5 && !memcmp(sc->s + v, "false", 5))))
+        return;
+    add_span(sc, v, e);
+}
+
+/* `Name: value` to the end of the line; inside a quoted string, to its end. */
+static void redact_header(struct scan *sc, size_t v, unsigned flags, unsigned char quote)
+{
+    if (flags & KEY_SCHEME)
+        v += scheme_len(sc, v);
+    size_t e = v;
+    while (e < sc->len && at(sc, e) != '\r' && at(sc, e) != '\n' && at(sc, e) != '\\' &&
+           !(quote && at(sc, e) == quote))
+        e++;
+    while (e > v && is_blank(at(sc, e - 1)))
+        e--;
+    add_span(sc, v, e);
+}
+
+static void detect_key_value(struct scan *sc, size_t i)
+{
+    if (!is_name_char(at(sc, i)) || (i > 0 && is_name_char(at(sc, i - 1))))
+        return;
+    size_t e = i;
+    while (e < sc->len && is_name_char(at(sc, e)))
+        e++;
+    const struct key_rule *rule = find_key_rule(sc->s + i, e - i);
+    if (rule == NULL)
+        return;
+
+    /* Opening quote before the name: ", ' or \" */
+    size_t q = 0;
+    if (i > 0 && (at(sc, i - 1) == '"' || at(sc, i - 1) == '\''))
+        q = (at(sc, i - 1) == '"' && i > 1 && at(sc, i - 2) == '\\') ? 2 : 1;
+    unsigned char quote = q ? at(sc, i - 1) : 0;
+    int key_quoted = q && quote_len(sc, e) == q && at(sc, e + q - 1) == quote;
+    if (key_quoted) {
+        e += q;
+        if (at(sc, e) == ']')
+            e++;
+    }
+
+    size_t sep = skip_blanks(sc, e);
+    if (at(sc, sep) != '=' && at(sc, sep) != ':')
+        return;
+    size_t v = skip_blanks(sc, sep + 1);
+    int spaced = sep != e || v != sep + 1;
+    if (key_quoted && at(sc, v) == '[')
+        v = skip_blanks(sc, v + 1);
+
+    size_t vq = quote_len(sc, v);
+    if (vq)
+        redact_quoted(sc, v, vq, rule->flags);
+    else if (key_quoted)
+        redact_bare(sc, v, rule->flags, 1);
+    else if (at(sc, sep) == ':' && (rule->flags & KEY_HEADER))
+        redact_header(sc, v, rule->flags, quote);
+    else if (at(sc, sep) == '=' && !spaced)
+        redact_bare(sc, v, rule->flags, 0);
+}
+
+typedef void (*detector_fn)(struct scan *sc, size_t i);
+
+static const detector_fn detectors[] = {
+    detect_prefix,       detect_jwt,          detect_pem,
+    detect_loose_scheme, detect_url_userinfo, detect_key_value,
+};
+
+/* ---- Redactor ----------------------------------------------------------- */
+
+struct secret {
+    char *value;
+    size_t len;
+    unsigned refs; /* registrations; wiped when the last one is removed */
+};
+
+struct jn_redactor {
+    pthread_rwlock_t lock;
+    struct secret *secrets;
+    size_t n, cap;
+};
+
+jn_redactor_t *jn_redactor_create(void)
+{
+    jn_redactor_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    if (pthread_rwlock_init(&r->lock, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void wipe_secret(struct secret *s)
+{
+    OPENSSL_cleanse(s->value, s->len);
+    free(s->value);
+    s->value = NULL;
+    s->len = 0;
+}
+
+void jn_redactor_destroy(jn_redactor_t *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t k = 0; k < r->n; k++)
+        wipe_secret(&r->secrets[k]);
+    free(r->secrets);
+    pthread_rwlock_destroy(&r->lock);
+    free(r);
+}
+
+static struct secret *find_secret(jn_redactor_t *r, const char *secret, size_t len)
+{
+    for (size_t k = 0; k < r->n; k++) {
+        if (r->secrets[k].len == len && memcmp(r->secrets[k].value, secret, len) == 0)
+            return &r->secrets[k];
+    }
+    return NULL;
+}
+
+static int append_secret(jn_redactor_t *r, const char *secret, size_t len)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        struct secret *v = realloc(r->secrets, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        r->secrets = v;
+        r->cap = cap;
+    }
+    char *copy = malloc(len);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, secret, len);
+    r->secrets[r->n++] = (struct secret){copy, len, 1};
+    return 0;
+}
+
+int jn_redactor_add_secret(jn_redactor_t *r, const char *secret, size_t len)
+{
+    if (r == NULL || secret == NULL || len < 4)
+        return 0;
+    pthread_rwlock_wrlock(&r->lock);
+    struct secret *s = find_secret(r, secret, len);
+    int rc = 0;
+    if (s != NULL)
+        s->refs++;
+    else
+        rc = append_secret(r, secret, len);
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
+void jn_redactor_remove_secret(jn_redactor_t *r, const char *secret, size_t len)
+{
+    if (r == NULL || secret == NULL)
+        return;
+    pthread_rwlock_wrlock(&r->lock);
+    struct secret *s = find_secret(r, secret, len);
+    if (s != NULL && --s->refs == 0) {
+        wipe_secret(s);
+        *s = r->secrets[--r->n];
+    }
+    pthread_rwlock_unlock(&r->lock);
+}
+
+static void find_known(jn_redactor_t *r, struct scan *sc)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t k = 0; k < r->n; k++) {
+        const struct secret *s = &r->secrets[k];
+        const char *p = sc->s, *end = sc->s + sc->len;
+        while ((p = memmem(p, (size_t)(end - p), s->value, s->len)) != NULL) {
+            size_t off = (size_t)(p - sc->s);
+            add_span(sc, off, off + s->len);
+            p++;
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+    const struct span *x = a, *y = b;
+    return (x->start > y->start) - (x->start < y->start);
+}
+
+/* Merges overlapping spans in place; returns the new count. */
+static size_t merge_spans(struct span *v, size_t n)
+{
+    size_t m = 0;
+    qsort(v, n, sizeof(*v), span_cmp);
+    for (size_t k = 0; k < n; k++) {
+        if (m > 0 && v[k].start < v[m - 1].end) {
+            if (v[k].end > v[m - 1].end)
+                v[m - 1].end = v[k].end;
+        } else {
+            v[m++] = v[k];
+        }
+    }
+    return m;
+}
+
+static char *rewrite(const struct scan *sc, size_t n)
+{
+    const size_t rlen = sizeof(JN_REDACTED) - 1;
+    char *out = malloc(sc->len + n * rlen + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    size_t pos = 0;
+    for (size_t k = 0; k < n; k++) {
+        memcpy(o, sc->s + pos, sc->spans[k].start - pos);
+        o += sc->spans[k].start - pos;
+        memcpy(o, JN_REDACTED, rlen);
+        o += rlen;
+        pos = sc->spans[k].end;
+    }
+    memcpy(o, sc->s + pos, sc->len - pos);
+    o[sc->len - pos] = '\0';
+    return out;
+}
+
+/* Without memory we cannot tell what is secret; returning the input would
+ * leak it, so the whole text is replaced. */
+static char *fail_closed(void)
+{
+    char *out = strdup(JN_REDACTED);
+    if (out == NULL)
+        abort();
+    return out;
+}
+
+char *jn_redactor_scrub(jn_redactor_t *r, const char *in, size_t len)
+{
+    if (in == NULL)
+        return NULL;
+    struct scan sc = {.s = in, .len = len};
+    if (r != NULL)
+        find_known(r, &sc);
+    for (size_t i = 0; i < len && !sc.oom; i++) {
+        for (size_t k = 0; k < NELEM(detectors); k++)
+            detectors[k](&sc, i);
+    }
+    char *out = NULL;
+    if (sc.oom)
+        out = fail_closed();
+    else if (sc.n > 0 && (out = rewrite(&sc, merge_spans(sc.spans, sc.n))) == NULL)
+        out = fail_closed();
+    free(sc.spans);
+    return out;
+}
+
+char *jn_redactor_scrub_dup(jn_redactor_t *r, const char *in, size_t len)
+{
+    if (in == NULL)
+        return NULL;
+    char *out = jn_redactor_scrub(r, in, len);
+    if (out != NULL)
+        return out;
+    if ((out = malloc(len + 1)) == NULL)
+        return NULL;
+    memcpy(out, in, len);
+    out[len] = '\0';
+    return out;
+}
+
+int jn_redact_is_sensitive_key(const char *name, size_t len)
+{
+    return name != NULL && len > 0 && find_key_rule(name, len) != NULL;
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static jn_redactor_t *global_redactor;
+
+static void global_init(void)
+{
+    global_redactor = jn_redactor_create();
+}
+
+jn_redactor_t *jn_redactor_global(void)
+{
+    pthread_once(&global_once, global_init);
+    return global_redactor;
+}
+
+char *jn_redact_log_hook(void *ud, const char *in, size_t len)
+{
+    return jn_redactor_scrub(ud != NULL ? ud : jn_redactor_global(), in, len);
+}

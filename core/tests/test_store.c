@@ -1,0 +1,650 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "junction/store.h"
+
+typedef struct {
+    char dir[256];
+    char path[300];
+    jn_store_t *store;
+} fixture_t;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("TMPDIR");
+
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "%s/jn-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    jn_store_close(f->store);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static jn_store_t *open_ok(fixture_t *f)
+{
+    char err[512] = "";
+
+    f->store = jn_store_open_sqlite(f->path, err, sizeof(err));
+    if (f->store == NULL)
+        fail_msg("open failed: %s", err);
+    return f->store;
+}
+
+static void reopen(fixture_t *f)
+{
+    jn_store_close(f->store);
+    f->store = NULL;
+    open_ok(f);
+}
+
+/* Runs SQL on the file directly, bypassing the store. */
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+static long long raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static jn_evidence_t evidence(const char *id, const char *integration, const char *data)
+{
+    jn_evidence_t e = {
+        .id = id,
+        .organization_id = "org-1",
+        .integration_id = integration,
+        .provider_type = "github",
+        .resource_type = "repository",
+        .resource_id = id,
+        .collected_at = "2026-11-25T16:55:09.123Z",
+        .run_id = "run-1",
+        .connector_version = "1.2.0",
+        .checksum = "abc123",
+        .data = data,
+    };
+    return e;
+}
+
+static void put_evidence(jn_store_t *s, const char *id, const char *integration, int expect)
+{
+    jn_evidence_t e = evidence(id, integration, "{\"a\":1}");
+    int inserted = -1;
+
+    assert_int_equal(jn_store_evidence_put(s, &e, &inserted), 0);
+    assert_int_equal(inserted, expect);
+}
+
+static int64_t count(jn_store_t *s, const char *integration)
+{
+    int64_t n = -1;
+
+    assert_int_equal(jn_store_evidence_count(s, integration, &n), 0);
+    return n;
+}
+
+/* ---- migrations ---- */
+
+static void test_migrations_on_fresh_file(void **state)
+{
+    fixture_t *f = *state;
+    jn_store_t *s = open_ok(f);
+
+    assert_true(jn_store_sqlite_latest_version() >= 1);
+    assert_int_equal(jn_store_schema_version(s), jn_store_sqlite_latest_version());
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), jn_store_sqlite_latest_version());
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"),
+                     jn_store_sqlite_latest_version());
+    assert_true(raw_int(f->path, "SELECT applied_at FROM schema_migrations WHERE version = 1") > 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                      " ('checkpoints', 'evidence', 'jobs', 'evidence_resource',"
+                                      " 'jobs_integration')"),
+                     5);
+    assert_string_equal(s->ops->name, "sqlite");
+}
+
+static void test_reopen_is_noop(void **state)
+{
+    fixture_t *f = *state;
+    long long applied;
+
+    open_ok(f);
+    applied = raw_int(f->path, "SELECT applied_at FROM schema_migrations WHERE version = 1");
+    reopen(f);
+    reopen(f);
+    assert_int_equal(jn_store_schema_version(f->store), jn_store_sqlite_latest_version());
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"),
+                     jn_store_sqlite_latest_version());
+    assert_int_equal(raw_int(f->path, "SELECT applied_at FROM schema_migrations WHERE version = 1"),
+                     applied);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "", sql[64], expect[160];
+    int newer = jn_store_sqlite_latest_version() + 5;
+
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", newer);
+    raw_exec(f->path, sql);
+    assert_null(jn_store_open_sqlite(f->path, err, sizeof(err)));
+    snprintf(expect, sizeof(expect),
+             "schema version %d is newer than this build supports (latest %d)", newer,
+             jn_store_sqlite_latest_version());
+    assert_non_null(strstr(err, expect));
+    assert_non_null(strstr(err, f->path));
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), newer);
+}
+
+static void test_failing_migration_rolls_back(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "";
+
+    /* A table in the way makes migration 1 fail half-way through its script. */
+    raw_exec(f->path, "CREATE TABLE jobs (x)");
+    assert_null(jn_store_open_sqlite(f->path, err, sizeof(err)));
+    assert_non_null(strstr(err, "migration 1 ("));
+    assert_non_null(strstr(err, "rolled back"));
+    assert_non_null(strstr(err, "table jobs already exists"));
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                      " ('schema_migrations', 'checkpoints', 'evidence')"),
+                     0);
+}
+
+static void test_not_a_database(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "";
+    FILE *fp = fopen(f->path, "w");
+
+    assert_non_null(fp);
+    fputs("this is not a database, just some text long enough to have a header\n", fp);
+    fclose(fp);
+    assert_null(jn_store_open_sqlite(f->path, err, sizeof(err)));
+    assert_non_null(strstr(err, f->path));
+    assert_non_null(strstr(err, "not a database"));
+}
+
+static void test_open_missing_directory(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "", path[400];
+
+    snprintf(path, sizeof(path), "%s/missing/junction.db", f->dir);
+    assert_null(jn_store_open_sqlite(path, err, sizeof(err)));
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "unable to open"));
+}
+
+static void test_wal_mode(void **state)
+{
+    fixture_t *f = *state;
+    char wal[400];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    open_ok(f);
+    put_evidence(f->store, "e1", "i1", 1);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(access(wal, F_OK), 0);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* ---- checkpoints ---- */
+
+static void test_checkpoint_missing(void **state)
+{
+    fixture_t *f = *state;
+    char *cursor = (char *)"sentinel";
+
+    open_ok(f);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "nope", &cursor), 1);
+    assert_null(cursor);
+}
+
+static void test_checkpoint_set_get_overwrite(void **state)
+{
+    fixture_t *f = *state;
+    char *cursor = NULL;
+
+    open_ok(f);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", "page=2"), 0);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i2", "other"), 0);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "i1", &cursor), 0);
+    assert_string_equal(cursor, "page=2");
+    free(cursor);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", "page=3"), 0);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "i1", &cursor), 0);
+    assert_string_equal(cursor, "page=3");
+    free(cursor);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "i2", &cursor), 0);
+    assert_string_equal(cursor, "other");
+    free(cursor);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM checkpoints"), 2);
+    assert_true(raw_int(f->path, "SELECT updated_at FROM checkpoints WHERE integration_id = 'i1'") >
+                0);
+}
+
+static void test_checkpoint_null_arguments(void **state)
+{
+    fixture_t *f = *state;
+
+    open_ok(f);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", NULL), -1);
+    assert_string_equal(jn_store_errmsg(f->store), "checkpoint_set 'i1': cursor is NULL");
+}
+
+/* ---- evidence ---- */
+
+static void test_evidence_idempotent(void **state)
+{
+    fixture_t *f = *state;
+
+    open_ok(f);
+    put_evidence(f->store, "e1", "i1", 1);
+    put_evidence(f->store, "e1", "i1", 0);
+    put_evidence(f->store, "e1", "i2", 0);
+    put_evidence(f->store, "e2", "i1", 1);
+    assert_int_equal(count(f->store, NULL), 2);
+}
+
+static void test_evidence_put_requires_data(void **state)
+{
+    fixture_t *f = *state;
+    jn_evidence_t e = evidence("e1", "i1", NULL);
+    int inserted = -1;
+
+    open_ok(f);
+    assert_int_equal(jn_store_evidence_put(f->store, &e, &inserted), -1);
+    assert_int_equal(inserted, 0);
+    assert_string_equal(jn_store_errmsg(f->store), "evidence_put 'e1': data is NULL");
+}
+
+static void test_evidence_count(void **state)
+{
+    fixture_t *f = *state;
+
+    open_ok(f);
+    assert_int_equal(count(f->store, NULL), 0);
+    assert_int_equal(count(f->store, "i1"), 0);
+    put_evidence(f->store, "a1", "i1", 1);
+    put_evidence(f->store, "a2", "i1", 1);
+    put_evidence(f->store, "a3", "i1", 1);
+    put_evidence(f->store, "b1", "i2", 1);
+    assert_int_equal(count(f->store, "i1"), 3);
+    assert_int_equal(count(f->store, "i2"), 1);
+    assert_int_equal(count(f->store, "i3"), 0);
+    assert_int_equal(count(f->store, NULL), 4);
+}
+
+typedef struct {
+    char ids[8][16];
+    int n;
+    int stop_after;
+    jn_store_t *store;
+    int nested_rc;
+} collect_t;
+
+static int collect(void *ud, const jn_evidence_t *e)
+{
+    collect_t *c = ud;
+
+    snprintf(c->ids[c->n++], sizeof(c->ids[0]), "%s", e->id);
+    return c->stop_after > 0 && c->n >= c->stop_after;
+}
+
+static void test_evidence_each_order_and_stop(void **state)
+{
+    fixture_t *f = *state;
+    collect_t all = {0}, one = {0}, early = {0};
+    const char *order[] = {"z", "a", "m", "b"};
+    int i;
+
+    open_ok(f);
+    for (i = 0; i < 4; i++)
+        put_evidence(f->store, order[i], i == 3 ? "i2" : "i1", 1);
+
+    assert_int_equal(jn_store_evidence_each(f->store, NULL, collect, &all), 0);
+    assert_int_equal(all.n, 4);
+    for (i = 0; i < 4; i++)
+        assert_string_equal(all.ids[i], order[i]);
+
+    assert_int_equal(jn_store_evidence_each(f->store, "i1", collect, &one), 0);
+    assert_int_equal(one.n, 3);
+    assert_string_equal(one.ids[0], "z");
+    assert_string_equal(one.ids[1], "a");
+    assert_string_equal(one.ids[2], "m");
+
+    early.stop_after = 2;
+    assert_int_equal(jn_store_evidence_each(f->store, "i1", collect, &early), 0);
+    assert_int_equal(early.n, 2);
+    assert_string_equal(early.ids[1], "a");
+
+    /* The statement was reset after the early stop: a new pass starts over. */
+    memset(&early, 0, sizeof(early));
+    assert_int_equal(jn_store_evidence_each(f->store, "i1", collect, &early), 0);
+    assert_int_equal(early.n, 3);
+}
+
+static int check_fields(void *ud, const jn_evidence_t *e)
+{
+    int *seen = ud;
+
+    assert_string_equal(e->id, "full");
+    assert_string_equal(e->organization_id, "org-1");
+    assert_string_equal(e->integration_id, "i1");
+    assert_string_equal(e->provider_type, "github");
+    assert_string_equal(e->resource_type, "repository");
+    assert_string_equal(e->resource_id, "full");
+    assert_string_equal(e->collected_at, "2026-11-25T16:55:09.123Z");
+    assert_string_equal(e->run_id, "run-1");
+    assert_string_equal(e->connector_version, "1.2.0");
+    assert_null(e->checksum);
+    assert_string_equal(e->data, "{\"k\":\"v\"}");
+    (*seen)++;
+    return 0;
+}
+
+static void test_evidence_fields_round_trip(void **state)
+{
+    fixture_t *f = *state;
+    jn_evidence_t e = evidence("full", "i1", "{\"k\":\"v\"}");
+    int inserted = 0, seen = 0;
+
+    open_ok(f);
+    e.checksum = NULL;
+    assert_int_equal(jn_store_evidence_put(f->store, &e, &inserted), 0);
+    assert_int_equal(jn_store_evidence_each(f->store, "i1", check_fields, &seen), 0);
+    assert_int_equal(seen, 1);
+}
+
+static int nested_each(void *ud, const jn_evidence_t *e)
+{
+    collect_t *c = ud;
+
+    (void)e;
+    c->nested_rc = jn_store_evidence_each(c->store, NULL, collect, c);
+    return 1;
+}
+
+static void test_evidence_each_not_reentrant(void **state)
+{
+    fixture_t *f = *state;
+    collect_t c = {0};
+
+    open_ok(f);
+    put_evidence(f->store, "e1", "i1", 1);
+    c.store = f->store;
+    assert_int_equal(jn_store_evidence_each(f->store, NULL, nested_each, &c), 0);
+    assert_int_equal(c.nested_rc, -1);
+    assert_non_null(strstr(jn_store_errmsg(f->store), "called from its own callback"));
+}
+
+/* ---- jobs ---- */
+
+static jn_job_record_t job(const char *id, jn_job_status_t status)
+{
+    jn_job_record_t j = {
+        .id = id,
+        .organization_id = "org-1",
+        .integration_id = "i1",
+        .provider_type = "github",
+        .connector_version = "1.2.0",
+        .kind = "collect",
+        .status = status,
+        .created_ms = 1795625709123LL,
+        .started_ms = 1795625709200LL,
+        .finished_ms = 0,
+        .items = 0,
+        .pages = 0,
+        .error = NULL,
+    };
+    return j;
+}
+
+static void test_job_put_get(void **state)
+{
+    fixture_t *f = *state;
+    jn_job_record_t in = job("job-1", JN_JOB_RUNNING), out;
+    char *strings = NULL;
+
+    open_ok(f);
+    assert_int_equal(jn_store_job_put(f->store, &in), 0);
+    assert_int_equal(jn_store_job_get(f->store, "job-1", &out, &strings), 0);
+    assert_non_null(strings);
+    assert_string_equal(out.id, "job-1");
+    assert_string_equal(out.organization_id, "org-1");
+    assert_string_equal(out.integration_id, "i1");
+    assert_string_equal(out.provider_type, "github");
+    assert_string_equal(out.connector_version, "1.2.0");
+    assert_string_equal(out.kind, "collect");
+    assert_int_equal(out.status, JN_JOB_RUNNING);
+    assert_int_equal(out.created_ms, 1795625709123LL);
+    assert_int_equal(out.started_ms, 1795625709200LL);
+    assert_null(out.error);
+    free(strings);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE status = 'running'"), 1);
+}
+
+static void test_job_replace(void **state)
+{
+    fixture_t *f = *state;
+    jn_job_record_t in = job("job-1", JN_JOB_RUNNING), out;
+    char *strings = NULL;
+
+    open_ok(f);
+    assert_int_equal(jn_store_job_put(f->store, &in), 0);
+    in.status = JN_JOB_PARTIAL;
+    in.finished_ms = 1795625719123LL;
+    in.items = 1234;
+    in.pages = 13;
+    in.error = "rate limited: retry budget spent";
+    assert_int_equal(jn_store_job_put(f->store, &in), 0);
+    assert_int_equal(jn_store_job_get(f->store, "job-1", &out, &strings), 0);
+    assert_int_equal(out.status, JN_JOB_PARTIAL);
+    assert_int_equal(out.finished_ms, 1795625719123LL);
+    assert_int_equal(out.items, 1234);
+    assert_int_equal(out.pages, 13);
+    assert_string_equal(out.error, "rate limited: retry budget spent");
+    assert_string_equal(out.kind, "collect");
+    free(strings);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs"), 1);
+}
+
+static void test_job_missing(void **state)
+{
+    fixture_t *f = *state;
+    jn_job_record_t out;
+    char *strings = (char *)"sentinel";
+
+    open_ok(f);
+    assert_int_equal(jn_store_job_get(f->store, "nope", &out, &strings), 1);
+    assert_null(strings);
+}
+
+static void test_job_invalid_status(void **state)
+{
+    fixture_t *f = *state;
+    jn_job_record_t in = job("job-1", (jn_job_status_t)42);
+
+    open_ok(f);
+    assert_int_equal(jn_store_job_put(f->store, &in), -1);
+    assert_string_equal(jn_store_errmsg(f->store), "job_put 'job-1': invalid status");
+}
+
+static void test_job_status_names(void **state)
+{
+    int i;
+
+    (void)state;
+    assert_string_equal(jn_job_status_name(JN_JOB_QUEUED), "queued");
+    assert_string_equal(jn_job_status_name(JN_JOB_SUCCEEDED), "succeeded");
+    assert_string_equal(jn_job_status_name(JN_JOB_CANCELLED), "cancelled");
+    assert_string_equal(jn_job_status_name((jn_job_status_t)99), "unknown");
+    for (i = JN_JOB_QUEUED; i <= JN_JOB_CANCELLED; i++)
+        assert_int_equal(jn_job_status_parse(jn_job_status_name((jn_job_status_t)i)), i);
+    assert_int_equal(jn_job_status_parse("bogus"), -1);
+    assert_int_equal(jn_job_status_parse(NULL), -1);
+}
+
+/* ---- transactions, durability ---- */
+
+static void test_rollback_discards_together(void **state)
+{
+    fixture_t *f = *state;
+    char *cursor = NULL;
+
+    open_ok(f);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", "before"), 0);
+    assert_int_equal(jn_store_begin(f->store), 0);
+    put_evidence(f->store, "e1", "i1", 1);
+    put_evidence(f->store, "e2", "i1", 1);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", "after"), 0);
+    assert_int_equal(count(f->store, "i1"), 2);
+    assert_int_equal(jn_store_rollback(f->store), 0);
+
+    assert_int_equal(count(f->store, "i1"), 0);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "i1", &cursor), 0);
+    assert_string_equal(cursor, "before");
+    free(cursor);
+
+    assert_int_equal(jn_store_begin(f->store), 0);
+    put_evidence(f->store, "e1", "i1", 1);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", "after"), 0);
+    assert_int_equal(jn_store_commit(f->store), 0);
+    reopen(f);
+    assert_int_equal(count(f->store, "i1"), 1);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "i1", &cursor), 0);
+    assert_string_equal(cursor, "after");
+    free(cursor);
+}
+
+static void test_transaction_errors(void **state)
+{
+    fixture_t *f = *state;
+
+    open_ok(f);
+    assert_int_equal(jn_store_commit(f->store), -1);
+    assert_non_null(strstr(jn_store_errmsg(f->store), "commit: "));
+    assert_non_null(strstr(jn_store_errmsg(f->store), "no transaction is active"));
+    assert_int_equal(jn_store_begin(f->store), 0);
+    assert_int_equal(jn_store_begin(f->store), -1);
+    assert_non_null(strstr(jn_store_errmsg(f->store), "begin: "));
+    assert_non_null(strstr(jn_store_errmsg(f->store), "within a transaction"));
+    assert_int_equal(jn_store_rollback(f->store), 0);
+}
+
+static void test_survives_reopen(void **state)
+{
+    fixture_t *f = *state;
+    jn_job_record_t in = job("job-1", JN_JOB_SUCCEEDED), out;
+    char *cursor = NULL, *strings = NULL;
+
+    open_ok(f);
+    put_evidence(f->store, "e1", "i1", 1);
+    assert_int_equal(jn_store_checkpoint_set(f->store, "i1", "c1"), 0);
+    assert_int_equal(jn_store_job_put(f->store, &in), 0);
+    reopen(f);
+    put_evidence(f->store, "e1", "i1", 0);
+    assert_int_equal(count(f->store, NULL), 1);
+    assert_int_equal(jn_store_checkpoint_get(f->store, "i1", &cursor), 0);
+    assert_string_equal(cursor, "c1");
+    free(cursor);
+    assert_int_equal(jn_store_job_get(f->store, "job-1", &out, &strings), 0);
+    assert_int_equal(out.status, JN_JOB_SUCCEEDED);
+    free(strings);
+}
+
+static void test_close_null(void **state)
+{
+    (void)state;
+    jn_store_close(NULL);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_migrations_on_fresh_file),
+        T(test_reopen_is_noop),
+        T(test_newer_schema_refused),
+        T(test_failing_migration_rolls_back),
+        T(test_not_a_database),
+        T(test_open_missing_directory),
+        T(test_wal_mode),
+        T(test_checkpoint_missing),
+        T(test_checkpoint_set_get_overwrite),
+        T(test_checkpoint_null_arguments),
+        T(test_evidence_idempotent),
+        T(test_evidence_put_requires_data),
+        T(test_evidence_count),
+        T(test_evidence_each_order_and_stop),
+        T(test_evidence_fields_round_trip),
+        T(test_evidence_each_not_reentrant),
+        T(test_job_put_get),
+        T(test_job_replace),
+        T(test_job_missing),
+        T(test_job_invalid_status),
+        cmocka_unit_test(test_job_status_names),
+        T(test_rollback_discards_together),
+        T(test_transaction_errors),
+        T(test_survives_reopen),
+        cmocka_unit_test(test_close_null),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,226 @@
+/* junction collect FILE: one collect_evidence run, evidence on stdout. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "job.h"
+#include "json_canon.h"
+#include "junction/log.h"
+#include "runtime.h"
+
+typedef struct {
+    int done;
+    int failed;
+    char *checkpoint;
+} collect_state_t;
+
+static const char collect_usage[] =
+    "usage: junction collect FILE [options]\n"
+    "  --config JSON          the integration's non-secret config (default {})\n"
+    "  --allow-host HOST      let the connector reach HOST (host or host:port) although it\n"
+    "                         is private or loopback, e.g. a provider simulator (repeatable)\n"
+    "  --token-file FILE      credential sent as 'Authorization: <scheme> <token>' to the\n"
+    "  --token-env VAR        connector's egress hosts (never visible to Lua)\n"
+    "  --auth-scheme WORD     Bearer (default), token, SSWS, ...\n"
+    "  --integration ID       integration id; with a store, its checkpoint is kept\n"
+    "  --org ID               organization id (default local)\n"
+    "  --data-dir DIR         keep checkpoints in DIR's store (needs --integration)\n"
+    "  --config-file FILE     runtime config file (limits, timeouts)\n";
+
+static int print_item(void *ud, jn_job_t *job, const jn_evidence_t *it, char *err, size_t errlen)
+{
+    jn_buf_t b = {0};
+
+    (void)ud, (void)job;
+    if (jn_evidence_append_json(&b, it) != 0 || jn_buf_append(&b, "\n", 1) != 0 ||
+        fwrite(b.data, 1, b.len, stdout) != b.len) {
+        snprintf(err, errlen, "cannot write evidence to stdout");
+        jn_buf_free(&b);
+        return -1;
+    }
+    jn_buf_free(&b);
+    return 0;
+}
+
+static void on_done(void *ud, jn_job_t *job)
+{
+    collect_state_t *st = ud;
+    char items[32], requests[32], mem[32];
+    jn_log_field_t fields[] = {
+        {"job_id", jn_job_id(job), 0},
+        {"status", jn_job_status_name(jn_job_status(job)), 0},
+        {"items", items, 1},
+        {"requests", requests, 1},
+        {"memory_peak_bytes", mem, 1},
+        {"error", jn_job_error(job) ? jn_job_error(job) : "", 0},
+    };
+
+    snprintf(items, sizeof(items), "%" PRId64, jn_job_items(job));
+    snprintf(requests, sizeof(requests), "%" PRId64, jn_job_requests(job));
+    snprintf(mem, sizeof(mem), "%zu", jn_job_memory_peak(job));
+    st->done = 1;
+    st->failed = jn_job_status(job) != JN_JOB_SUCCEEDED;
+    if (jn_job_checkpoint_json(job))
+        st->checkpoint = strdup(jn_job_checkpoint_json(job));
+    jn_log_fields(st->failed ? JN_LOG_ERROR : JN_LOG_INFO,
+                  st->failed ? "collection failed" : "collection finished", fields,
+                  jn_job_error(job) ? 6 : 5);
+}
+
+typedef struct {
+    const char *config_json, *token_file, *token_env, *scheme, *integration, *org, *data_dir,
+        *config_file;
+    const char *allow[64];
+    int nallow;
+} collect_args_t;
+
+static int parse_args(int argc, char **argv, collect_args_t *a)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},       {"allow-host", required_argument, 0, 'a'},
+        {"token-file", required_argument, 0, 't'},   {"token-env", required_argument, 0, 'e'},
+        {"auth-scheme", required_argument, 0, 's'},  {"integration", required_argument, 0, 'i'},
+        {"org", required_argument, 0, 'o'},          {"data-dir", required_argument, 0, 'd'},
+        {"config-file", required_argument, 0, 'f'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+
+    a->scheme = "Bearer";
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': a->config_json = optarg; break;
+        case 'a':
+            if (a->nallow == 64)
+                return -1;
+            a->allow[a->nallow++] = optarg;
+            break;
+        case 't': a->token_file = optarg; break;
+        case 'e': a->token_env = optarg; break;
+        case 's': a->scheme = optarg; break;
+        case 'i': a->integration = optarg; break;
+        case 'o': a->org = optarg; break;
+        case 'd': a->data_dir = optarg; break;
+        case 'f': a->config_file = optarg; break;
+        default: return -1;
+        }
+    }
+    return optind == argc - 1 ? optind : -1;
+}
+
+static jn_store_t *open_store(const char *dir)
+{
+    char path[4096], err[512];
+    jn_store_t *s;
+
+    if (jn_mkdir_p(dir) != 0) {
+        fprintf(stderr, "junction: cannot create data directory '%s'\n", dir);
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "%s/junction.db", dir);
+    s = jn_store_open_sqlite(path, err, sizeof(err));
+    if (s == NULL)
+        fprintf(stderr, "junction: %s\n", err);
+    return s;
+}
+
+int jn_cli_collect(int argc, char **argv)
+{
+    collect_args_t a = {0};
+    collect_state_t st = {0};
+    jn_job_opts_t opts = {0};
+    jn_runtime_t rt;
+    jn_config_t *cfg = NULL;
+    jn_connector_t *conn = NULL;
+    jn_store_t *store = NULL;
+    uv_loop_t loop;
+    char *auth = NULL, *errors = NULL, *checkpoint = NULL, err[512];
+    const char *auth_headers[1];
+    int i, idx, rc = 2;
+
+    idx = parse_args(argc, argv, &a);
+    if (idx < 0) {
+        fputs(collect_usage, stderr);
+        return 2;
+    }
+    if ((a.token_file || a.token_env) &&
+        (auth = jn_cli_auth_header(a.token_file, a.token_env, a.scheme)) == NULL)
+        return 2;
+    if ((cfg = jn_cli_load_config(a.config_file)) == NULL)
+        goto out;
+    conn = jn_connector_load_file(argv[idx], &errors);
+    if (conn == NULL) {
+        fputs(errors ? errors : "out of memory\n", stderr);
+        goto out;
+    }
+    if (a.data_dir && a.integration) {
+        if ((store = open_store(a.data_dir)) == NULL)
+            goto out;
+        if (jn_store_checkpoint_get(store, a.integration, &checkpoint) < 0) {
+            fprintf(stderr, "junction: %s\n", jn_store_errmsg(store));
+            goto out;
+        }
+    }
+    uv_loop_init(&loop);
+    if (jn_runtime_init(&rt, &loop, cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "junction: %s\n", err);
+        uv_loop_close(&loop);
+        goto out;
+    }
+    for (i = 0; i < a.nallow; i++)
+        jn_runtime_allow_host(&rt, a.allow[i]);
+    opts.connector = conn;
+    opts.entry = "collect_evidence";
+    opts.config_json = a.config_json ? a.config_json : "{}";
+    {
+        /* collect_evidence(ctx, config): the config is also its argument */
+        size_t n = strlen(opts.config_json) + 3;
+        char *args = malloc(n);
+        if (args)
+            snprintf(args, n, "[%s]", opts.config_json);
+        opts.args_json = args;
+    }
+    opts.checkpoint_json = checkpoint;
+    opts.integration_id = a.integration;
+    opts.organization_id = a.org;
+    if (auth) {
+        auth_headers[0] = auth;
+        opts.auth_headers = auth_headers;
+        opts.nauth_headers = 1;
+    }
+    opts.hooks = (jn_job_hooks_t){print_item, on_done, &st};
+    if (jn_job_start(&rt, &opts, NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "junction: %s\n", err);
+        rc = 1;
+    } else {
+        uv_run(&loop, UV_RUN_DEFAULT);
+        rc = st.failed ? 1 : 0;
+    }
+    free((char *)opts.args_json);
+    fflush(stdout);
+    if (rc == 0 && store && st.checkpoint &&
+        jn_store_checkpoint_set(store, a.integration, st.checkpoint) != 0) {
+        fprintf(stderr, "junction: %s\n", jn_store_errmsg(store));
+        rc = 1;
+    }
+    jn_runtime_close(&rt);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+out:
+    free(st.checkpoint);
+    free(checkpoint);
+    free(errors);
+    if (auth) {
+        memset(auth, 0, strlen(auth));
+        free(auth);
+    }
+    jn_connector_unref(conn);
+    if (store)
+        jn_store_close(store);
+    if (cfg)
+        jn_config_destroy(cfg);
+    return rc;
+}

@@ -1,0 +1,57 @@
+/* Job internals shared by job.c and the ctx bindings (lua_api.c). */
+#ifndef JUNCTION_JOB_INTERNAL_H
+#define JUNCTION_JOB_INTERNAL_H
+
+#include "job.h"
+
+#include <lua.h>
+
+#include "junction/http_client.h"
+#include "sandbox.h"
+
+typedef enum { JOB_WAIT_NONE = 0, JOB_WAIT_HTTP, JOB_WAIT_SLEEP } job_wait_t;
+
+struct jn_job {
+    jn_runtime_t *rt;
+    jn_connector_t *conn;
+    jn_job_opts_t opts; /* strings below are owned copies */
+    char id[33];
+    char **auth_headers;
+    size_t nauth_headers;
+
+    jn_sandbox_t *sb;
+    lua_State *L;  /* the sandbox's main thread */
+    lua_State *co; /* the job's coroutine */
+    int co_ref;
+    int ctx_ref;
+    int cjson_ref;
+
+    job_wait_t wait;
+    jn_http_call_t *call;
+    uv_timer_t kick_timer; /* starts the job and serves ctx.sleep */
+    uv_timer_t deadline_timer;
+    int handles_open;
+    int in_lua;
+    int finished;
+    char *cancel_reason;
+
+    jn_job_status_t status;
+    char *error;
+    char *result_json;
+    char *checkpoint_json; /* set by ctx.checkpoint.set */
+    int64_t items;
+    int64_t requests;
+    size_t memory_peak;
+    uint64_t cpu_ns;
+    int64_t started_ms;
+};
+
+/* Build ctx for the job and leave it in the registry (job->ctx_ref).
+ * Runs protected; returns 0 or -1 with the message on top of job->L. */
+int jn_ctx_create(jn_job_t *job);
+/* Resume the job's coroutine with nargs values already pushed on job->co. */
+void jn_job_resume(jn_job_t *job, int nargs);
+/* Decode JSON text with cjson into a Lua value pushed on L (protected callers only). */
+void jn_ctx_push_json(jn_job_t *job, lua_State *L, const char *json);
+
+#endif

@@ -1,0 +1,40 @@
+/* The runtime: what every job shares (event loop, HTTP client, store, egress
+ * exemptions, default limits). One per process; specs create their own. */
+#ifndef JUNCTION_RUNTIME_H
+#define JUNCTION_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "junction/config.h"
+#include "junction/http_client.h"
+#include "junction/store.h"
+#include "sandbox.h"
+
+typedef struct jn_runtime {
+    uv_loop_t *loop;
+    jn_http_client_t *http;
+    jn_store_t *store; /* NULL: nothing persisted */
+    /* Hosts ("host" or "host:port") the operator allows although they resolve
+     * to private or loopback addresses; they also count as egress for every
+     * connector (a simulator, an on-premises server). */
+    char **allow_hosts;
+    size_t nallow_hosts;
+    jn_sandbox_limits_t limits;
+    uint64_t job_timeout_ns;
+    size_t jobs_running;
+    uint64_t jobs_started;
+} jn_runtime_t;
+
+/* Fill from the config (limits, HTTP defaults, allow_hosts); the loop is the caller's. */
+int jn_runtime_init(jn_runtime_t *rt, uv_loop_t *loop, const jn_config_t *cfg, char *err,
+                    size_t errlen);
+int jn_runtime_allow_host(jn_runtime_t *rt, const char *host);
+/* 1 when host (with port) is in allow_hosts. */
+int jn_runtime_host_allowed(const jn_runtime_t *rt, const char *host, int port);
+/* Closes the HTTP client; run the loop afterwards to release its handles. */
+void jn_runtime_close(jn_runtime_t *rt);
+
+#endif

@@ -1,0 +1,363 @@
+#include "sandbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <luajit.h>
+#include <lualib.h>
+
+#include "junction/clock.h"
+
+/* Instructions between two budget checks. A check costs one vDSO clock read;
+ * at this interval that is well under 1% of interpreter time. */
+#define SANDBOX_HOOK_INTERVAL 4096
+
+struct jn_sandbox {
+    lua_State *L;
+    size_t used;
+    size_t peak;
+    size_t limit;     /* 0 while the state is being set up */
+    int cap_suspended;
+    int mem_exhausted;
+    uint64_t cpu_limit_ns;
+    uint64_t cpu_used_ns;
+    uint64_t slice_deadline_ns; /* when the current resume runs out of CPU budget */
+    uint64_t wall_deadline_ns;
+    const char *stop_reason;
+    int env_ref;
+};
+
+/* The policy, as data. Globals copied from the base library into the
+ * sandbox's environment; everything else (load*, dofile, require, module,
+ * getfenv/setfenv, collectgarbage, newproxy, rawset/rawget, gcinfo, print,
+ * io, os, debug, ffi, jit, package) is simply never copied. rawset and rawget
+ * would bypass the read-only proxies, so they stay out. */
+static const char *const sandbox_globals[] = {
+    "assert", "error",  "ipairs",       "next",         "pairs",    "pcall",
+    "select", "tonumber", "tostring",   "type",         "unpack",   "xpcall",
+    "rawequal", "getmetatable", "setmetatable", NULL};
+
+typedef struct {
+    const char *name;
+    const char *const *fields; /* NULL: every field */
+} sandbox_lib_t;
+
+static const char *const string_fields[] = {"byte",  "char",  "find",   "format", "gmatch",
+                                            "gsub",  "len",   "lower",  "match",  "rep",
+                                            "reverse", "sub", "upper", NULL}; /* no dump */
+static const char *const os_fields[] = {"time", "clock", "date", "difftime", NULL};
+
+static const sandbox_lib_t sandbox_libs[] = {
+    {"string", string_fields}, {"table", NULL}, {"math", NULL},
+    {"coroutine", NULL},       {"bit", NULL},   {"os", os_fields},
+};
+
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    jn_sandbox_t *sb = ud;
+    void *p;
+
+    if (ptr == NULL)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        sb->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && sb->limit && !sb->cap_suspended &&
+        sb->used + (nsize - osize) > sb->limit) {
+        sb->mem_exhausted = 1;
+        return NULL;
+    }
+    p = realloc(ptr, nsize);
+    if (p == NULL)
+        return NULL;
+    sb->used = sb->used - osize + nsize;
+    if (sb->used > sb->peak)
+        sb->peak = sb->used;
+    return p;
+}
+
+static void sandbox_hook(lua_State *L, lua_Debug *ar)
+{
+    void *ud;
+    jn_sandbox_t *sb;
+    uint64_t now;
+
+    (void)ar;
+    lua_getallocf(L, &ud);
+    sb = ud;
+    if (sb->stop_reason == NULL) {
+        now = jn_mono_ns();
+        if (sb->slice_deadline_ns && now >= sb->slice_deadline_ns)
+            sb->stop_reason = "CPU budget exceeded";
+        else if (sb->wall_deadline_ns && now >= sb->wall_deadline_ns)
+            sb->stop_reason = "wall-clock timeout exceeded";
+        else
+            return;
+        /* From now on every instruction raises, so that a script catching
+         * the error with pcall cannot carry on. */
+        lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
+    }
+    luaL_error(L, "%s", sb->stop_reason);
+}
+
+static int sandbox_readonly_newindex(lua_State *L)
+{
+    return luaL_error(L, "attempt to modify a read-only table (field '%s')",
+                      lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?");
+}
+
+void jn_sandbox_readonly(lua_State *L)
+{
+    /* stack: t */
+    lua_newtable(L);          /* stack: t proxy */
+    lua_createtable(L, 0, 3); /* stack: t proxy mt */
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, sandbox_readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2); /* stack: t proxy */
+    lua_replace(L, -2);      /* stack: proxy */
+}
+
+/* stack: env -> env (with a filtered, read-only copy of library `lib`) */
+static void sandbox_copy_lib(lua_State *L, const sandbox_lib_t *lib)
+{
+    const char *const *f;
+
+    lua_getglobal(L, lib->name); /* stack: env orig */
+    lua_newtable(L);             /* stack: env orig copy */
+    if (lib->fields == NULL) {
+        lua_pushnil(L);
+        while (lua_next(L, -3) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    } else {
+        for (f = lib->fields; *f; f++) {
+            lua_getfield(L, -2, *f);
+            lua_setfield(L, -2, *f);
+        }
+    }
+    if (strcmp(lib->name, "string") == 0) {
+        /* Strings index the filtered copy (no dump); getmetatable("") gives false. */
+        lua_pushliteral(L, "");
+        lua_getmetatable(L, -1); /* stack: env orig copy "" smt */
+        lua_pushvalue(L, -3);
+        lua_setfield(L, -2, "__index");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+        lua_pop(L, 2); /* stack: env orig copy */
+    }
+    jn_sandbox_readonly(L); /* stack: env orig proxy */
+    lua_setfield(L, -3, lib->name);
+    lua_pop(L, 1); /* stack: env */
+}
+
+static int sandbox_setup(lua_State *L)
+{
+    jn_sandbox_t *sb = lua_touserdata(L, 1);
+    const char *const *g;
+    size_t i;
+
+    luaL_openlibs(L);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_newtable(L); /* stack: sb env */
+    for (g = sandbox_globals; *g; g++) {
+        lua_getglobal(L, *g);
+        lua_setfield(L, -2, *g);
+    }
+    lua_pushliteral(L, LUA_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    for (i = 0; i < sizeof(sandbox_libs) / sizeof(sandbox_libs[0]); i++)
+        sandbox_copy_lib(L, &sandbox_libs[i]);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+    sb->env_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* stack: sb */
+    return 0;
+}
+
+jn_sandbox_t *jn_sandbox_create(const jn_sandbox_limits_t *limits, char *err, size_t errlen)
+{
+    jn_sandbox_t *sb = calloc(1, sizeof(*sb));
+
+    if (sb == NULL)
+        goto fail;
+    sb->L = lua_newstate(sandbox_alloc, sb);
+    if (sb->L == NULL)
+        goto fail;
+    if (lua_cpcall(sb->L, sandbox_setup, sb) != 0) {
+        snprintf(err, errlen, "sandbox setup failed: %s", lua_tostring(sb->L, -1));
+        lua_close(sb->L);
+        free(sb);
+        return NULL;
+    }
+    lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT, SANDBOX_HOOK_INTERVAL);
+    sb->cpu_limit_ns = limits->cpu_ns;
+    sb->limit = sb->used + limits->memory_bytes;
+    return sb;
+fail:
+    snprintf(err, errlen, "out of memory creating a sandbox");
+    free(sb);
+    return NULL;
+}
+
+void jn_sandbox_destroy(jn_sandbox_t *sb)
+{
+    if (sb == NULL)
+        return;
+    sb->cap_suspended = 1;
+    lua_close(sb->L);
+    free(sb);
+}
+
+lua_State *jn_sandbox_state(jn_sandbox_t *sb)
+{
+    return sb->L;
+}
+
+jn_sandbox_t *jn_sandbox_from_state(lua_State *L)
+{
+    void *ud;
+
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+void jn_sandbox_push_env(jn_sandbox_t *sb, lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sb->env_ref);
+}
+
+int jn_sandbox_load(jn_sandbox_t *sb, lua_State *L, const char *chunkname, const char *src,
+                    size_t len, char *err, size_t errlen)
+{
+    int rc;
+
+    if (len > 0 && src[0] == LUA_SIGNATURE[0]) {
+        snprintf(err, errlen, "%s: precompiled bytecode is refused; ship Lua source text",
+                 chunkname);
+        return -1;
+    }
+    rc = luaL_loadbufferx(L, src, len, chunkname, "t");
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", jn_sandbox_error_string(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    jn_sandbox_push_env(sb, L);
+    lua_setfenv(L, -2);
+    return 0;
+}
+
+static void sandbox_slice_begin(jn_sandbox_t *sb, uint64_t *start)
+{
+    *start = jn_mono_ns();
+    sb->mem_exhausted = 0;
+    if (sb->cpu_limit_ns == 0)
+        sb->slice_deadline_ns = 0;
+    else if (sb->cpu_used_ns >= sb->cpu_limit_ns)
+        sb->slice_deadline_ns = *start; /* already spent: stop at the first check */
+    else
+        sb->slice_deadline_ns = *start + (sb->cpu_limit_ns - sb->cpu_used_ns);
+}
+
+static void sandbox_slice_end(jn_sandbox_t *sb, uint64_t start)
+{
+    sb->cpu_used_ns += jn_mono_ns() - start;
+}
+
+int jn_sandbox_resume(jn_sandbox_t *sb, lua_State *co, int nargs)
+{
+    uint64_t start;
+    int rc;
+
+    sandbox_slice_begin(sb, &start);
+    rc = lua_resume(co, nargs);
+    sandbox_slice_end(sb, start);
+    return rc;
+}
+
+int jn_sandbox_pcall(jn_sandbox_t *sb, lua_State *L, int nargs, int nresults)
+{
+    uint64_t start;
+    int rc;
+
+    sandbox_slice_begin(sb, &start);
+    rc = lua_pcall(L, nargs, nresults, 0);
+    sandbox_slice_end(sb, start);
+    return rc;
+}
+
+void jn_sandbox_set_deadline(jn_sandbox_t *sb, uint64_t mono_deadline_ns)
+{
+    sb->wall_deadline_ns = mono_deadline_ns;
+}
+
+const char *jn_sandbox_stop_reason(const jn_sandbox_t *sb)
+{
+    return sb->stop_reason;
+}
+
+void jn_sandbox_cap_suspend(jn_sandbox_t *sb)
+{
+    sb->cap_suspended++;
+}
+
+void jn_sandbox_cap_resume(jn_sandbox_t *sb)
+{
+    sb->cap_suspended--;
+}
+
+size_t jn_sandbox_memory_used(const jn_sandbox_t *sb)
+{
+    return sb->used;
+}
+
+size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb)
+{
+    return sb->peak;
+}
+
+uint64_t jn_sandbox_cpu_used_ns(const jn_sandbox_t *sb)
+{
+    return sb->cpu_used_ns;
+}
+
+int jn_sandbox_memory_exhausted(const jn_sandbox_t *sb)
+{
+    return sb->mem_exhausted;
+}
+
+const char *jn_sandbox_error_string(lua_State *L, int idx)
+{
+    const char *msg;
+
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        return lua_tostring(L, idx);
+    case LUA_TNUMBER:
+        return lua_tostring(L, idx); /* converts the slot in place */
+    case LUA_TTABLE:
+        /* Never call __tostring: it is connector code running outside any budget. */
+        lua_pushliteral(L, "message");
+        lua_rawget(L, idx < 0 ? idx - 1 : idx);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            msg = lua_tostring(L, -1);
+            lua_pop(L, 1); /* the table still references the string */
+            return msg;
+        }
+        lua_pop(L, 1);
+        return "(error object is a table without a string 'message' field)";
+    case LUA_TNIL:
+        return "(error object is nil)";
+    default:
+        return lua_typename(L, lua_type(L, idx));
+    }
+}

@@ -1,0 +1,509 @@
+/* `junction spec`: busted running inside Junction's own LuaJIT, with a
+ * `junction.testing` module that runs connectors and scripts as real jobs
+ * (real sandbox, real ctx, real HTTP client) on a fresh event loop.
+ *
+ * The host state that runs busted is not sandboxed: it is the test harness.
+ * Only the jobs it starts are.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "cli.h"
+#include "connector.h"
+#include "job.h"
+#include "json_canon.h"
+#include "junction/clock.h"
+#include "junction/log.h"
+#include "junction/redact.h"
+#include "runtime.h"
+
+int luaopen_cjson(lua_State *L);
+
+#define SPEC_MAX_JOBS 20000
+
+typedef struct {
+    jn_connector_t *conn;
+    char *entry, *args_json, *config_json, *checkpoint_in, *integration, *org, *auth;
+    jn_sandbox_limits_t limits;
+    uint64_t timeout_ns;
+    jn_buf_t items; /* JSON array text, built as items arrive */
+    size_t nitems;
+    int done;
+    jn_job_status_t status;
+    char *error, *result_json, *checkpoint_json;
+    int64_t requests;
+    size_t memory_peak;
+    uint64_t cpu_ns;
+} spec_job_t;
+
+static int spec_emit(void *ud, jn_job_t *job, const jn_evidence_t *item, char *err, size_t n)
+{
+    spec_job_t *sj = ud;
+
+    (void)job;
+    if (jn_buf_append(&sj->items, sj->nitems ? "," : "[", 1) ||
+        jn_evidence_append_json(&sj->items, item)) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    sj->nitems++;
+    return 0;
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void spec_done(void *ud, jn_job_t *job)
+{
+    spec_job_t *sj = ud;
+
+    sj->done = 1;
+    sj->status = jn_job_status(job);
+    sj->error = dup_opt(jn_job_error(job));
+    sj->result_json = dup_opt(jn_job_result_json(job));
+    sj->checkpoint_json = dup_opt(jn_job_checkpoint_json(job));
+    sj->requests = jn_job_requests(job);
+    sj->memory_peak = jn_job_memory_peak(job);
+    sj->cpu_ns = jn_job_cpu_ns(job);
+}
+
+/* stack: ... value -> JSON text via the host's cjson (malloc'ed), value popped */
+static char *host_encode(lua_State *L)
+{
+    char *out;
+
+    lua_getfield(L, LUA_REGISTRYINDEX, "jn.host_cjson");
+    lua_getfield(L, -1, "encode");
+    lua_remove(L, -2);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    out = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return out;
+}
+
+/* stack: ... -> ... value (decoded JSON, or nil for NULL) */
+static void host_decode(lua_State *L, const char *json)
+{
+    if (json == NULL) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "jn.host_cjson");
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
+    lua_pushstring(L, json);
+    lua_call(L, 1, 1);
+}
+
+static const char *opt_string(lua_State *L, int t, const char *key)
+{
+    const char *s;
+
+    lua_getfield(L, t, key);
+    s = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static double opt_number(lua_State *L, int t, const char *key, double dflt)
+{
+    double v;
+
+    lua_getfield(L, t, key);
+    v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static char *opt_json(lua_State *L, int t, const char *key)
+{
+    lua_getfield(L, t, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return host_encode(L);
+}
+
+static jn_connector_t *spec_connector(lua_State *L, int t)
+{
+    const char *file = opt_string(L, t, "file"), *src = opt_string(L, t, "source");
+    const char *name = opt_string(L, t, "name");
+    const char *egress[32];
+    size_t negress = 0;
+    char *errors = NULL;
+    jn_connector_t *c;
+
+    if (file) {
+        c = jn_connector_load_file(file, &errors);
+        if (c == NULL) {
+            lua_pushstring(L, errors ? errors : "out of memory");
+            free(errors);
+            lua_error(L);
+        }
+        return c;
+    }
+    if (src == NULL)
+        luaL_error(L, "testing.run: give 'file' or 'source'");
+    lua_getfield(L, t, "egress");
+    if (lua_istable(L, -1)) {
+        for (negress = 0; negress < 32; negress++) {
+            lua_rawgeti(L, -1, (int)negress + 1);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                break;
+            }
+            egress[negress] = lua_tostring(L, -1);
+            lua_pop(L, 1); /* the list keeps the string alive */
+        }
+    }
+    c = jn_connector_new_script(name ? name : "spec.lua", src, strlen(src), egress, negress);
+    lua_pop(L, 1);
+    if (c == NULL)
+        luaL_error(L, "out of memory");
+    return c;
+}
+
+static void spec_job_read(lua_State *L, int t, spec_job_t *sj)
+{
+    const char *token, *scheme;
+
+    sj->conn = spec_connector(L, t);
+    sj->entry = dup_opt(opt_string(L, t, "entry"));
+    sj->args_json = opt_json(L, t, "args");
+    sj->config_json = opt_json(L, t, "config");
+    sj->checkpoint_in = opt_json(L, t, "checkpoint");
+    sj->integration = dup_opt(opt_string(L, t, "integration_id"));
+    sj->org = dup_opt(opt_string(L, t, "organization_id"));
+    sj->limits.memory_bytes = (size_t)(opt_number(L, t, "memory_mb", 0) * 1024 * 1024);
+    sj->limits.cpu_ns = (uint64_t)(opt_number(L, t, "cpu_ms", 0) * 1e6);
+    sj->timeout_ns = (uint64_t)(opt_number(L, t, "timeout_ms", 0) * 1e6);
+    token = opt_string(L, t, "token");
+    scheme = opt_string(L, t, "auth_scheme");
+    if (token) {
+        sj->auth = malloc(strlen(token) + 64);
+        if (sj->auth)
+            sprintf(sj->auth, "Authorization: %s %s", scheme ? scheme : "Bearer", token);
+    }
+}
+
+static void spec_job_free(spec_job_t *sj)
+{
+    jn_connector_unref(sj->conn);
+    free(sj->entry);
+    free(sj->args_json);
+    free(sj->config_json);
+    free(sj->checkpoint_in);
+    free(sj->integration);
+    free(sj->org);
+    free(sj->auth);
+    jn_buf_free(&sj->items);
+    free(sj->error);
+    free(sj->result_json);
+    free(sj->checkpoint_json);
+}
+
+static void spec_push_result(lua_State *L, spec_job_t *sj)
+{
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, jn_job_status_name(sj->status));
+    lua_setfield(L, -2, "status");
+    lua_pushboolean(L, sj->status == JN_JOB_SUCCEEDED);
+    lua_setfield(L, -2, "ok");
+    if (sj->error) {
+        lua_pushstring(L, sj->error);
+        lua_setfield(L, -2, "error");
+    }
+    if (sj->nitems) {
+        jn_buf_append(&sj->items, "]", 1);
+        host_decode(L, sj->items.data);
+    } else {
+        lua_newtable(L);
+    }
+    lua_setfield(L, -2, "items");
+    host_decode(L, sj->result_json);
+    lua_setfield(L, -2, "result");
+    host_decode(L, sj->checkpoint_json);
+    lua_setfield(L, -2, "checkpoint");
+    lua_pushnumber(L, (lua_Number)sj->requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushnumber(L, (lua_Number)sj->memory_peak);
+    lua_setfield(L, -2, "memory_peak");
+    lua_pushnumber(L, (lua_Number)sj->cpu_ns / 1e6);
+    lua_setfield(L, -2, "cpu_ms");
+}
+
+/* Logs written during the run are captured and returned, decoded. */
+static void push_logs(lua_State *L, const char *text, size_t len)
+{
+    size_t i = 0, start = 0;
+    int n = 0;
+
+    lua_newtable(L);
+    for (i = 0; i < len; i++) {
+        if (text[i] != '\n')
+            continue;
+        lua_getfield(L, LUA_REGISTRYINDEX, "jn.host_cjson_safe");
+        lua_getfield(L, -1, "decode");
+        lua_remove(L, -2);
+        lua_pushlstring(L, text + start, i - start);
+        lua_call(L, 1, 1);
+        if (lua_isnil(L, -1)) { /* keep the raw line: a spec may assert on it */
+            lua_pop(L, 1);
+            lua_pushlstring(L, text + start, i - start);
+        }
+        lua_rawseti(L, -2, ++n);
+        start = i + 1;
+    }
+}
+
+/* testing.run(opts) -> result; testing.run({opts, opts, ...}) -> {result, ...}
+ * Jobs in one call run concurrently on one loop. Also returns the raw log text. */
+static int testing_run(lua_State *L)
+{
+    jn_config_t *cfg = jn_config_create();
+    spec_job_t *jobs;
+    int i, n, single, nallow;
+    jn_runtime_t rt;
+    uv_loop_t loop;
+    char err[512], *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *logs;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    single = lua_objlen(L, 1) == 0;
+    n = single ? 1 : (int)lua_objlen(L, 1);
+    if (n > SPEC_MAX_JOBS)
+        return luaL_error(L, "testing.run: at most %d jobs", SPEC_MAX_JOBS);
+    jobs = calloc((size_t)n, sizeof(*jobs));
+    if (jobs == NULL || cfg == NULL)
+        return luaL_error(L, "out of memory");
+    uv_loop_init(&loop);
+    if (jn_runtime_init(&rt, &loop, cfg, err, sizeof(err)) != 0)
+        return luaL_error(L, "%s", err);
+    lua_getfield(L, 1, "allow_hosts");
+    if (single && lua_istable(L, -1)) {
+        nallow = (int)lua_objlen(L, -1);
+        for (i = 1; i <= nallow; i++) {
+            lua_rawgeti(L, -1, i);
+            jn_runtime_allow_host(&rt, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    logs = open_memstream(&logbuf, &loglen);
+    jn_log_set_stream(logs);
+    for (i = 0; i < n; i++) {
+        jn_job_opts_t o = {0};
+        const char *auth[1];
+        int t;
+
+        if (single) {
+            t = 1;
+        } else {
+            lua_rawgeti(L, 1, i + 1);
+            t = lua_gettop(L);
+            lua_getfield(L, t, "allow_hosts");
+            if (lua_istable(L, -1)) {
+                int k, m = (int)lua_objlen(L, -1);
+                for (k = 1; k <= m; k++) {
+                    lua_rawgeti(L, -1, k);
+                    if (!jn_runtime_host_allowed(&rt, lua_tostring(L, -1), 0))
+                        jn_runtime_allow_host(&rt, lua_tostring(L, -1));
+                    lua_pop(L, 1);
+                }
+            }
+            lua_pop(L, 1);
+        }
+        spec_job_read(L, t, &jobs[i]);
+        o.connector = jobs[i].conn;
+        o.entry = jobs[i].entry;
+        o.args_json = jobs[i].args_json;
+        o.config_json = jobs[i].config_json;
+        o.checkpoint_json = jobs[i].checkpoint_in;
+        o.integration_id = jobs[i].integration;
+        o.organization_id = jobs[i].org;
+        o.limits = jobs[i].limits;
+        o.timeout_ns = jobs[i].timeout_ns;
+        if (jobs[i].auth) {
+            auth[0] = jobs[i].auth;
+            o.auth_headers = auth;
+            o.nauth_headers = 1;
+        }
+        o.hooks = (jn_job_hooks_t){spec_emit, spec_done, &jobs[i]};
+        if (jn_job_start(&rt, &o, NULL, err, sizeof(err)) != 0) {
+            jobs[i].done = 1;
+            jobs[i].status = JN_JOB_FAILED;
+            jobs[i].error = strdup(err);
+        }
+        if (!single)
+            lua_pop(L, 1);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    jn_runtime_close(&rt);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    jn_log_set_stream(stderr);
+    fclose(logs);
+    jn_config_destroy(cfg);
+
+    if (single) {
+        spec_push_result(L, &jobs[0]);
+    } else {
+        lua_createtable(L, n, 0);
+        for (i = 0; i < n; i++) {
+            spec_push_result(L, &jobs[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+    }
+    push_logs(L, logbuf, loglen);
+    lua_pushlstring(L, logbuf, loglen);
+    free(logbuf);
+    for (i = 0; i < n; i++)
+        spec_job_free(&jobs[i]);
+    free(jobs);
+    return 3;
+}
+
+/* testing.validate(path) / testing.validate_source(name, src) -> ok, errors, metadata */
+static int push_validation(lua_State *L, jn_connector_t *c, char *errors)
+{
+    if (c == NULL) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, errors ? errors : "out of memory");
+        free(errors);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushnil(L);
+    host_decode(L, c->metadata_json);
+    jn_connector_unref(c);
+    return 3;
+}
+
+static int testing_validate(lua_State *L)
+{
+    char *errors = NULL;
+    jn_connector_t *c = jn_connector_load_file(luaL_checkstring(L, 1), &errors);
+
+    return push_validation(L, c, errors);
+}
+
+static int testing_validate_source(lua_State *L)
+{
+    size_t len;
+    const char *name = luaL_checkstring(L, 1);
+    const char *src = luaL_checklstring(L, 2, &len);
+    char *errors = NULL;
+    jn_connector_t *c = jn_connector_load_source(name, src, len, &errors);
+
+    return push_validation(L, c, errors);
+}
+
+/* testing.redact(text) -> text as the runtime would log it */
+static int testing_redact(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char *out = jn_redactor_scrub_dup(jn_redactor_global(), s, len);
+
+    lua_pushstring(L, out ? out : s);
+    free(out);
+    return 1;
+}
+
+static int testing_now_ms(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)jn_now_ms());
+    return 1;
+}
+
+static const luaL_Reg testing_functions[] = {
+    {"run", testing_run},         {"validate", testing_validate},
+    {"validate_source", testing_validate_source}, {"redact", testing_redact},
+    {"now_ms", testing_now_ms},   {NULL, NULL},
+};
+
+static int luaopen_junction_testing(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_register(L, NULL, testing_functions);
+    lua_pushstring(L, JUNCTION_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}
+
+int luaopen_cjson_safe(lua_State *L);
+
+typedef struct {
+    int argc;
+    char **argv;
+} host_args_t;
+
+static int host_setup(lua_State *L)
+{
+    host_args_t *a = lua_touserdata(L, 1);
+    int argc = a->argc, i;
+    char **argv = a->argv;
+
+    luaL_openlibs(L);
+    luaopen_cjson(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "jn.host_cjson");
+    luaopen_cjson_safe(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "jn.host_cjson_safe");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_junction_testing);
+    lua_setfield(L, -2, "junction.testing");
+    lua_pop(L, 1);
+    /* spec helpers (spec/helpers/x.lua) resolve as require "helpers.x" */
+    lua_getfield(L, -1, "path");
+    lua_pushliteral(L, ";./spec/?.lua;" JUNCTION_SOURCE_DIR "/spec/?.lua");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    lua_createtable(L, argc, 1);
+    lua_pushliteral(L, "busted");
+    lua_rawseti(L, -2, 0);
+    for (i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, "arg");
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "busted.runner");
+    lua_call(L, 1, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "standalone");
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+int jn_cli_spec(int argc, char **argv)
+{
+    lua_State *L = luaL_newstate();
+    host_args_t a = {argc, argv};
+    int rc;
+
+    if (L == NULL)
+        return 1;
+    jn_log_set_level(JN_LOG_DEBUG);
+    rc = lua_cpcall(L, host_setup, &a);
+    if (rc != 0) {
+        /* busted raises a bare error() to report failures on Lua 5.1 */
+        if (lua_isstring(L, -1))
+            fprintf(stderr, "junction spec: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return 1;
+    }
+    lua_close(L);
+    return 0;
+}

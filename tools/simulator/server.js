@@ -1,0 +1,294 @@
+#!/usr/bin/env node
+'use strict';
+// Junction provider simulator: reproduces a provider's documented REST wire
+// behaviour (GitHub for now) over plain HTTP, with a deterministic data set,
+// per-token rate limits, fault injection and request statistics.
+//
+// Only Node.js built-ins are used, so it runs without an install step.
+// See README.md next to this file for usage.
+
+const http = require('node:http');
+const { createGithubProvider } = require('./providers/github');
+const { FaultRegistry, MODES, adhocFault, runFault } = require('./lib/faults');
+const { Stats } = require('./lib/stats');
+
+const USAGE = `usage: node tools/simulator/server.js [options]
+
+  --port N                 listen port, 0 = ephemeral (default 0)
+  --host ADDR              listen address (default 127.0.0.1)
+  --seed N                 data set seed (default 1)
+  --orgs a,b               organizations to generate (default acme)
+  --members N              members per organization (default 2500)
+  --repos N                repositories per organization (default 1200)
+  --token T                accepted token; repeat or comma-separate (default sim-token)
+  --rate-limit N           primary rate limit per token per hour (default 5000)
+  --rate-limit-status N    status when the primary limit is exhausted: 403 or 429 (default 403)
+  --latency-ms N           added delay before every API response (default 0)
+  --huge-bytes N           size of "huge" fault bodies (default 67108864)
+  --secondary-concurrency N  answer with a secondary rate limit when more than N
+                           API requests are in flight (default 0 = off)
+  --plain-links            Link headers use /orgs/{org}/... instead of GitHub's
+                           /organizations/{id}/... form
+  --exit-on-stdin-close    exit when stdin reaches end of file
+  --verbose                log requests to stderr
+  --help                   print this text
+
+Prints "LISTENING <port>" on stdout once ready and nothing else.`;
+
+function fail(msg) {
+  process.stderr.write(`simulator: ${msg}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const o = {
+    port: 0,
+    host: '127.0.0.1',
+    seed: 1,
+    orgs: ['acme'],
+    members: 2500,
+    repos: 1200,
+    tokens: [],
+    rateLimit: 5000,
+    rateLimitStatus: 403,
+    latencyMs: 0,
+    hugeBytes: 64 * 1024 * 1024,
+    secondaryConcurrency: 0,
+    plainLinks: false,
+    exitOnStdinClose: false,
+    verbose: false,
+    provider: 'github',
+  };
+  const ints = {
+    '--port': 'port',
+    '--seed': 'seed',
+    '--members': 'members',
+    '--repos': 'repos',
+    '--rate-limit': 'rateLimit',
+    '--rate-limit-status': 'rateLimitStatus',
+    '--latency-ms': 'latencyMs',
+    '--huge-bytes': 'hugeBytes',
+    '--secondary-concurrency': 'secondaryConcurrency',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let val;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      val = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const takeValue = () => {
+      if (val !== undefined) return val;
+      if (i + 1 >= argv.length) fail(`${arg} needs a value`);
+      return argv[++i];
+    };
+    if (arg in ints) {
+      const v = takeValue();
+      if (!/^\d+$/.test(v)) fail(`${arg} expects a non-negative integer, got ${JSON.stringify(v)}`);
+      o[ints[arg]] = parseInt(v, 10);
+    } else if (arg === '--host') o.host = takeValue();
+    else if (arg === '--orgs') {
+      o.orgs = takeValue().split(',').map((s) => s.trim()).filter(Boolean);
+      if (!o.orgs.length) fail('--orgs needs at least one name');
+      for (const name of o.orgs) if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/.test(name)) fail(`invalid organization name ${JSON.stringify(name)}`);
+    } else if (arg === '--token') o.tokens.push(...takeValue().split(',').map((s) => s.trim()).filter(Boolean));
+    else if (arg === '--provider') o.provider = takeValue();
+    else if (arg === '--plain-links') o.plainLinks = true;
+    else if (arg === '--exit-on-stdin-close') o.exitOnStdinClose = true;
+    else if (arg === '--verbose') o.verbose = true;
+    else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else fail(`unknown argument ${JSON.stringify(arg)}`);
+  }
+  if (!o.tokens.length) o.tokens = ['sim-token'];
+  if (o.port > 65535) fail('--port out of range');
+  if (o.rateLimitStatus !== 403 && o.rateLimitStatus !== 429) fail('--rate-limit-status must be 403 or 429');
+  if (o.provider !== 'github') fail(`unknown provider ${JSON.stringify(o.provider)} (available: github)`);
+  return o;
+}
+
+function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const provider = createGithubProvider(opts);
+  const faults = new FaultRegistry();
+  const stats = new Stats();
+  const log = opts.verbose ? (s) => process.stderr.write(`${s}\n`) : null;
+
+  function sendControl(res, status, obj) {
+    const body = Buffer.from(JSON.stringify(obj, null, 2) + '\n');
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length });
+    res.end(body);
+  }
+
+  function readJson(req, cb) {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > 1024 * 1024) {
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8').trim();
+      if (!text) return cb(null, {});
+      try {
+        cb(null, JSON.parse(text));
+      } catch (e) {
+        cb(new Error(`invalid JSON body: ${e.message}`));
+      }
+    });
+  }
+
+  // ---- control API (/_sim/*): no auth, never counted, never faulted
+  function control(req, res, pathname) {
+    const m = req.method;
+    if (pathname === '/_sim/health' && m === 'GET') return sendControl(res, 200, { ok: true, provider: provider.name });
+    if (pathname === '/_sim/stats' && m === 'GET') return sendControl(res, 200, stats.toJSON());
+    if (pathname === '/_sim/dataset' && m === 'GET') return sendControl(res, 200, provider.summary());
+    if (pathname === '/_sim/reset' && m === 'POST') {
+      stats.reset();
+      provider.resetBudgets();
+      return sendControl(res, 200, { ok: true });
+    }
+    if (pathname === '/_sim/faults') {
+      if (m === 'GET') return sendControl(res, 200, { modes: MODES, faults: faults.list() });
+      if (m === 'DELETE') return sendControl(res, 200, { cleared: faults.clear() });
+      if (m === 'POST') {
+        return readJson(req, (err, body) => {
+          if (err) return sendControl(res, 400, { error: err.message });
+          try {
+            const added = Array.isArray(body) ? body.map((s) => faults.add(s)) : faults.add(body);
+            return sendControl(res, 201, added);
+          } catch (e) {
+            return sendControl(res, 400, { error: e.message });
+          }
+        });
+      }
+    }
+    const fm = /^\/_sim\/faults\/(\d+)$/.exec(pathname);
+    if (fm && m === 'DELETE') {
+      return faults.remove(parseInt(fm[1], 10)) ? sendControl(res, 200, { ok: true }) : sendControl(res, 404, { error: 'no such fault' });
+    }
+    if (pathname === '/_sim/rate_limit' && m === 'POST') {
+      return readJson(req, (err, body) => {
+        if (err) return sendControl(res, 400, { error: err.message });
+        try {
+          return sendControl(res, 200, provider.setBudget(body || {}));
+        } catch (e) {
+          return sendControl(res, 400, { error: e.message });
+        }
+      });
+    }
+    return sendControl(res, 404, { error: `no control endpoint ${m} ${pathname}` });
+  }
+
+  function onStatus(code) {
+    stats.status(code);
+  }
+
+  function serve(req, res, info, fault) {
+    if (res.destroyed) return;
+    if (fault) {
+      runFault(fault, req, res, { provider, info, hugeBytes: opts.hugeBytes, onStatus });
+      return;
+    }
+    const r = provider.respond(req, info);
+    stats.status(r.status);
+    res.writeHead(r.status, r.headers);
+    res.end(r.body);
+  }
+
+  function handler(req, res) {
+    const url = req.url;
+    const qi = url.indexOf('?');
+    const pathname = qi < 0 ? url : url.slice(0, qi);
+    const search = qi < 0 ? '' : url.slice(qi + 1);
+    if (pathname.startsWith('/_sim/')) return control(req, res, pathname);
+
+    const method = req.method;
+    const d = provider.describe(method, pathname);
+    const tokenKey = provider.tokenKey(req);
+    stats.request(pathname, d.route, tokenKey);
+    stats.begin();
+    let ended = false;
+    res.on('close', () => {
+      if (!ended) {
+        ended = true;
+        stats.end();
+      }
+    });
+    if (log) {
+      const t0 = process.hrtime.bigint();
+      res.on('close', () => {
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        log(`${method} ${url} ${res.headersSent ? res.statusCode : '-'} ${ms.toFixed(1)}ms token=${tokenKey}`);
+      });
+    }
+
+    let fault = null;
+    if (search.includes('_sim_fault=')) fault = adhocFault(search);
+    if (!fault && faults.active) fault = faults.match(method, pathname, d.canonical, search, tokenKey);
+    if (!fault && opts.secondaryConcurrency > 0 && stats.inFlight > opts.secondaryConcurrency) {
+      fault = { id: 0, mode: 'secondary_rate_limit' };
+    }
+    if (fault) stats.fault(fault.mode);
+
+    const info = { method, pathname, search, consume: true };
+    if (opts.latencyMs > 0 && !(fault && (fault.mode === 'hang' || fault.mode === 'reset'))) {
+      setTimeout(serve, opts.latencyMs, req, res, info, fault);
+    } else {
+      serve(req, res, info, fault);
+    }
+  }
+
+  const server = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
+    try {
+      handler(req, res);
+    } catch (e) {
+      process.stderr.write(`simulator: internal error on ${req.method} ${req.url}: ${e.stack || e}\n`);
+      if (!res.headersSent) {
+        const body = Buffer.from(JSON.stringify({ message: 'Simulator internal error' }));
+        res.writeHead(500, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length });
+        res.end(body);
+      } else {
+        res.destroy();
+      }
+    }
+  });
+  server.keepAliveTimeout = 65000;
+  server.headersTimeout = 66000;
+  server.maxRequestsPerSocket = 0;
+
+  let closing = false;
+  function shutdown() {
+    if (closing) return;
+    closing = true;
+    server.close();
+    server.closeAllConnections();
+    setImmediate(() => process.exit(0));
+  }
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.stdout.on('error', () => {});
+  if (opts.exitOnStdinClose) {
+    process.stdin.on('end', shutdown);
+    process.stdin.on('close', shutdown);
+    process.stdin.on('error', shutdown);
+    process.stdin.resume();
+  }
+
+  server.on('error', (e) => {
+    process.stderr.write(`simulator: ${e.message}\n`);
+    process.exit(1);
+  });
+  server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
+    process.stdout.write(`LISTENING ${server.address().port}\n`);
+  });
+}
+
+main();

@@ -16,6 +16,11 @@
 -- Common options: query (table), headers, items(body, res) -> list (default:
 -- the body itself when it is a list), max_pages (default 10000), page_size
 -- and limit_param for offset style.
+--
+-- request(url, { query = ..., headers = ... }) -> res | nil, err: performs
+-- each page's GET instead of ctx.http.get, e.g. a connector's wrapper that
+-- waits out rate limits and retries. Its nil, err is raised like a transport
+-- error; a response it returns is checked like any other.
 return function(ctx)
   local type, error, tostring = type, error, tostring
   local string_format = string.format
@@ -62,6 +67,10 @@ return function(ctx)
         and type(opts.next_url) ~= "function" then
       error("ctx.paginate: style 'next_token' needs next_token(body, res) or next_url(body, res)", 2)
     end
+    if opts.request ~= nil and type(opts.request) ~= "function" then
+      error("ctx.paginate: 'request' must be a function(url, opts) -> res | nil, err", 2)
+    end
+    local request = opts.request or ctx.http.get
     local items_of = opts.items or default_items
     local max_pages = opts.max_pages or 10000
     local query = copy(opts.query)
@@ -80,7 +89,7 @@ return function(ctx)
       if pages >= max_pages then
         error(string_format("ctx.paginate: stopped after max_pages = %d pages", max_pages), 2)
       end
-      local res, err = ctx.http.get(url, { query = query, headers = opts.headers })
+      local res, err = request(url, { query = query, headers = opts.headers })
       if not res then error(err, 2) end
       pages = pages + 1
       if not res.ok then

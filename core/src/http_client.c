@@ -122,7 +122,7 @@ static void curl_init_once(void)
 const char *jn_http_error_name(jn_http_error_t err)
 {
     static const char *const names[] = {
-        "OK",        "EINVAL",  "ECONNECT", "ETIMEDOUT",  "ETLS",     "ETOOBIG",
+        "OK",         "EINVAL",  "ECONNECT", "ETIMEDOUT",  "ETLS",      "ETOOBIG",
         "EREDIRECTS", "EDENIED", "EPROTO",   "ECANCELLED", "EINTERNAL",
     };
 
@@ -267,8 +267,7 @@ static int url_origin(const char *url, origin_t *o)
 
 static bool origin_equal(const origin_t *a, const origin_t *b)
 {
-    return a->port == b->port && strcmp(a->scheme, b->scheme) == 0 &&
-           strcmp(a->host, b->host) == 0;
+    return a->port == b->port && strcmp(a->scheme, b->scheme) == 0 && strcmp(a->host, b->host) == 0;
 }
 
 /* Resolves `ref` against `base` (NULL for an absolute URL) into curl's canonical
@@ -385,13 +384,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
 static void trim(const char **s, size_t *n)
 {
-    while (*n && strchr(" \t\r\n", (*s)[0])) {
+    while (*n && is_space((*s)[0])) {
         (*s)++;
         (*n)--;
     }
-    while (*n && strchr(" \t\r\n", (*s)[*n - 1]))
+    while (*n && is_space((*s)[*n - 1]))
         (*n)--;
 }
 
@@ -406,7 +410,7 @@ static int parse_status(const char *line, size_t n)
     return (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
 }
 
-/* Responses whose Content-Length does not describe a body that will follow. */
+/* False for responses whose Content-Length announces no body (HEAD, 1xx, 204, 304). */
 static bool body_expected(const jn_http_call_t *call)
 {
     int s = call->hop_status;
@@ -584,7 +588,7 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
 static bool header_dropped(const jn_http_call_t *call, const char *h)
 {
     static const char *const credentials[] = {"authorization", "proxy-authorization", "cookie"};
-    static const char *const body_headers[] = {"content-type", "content-length",
+    static const char *const body_headers[] = {"content-type",     "content-length",
                                                "content-encoding", "content-language",
                                                "content-location", "transfer-encoding"};
 
@@ -932,25 +936,22 @@ static void follow_redirect(jn_http_call_t *call, const char *location, long sta
 {
     jn_http_client_t *c = call->client;
     char *next = NULL;
-    char shown[URL_SHOWN_MAX + 1] = "";
+    char shown[URL_SHOWN_MAX + 1];
     origin_t to;
-    jn_http_error_t err;
-    const char *why;
+    const char *why = "refused: not an http(s) URL";
 
     if (call->resp->redirects >= call->max_redirects) {
         fail(call, JN_HTTP_EREDIRECTS, "more than %d redirects", call->max_redirects);
         return;
     }
-    err = JN_HTTP_EPROTO;
-    why = "malformed Location in redirect";
-    if (canonical_url(call->url, location, &next) != 0)
-        goto fail;
+    if (canonical_url(call->url, location, &next) != 0) {
+        fail(call, JN_HTTP_EPROTO, "malformed Location in %ld redirect", status);
+        return;
+    }
     shown_url(next, shown, sizeof shown);
-    err = JN_HTTP_EDENIED;
-    why = "redirect to a non-http(s) URL refused";
     if (url_origin(next, &to) != 0)
         goto fail;
-    why = "redirect refused by policy";
+    why = "refused by policy";
     if (redirect_refused(call, next))
         goto fail;
     if (call->cancelled || c->destroy_pending) {
@@ -961,10 +962,7 @@ static void follow_redirect(jn_http_call_t *call, const char *location, long sta
     return;
 fail:
     free(next);
-    if (shown[0])
-        fail(call, err, "%s: %s", why, shown);
-    else
-        fail(call, err, "%s", why);
+    fail(call, JN_HTTP_EDENIED, "redirect to %s %s", shown, why);
 }
 
 static void hop_done(jn_http_call_t *call, CURLcode rc)
@@ -1152,8 +1150,8 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 static int client_copy_opts(jn_http_client_t *c, const jn_http_client_opts_t *o)
 {
-    c->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
-                                                      : DEFAULT_CONNECT_TIMEOUT_MS;
+    c->connect_timeout_ms =
+        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->max_response_bytes =
         o->max_response_bytes ? o->max_response_bytes : DEFAULT_MAX_RESPONSE_BYTES;

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,9 @@ static const struct key_rule key_rules[] = {
     {"api_key", KEY_SUFFIX},
     {"apikey", KEY_SUFFIX},
     {"private_key", KEY_SUFFIX},
+    {"secret_key", KEY_SUFFIX},
+    {"secret_access_key", KEY_SUFFIX},
+    {"passphrase", KEY_SUFFIX},
     {"signature", 0},
     {"x-amz-signature", 0},
     {"authorization", KEY_HEADER | KEY_SCHEME},
@@ -123,10 +127,15 @@ static int is_b64url(unsigned char c)
     return is_alnum(c) || c == '-' || c == '_';
 }
 
+static int in_set(unsigned char c, const char *set)
+{
+    return c != '\0' && strchr(set, c) != NULL;
+}
+
 /* RFC 7235 token68 */
 static int is_token68(unsigned char c)
 {
-    return is_alnum(c) || (c != '\0' && strchr("-._~+/", c) != NULL);
+    return is_alnum(c) || in_set(c, "-._~+/");
 }
 
 static int is_name_char(unsigned char c)
@@ -174,12 +183,33 @@ struct span {
     size_t start, end;
 };
 
+/* A forward search from `from` stopped at `to`. Any later search for the same
+ * stop condition starting in [from, to] stops at `to` too; remembering it keeps
+ * a long line holding many keys linear instead of quadratic. */
+struct memo {
+    size_t from, to;
+    int valid;
+};
+
+enum {
+    MEMO_BARE,
+    MEMO_HEADER,
+    MEMO_HEADER_DQ,
+    MEMO_HEADER_SQ,
+    MEMO_PEM,
+    MEMO_URL,
+    MEMO_COLON,
+    MEMO_N
+};
+
 struct scan {
     const char *s;
     size_t len;
     struct span *spans;
     size_t n, cap;
     int oom;
+    struct memo memo[MEMO_N];
+    size_t url_at; /* last '@' in the authority memo[MEMO_URL] covers, or SIZE_MAX */
 };
 
 static void add_span(struct scan *sc, size_t start, size_t end)
@@ -214,6 +244,20 @@ static int has_prefix(const struct scan *sc, size_t i, const char *p, int icase)
     return icase ? equal_icase(sc->s + i, p, n) : memcmp(sc->s + i, p, n) == 0;
 }
 
+typedef int (*stop_fn)(const struct scan *sc, size_t i);
+
+static size_t find_stop(struct scan *sc, int which, size_t i, stop_fn stop)
+{
+    struct memo *m = &sc->memo[which];
+    if (m->valid && i >= m->from && i <= m->to)
+        return m->to;
+    size_t e = i;
+    while (e < sc->len && !stop(sc, e))
+        e++;
+    *m = (struct memo){i, e, 1};
+    return e;
+}
+
 static size_t skip_blanks(const struct scan *sc, size_t i)
 {
     while (i < sc->len && is_blank(at(sc, i)))
@@ -240,7 +284,7 @@ static void detect_prefix(struct scan *sc, size_t i)
         return;
     for (size_t k = 0; k < NELEM(prefix_rules); k++) {
         const struct prefix_rule *r = &prefix_rules[k];
-        if (!has_prefix(sc, i, r->prefix, 0))
+        if (at(sc, i) != (unsigned char)r->prefix[0] || !has_prefix(sc, i, r->prefix, 0))
             continue;
         size_t b = i + strlen(r->prefix), e = b;
         while (e < sc->len && in_class(at(sc, e), r->body))
@@ -276,11 +320,15 @@ static void detect_jwt(struct scan *sc, size_t i)
     add_span(sc, i, b64url_run(sc, e + 1));
 }
 
+static int pem_end(const struct scan *sc, size_t i)
+{
+    return has_prefix(sc, i, "-----END ", 0);
+}
+
 /* Keeps the BEGIN/END lines; an unterminated block is redacted to the end. */
 static void detect_pem(struct scan *sc, size_t i)
 {
     static const char begin[] = "-----BEGIN ", dashes[] = "-----", label[] = "PRIVATE KEY";
-    static const char end_marker[] = "-----END ";
     if (!has_prefix(sc, i, begin, 0))
         return;
     size_t e = i + sizeof(begin) - 1;
@@ -289,10 +337,8 @@ static void detect_pem(struct scan *sc, size_t i)
     size_t lab = sizeof(label) - 1;
     if (!has_prefix(sc, e, dashes, 0) || e - i < lab || memcmp(sc->s + e - lab, label, lab) != 0)
         return;
-    size_t body = e + sizeof(dashes) - 1, stop = body;
-    while (stop < sc->len && !has_prefix(sc, stop, end_marker, 0))
-        stop++;
-    add_span(sc, body, stop);
+    size_t body = e + sizeof(dashes) - 1;
+    add_span(sc, body, find_stop(sc, MEMO_PEM, body, pem_end));
 }
 
 /* Real credentials carry digits, symbols or inner capitals; prose words do not. */
@@ -313,7 +359,8 @@ static void detect_loose_scheme(struct scan *sc, size_t i)
     for (size_t k = 0; k < NELEM(loose_rules); k++) {
         const struct loose_rule *r = &loose_rules[k];
         size_t w = strlen(r->word);
-        if (!has_prefix(sc, i, r->word, r->icase) || !is_blank(at(sc, i + w)))
+        if (lower(at(sc, i)) != lower((unsigned char)r->word[0]) ||
+            !has_prefix(sc, i, r->word, r->icase) || !is_blank(at(sc, i + w)))
             continue;
         size_t b = skip_blanks(sc, i + w), e = b;
         while (e < sc->len && is_token68(at(sc, e)))
@@ -326,22 +373,34 @@ static void detect_loose_scheme(struct scan *sc, size_t i)
     }
 }
 
+static int authority_end(const struct scan *sc, size_t i)
+{
+    return in_set(at(sc, i), "/?#\"'<> \t\r\n\\");
+}
+
+static int is_colon(const struct scan *sc, size_t i)
+{
+    return at(sc, i) == ':';
+}
+
 /* scheme://user:password@host */
 static void detect_url_userinfo(struct scan *sc, size_t i)
 {
     if (!has_prefix(sc, i, "://", 0))
         return;
-    size_t b = i + 3, e = b, atsign = 0, colon = 0;
-    for (; e < sc->len && !strchr("/?#\"'<> \t\r\n\\", at(sc, e)); e++) {
-        if (at(sc, e) == '@')
-            atsign = e;
+    size_t b = i + 3, e = find_stop(sc, MEMO_URL, b, authority_end);
+    if (sc->memo[MEMO_URL].from == b) {
+        sc->url_at = SIZE_MAX;
+        for (size_t k = e; k > b && sc->url_at == SIZE_MAX; k--) {
+            if (at(sc, k - 1) == '@')
+                sc->url_at = k - 1;
+        }
     }
-    for (size_t k = b; k < atsign && !colon; k++) {
-        if (at(sc, k) == ':')
-            colon = k;
-    }
-    if (atsign && colon)
-        add_span(sc, colon + 1, atsign);
+    if (sc->url_at == SIZE_MAX || sc->url_at < b)
+        return;
+    size_t colon = find_stop(sc, MEMO_COLON, b, is_colon);
+    if (colon < sc->url_at)
+        add_span(sc, colon + 1, sc->url_at);
 }
 
 static const struct key_rule *find_key_rule(const char *name, size_t n)
@@ -387,22 +446,35 @@ static void redact_quoted(struct scan *sc, size_t v, size_t q, unsigned flags)
     add_span(sc, b < e ? b : e, e);
 }
 
-static size_t bare_value_end(const struct scan *sc, size_t b)
+static int bare_end(const struct scan *sc, size_t i)
 {
-    while (b < sc->len && !strchr(" \t\r\n&\"',;)}]<>\\", at(sc, b)))
-        b++;
-    return b;
+    return in_set(at(sc, i), " \t\r\n&\"',;)}]<>\\");
 }
 
 static void redact_bare(struct scan *sc, size_t v, unsigned flags, int json)
 {
     if (flags & KEY_SCHEME)
         v += scheme_len(sc, v);
-    size_t e = bare_value_end(sc, v);
+    size_t e = find_stop(sc, MEMO_BARE, v, bare_end);
     if (json && ((e - v == 4 && (!memcmp(sc->s + v, "null", 4) || !memcmp(sc->s + v, "true", 4))) ||
                  (e - v == 5 && !memcmp(sc->s + v, "false", 5))))
         return;
     add_span(sc, v, e);
+}
+
+static int header_end(const struct scan *sc, size_t i)
+{
+    return in_set(at(sc, i), "\r\n\\");
+}
+
+static int header_end_dq(const struct scan *sc, size_t i)
+{
+    return header_end(sc, i) || at(sc, i) == '"';
+}
+
+static int header_end_sq(const struct scan *sc, size_t i)
+{
+    return header_end(sc, i) || at(sc, i) == '\'';
 }
 
 /* `Name: value` to the end of the line; inside a quoted string, to its end. */
@@ -410,12 +482,9 @@ static void redact_header(struct scan *sc, size_t v, unsigned flags, unsigned ch
 {
     if (flags & KEY_SCHEME)
         v += scheme_len(sc, v);
-    size_t e = v;
-    while (e < sc->len && at(sc, e) != '\r' && at(sc, e) != '\n' && at(sc, e) != '\\' &&
-           !(quote && at(sc, e) == quote))
-        e++;
-    while (e > v && is_blank(at(sc, e - 1)))
-        e--;
+    size_t e = quote == '"'    ? find_stop(sc, MEMO_HEADER_DQ, v, header_end_dq)
+               : quote == '\'' ? find_stop(sc, MEMO_HEADER_SQ, v, header_end_sq)
+                               : find_stop(sc, MEMO_HEADER, v, header_end);
     add_span(sc, v, e);
 }
 

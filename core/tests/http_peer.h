@@ -5,6 +5,8 @@
  *   /echo                  200, the body is the raw request received (line, headers, body)
  *   /big/N                 200 with N bytes and a Content-Length
  *   /bigchunked/N          200 with N bytes, chunked (no Content-Length)
+ *   /folded                a header continued on an obs-fold line
+ *   /interim               a 103 interim response, then the 200
  *   /slow                  Content-Length 100, one byte every 20 ms
  *   /truncated             Content-Length 100, 10 bytes, then close
  *   /garbage               a non-HTTP reply, then close
@@ -28,8 +30,10 @@ typedef struct http_peer http_peer_t;
 
 http_peer_t *http_peer_start(uv_loop_t *loop);
 int http_peer_port(const http_peer_t *peer);
-/* Connections accepted so far. */
+/* Connections accepted so far, open right now, and open at the same time at most. */
 unsigned http_peer_connections(const http_peer_t *peer);
+unsigned http_peer_live(const http_peer_t *peer);
+unsigned http_peer_max_live(const http_peer_t *peer);
 /* Closes the listener and every connection; memory is released by the close
  * callbacks, so run the loop afterwards. */
 void http_peer_stop(http_peer_t *peer);

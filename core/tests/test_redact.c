@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -117,6 +118,9 @@ static const struct redact_case kv_cases[] = {
     {"Cookie: sid=abc; theme=dark", "Cookie: " R},
     {"{\"X-Api-Key\": [\"abc\"]}", "{\"X-Api-Key\": [\"" R "\"]}"},
     {"db_password=hunter2", "db_password=" R},
+    {"aws_secret_access_key=wJalrXUtnFEMI/K7MDENG&secret_key=x",
+     "aws_secret_access_key=" R "&secret_key=" R},
+    {"{\"ssh_passphrase\":\"correct horse\"}", "{\"ssh_passphrase\":\"" R "\"}"},
     {"X-Amz-Security-Token=FwoGZXIvYXdzEJr", "X-Amz-Security-Token=" R},
 };
 
@@ -296,6 +300,39 @@ static void test_null_and_dup(void **state)
     jn_redactor_destroy(NULL);
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Text from a remote response can be hostile: one long line holding many
+ * keys must not make scrubbing quadratic (these shapes took minutes once). */
+static void test_large_input_is_linear(void **state)
+{
+    (void)state;
+    static const char *const units[] = {
+        "Cookie: a ",    "token=", "a://", "x@y:", "-----BEGIN RSA PRIVATE KEY-----x",
+        "\"password\":'"};
+    const size_t size = 1 << 20;
+    char *big = malloc(size + 1);
+    assert_non_null(big);
+    for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+        size_t n = strlen(units[u]), len = size / n * n;
+        for (size_t i = 0; i < len; i += n)
+            memcpy(big + i, units[u], n);
+        big[len] = '\0';
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        free(jn_redactor_scrub(NULL, big, len));
+        double took = seconds_since(&t0);
+        if (took > 10.0)
+            fail_msg("scrubbing 1 MiB of \"%s\" took %.1f s", units[u], took);
+    }
+    free(big);
+}
+
 #define THREADS 4
 #define ROUNDS 2000
 
@@ -359,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_global_and_hook),
         cmocka_unit_test(test_sensitive_key),
         cmocka_unit_test(test_null_and_dup),
+        cmocka_unit_test(test_large_input_is_linear),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,12 +50,9 @@ static void on_done(void *ud, jn_job_t *job)
     collect_state_t *st = ud;
     char items[32], requests[32], mem[32];
     jn_log_field_t fields[] = {
-        {"job_id", jn_job_id(job), 0},
-        {"status", jn_job_status_name(jn_job_status(job)), 0},
-        {"items", items, 1},
-        {"requests", requests, 1},
-        {"memory_peak_bytes", mem, 1},
-        {"error", jn_job_error(job) ? jn_job_error(job) : "", 0},
+        {"job_id", jn_job_id(job), 0}, {"status", jn_job_status_name(jn_job_status(job)), 0},
+        {"items", items, 1},           {"requests", requests, 1},
+        {"memory_peak_bytes", mem, 1}, {"error", jn_job_error(job) ? jn_job_error(job) : "", 0},
     };
 
     snprintf(items, sizeof(items), "%" PRId64, jn_job_items(job));
@@ -79,33 +76,54 @@ typedef struct {
 
 static int parse_args(int argc, char **argv, collect_args_t *a)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},       {"allow-host", required_argument, 0, 'a'},
-        {"token-file", required_argument, 0, 't'},   {"token-env", required_argument, 0, 'e'},
-        {"auth-scheme", required_argument, 0, 's'},  {"integration", required_argument, 0, 'i'},
-        {"org", required_argument, 0, 'o'},          {"data-dir", required_argument, 0, 'd'},
-        {"config-file", required_argument, 0, 'f'},  {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"allow-host", required_argument, 0, 'a'},
+                                         {"token-file", required_argument, 0, 't'},
+                                         {"token-env", required_argument, 0, 'e'},
+                                         {"auth-scheme", required_argument, 0, 's'},
+                                         {"integration", required_argument, 0, 'i'},
+                                         {"org", required_argument, 0, 'o'},
+                                         {"data-dir", required_argument, 0, 'd'},
+                                         {"config-file", required_argument, 0, 'f'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int ch;
 
     a->scheme = "Bearer";
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': a->config_json = optarg; break;
+        case 'c':
+            a->config_json = optarg;
+            break;
         case 'a':
             if (a->nallow == 64)
                 return -1;
             a->allow[a->nallow++] = optarg;
             break;
-        case 't': a->token_file = optarg; break;
-        case 'e': a->token_env = optarg; break;
-        case 's': a->scheme = optarg; break;
-        case 'i': a->integration = optarg; break;
-        case 'o': a->org = optarg; break;
-        case 'd': a->data_dir = optarg; break;
-        case 'f': a->config_file = optarg; break;
-        default: return -1;
+        case 't':
+            a->token_file = optarg;
+            break;
+        case 'e':
+            a->token_env = optarg;
+            break;
+        case 's':
+            a->scheme = optarg;
+            break;
+        case 'i':
+            a->integration = optarg;
+            break;
+        case 'o':
+            a->org = optarg;
+            break;
+        case 'd':
+            a->data_dir = optarg;
+            break;
+        case 'f':
+            a->config_file = optarg;
+            break;
+        default:
+            return -1;
         }
     }
     return optind == argc - 1 ? optind : -1;

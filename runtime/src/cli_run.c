@@ -89,9 +89,8 @@ static void load_connectors(app_t *app)
         app->connectors = grown;
         app->connectors[app->nconnectors++] = c;
         {
-            jn_log_field_t f[] = {{"provider", c->provider_type, 0},
-                                  {"version", c->version, 0},
-                                  {"file", path, 0}};
+            jn_log_field_t f[] = {
+                {"provider", c->provider_type, 0}, {"version", c->version, 0}, {"file", path, 0}};
             jn_log_fields(JN_LOG_INFO, "connector loaded", f, 3);
         }
     }
@@ -181,8 +180,7 @@ static int parse_integrations_cb(lua_State *L)
             lua_newtable(L);
         }
         if (lua_type(L, -1) != LUA_TTABLE)
-            return luaL_error(L, "%s: integration [%d]: 'config' must be an object", p->file,
-                              i);
+            return luaL_error(L, "%s: integration [%d]: 'config' must be an object", p->file, i);
         lua_call(L, 1, 1);
         it->config_json = strdup(lua_tostring(L, -1));
         lua_pop(L, 2);
@@ -298,8 +296,7 @@ static void on_tick(uv_timer_t *t)
     if (it->app->stopping)
         return;
     if (it->job) {
-        jn_log_warn("integration %s: previous collection still running; skipping this one",
-                    it->id);
+        jn_log_warn("integration %s: previous collection still running; skipping this one", it->id);
         return;
     }
     if (jn_store_checkpoint_get(it->app->store, it->id, &checkpoint) < 0)
@@ -426,9 +423,8 @@ static int open_store(app_t *app)
 
 int jn_cli_run(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config = NULL;
     app_t app;
     uint64_t t0 = jn_mono_ns();

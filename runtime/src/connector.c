@@ -16,19 +16,27 @@
 #define CONNECTOR_LOAD_MEMORY (32u * 1024 * 1024)
 #define CONNECTOR_LOAD_CPU_NS (2ull * 1000 * 1000 * 1000)
 
-static const char *const known_auth_types[] = {
-    "api_key",         "oauth2",           "github_app",  "basic",  "aws_sigv4",
-    "aws_assume_role", "service_account",  "client_credentials", "jwt_bearer",
-    "private_key_jwt", "none",             NULL};
+static const char *const known_auth_types[] = {"api_key",
+                                               "oauth2",
+                                               "github_app",
+                                               "basic",
+                                               "aws_sigv4",
+                                               "aws_assume_role",
+                                               "service_account",
+                                               "client_credentials",
+                                               "jwt_bearer",
+                                               "private_key_jwt",
+                                               "none",
+                                               NULL};
 static const char *const known_capabilities[] = {"evidence_collection", "webhook_receiver",
                                                  "bidirectional", "streaming", NULL};
 static const char *const known_fields[] = {
-    "provider_type",  "display_name", "description", "version",           "auth_types",
-    "capabilities",   "required_scopes", "rate_limits", "webhook_events", "webhook",
-    "documentation_url", "egress",    NULL};
+    "provider_type",     "display_name",    "description", "version",        "auth_types",
+    "capabilities",      "required_scopes", "rate_limits", "webhook_events", "webhook",
+    "documentation_url", "egress",          NULL};
 static const char *const rate_limit_fields[] = {"requests_per_second", "requests_per_minute",
-                                                "requests_per_hour", "burst_size",
-                                                "request_weight", NULL};
+                                                "requests_per_hour",   "burst_size",
+                                                "request_weight",      NULL};
 
 /* Function required by each capability (test_connection is always required). */
 static const struct {
@@ -119,6 +127,8 @@ static const char *lua_type_of(lua_State *L, int idx)
 /* stack: ... t -> pushes t[name] (raw) */
 static void raw_field(lua_State *L, int t, const char *name)
 {
+    if (t < 0 && t > LUA_REGISTRYINDEX)
+        t = lua_gettop(L) + t + 1; /* a relative index would move with the key pushed below */
     lua_pushstring(L, name);
     lua_rawget(L, t);
 }
@@ -259,8 +269,8 @@ static int check_list(validation_t *v, lua_State *L, int t, const char *name, in
 static void check_rate_limits(validation_t *v, lua_State *L, int t)
 {
     jn_rate_limits_t *rl = &v->c->rate_limits;
-    double *slots[] = {&rl->requests_per_second, &rl->requests_per_minute,
-                       &rl->requests_per_hour, &rl->burst_size, &rl->request_weight};
+    double *slots[] = {&rl->requests_per_second, &rl->requests_per_minute, &rl->requests_per_hour,
+                       &rl->burst_size, &rl->request_weight};
     int i, any = 0;
 
     raw_field(L, t, "rate_limits");
@@ -279,8 +289,9 @@ static void check_rate_limits(validation_t *v, lua_State *L, int t)
     while (lua_next(L, -2) != 0) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING || !in_list(rate_limit_fields, lua_tostring(L, -1)))
-            problem(v, "field 'rate_limits': unknown key '%s' (expected requests_per_second, "
-                       "requests_per_minute, requests_per_hour, burst_size, request_weight)",
+            problem(v,
+                    "field 'rate_limits': unknown key '%s' (expected requests_per_second, "
+                    "requests_per_minute, requests_per_hour, burst_size, request_weight)",
                     lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     }
     for (i = 0; rate_limit_fields[i]; i++) {
@@ -314,8 +325,9 @@ static void check_webhook(validation_t *v, lua_State *L, int t, int wants_webhoo
     } else {
         raw_field(L, -1, "scheme");
         if (lua_type(L, -1) != LUA_TSTRING)
-            problem(v, "field 'webhook.scheme': expected a string naming the verification "
-                       "scheme, got %s",
+            problem(v,
+                    "field 'webhook.scheme': expected a string naming the verification "
+                    "scheme, got %s",
                     lua_type_of(L, -1));
         else
             v->c->webhook_scheme = dup_string(L, -1);
@@ -396,19 +408,21 @@ static int validate_cb(lua_State *L)
     if (check_string(v, L, t, "provider_type", 1, &c->provider_type,
                      "a lower-case identifier such as \"github\"") == 0 &&
         !valid_identifier(c->provider_type))
-        problem(v, "field 'provider_type': expected a lower-case identifier ([a-z][a-z0-9_]*, "
-                   "2 to 64 characters), got \"%s\"",
+        problem(v,
+                "field 'provider_type': expected a lower-case identifier ([a-z][a-z0-9_]*, "
+                "2 to 64 characters), got \"%s\"",
                 c->provider_type);
     check_string(v, L, t, "display_name", 1, &c->display_name, "a non-empty string");
     check_string(v, L, t, "description", 1, &c->description, "a non-empty string");
     if (check_string(v, L, t, "version", 1, &c->version,
                      "a semantic version string such as \"1.4.0\"") == 0 &&
         !valid_semver(c->version))
-        problem(v, "field 'version': expected a semantic version string such as \"1.4.0\", got "
-                   "\"%s\"",
+        problem(v,
+                "field 'version': expected a semantic version string such as \"1.4.0\", got "
+                "\"%s\"",
                 c->version);
-    if (check_string(v, L, t, "documentation_url", 1, &c->documentation_url,
-                     "an https:// URL") == 0 &&
+    if (check_string(v, L, t, "documentation_url", 1, &c->documentation_url, "an https:// URL") ==
+            0 &&
         strncmp(c->documentation_url, "https://", 8) != 0)
         problem(v, "field 'documentation_url': expected an https:// URL, got \"%s\"",
                 c->documentation_url);
@@ -421,8 +435,9 @@ static int validate_cb(lua_State *L)
         size_t i;
         for (i = 0; i < c->egress.count; i++)
             if (!valid_hostname(c->egress.items[i]))
-                problem(v, "field 'egress'[%zu]: expected a lower-case host name such as "
-                           "\"api.github.com\" or \"*.okta.com\", got \"%s\"",
+                problem(v,
+                        "field 'egress'[%zu]: expected a lower-case host name such as "
+                        "\"api.github.com\" or \"*.okta.com\", got \"%s\"",
                         i + 1, c->egress.items[i]);
     }
     check_rate_limits(v, L, t);
@@ -447,8 +462,8 @@ static int run_and_validate(validation_t *v)
         return -1;
     }
     L = jn_sandbox_state(sb);
-    if (jn_sandbox_load(sb, L, v->c->chunkname, v->c->source, v->c->source_len, err,
-                        sizeof(err)) != 0) {
+    if (jn_sandbox_load(sb, L, v->c->chunkname, v->c->source, v->c->source_len, err, sizeof(err)) !=
+        0) {
         problem(v, "does not compile: %s", err);
         goto done;
     }

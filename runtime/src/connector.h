@@ -65,8 +65,6 @@ int jn_strlist_contains(const jn_strlist_t *l, const char *s);
 /* 1 when `host` matches an entry ("api.github.com" or "*.example.com"). */
 int jn_connector_egress_allows(const jn_connector_t *c, const char *host);
 
-
-
 /* A bare script run as a job's function (no metadata table): used by specs and
  * tools that exercise the Lua API directly. egress may be NULL. */
 jn_connector_t *jn_connector_new_script(const char *name, const char *src, size_t len,

@@ -79,6 +79,20 @@ static void job_finish(jn_job_t *job, jn_job_status_t status, const char *error)
     uv_close((uv_handle_t *)&job->deadline_timer, on_handle_closed);
 }
 
+/* Error message plus the innermost frames: enough to find the line. */
+#define JOB_TRACEBACK_LINES 8
+
+static void truncate_lines(char *s, int max)
+{
+    int n = 0;
+
+    for (; *s; s++)
+        if (*s == '\n' && ++n == max) {
+            *s = '\0';
+            return;
+        }
+}
+
 /* The coroutine ended with an error on top of its stack. */
 static void job_fail_from_lua(jn_job_t *job)
 {
@@ -91,9 +105,10 @@ static void job_fail_from_lua(jn_job_t *job)
     } else if (stop) {
         snprintf(msg, sizeof(msg), "job timed out after %" PRIu64 " s",
                  job->opts.timeout_ns / 1000000000);
-    } else if (jn_sandbox_memory_exhausted(job->sb) &&
-               lua_type(job->co, -1) == LUA_TSTRING &&
-               strstr(lua_tostring(job->co, -1), "not enough memory")) {
+    } else if (jn_sandbox_memory_exhausted(job->sb) && lua_type(job->co, -1) == LUA_TSTRING &&
+               (strstr(lua_tostring(job->co, -1), "not enough memory") ||
+                /* lua-cjson re-raises an allocation failure with its own text */
+                strstr(lua_tostring(job->co, -1), "Memory allocation error"))) {
         snprintf(msg, sizeof(msg), "memory limit of %zu MiB exceeded",
                  job->opts.limits.memory_bytes / (1024 * 1024));
     } else {
@@ -101,6 +116,7 @@ static void job_fail_from_lua(jn_job_t *job)
         luaL_traceback(job->L, job->co, jn_sandbox_error_string(job->co, -1), 0);
         snprintf(msg, sizeof(msg), "%s", lua_tostring(job->L, -1));
         lua_pop(job->L, 1);
+        truncate_lines(msg, JOB_TRACEBACK_LINES);
         jn_sandbox_cap_resume(job->sb);
     }
     job_finish(job, JN_JOB_FAILED, msg);
@@ -182,8 +198,8 @@ static int prepare_cb(lua_State *L)
     char err[1024];
     int i, n;
 
-    if (jn_sandbox_load(job->sb, L, job->conn->chunkname, job->conn->source,
-                        job->conn->source_len, err, sizeof(err)) != 0)
+    if (jn_sandbox_load(job->sb, L, job->conn->chunkname, job->conn->source, job->conn->source_len,
+                        err, sizeof(err)) != 0)
         return luaL_error(L, "%s", err);
     if (job->opts.entry) {
         if (jn_sandbox_pcall(job->sb, L, 0, 1) != 0)

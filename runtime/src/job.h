@@ -33,7 +33,7 @@ typedef struct {
     const char *entry;
     /* JSON array of arguments passed after ctx; NULL: none. */
     const char *args_json;
-    const char *config_json; /* ctx.config; NULL: {} */
+    const char *config_json;     /* ctx.config; NULL: {} */
     const char *checkpoint_json; /* ctx.checkpoint.get(); NULL: none stored */
     const char *job_id;          /* NULL: generated */
     const char *run_id;          /* NULL: the job id */

@@ -242,8 +242,7 @@ static int canon_object(canon_t *c, int idx, int depth)
     for (i = 0; i < n; i++) {
         if (i && jn_buf_append(c->out, ",", 1))
             goto done;
-        if (jn_json_append_string(c->out, keys[i].s, keys[i].len) ||
-            jn_buf_append(c->out, ":", 1))
+        if (jn_json_append_string(c->out, keys[i].s, keys[i].len) || jn_buf_append(c->out, ":", 1))
             goto done;
         snprintf(c->path + plen, sizeof(c->path) - plen, "%s%.*s", plen ? "." : "",
                  (int)(keys[i].len > 64 ? 64 : keys[i].len), keys[i].s);

@@ -36,15 +36,15 @@ int luaopen_cjson_safe(lua_State *L);
 #define CTX_MAX_CHECKPOINT_BYTES (64u * 1024)
 #define CTX_MAX_SLEEP_S 86400.0
 
-static const char *const http_methods[] = {"GET", "HEAD",   "POST",    "PUT",
+static const char *const http_methods[] = {"GET",   "HEAD",   "POST",    "PUT",
                                            "PATCH", "DELETE", "OPTIONS", NULL};
-static const char *const http_options[] = {"method", "url",     "headers", "query", "body",
+static const char *const http_options[] = {"method", "url",     "headers", "query",      "body",
                                            "json",   "timeout", "auth",    "idempotent", NULL};
 /* Set by the transport, never by a connector. */
-static const char *const reserved_headers[] = {"host", "content-length", "transfer-encoding",
-                                               "connection", "te", "upgrade", NULL};
-static const char *const emit_fields[] = {"resource_type", "resource_id", "data",
-                                          "collected_at", NULL};
+static const char *const reserved_headers[] = {
+    "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", NULL};
+static const char *const emit_fields[] = {"resource_type", "resource_id", "data", "collected_at",
+                                          NULL};
 
 static jn_job_t *ctx_job(lua_State *L)
 {
@@ -193,8 +193,9 @@ static void check_options(lua_State *L, int idx)
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING || !in_list_ci(http_options, lua_tostring(L, -1)))
-            luaL_error(L, "ctx.http: unknown option '%s' (expected method, url, headers, query, "
-                          "body, json, timeout, auth, idempotent)",
+            luaL_error(L,
+                       "ctx.http: unknown option '%s' (expected method, url, headers, query, "
+                       "body, json, timeout, auth, idempotent)",
                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     }
 }
@@ -360,8 +361,7 @@ static int core_http_request(lua_State *L)
     }
     if (!host_is_egress(job, host, port)) {
         lua_pushnil(L);
-        lua_pushfstring(L,
-                        "egress denied: host '%s' is not in the egress list of connector '%s'",
+        lua_pushfstring(L, "egress denied: host '%s' is not in the egress list of connector '%s'",
                         host, job->conn->provider_type);
         http_req_free(&r);
         return 2;
@@ -420,8 +420,7 @@ static const char *emit_string(lua_State *L, const char *field, size_t max, int 
         return NULL;
     }
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "ctx.emit: field '%s' must be a string, got %s", field,
-                   luaL_typename(L, -1));
+        luaL_error(L, "ctx.emit: field '%s' must be a string, got %s", field, luaL_typename(L, -1));
     s = lua_tolstring(L, -1, &len);
     if (len == 0 || len > max)
         luaL_error(L, "ctx.emit: field '%s' must be 1 to %d bytes long", field, (int)max);
@@ -452,8 +451,9 @@ static int core_emit(lua_State *L)
     while (lua_next(L, 1) != 0) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING || !in_list_ci(emit_fields, lua_tostring(L, -1)))
-            return luaL_error(L, "ctx.emit: unknown field '%s' (expected resource_type, "
-                                 "resource_id, data, collected_at)",
+            return luaL_error(L,
+                              "ctx.emit: unknown field '%s' (expected resource_type, "
+                              "resource_id, data, collected_at)",
                               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     }
     item.resource_type = emit_string(L, "resource_type", 128, 1);
@@ -472,8 +472,8 @@ static int core_emit(lua_State *L)
     }
     if (data.len > CTX_MAX_ITEM_BYTES) {
         jn_buf_free(&data);
-        return luaL_error(L, "ctx.emit: 'data' is %d bytes encoded; the limit is %d",
-                          (int)data.len, (int)CTX_MAX_ITEM_BYTES);
+        return luaL_error(L, "ctx.emit: 'data' is %d bytes encoded; the limit is %d", (int)data.len,
+                          (int)CTX_MAX_ITEM_BYTES);
     }
     jn_sha256(data.data, data.len, digest);
     jn_hex_encode(digest, sizeof(digest), checksum);
@@ -492,16 +492,16 @@ static int core_emit(lua_State *L)
     item.organization_id = job->opts.organization_id;
     item.integration_id = job->opts.integration_id;
     item.provider_type = job->conn->provider_type;
-    item.collected_at = collected_at ? collected_at : jn_format_rfc3339(jn_now_ms(), collected,
-                                                                        sizeof(collected));
+    item.collected_at =
+        collected_at ? collected_at : jn_format_rfc3339(jn_now_ms(), collected, sizeof(collected));
     item.run_id = job->opts.run_id;
     item.connector_version = job->conn->version;
     item.checksum = checksum;
     item.data = data.data;
     err[0] = '\0';
-    rc = job->opts.hooks.emit ? job->opts.hooks.emit(job->opts.hooks.ud, job, &item, err,
-                                                     sizeof(err))
-                              : 0;
+    rc = job->opts.hooks.emit
+             ? job->opts.hooks.emit(job->opts.hooks.ud, job, &item, err, sizeof(err))
+             : 0;
     jn_buf_free(&data);
     if (rc != 0)
         return luaL_error(L, "ctx.emit: %s", err[0] ? err : "the evidence sink refused the item");

@@ -18,7 +18,7 @@ struct jn_sandbox {
     lua_State *L;
     size_t used;
     size_t peak;
-    size_t limit;     /* 0 while the state is being set up */
+    size_t limit; /* 0 while the state is being set up */
     int cap_suspended;
     int mem_exhausted;
     uint64_t cpu_limit_ns;
@@ -35,18 +35,17 @@ struct jn_sandbox {
  * io, os, debug, ffi, jit, package) is simply never copied. rawset and rawget
  * would bypass the read-only proxies, so they stay out. */
 static const char *const sandbox_globals[] = {
-    "assert", "error",  "ipairs",       "next",         "pairs",    "pcall",
-    "select", "tonumber", "tostring",   "type",         "unpack",   "xpcall",
-    "rawequal", "getmetatable", "setmetatable", NULL};
+    "assert",   "error", "ipairs", "next",     "pairs",        "pcall",        "select", "tonumber",
+    "tostring", "type",  "unpack", "rawequal", "getmetatable", "setmetatable", NULL};
 
 typedef struct {
     const char *name;
     const char *const *fields; /* NULL: every field */
 } sandbox_lib_t;
 
-static const char *const string_fields[] = {"byte",  "char",  "find",   "format", "gmatch",
-                                            "gsub",  "len",   "lower",  "match",  "rep",
-                                            "reverse", "sub", "upper", NULL}; /* no dump */
+static const char *const string_fields[] = {"byte",    "char", "find",  "format", "gmatch",
+                                            "gsub",    "len",  "lower", "match",  "rep",
+                                            "reverse", "sub",  "upper", NULL}; /* no dump */
 static const char *const os_fields[] = {"time", "clock", "date", "difftime", NULL};
 
 static const sandbox_lib_t sandbox_libs[] = {
@@ -160,6 +159,36 @@ static void sandbox_copy_lib(lua_State *L, const sandbox_lib_t *lib)
     lua_pop(L, 1); /* stack: env */
 }
 
+/* connector { ... }: the declaration every connector file starts with. It
+ * returns the metadata table itself, so the connector's functions are added
+ * to the same table; the loader validates the fields once the file returns. */
+static int sandbox_connector(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L,
+                          "connector: expected the metadata table, as in "
+                          "connector { provider_type = \"github\", ... }, got %s",
+                          luaL_typename(L, 1));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* xpcall with the handler run after the stack unwound, as an ordinary call.
+ * LuaJIT's own xpcall calls the handler again for an error raised inside the
+ * handler; once the CPU budget is spent every instruction raises, so a
+ * handler would be re-entered forever and the job never stopped. Without the
+ * debug library a handler cannot inspect the failing frame anyway. */
+static const char sandbox_xpcall[] =
+    "local pcall, select, type, error = pcall, select, type, error\n"
+    "local function finish(handler, ok, ...)\n"
+    "  if ok then return true, ... end\n"
+    "  return false, handler((...))\n"
+    "end\n"
+    "return function(f, handler, ...)\n"
+    "  if type(handler) ~= 'function' then error('bad argument #2 to xpcall', 2) end\n"
+    "  return finish(handler, pcall(f, ...))\n"
+    "end\n";
+
 static int sandbox_setup(lua_State *L)
 {
     jn_sandbox_t *sb = lua_touserdata(L, 1);
@@ -173,12 +202,20 @@ static int sandbox_setup(lua_State *L)
         lua_getglobal(L, *g);
         lua_setfield(L, -2, *g);
     }
+    lua_pushcfunction(L, sandbox_connector);
+    lua_setfield(L, -2, "connector");
     lua_pushliteral(L, LUA_VERSION);
     lua_setfield(L, -2, "_VERSION");
     for (i = 0; i < sizeof(sandbox_libs) / sizeof(sandbox_libs[0]); i++)
         sandbox_copy_lib(L, &sandbox_libs[i]);
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "_G");
+    if (luaL_loadbuffer(L, sandbox_xpcall, sizeof(sandbox_xpcall) - 1, "=xpcall") != 0)
+        return lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_setfenv(L, -2);
+    lua_call(L, 0, 1);
+    lua_setfield(L, -2, "xpcall");
     sb->env_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* stack: sb */
     return 0;
 }

@@ -426,9 +426,12 @@ static int testing_now_ms(lua_State *L)
 }
 
 static const luaL_Reg testing_functions[] = {
-    {"run", testing_run},         {"validate", testing_validate},
-    {"validate_source", testing_validate_source}, {"redact", testing_redact},
-    {"now_ms", testing_now_ms},   {NULL, NULL},
+    {"run", testing_run},
+    {"validate", testing_validate},
+    {"validate_source", testing_validate_source},
+    {"redact", testing_redact},
+    {"now_ms", testing_now_ms},
+    {NULL, NULL},
 };
 
 static int luaopen_junction_testing(lua_State *L)

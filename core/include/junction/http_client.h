@@ -8,6 +8,11 @@
  *
  * Defaults: TLS peer and host verification on; http and https only; connect
  * timeout 10 s; total timeout 60 s; response cap 32 MiB; 5 redirects.
+ *
+ * No proxy is used (the *_proxy environment variables are ignored): the address
+ * policy could not see where a proxy connects. 301/302 turn a POST into a GET
+ * and 303 turns any method but HEAD into a GET, without the body; 307/308 keep
+ * both. Response headers are the final hop's.
  */
 #ifndef JUNCTION_HTTP_CLIENT_H
 #define JUNCTION_HTTP_CLIENT_H
@@ -41,7 +46,10 @@ typedef struct jn_http_client jn_http_client_t;
 typedef struct jn_http_call jn_http_call_t;
 
 /* Called with the address a hostname resolved to, before connecting.
- * Return 0 to allow, non-zero to refuse (the call fails with JN_HTTP_EDENIED). */
+ * Return 0 to allow, non-zero to refuse (the call fails with JN_HTTP_EDENIED).
+ * Also called before a pooled connection opened by another call is reused, so
+ * it may run more than once per call. It runs inside libcurl: it may cancel
+ * calls or destroy the client (effective once it returns), not start calls. */
 typedef int (*jn_http_addr_policy_fn)(void *ud, const char *host, const struct sockaddr *addr);
 /* Called before following a redirect from `from_url` to `to_url`.
  * Return 0 to follow, non-zero to refuse (JN_HTTP_EDENIED). */
@@ -54,7 +62,9 @@ typedef struct {
     const char *const *headers;
     size_t nheaders;
     /* Credential headers ("Name: value"): sent only to the request's own origin
-     * (scheme, host, port); dropped on a redirect that leaves it. Never logged. */
+     * (scheme, host, port); dropped on a redirect that leaves it, and not sent
+     * again even if a later hop comes back. Never logged. Authorization,
+     * Proxy-Authorization and Cookie lines in `headers` are dropped likewise. */
     const char *const *auth_headers;
     size_t nauth_headers;
     const void *body;
@@ -62,7 +72,7 @@ typedef struct {
     long connect_timeout_ms;   /* 0: client default */
     long timeout_ms;           /* 0: client default; whole call, redirects included */
     size_t max_response_bytes; /* 0: client default */
-    int max_redirects;         /* -1: client default; 0: do not follow */
+    int max_redirects;         /* -1: client default; 0: do not follow (3xx returned as is) */
     jn_http_addr_policy_fn addr_policy;
     jn_http_redirect_policy_fn redirect_policy;
     void *policy_ud;
@@ -74,10 +84,13 @@ void jn_http_request_init(jn_http_request_t *req);
 
 typedef struct {
     jn_http_error_t error;
-    char error_msg[256]; /* human-readable, never contains header values */
-    long status;         /* 0 when no response */
+    /* "METHOD scheme://host[:port]/path: detail"; never contains header values,
+     * URL userinfo, query or fragment. Empty on success. */
+    char error_msg[256];
+    long status; /* 0 when no response */
     jn_http_header_t *headers;
     size_t nheaders;
+    /* On an error, body is NULL and headers empty; status is the last seen. */
     char *body; /* NUL-terminated for convenience; body_len excludes the NUL */
     size_t body_len;
     char *effective_url;

@@ -19,7 +19,12 @@ typedef enum {
     JN_LOG_OFF = 4
 } jn_log_level_t;
 
-/* One structured field. `value` is a string unless `is_number`/`is_raw_json`. */
+/* One structured field. `value` is a string unless `is_number`/`is_raw_json`.
+ * A NULL value is written as null; a field with a NULL key is skipped. Raw
+ * JSON is redacted, then validated and compacted onto the line; if it is not
+ * valid JSON it is written as a string instead. Fields whose key names a
+ * credential (jn_redact_is_sensitive_key: password, token, authorization, ...)
+ * have their value replaced by "[REDACTED]" whole. */
 typedef struct {
     const char *key;
     const char *value;
@@ -32,11 +37,15 @@ typedef char *(*jn_log_redactor_fn)(void *ud, const char *in, size_t len);
 
 void jn_log_set_level(jn_log_level_t level);
 jn_log_level_t jn_log_get_level(void);
-/* Parse "debug"/"info"/"warn"/"error"/"off"; returns -1 when unknown. */
+/* Parse "debug"/"info"/"warn"/"error"/"off" (case-insensitive, "warning" too);
+ * returns -1 when unknown. The default level is info. */
 int jn_log_level_parse(const char *name);
 const char *jn_log_level_name(jn_log_level_t level);
 /* Where lines go (stderr by default). Not owned. */
 void jn_log_set_stream(FILE *stream);
+/* The default is (jn_redact_log_hook, NULL), i.e. the global redactor; passing
+ * a NULL fn restores that default rather than disabling redaction. The
+ * redactor runs under the logger's lock and must not log. */
 void jn_log_set_redactor(jn_log_redactor_fn fn, void *ud);
 
 /* Write one line with `nfields` fields. */

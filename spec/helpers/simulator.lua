@@ -1,0 +1,153 @@
+-- The provider simulator (tools/simulator) as a child process for one spec
+-- file:
+--
+--   local simulator = require "helpers.simulator"
+--   local sim = simulator.start{ members = 2500, repos = 1200, tokens = { "sim-token" } }
+--   sim:url("/orgs/acme")             -- http://127.0.0.1:PORT/orgs/acme
+--   sim:fault{ path_prefix = "/orgs/acme/members", mode = "server_error", count = 1 }
+--   sim:stats(), sim:dataset(), sim:reset(), sim:stop()
+--
+-- The child's stdin is a pipe we hold (io.popen in "w" mode) and it runs with
+-- --exit-on-stdin-close, so it exits with the spec process even when the
+-- spec dies before stop(). Paths are relative to the repository root, where
+-- `junction spec` runs. Control requests use curl.
+local cjson = require "cjson"
+
+local _M = {}
+local Simulator = {}
+Simulator.__index = Simulator
+
+local START_TIMEOUT_S = 15
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function sleep(seconds)
+  os.execute("sleep " .. seconds)
+end
+
+-- opts: members, repos, seed, orgs (list), tokens (list), args (extra flags)
+function _M.start(opts)
+  opts = opts or {}
+  local argv = { "node", "tools/simulator/server.js", "--port", "0", "--exit-on-stdin-close" }
+  local function flag(name, value)
+    if value ~= nil then argv[#argv + 1] = name; argv[#argv + 1] = tostring(value) end
+  end
+  flag("--members", opts.members)
+  flag("--repos", opts.repos)
+  flag("--seed", opts.seed)
+  flag("--orgs", opts.orgs and table.concat(opts.orgs, ","))
+  flag("--token", opts.tokens and table.concat(opts.tokens, ","))
+  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+
+  local quoted = {}
+  for i, a in ipairs(argv) do quoted[i] = shell_quote(a) end
+  local out, err = os.tmpname(), os.tmpname()
+  -- The wrapper prints its pid, then becomes node (same pid): line 1 is the
+  -- pid to stop, line 2 "LISTENING <port>".
+  local cmd = "exec sh -c 'echo $$; exec \"$@\"' sh " .. table.concat(quoted, " ") ..
+      " > " .. shell_quote(out) .. " 2> " .. shell_quote(err)
+  local stdin = assert(io.popen(cmd, "w"))
+
+  local pid, port
+  local deadline = os.time() + START_TIMEOUT_S
+  repeat
+    local text = read_file(out)
+    pid = tonumber(text:match("^(%d+)\n"))
+    port = tonumber(text:match("\nLISTENING (%d+)\n"))
+    if port then break end
+    sleep(0.05)
+  until os.time() > deadline
+  local stderr_text = read_file(err)
+  os.remove(out)
+  os.remove(err)
+  if not port then
+    stdin:close()
+    error("the simulator did not start within " .. START_TIMEOUT_S .. " s: " .. stderr_text, 2)
+  end
+  return setmetatable({ pid = pid, port = port, stdin = stdin }, Simulator)
+end
+
+function Simulator:url(path)
+  return "http://127.0.0.1:" .. self.port .. (path or "")
+end
+
+-- One HTTP request with curl; returns status, body text.
+function Simulator:request(method, path, body, headers)
+  local cmd = { "curl -sS --max-time 30 -o - -w '\\n%{http_code}' -X", method }
+  for _, h in ipairs(headers or {}) do cmd[#cmd + 1] = "-H " .. shell_quote(h) end
+  if body ~= nil then
+    cmd[#cmd + 1] = "-H 'content-type: application/json' --data-binary " ..
+        shell_quote(type(body) == "string" and body or cjson.encode(body))
+  end
+  cmd[#cmd + 1] = shell_quote(self:url(path))
+  local p = assert(io.popen(table.concat(cmd, " ")))
+  local text = p:read("*a")
+  p:close()
+  local content, code = text:match("^(.*)\n(%d+)$")
+  return tonumber(code), content
+end
+
+local function control(self, method, path, body)
+  local status, text = self:request(method, path, body)
+  if not status or status >= 300 then
+    error(string.format("simulator %s %s: HTTP %s %s", method, path, tostring(status),
+      tostring(text)), 3)
+  end
+  return cjson.decode(text)
+end
+
+-- Arms a fault: { path_prefix, mode, count, after, query, status, retry_after, bytes, interval_ms }
+function Simulator:fault(spec) return control(self, "POST", "/_sim/faults", spec) end
+function Simulator:clear_faults() return control(self, "DELETE", "/_sim/faults") end
+function Simulator:stats() return control(self, "GET", "/_sim/stats") end
+function Simulator:dataset() return control(self, "GET", "/_sim/dataset") end
+-- { token, limit, remaining, reset_in_seconds }
+function Simulator:rate_limit(spec) return control(self, "POST", "/_sim/rate_limit", spec) end
+
+-- Statistics and rate-limit budgets start over; armed faults are cleared.
+function Simulator:reset()
+  control(self, "POST", "/_sim/reset")
+  self:clear_faults()
+end
+
+-- GET an API path as a client would; returns status, decoded body (or nil).
+function Simulator:api(path, token)
+  local status, text = self:request("GET", path, nil, {
+    "Authorization: Bearer " .. (token or "sim-token"),
+    "Accept: application/vnd.github+json",
+  })
+  local ok, body = pcall(cjson.decode, text or "")
+  return status, ok and body or nil
+end
+
+-- Every element of a paginated listing (follows page numbers).
+function Simulator:api_list(path, token)
+  local all, page = {}, 1
+  local sep = path:find("?", 1, true) and "&" or "?"
+  repeat
+    local status, body = self:api(path .. sep .. "per_page=100&page=" .. page, token)
+    assert(status == 200, "simulator GET " .. path .. ": HTTP " .. tostring(status))
+    for _, v in ipairs(body) do all[#all + 1] = v end
+    page = page + 1
+  until #body < 100
+  return all
+end
+
+function Simulator:stop()
+  if not self.stdin then return end
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  self.stdin:close() -- end of stdin stops it too; close waits for the exit
+  self.stdin = nil
+end
+
+return _M

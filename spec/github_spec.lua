@@ -518,6 +518,40 @@ describe("the GitHub connector", function()
     end)
   end)
 
+  describe("ctx.paginate's request option (the connector's retrying GET)", function()
+    local function script(source)
+      return T.run{ source = source:gsub("URL", sim:url("/orgs/acme/members")),
+                    allow_hosts = { "127.0.0.1" }, token = TOKEN }
+    end
+
+    it("performs every page's GET through the given function", function()
+      local r = script([[
+        local ctx = ...
+        local calls, n = 0, 0
+        for items in ctx.paginate{ url = "URL", query = { per_page = 100 },
+            request = function(u, o) calls = calls + 1; return ctx.http.get(u, o) end } do
+          n = n + #items
+        end
+        return { calls = calls, n = n }
+      ]])
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.same({ calls = pages(truth.members, 100), n = truth.members }, r.result)
+    end)
+
+    it("raises the function's error, and rejects a request that is not a function", function()
+      local r = script([[
+        local ctx = ...
+        for _ in ctx.paginate{ url = "URL", request = function() return nil, "no luck" end } do end
+      ]])
+      assert_failed(r, "no luck")
+      r = script([[
+        local ctx = ...
+        for _ in ctx.paginate{ url = "URL", request = 5 } do end
+      ]])
+      assert_failed(r, "'request' must be a function")
+    end)
+  end)
+
   describe("configuration", function()
     local cases = {
       { "missing organization", { base_url = "http://127.0.0.1:1" },

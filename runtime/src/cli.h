@@ -9,6 +9,7 @@ int jn_cli_run(int argc, char **argv);
 int jn_cli_collect(int argc, char **argv);
 int jn_cli_connector(int argc, char **argv);
 int jn_cli_spec(int argc, char **argv);
+int jn_cli_script(int argc, char **argv);
 
 /* Shared by subcommands: the config from --config FILE (or JUNCTION_CONFIG)
  * plus the environment. Returns NULL after printing the error. */

@@ -173,7 +173,7 @@ static int parse_integrations_cb(lua_State *L)
             return luaL_error(L, "%s: integration [%d]: 'interval_s' must be a number >= 1",
                               p->file, i);
         lua_pop(L, 1);
-        lua_getfield(L, -2 - 0, "encode");
+        lua_getfield(L, 2, "encode"); /* stack: p cjson list item encode */
         lua_getfield(L, t, "config");
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);

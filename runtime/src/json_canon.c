@@ -236,7 +236,8 @@ static int canon_object(canon_t *c, int idx, int depth)
         keys[n].s = lua_tolstring(L, -1, &keys[n].len);
         n++;
     }
-    qsort(keys, n, sizeof(*keys), canon_key_cmp);
+    if (n > 1) /* an empty table has no key array: qsort(NULL, 0) is undefined */
+        qsort(keys, n, sizeof(*keys), canon_key_cmp);
     if (jn_buf_append(c->out, "{", 1))
         goto done;
     for (i = 0; i < n; i++) {

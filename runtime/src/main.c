@@ -19,6 +19,8 @@ static void usage(FILE *out)
           "lines\n"
           "  connector validate FILE...          check connectors against the contract\n"
           "  spec [busted options] [PATH...]     run Lua specs inside Junction's own runtime\n"
+          "  script FILE [ARGS...]               run a trusted Lua file with junction.testing "
+          "(tools)\n"
           "  version                             print the version\n"
           "\n"
           "`junction <command> --help` describes a command's options.\n",
@@ -53,6 +55,8 @@ int main(int argc, char **argv)
         return jn_cli_connector(argc - 1, argv + 1);
     if (strcmp(argv[1], "spec") == 0)
         return jn_cli_spec(argc - 1, argv + 1);
+    if (strcmp(argv[1], "script") == 0)
+        return jn_cli_script(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("junction %s\n", JUNCTION_VERSION);
         return 0;

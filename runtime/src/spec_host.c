@@ -2,8 +2,11 @@
  * `junction.testing` module that runs connectors and scripts as real jobs
  * (real sandbox, real ctx, real HTTP client) on a fresh event loop.
  *
- * The host state that runs busted is not sandboxed: it is the test harness.
- * Only the jobs it starts are.
+ * `junction script FILE [ARGS...]`: the same host state running a trusted Lua
+ * file instead of busted (development tools, benchmarks).
+ *
+ * The host state that runs busted or the script is not sandboxed: it is the
+ * test harness. Only the jobs it starts are.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +35,7 @@ typedef struct {
     uint64_t timeout_ns;
     jn_buf_t items; /* JSON array text, built as items arrive */
     size_t nitems;
+    int discard_items; /* count items, keep no copy (benchmarks) */
     int done;
     jn_job_status_t status;
     char *error, *result_json, *checkpoint_json;
@@ -45,6 +49,10 @@ static int spec_emit(void *ud, jn_job_t *job, const jn_evidence_t *item, char *e
     spec_job_t *sj = ud;
 
     (void)job;
+    if (sj->discard_items) {
+        sj->nitems++;
+        return 0;
+    }
     if (jn_buf_append(&sj->items, sj->nitems ? "," : "[", 1) ||
         jn_evidence_append_json(&sj->items, item)) {
         snprintf(err, n, "out of memory");
@@ -185,6 +193,9 @@ static void spec_job_read(lua_State *L, int t, spec_job_t *sj)
     sj->limits.memory_bytes = (size_t)(opt_number(L, t, "memory_mb", 0) * 1024 * 1024);
     sj->limits.cpu_ns = (uint64_t)(opt_number(L, t, "cpu_ms", 0) * 1e6);
     sj->timeout_ns = (uint64_t)(opt_number(L, t, "timeout_ms", 0) * 1e6);
+    lua_getfield(L, t, "discard_items");
+    sj->discard_items = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     token = opt_string(L, t, "token");
     scheme = opt_string(L, t, "auth_scheme");
     if (token) {
@@ -221,7 +232,9 @@ static void spec_push_result(lua_State *L, spec_job_t *sj)
         lua_pushstring(L, sj->error);
         lua_setfield(L, -2, "error");
     }
-    if (sj->nitems) {
+    lua_pushnumber(L, (lua_Number)sj->nitems);
+    lua_setfield(L, -2, "item_count");
+    if (sj->nitems && !sj->discard_items) {
         jn_buf_append(&sj->items, "]", 1);
         host_decode(L, sj->items.data);
     } else {
@@ -425,12 +438,37 @@ static int testing_now_ms(lua_State *L)
     return 1;
 }
 
+/* testing.rss() -> { current = VmRSS, peak = VmHWM } in bytes, from /proc/self/status */
+static int testing_rss(lua_State *L)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double current = 0, peak = 0, kb;
+
+    if (f == NULL)
+        return luaL_error(L, "testing.rss: cannot read /proc/self/status");
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmRSS: %lf kB", &kb) == 1)
+            current = kb * 1024;
+        else if (sscanf(line, "VmHWM: %lf kB", &kb) == 1)
+            peak = kb * 1024;
+    }
+    fclose(f);
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, current);
+    lua_setfield(L, -2, "current");
+    lua_pushnumber(L, peak);
+    lua_setfield(L, -2, "peak");
+    return 1;
+}
+
 static const luaL_Reg testing_functions[] = {
     {"run", testing_run},
     {"validate", testing_validate},
     {"validate_source", testing_validate_source},
     {"redact", testing_redact},
     {"now_ms", testing_now_ms},
+    {"rss", testing_rss},
     {NULL, NULL},
 };
 
@@ -450,12 +488,10 @@ typedef struct {
     char **argv;
 } host_args_t;
 
-static int host_setup(lua_State *L)
+/* The host state both `spec` and `script` run in: standard libraries, the
+ * static cjson, junction.testing preloaded, spec helpers on package.path. */
+static void host_open(lua_State *L)
 {
-    host_args_t *a = lua_touserdata(L, 1);
-    int argc = a->argc, i;
-    char **argv = a->argv;
-
     luaL_openlibs(L);
     luaopen_cjson(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "jn.host_cjson");
@@ -472,6 +508,15 @@ static int host_setup(lua_State *L)
     lua_concat(L, 2);
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
+}
+
+static int host_setup(lua_State *L)
+{
+    host_args_t *a = lua_touserdata(L, 1);
+    int argc = a->argc, i;
+    char **argv = a->argv;
+
+    host_open(L);
     lua_createtable(L, argc, 1);
     lua_pushliteral(L, "busted");
     lua_rawseti(L, -2, 0);
@@ -504,6 +549,68 @@ int jn_cli_spec(int argc, char **argv)
         /* busted raises a bare error() to report failures on Lua 5.1 */
         if (lua_isstring(L, -1))
             fprintf(stderr, "junction spec: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return 1;
+    }
+    lua_close(L);
+    return 0;
+}
+
+static int script_traceback(lua_State *L)
+{
+    luaL_traceback(L, L, lua_isstring(L, 1) ? lua_tostring(L, 1) : "(error object is not a string)",
+                   1);
+    return 1;
+}
+
+/* argv: "script" FILE ARGS... -> arg = { [0] = FILE, ARGS... }, chunk(ARGS...) */
+static int script_setup(lua_State *L)
+{
+    host_args_t *a = lua_touserdata(L, 1);
+    int i, nargs = a->argc - 2;
+
+    host_open(L);
+    lua_createtable(L, nargs, 2);
+    lua_pushliteral(L, "junction");
+    lua_rawseti(L, -2, -1);
+    for (i = 1; i < a->argc; i++) {
+        lua_pushstring(L, a->argv[i]);
+        lua_rawseti(L, -2, i - 1);
+    }
+    lua_setglobal(L, "arg");
+    lua_pushcfunction(L, script_traceback);
+    if (luaL_loadfile(L, a->argv[1]) != 0)
+        return lua_error(L);
+    luaL_checkstack(L, nargs, "too many arguments");
+    for (i = 2; i < a->argc; i++)
+        lua_pushstring(L, a->argv[i]);
+    if (lua_pcall(L, nargs, 0, -2 - nargs) != 0)
+        return lua_error(L);
+    return 0;
+}
+
+int jn_cli_script(int argc, char **argv)
+{
+    lua_State *L;
+    host_args_t a = {argc, argv};
+    int rc;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs("usage: junction script FILE [ARGS...]\n"
+              "\n"
+              "Runs a trusted Lua file in an unsandboxed host state with junction.testing\n"
+              "and cjson available (development tools, benchmarks). `arg` holds FILE at\n"
+              "index 0 and ARGS from 1; the chunk also receives ARGS as `...`.\n",
+              argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    L = luaL_newstate();
+    if (L == NULL)
+        return 1;
+    rc = lua_cpcall(L, script_setup, &a);
+    if (rc != 0) {
+        fprintf(stderr, "junction script: %s\n",
+                lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
         lua_close(L);
         return 1;
     }

@@ -67,6 +67,9 @@ local ORG_FIELD_PREFIXES = {
   "dependency_graph_",
 }
 
+-- 404 messages of the protection endpoint that mean "not protected".
+local UNPROTECTED_MESSAGES = { ["Branch not protected"] = true, ["Branch not found"] = true }
+
 -- Scopes that include others (classic tokens report only what was granted).
 local IMPLIED_SCOPES = {
   ["admin:org"] = { "write:org", "read:org" },
@@ -493,7 +496,15 @@ local function default_branch_protection(ctx, cfg, repo)
     if reason == "rate_limited" then return nil, nil, err, reason end
     return nil, 0, err
   end
-  if res.status == 404 then return false end
+  if res.status == 404 then
+    -- Only GitHub's own "Branch not protected" (or "Branch not found":
+    -- nothing to protect) is evidence of no protection. A bare "Not Found"
+    -- is how GitHub hides the setting from a credential without admin access.
+    local message = github_message(res)
+    if UNPROTECTED_MESSAGES[message] then return false end
+    return nil, 404, string_format("GET %s: HTTP 404 (%s): the credential may lack admin "
+        .. "access to the repository", endpoint(cfg, url), message or "no message")
+  end
   if not res.ok then return nil, res.status, http_error(cfg, url, res) end
   local body, jerr = res:json()
   if type(body) ~= "table" then

@@ -225,7 +225,8 @@ describe("the GitHub connector", function()
           if r then
             assert.are.equal(r.required_approving_review_count,
               s.required_pull_request_reviews.required_approving_review_count)
-            assert.are.equal(r.dismiss_stale_reviews, s.required_pull_request_reviews.dismiss_stale_reviews)
+            assert.are.equal(r.dismiss_stale_reviews,
+              s.required_pull_request_reviews.dismiss_stale_reviews)
             assert.are.equal(r.require_code_owner_reviews,
               s.required_pull_request_reviews.require_code_owner_reviews)
           else
@@ -255,7 +256,8 @@ describe("the GitHub connector", function()
       assert.are.equal(pages(truth.two_factor_disabled, per) + pages(truth.admins, per)
         + pages(truth.members, per), routes["GET /orgs/{org}/members"])
       assert.are.equal(pages(truth.repos, per), routes["GET /orgs/{org}/repos"])
-      assert.are.equal(truth.repos, routes["GET /repos/{owner}/{repo}/branches/{branch}/protection"])
+      assert.are.equal(truth.repos,
+        routes["GET /repos/{owner}/{repo}/branches/{branch}/protection"])
       assert.are.equal(result.requests, stats.total)
     end)
 
@@ -290,8 +292,8 @@ describe("the GitHub connector", function()
 
   describe("credentials", function()
     it("works with the canary token and never shows it", function()
-      local r, _, raw = collect(config{ resource_types = { "github.organization", "github.member" } },
-        { token = CANARY })
+      local r, _, raw = collect(
+        config{ resource_types = { "github.organization", "github.member" } }, { token = CANARY })
       assert.are.equal("succeeded", r.status, r.error)
       assert.are.equal(1 + truth.members, #r.items)
       assert.are.equal(sim:stats().by_token[CANARY], r.requests)
@@ -437,6 +439,26 @@ describe("the GitHub connector", function()
       assert.are.equal("warn", warn.level)
     end)
 
+    it("records a 404 other than \"Branch not protected\" as unknown, not unprotected", function()
+      local _, some = sim:api("/orgs/acme/repos?per_page=1&page=20")
+      local hidden = some[1].full_name
+      sim:fault{ path_prefix = "/repos/" .. hidden .. "/", mode = "server_error", status = 404 }
+      local r = collect(config{ resource_types = { "github.repository" } })
+      assert.are.equal("succeeded", r.status, r.error)
+      local status, body = sim:request("GET", "/_sim/faults") -- the fault was used
+      assert.are.equal(200, status)
+      assert.are.same({}, cjson.decode(body).faults)
+      for _, it in ipairs(r.items) do
+        if it.data.full_name == hidden then
+          assert.are.equal("unknown", it.data.protection_status)
+          assert.are.equal(404, it.data.protection_http_status)
+          assert.matches("admin access", it.data.protection_error, 1, true)
+        else
+          assert.are_not.equal("unknown", it.data.protection_status)
+        end
+      end
+    end)
+
     it("records protection as unknown when the connection is reset", function()
       -- every attempt for one repository: the client retries a reused connection
       local _, some = sim:api("/orgs/acme/repos?per_page=1&page=10")
@@ -465,7 +487,8 @@ describe("the GitHub connector", function()
           assert.are.equal(cjson.null, it.data.two_factor_enabled)
           assert.are.equal("unknown", it.data.two_factor_status)
         end
-        assert.are.equal(truth.admins, count(r.items, function(i) return i.data.role == "admin" end))
+        assert.are.equal(truth.admins,
+          count(r.items, function(i) return i.data.role == "admin" end))
         local warn = find_log(logs, "GitHub did not list members without 2FA (only organization "
           .. "owners may): two_factor_enabled is recorded as unknown")
         assert.are.equal(status, warn.status)
@@ -496,7 +519,8 @@ describe("the GitHub connector", function()
     it("a body the job's memory limit cannot hold", function()
       sim:fault{ path_prefix = "/orgs/acme/members", mode = "huge", bytes = 12 * 1048576 }
       local r = collect(config{ resource_types = { "github.member" } }, { memory_mb = 16 })
-      assert_failed(r, "memory limit of 16 MiB exceeded")
+      -- refused before decoding: the document could not fit in what is left of 16 MiB
+      assert_failed(r, "GET /orgs/acme/members", "too large to decode within the job's memory limit")
     end)
 
     it("a response slower than the job's deadline", function()

@@ -76,7 +76,7 @@ ctx.http = http
 local cjson = core.cjson
 ctx.json = {
   encode = cjson.encode, -- returns nil, err on values JSON cannot hold
-  decode = cjson.decode, -- returns nil, err on bad input
+  decode = core.json_decode, -- returns nil, err on bad input or when too large
   null = cjson.null,
 }
 

@@ -59,13 +59,17 @@ static int in_list_ci(const char *const *list, const char *s)
     return 0;
 }
 
+static int decode_json(lua_State *L, jn_job_t *job, int idx);
+
+/* Only for JSON the runtime itself produced (config, checkpoint, arguments). */
 void jn_ctx_push_json(jn_job_t *job, lua_State *L, const char *json)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, job->cjson_ref);
-    lua_getfield(L, -1, "decode");
-    lua_remove(L, -2);
     lua_pushstring(L, json);
-    lua_call(L, 1, 1);
+    decode_json(L, job, lua_gettop(L));
+    if (lua_isnil(L, -2))
+        luaL_error(L, "cannot decode runtime JSON: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_remove(L, -2);
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
@@ -394,16 +398,57 @@ static int core_http_request(lua_State *L)
     return lua_yield(L, 0);
 }
 
-static int response_json(lua_State *L)
-{
-    jn_job_t *job = ctx_job(L);
+/* JSON decoding: lua-cjson mallocs a scratch buffer the size of the input
+ * and frees it only on a normal return, so a memory error raised by the cap
+ * in the middle of a decode would leak it. The cap is therefore checked
+ * before (a document must fit in the remaining budget with room to expand)
+ * and after the decode, and lifted while cjson runs. */
+#define JSON_EXPANSION_FACTOR 4
 
-    luaL_checktype(L, 1, LUA_TTABLE);
+static int decode_json(lua_State *L, jn_job_t *job, int idx)
+{
+    size_t len;
+
+    if (lua_type(L, idx) != LUA_TSTRING) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "expected a JSON string, got %s", luaL_typename(L, idx));
+        return 2;
+    }
+    lua_tolstring(L, idx, &len);
+    if (len > jn_sandbox_memory_remaining(job->sb) / JSON_EXPANSION_FACTOR) {
+        lua_pushnil(L);
+        lua_pushfstring(L,
+                        "a JSON document of %d bytes is too large to decode within the job's "
+                        "memory limit",
+                        (int)len);
+        return 2;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, job->cjson_ref);
     lua_getfield(L, -1, "decode");
-    lua_getfield(L, 1, "body");
+    lua_remove(L, -2);
+    lua_pushvalue(L, idx);
+    jn_sandbox_cap_suspend(job->sb);
     lua_call(L, 1, 2); /* cjson.safe: value or nil, err */
+    jn_sandbox_cap_resume(job->sb);
+    if (jn_sandbox_memory_remaining(job->sb) == 0) {
+        lua_pop(L, 2);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        lua_pushnil(L);
+        lua_pushliteral(L, "the decoded JSON document exceeds the job's memory limit");
+    }
     return 2;
+}
+
+static int core_json_decode(lua_State *L)
+{
+    return decode_json(L, ctx_job(L), 1);
+}
+
+static int response_json(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "body");
+    return decode_json(L, ctx_job(L), lua_gettop(L));
 }
 
 /* ---- evidence, checkpoints --------------------------------------------- */
@@ -749,6 +794,7 @@ static const luaL_Reg core_functions[] = {
     {"base64_decode", core_base64_decode},
     {"hex_encode", core_hex_encode},
     {"hex_decode", core_hex_decode},
+    {"json_decode", core_json_decode},
     {NULL, NULL},
 };
 

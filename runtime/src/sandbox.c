@@ -357,6 +357,11 @@ size_t jn_sandbox_memory_used(const jn_sandbox_t *sb)
     return sb->used;
 }
 
+size_t jn_sandbox_memory_remaining(const jn_sandbox_t *sb)
+{
+    return sb->used >= sb->limit ? 0 : sb->limit - sb->used;
+}
+
 size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb)
 {
     return sb->peak;

@@ -56,6 +56,8 @@ void jn_sandbox_cap_suspend(jn_sandbox_t *sb);
 void jn_sandbox_cap_resume(jn_sandbox_t *sb);
 
 size_t jn_sandbox_memory_used(const jn_sandbox_t *sb);
+/* Bytes the state may still allocate before the cap refuses. */
+size_t jn_sandbox_memory_remaining(const jn_sandbox_t *sb);
 size_t jn_sandbox_memory_peak(const jn_sandbox_t *sb);
 uint64_t jn_sandbox_cpu_used_ns(const jn_sandbox_t *sb);
 /* 1 when the last failure was the memory cap. */

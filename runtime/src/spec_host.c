@@ -570,6 +570,14 @@ static int script_setup(lua_State *L)
     int i, nargs = a->argc - 2;
 
     host_open(L);
+    /* require "cjson" resolves to the static one linked into the binary */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_setfield(L, -2, "cjson");
+    lua_pushcfunction(L, luaopen_cjson_safe);
+    lua_setfield(L, -2, "cjson.safe");
+    lua_pop(L, 2);
     lua_createtable(L, nargs, 2);
     lua_pushliteral(L, "junction");
     lua_rawseti(L, -2, -1);

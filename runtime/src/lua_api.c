@@ -91,8 +91,27 @@ static void http_req_free(http_req_t *r)
 
     for (i = 0; i < r->nheaders; i++)
         free(r->header_mem[i]);
+    r->nheaders = 0;
     jn_buf_free(&r->url);
     jn_buf_free(&r->body);
+}
+
+/* The request is built in a userdata so that a Lua error raised half-way
+ * (bad option, memory cap) still releases what was malloc'ed so far. */
+static int http_req_gc(lua_State *L)
+{
+    http_req_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+static http_req_t *http_req_new(lua_State *L)
+{
+    http_req_t *r = lua_newuserdata(L, sizeof(*r));
+
+    memset(r, 0, sizeof(*r));
+    lua_getfield(L, LUA_REGISTRYINDEX, "jn.http_req_mt");
+    lua_setmetatable(L, -2);
+    return r;
 }
 
 static int valid_header_name(const char *s)
@@ -348,7 +367,7 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
 static int core_http_request(lua_State *L)
 {
     jn_job_t *job = ctx_job(L);
-    http_req_t r = {0};
+    http_req_t *rp;
     jn_http_request_t req = {0};
     char scheme[16], host[256], err[512];
     int port, rc;
@@ -356,44 +375,45 @@ static int core_http_request(lua_State *L)
     if (L != job->co)
         return luaL_error(L, "ctx.http can only be called from the connector function itself, "
                              "not from a coroutine it created");
-    read_request(L, job, &r); /* raises on misuse; r's memory is released below */
-    if (jn_url_origin(r.url.data, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
+    rp = http_req_new(L);
+    read_request(L, job, rp); /* raises on misuse; the userdata's __gc releases rp */
+    if (jn_url_origin(rp->url.data, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "ctx.http: '%s' is not an http(s) URL", r.url.data);
-        http_req_free(&r);
+        lua_pushfstring(L, "ctx.http: '%s' is not an http(s) URL", rp->url.data);
+        http_req_free(rp);
         return 2;
     }
     if (!host_is_egress(job, host, port)) {
         lua_pushnil(L);
         lua_pushfstring(L, "egress denied: host '%s' is not in the egress list of connector '%s'",
                         host, job->conn->provider_type);
-        http_req_free(&r);
+        http_req_free(rp);
         return 2;
     }
-    req.method = r.method;
-    req.url = r.url.data;
-    req.headers = r.headers;
-    req.nheaders = r.nheaders;
-    if (r.auth) {
+    req.method = rp->method;
+    req.url = rp->url.data;
+    req.headers = rp->headers;
+    req.nheaders = rp->nheaders;
+    if (rp->auth) {
         req.auth_headers = (const char *const *)job->auth_headers;
         req.nauth_headers = job->nauth_headers;
     }
-    req.body = r.body.data;
-    req.body_len = r.body.len;
-    req.timeout_ms = (long)(r.timeout_s * 1000);
+    req.body = rp->body.data;
+    req.body_len = rp->body.len;
+    req.timeout_ms = (long)(rp->timeout_s * 1000);
     req.max_redirects = -1;
     req.addr_policy = addr_policy;
     req.redirect_policy = redirect_policy;
     req.policy_ud = job;
     rc = jn_http_client_send(job->rt->http, &req, on_http_done, job, &job->call);
     if (rc != JN_HTTP_OK) {
-        snprintf(err, sizeof(err), "ctx.http: %s %s: %s", r.method, host, jn_http_error_name(rc));
-        http_req_free(&r);
+        snprintf(err, sizeof(err), "ctx.http: %s %s: %s", rp->method, host, jn_http_error_name(rc));
+        http_req_free(rp);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    http_req_free(&r);
+    http_req_free(rp);
     job->wait = JOB_WAIT_HTTP;
     return lua_yield(L, 0);
 }
@@ -835,6 +855,12 @@ static int ctx_create_cb(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_setfield(L, LUA_REGISTRYINDEX, "jn.response_mt");
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, http_req_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setfield(L, LUA_REGISTRYINDEX, "jn.http_req_mt");
 
     lua_newtable(L); /* stack: job core */
     for (f = core_functions; f->name; f++) {

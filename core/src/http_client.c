@@ -48,6 +48,14 @@ struct jn_http_client {
     jn_http_call_t *calls;
     sock_ctx_t *socks;
     size_t in_flight;
+    /* At most max_active transfers are in the multi (0: no limit); later calls
+     * wait here, first in first out. curl could queue them itself, but its
+     * pending list costs a walk over every waiting handle each time a handle
+     * is removed: quadratic with thousands of calls in flight. */
+    size_t max_active;
+    size_t active;
+    jn_http_call_t *wait_head, *wait_tail;
+    bool pumping;
     int open_handles; /* uv handles not yet through their close callback */
     /* Non-zero while curl or a policy callback is on the stack: cancel and
      * destroy are then deferred, since curl forbids re-entrant multi calls. */
@@ -66,8 +74,10 @@ typedef struct {
 struct jn_http_call {
     jn_http_client_t *client;
     jn_http_call_t *prev, *next;
-    CURL *easy;
+    jn_http_call_t *wait_prev, *wait_next; /* while waiting for a transfer slot */
+    CURL *easy;                            /* created when the call leaves the wait queue */
     bool in_multi;
+    bool waiting;
     bool cancelled;
     struct curl_slist *slist;
     jn_http_done_fn done;
@@ -713,22 +723,72 @@ static jn_http_error_t hop_start(jn_http_call_t *call)
     call->connect_limited = call->connect_timeout_ms < left;
     if (build_headers(call) != 0)
         return JN_HTTP_EINTERNAL;
+    if (!call->easy && !(call->easy = curl_easy_init()))
+        return JN_HTTP_EINTERNAL;
     curl_easy_reset(call->easy);
     if (configure(call, left) != 0)
         return JN_HTTP_EINTERNAL;
     if (curl_multi_add_handle(call->client->multi, call->easy) != CURLM_OK)
         return JN_HTTP_EINTERNAL;
     call->in_multi = true;
+    call->client->active++;
     return JN_HTTP_OK;
+}
+
+static void multi_remove(jn_http_call_t *call)
+{
+    curl_multi_remove_handle(call->client->multi, call->easy);
+    call->in_multi = false;
+    call->client->active--;
+}
+
+/* ---- wait queue ---- */
+
+static bool must_wait(const jn_http_client_t *c)
+{
+    return c->wait_head || (c->max_active && c->active >= c->max_active);
+}
+
+static void wait_push(jn_http_call_t *call)
+{
+    jn_http_client_t *c = call->client;
+
+    call->waiting = true;
+    call->wait_next = NULL;
+    call->wait_prev = c->wait_tail;
+    if (c->wait_tail)
+        c->wait_tail->wait_next = call;
+    else
+        c->wait_head = call;
+    c->wait_tail = call;
+}
+
+static void wait_unlink(jn_http_call_t *call)
+{
+    jn_http_client_t *c = call->client;
+
+    if (!call->waiting)
+        return;
+    if (call->wait_prev)
+        call->wait_prev->wait_next = call->wait_next;
+    else
+        c->wait_head = call->wait_next;
+    if (call->wait_next)
+        call->wait_next->wait_prev = call->wait_prev;
+    else
+        c->wait_tail = call->wait_prev;
+    call->waiting = false;
+    call->wait_prev = call->wait_next = NULL;
 }
 
 /* ---- call lifecycle ---- */
 
 static void call_free(jn_http_call_t *call)
 {
+    wait_unlink(call);
     if (call->easy) {
         if (call->in_multi)
-            curl_multi_remove_handle(call->client->multi, call->easy);
+            multi_remove(call);
         curl_easy_cleanup(call->easy);
     }
     slist_free(call->slist);
@@ -912,8 +972,7 @@ static void hop_advance(jn_http_call_t *call, char *next, const origin_t *to, lo
     free(call->url);
     call->url = next;
     call->resp->redirects++;
-    curl_multi_remove_handle(call->client->multi, call->easy);
-    call->in_multi = false;
+    multi_remove(call); /* the call keeps its slot: the next hop starts at once */
     err = hop_start(call);
     if (err != JN_HTTP_OK)
         hop_error(call, err);
@@ -1058,6 +1117,30 @@ static void reap_cancelled(jn_http_client_t *c)
     }
 }
 
+/* Starts waiting calls while the multi has room. A call that cannot start
+ * (its time ran out while it waited) completes with the error at once; its
+ * callback may send, cancel or destroy the client. */
+static void pump(jn_http_client_t *c)
+{
+    jn_http_call_t *call;
+    jn_http_error_t err;
+
+    if (c->pumping || c->busy)
+        return;
+    c->pumping = true;
+    while (!c->closing && !c->destroy_pending && c->wait_head &&
+           (!c->max_active || c->active < c->max_active)) {
+        call = c->wait_head;
+        wait_unlink(call);
+        if (call->cancelled)
+            continue; /* reaped with the other cancelled calls */
+        err = hop_start(call);
+        if (err != JN_HTTP_OK)
+            hop_error(call, err);
+    }
+    c->pumping = false;
+}
+
 static void check_multi_info(jn_http_client_t *c)
 {
     CURLMsg *msg;
@@ -1086,10 +1169,13 @@ static void drive(jn_http_client_t *c, curl_socket_t fd, int flags)
     check_multi_info(c);
     if (c->closing)
         return;
-    if (c->destroy_pending)
+    if (c->destroy_pending) {
         destroy_now(c);
-    else if (c->cancel_pending)
+        return;
+    }
+    if (c->cancel_pending)
         reap_cancelled(c);
+    pump(c);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -1172,8 +1258,10 @@ static int multi_setup(jn_http_client_t *c, long max_total_connections)
     bad |= curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     bad |= curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     bad |= curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    if (max_total_connections > 0)
+    if (max_total_connections > 0) {
         bad |= curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total_connections);
+        c->max_active = (size_t)max_total_connections;
+    }
     return bad ? -1 : 0;
 }
 
@@ -1284,9 +1372,12 @@ int jn_http_client_send(jn_http_client_t *client, const jn_http_request_t *req,
     call->ud = ud;
     call->start_ns = uv_hrtime();
     call->resp = calloc(1, sizeof *call->resp);
-    call->easy = curl_easy_init();
-    err = (call->resp && call->easy) ? call_copy_request(call, req) : JN_HTTP_EINTERNAL;
-    if (err != JN_HTTP_OK || (err = hop_start(call)) != JN_HTTP_OK)
+    err = call->resp ? call_copy_request(call, req) : JN_HTTP_EINTERNAL;
+    if (err != JN_HTTP_OK)
+        goto fail;
+    if (must_wait(client))
+        wait_push(call);
+    else if ((err = hop_start(call)) != JN_HTTP_OK)
         goto fail;
     call_link(call);
     if (out_call)
@@ -1311,6 +1402,7 @@ void jn_http_call_cancel(jn_http_call_t *call)
         return;
     }
     call_destroy(call);
+    pump(c); /* a slot may have come free */
 }
 
 const char *jn_http_response_header(const jn_http_response_t *resp, const char *name)

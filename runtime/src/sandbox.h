@@ -55,6 +55,13 @@ const char *jn_sandbox_stop_reason(const jn_sandbox_t *sb);
 void jn_sandbox_cap_suspend(jn_sandbox_t *sb);
 void jn_sandbox_cap_resume(jn_sandbox_t *sb);
 
+/* The job is about to wait (HTTP, sleep). Its state's garbage would stay
+ * until the job allocates again, which may be long: thousands of waiting jobs
+ * would each hold the last page they decoded. Runs a full collection when the
+ * heap grew markedly since the last one. Call from inside the job's Lua code
+ * (a ctx primitive), so the work counts against its CPU budget. */
+void jn_sandbox_idle(jn_sandbox_t *sb);
+
 size_t jn_sandbox_memory_used(const jn_sandbox_t *sb);
 /* Bytes the state may still allocate before the cap refuses. */
 size_t jn_sandbox_memory_remaining(const jn_sandbox_t *sb);

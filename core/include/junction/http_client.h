@@ -108,7 +108,9 @@ typedef struct {
     int max_redirects;
     const char *ca_file; /* NULL: system store */
     const char *user_agent;
-    long max_total_connections; /* 0: unlimited */
+    /* 0: unlimited. Also the number of transfers handed to curl at once: later
+     * calls wait in the client, first in first out, their timeout running. */
+    long max_total_connections;
 } jn_http_client_opts_t;
 
 void jn_http_client_opts_init(jn_http_client_opts_t *opts);

@@ -54,9 +54,9 @@ static const key_schema_t schema[] = {
 
 /* JUNCTION_* variables that belong to other features, not to this schema. */
 static const char *const env_not_config[] = {
-    "JUNCTION_CONFIG",
-    "JUNCTION_MASTER_KEY",
-    "JUNCTION_MASTER_KEY_FILE",
+    "JUNCTION_CONFIG",      "JUNCTION_MASTER_KEY", "JUNCTION_MASTER_KEY_FILE",
+    "JUNCTION_BIN",         /* the binary under test, for specs and benchmarks */
+    "JUNCTION_VECTORS_DIR", /* published test vectors, for tests */
 };
 
 #define ENV_PREFIX "JUNCTION_"

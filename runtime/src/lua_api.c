@@ -415,6 +415,7 @@ static int core_http_request(lua_State *L)
     }
     http_req_free(rp);
     job->wait = JOB_WAIT_HTTP;
+    jn_sandbox_idle(job->sb);
     return lua_yield(L, 0);
 }
 
@@ -676,6 +677,7 @@ static int core_sleep(lua_State *L)
         return luaL_error(L, "ctx.sleep: seconds must be between 0 and %d", (int)CTX_MAX_SLEEP_S);
     job->wait = JOB_WAIT_SLEEP;
     uv_timer_start(&job->kick_timer, on_sleep_done, (uint64_t)(s * 1000), 0);
+    jn_sandbox_idle(job->sb);
     return lua_yield(L, 0);
 }
 

@@ -367,6 +367,11 @@ static void on_tick(uv_timer_t *t)
         jn_log_warn("integration %s: previous collection still running; skipping this one", it->id);
         return;
     }
+    if (it->app->rt.jobs_running >= (size_t)jn_config_int(it->app->cfg, "max_concurrent_jobs")) {
+        jn_log_warn("integration %s: max_concurrent_jobs (%lld) reached; skipping this run", it->id,
+                    jn_config_int(it->app->cfg, "max_concurrent_jobs"));
+        return;
+    }
     if (jn_store_checkpoint_get(it->app->store, it->id, &checkpoint) < 0)
         jn_log_error("integration %s: %s", it->id, jn_store_errmsg(it->app->store));
     o.connector = it->conn;

@@ -28,10 +28,8 @@ local function write_temp(text)
 end
 
 -- Runs the binary with the given arguments; returns exit code, stdout, stderr.
--- JUNCTION_BIN is dropped from its environment: the runtime reads JUNCTION_*
--- variables as configuration and refuses names it does not know.
 local function junction(...)
-  local args = { "env -u JUNCTION_BIN", shell_quote(BIN) }
+  local args = { shell_quote(BIN) }
   for _, a in ipairs({ ... }) do args[#args + 1] = shell_quote(a) end
   local out, err = os.tmpname(), os.tmpname()
   local p = assert(io.popen(table.concat(args, " ") .. " > " .. shell_quote(out) .. " 2> " ..

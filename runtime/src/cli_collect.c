@@ -159,6 +159,10 @@ int jn_cli_collect(int argc, char **argv)
     const char *auth_headers[1];
     int i, idx, rc = 2;
 
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(collect_usage, stdout);
+        return 0;
+    }
     idx = parse_args(argc, argv, &a);
     if (idx < 0) {
         fputs(collect_usage, stderr);

@@ -38,7 +38,7 @@ static char *read_secret_file(const char *path)
     size_t n;
 
     if (f == NULL) {
-        fprintf(stderr, "junction: cannot read token file '%s': %s\n", path, strerror(errno));
+        jn_log_error("cannot read token file '%s': %s", path, strerror(errno));
         return NULL;
     }
     buf = calloc(1, 8192);
@@ -61,15 +61,14 @@ char *jn_cli_auth_header(const char *token_file, const char *token_env, const ch
     } else if (token_env) {
         v = getenv(token_env);
         if (v == NULL || *v == '\0')
-            fprintf(stderr, "junction: environment variable %s (the token) is not set\n",
-                    token_env);
+            jn_log_error("environment variable %s (the token) is not set", token_env);
         else
             token = strdup(v);
     }
     if (token == NULL)
         return NULL;
     if (*token == '\0' || strpbrk(token, "\r\n") != NULL) {
-        fprintf(stderr, "junction: the token is empty or spans several lines\n");
+        jn_log_error("the token is empty or spans several lines");
         free(token);
         return NULL;
     }

@@ -18,13 +18,27 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* Undo what copy_opts registered with the redactor for one header line. */
+static void remove_header_secrets(const char *line)
+{
+    const char *colon = strchr(line, ':'), *space;
+
+    if (colon == NULL)
+        return;
+    while (*++colon == ' ')
+        ;
+    jn_redactor_remove_secret(jn_redactor_global(), colon, strlen(colon));
+    space = strrchr(colon, ' ');
+    if (space)
+        jn_redactor_remove_secret(jn_redactor_global(), space + 1, strlen(space + 1));
+}
+
 static void job_release(jn_job_t *job)
 {
     size_t i;
 
     for (i = 0; i < job->nauth_headers; i++) {
-        jn_redactor_remove_secret(jn_redactor_global(), job->auth_headers[i],
-                                  strlen(job->auth_headers[i]));
+        remove_header_secrets(job->auth_headers[i]);
         free(job->auth_headers[i]);
     }
     free(job->auth_headers);
@@ -103,8 +117,8 @@ static void job_fail_from_lua(jn_job_t *job)
         snprintf(msg, sizeof(msg), "CPU budget of %" PRIu64 " ms exceeded",
                  job->opts.limits.cpu_ns / 1000000);
     } else if (stop) {
-        snprintf(msg, sizeof(msg), "job timed out after %" PRIu64 " s",
-                 job->opts.timeout_ns / 1000000000);
+        snprintf(msg, sizeof(msg), "job timed out after %.3g s",
+                 (double)job->opts.timeout_ns / 1e9);
     } else if (jn_sandbox_memory_exhausted(job->sb) && lua_type(job->co, -1) == LUA_TSTRING &&
                (strstr(lua_tostring(job->co, -1), "not enough memory") ||
                 /* lua-cjson re-raises an allocation failure with its own text */
@@ -179,8 +193,7 @@ static void on_deadline(uv_timer_t *t)
     jn_job_t *job = t->data;
     char msg[128];
 
-    snprintf(msg, sizeof(msg), "job timed out after %" PRIu64 " s",
-             job->opts.timeout_ns / 1000000000);
+    snprintf(msg, sizeof(msg), "job timed out after %.3g s", (double)job->opts.timeout_ns / 1e9);
     job_finish(job, JN_JOB_FAILED, msg);
 }
 
@@ -272,9 +285,14 @@ static int copy_opts(jn_job_t *job, const jn_job_opts_t *o)
             /* The credential is the header value: known to the redactor from now on. */
             colon = strchr(o->auth_headers[i], ':');
             if (colon) {
+                const char *space;
                 while (*++colon == ' ')
                     ;
                 jn_redactor_add_secret(jn_redactor_global(), colon, strlen(colon));
+                /* "Bearer <token>": the bare credential too */
+                space = strrchr(colon, ' ');
+                if (space)
+                    jn_redactor_add_secret(jn_redactor_global(), space + 1, strlen(space + 1));
             }
         }
     }

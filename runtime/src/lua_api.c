@@ -10,7 +10,9 @@
  * C after the connector's options have been read, and responses never echo
  * request headers.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,14 @@ static const char *const emit_fields[] = {"resource_type", "resource_id", "data"
 static jn_job_t *ctx_job(lua_State *L)
 {
     return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (strcmp(*list, s) == 0)
+            return 1;
+    return 0;
 }
 
 static int in_list_ci(const char *const *list, const char *s)
@@ -148,6 +158,16 @@ static int add_header(lua_State *L, http_req_t *r, const char *name, const char 
     return 0;
 }
 
+static int has_header(const http_req_t *r, const char *name)
+{
+    size_t i, n = strlen(name);
+
+    for (i = 0; i < r->nheaders; i++)
+        if (strncasecmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
+            return 1;
+    return 0;
+}
+
 static int url_is_unreserved(unsigned char c)
 {
     return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
@@ -215,7 +235,7 @@ static void check_options(lua_State *L, int idx)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING || !in_list_ci(http_options, lua_tostring(L, -1)))
+        if (lua_type(L, -1) != LUA_TSTRING || !in_list(http_options, lua_tostring(L, -1)))
             luaL_error(L,
                        "ctx.http: unknown option '%s' (expected method, url, headers, query, "
                        "body, json, timeout, auth, idempotent)",
@@ -233,8 +253,11 @@ static void read_request(lua_State *L, jn_job_t *job, http_req_t *r)
     check_options(L, 1);
     lua_getfield(L, 1, "method");
     r->method = lua_isnil(L, -1) ? "GET" : luaL_checkstring(L, -1);
-    if (!in_list_ci(http_methods, r->method))
-        luaL_error(L, "ctx.http: unsupported method '%s'", r->method);
+    if (!in_list(http_methods, r->method))
+        luaL_error(L,
+                   "ctx.http: unsupported method '%s' (expected upper case: GET, HEAD, POST, "
+                   "PUT, PATCH, DELETE, OPTIONS)",
+                   r->method);
     lua_getfield(L, 1, "auth");
     r->auth = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_getfield(L, 1, "url");
@@ -271,7 +294,8 @@ static void read_request(lua_State *L, jn_job_t *job, http_req_t *r)
         char err[256];
         if (jn_json_canon_encode(L, -1, &r->body, err, sizeof(err)) != 0)
             luaL_error(L, "ctx.http: 'json' cannot be encoded: %s", err);
-        add_header(L, r, "Content-Type", "application/json");
+        if (!has_header(r, "content-type"))
+            add_header(L, r, "Content-Type", "application/json");
     }
     lua_getfield(L, 1, "timeout");
     r->timeout_s = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
@@ -286,11 +310,20 @@ static int host_is_egress(jn_job_t *job, const char *host, int port)
            jn_runtime_host_allowed(job->rt, host, port);
 }
 
+static int addr_port(const struct sockaddr *addr)
+{
+    if (addr->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)addr)->sin_port);
+    if (addr->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+    return 0;
+}
+
 static int addr_policy(void *ud, const char *host, const struct sockaddr *addr)
 {
     jn_job_t *job = ud;
 
-    if (jn_runtime_host_allowed(job->rt, host, 0))
+    if (jn_runtime_host_allowed(job->rt, host, addr_port(addr)))
         return 0;
     return jn_net_addr_is_public(addr) ? 0 : -1;
 }
@@ -375,6 +408,8 @@ static int core_http_request(lua_State *L)
     if (L != job->co)
         return luaL_error(L, "ctx.http can only be called from the connector function itself, "
                              "not from a coroutine it created");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     rp = http_req_new(L);
     read_request(L, job, rp); /* raises on misuse; the userdata's __gc releases rp */
     if (jn_url_origin(rp->url.data, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
@@ -516,7 +551,7 @@ static int core_emit(lua_State *L)
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING || !in_list_ci(emit_fields, lua_tostring(L, -1)))
+        if (lua_type(L, -1) != LUA_TSTRING || !in_list(emit_fields, lua_tostring(L, -1)))
             return luaL_error(L,
                               "ctx.emit: unknown field '%s' (expected resource_type, "
                               "resource_id, data, collected_at)",

@@ -49,13 +49,21 @@ struct jn_http_client {
     sock_ctx_t *socks;
     size_t in_flight;
     /* At most max_active transfers are in the multi (0: no limit); later calls
-     * wait here, first in first out. curl could queue them itself, but its
-     * pending list costs a walk over every waiting handle each time a handle
-     * is removed: quadratic with thousands of calls in flight. */
+     * wait in this binary heap, lowest priority value first, then first come
+     * first served. curl could queue them itself, but its pending list costs a
+     * walk over every waiting handle each time a handle is removed: quadratic
+     * with thousands of calls in flight. */
     size_t max_active;
     size_t active;
-    jn_http_call_t *wait_head, *wait_tail;
+    jn_http_call_t **wait;
+    size_t nwait, wait_cap;
+    uint64_t wait_seq;
     bool pumping;
+    /* Easy handles of finished calls, reset, for the next calls: allocating
+     * a fresh one (several KiB, zeroed) per request was a tenth of the CPU
+     * with thousands of jobs. */
+    CURL **idle_easy;
+    size_t nidle_easy, idle_easy_max;
     int open_handles; /* uv handles not yet through their close callback */
     /* Non-zero while curl or a policy callback is on the stack: cancel and
      * destroy are then deferred, since curl forbids re-entrant multi calls. */
@@ -74,8 +82,10 @@ typedef struct {
 struct jn_http_call {
     jn_http_client_t *client;
     jn_http_call_t *prev, *next;
-    jn_http_call_t *wait_prev, *wait_next; /* while waiting for a transfer slot */
-    CURL *easy;                            /* created when the call leaves the wait queue */
+    uint64_t priority; /* among waiting calls: lower first */
+    uint64_t wait_seq; /* then first come first served */
+    size_t wait_index; /* in client->wait while waiting */
+    CURL *easy;        /* created when the call leaves the wait queue */
     bool in_multi;
     bool waiting;
     bool cancelled;
@@ -723,6 +733,8 @@ static jn_http_error_t hop_start(jn_http_call_t *call)
     call->connect_limited = call->connect_timeout_ms < left;
     if (build_headers(call) != 0)
         return JN_HTTP_EINTERNAL;
+    if (!call->easy && call->client->nidle_easy)
+        call->easy = call->client->idle_easy[--call->client->nidle_easy];
     if (!call->easy && !(call->easy = curl_easy_init()))
         return JN_HTTP_EINTERNAL;
     curl_easy_reset(call->easy);
@@ -746,42 +758,100 @@ static void multi_remove(jn_http_call_t *call)
 
 static bool must_wait(const jn_http_client_t *c)
 {
-    return c->wait_head || (c->max_active && c->active >= c->max_active);
+    return c->nwait || (c->max_active && c->active >= c->max_active);
 }
 
-static void wait_push(jn_http_call_t *call)
+static bool wait_before(const jn_http_call_t *a, const jn_http_call_t *b)
+{
+    return a->priority != b->priority ? a->priority < b->priority : a->wait_seq < b->wait_seq;
+}
+
+static void wait_set(jn_http_client_t *c, size_t i, jn_http_call_t *call)
+{
+    c->wait[i] = call;
+    call->wait_index = i;
+}
+
+static void wait_sift_up(jn_http_client_t *c, size_t i)
+{
+    jn_http_call_t *call = c->wait[i];
+
+    while (i > 0 && wait_before(call, c->wait[(i - 1) / 2])) {
+        wait_set(c, i, c->wait[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    wait_set(c, i, call);
+}
+
+static void wait_sift_down(jn_http_client_t *c, size_t i)
+{
+    jn_http_call_t *call = c->wait[i];
+    size_t child;
+
+    while ((child = 2 * i + 1) < c->nwait) {
+        if (child + 1 < c->nwait && wait_before(c->wait[child + 1], c->wait[child]))
+            child++;
+        if (!wait_before(c->wait[child], call))
+            break;
+        wait_set(c, i, c->wait[child]);
+        i = child;
+    }
+    wait_set(c, i, call);
+}
+
+static int wait_push(jn_http_call_t *call)
 {
     jn_http_client_t *c = call->client;
+    jn_http_call_t **wait;
 
+    if (c->nwait == c->wait_cap) {
+        size_t cap = c->wait_cap ? 2 * c->wait_cap : 64;
+        wait = realloc(c->wait, cap * sizeof *wait);
+        if (!wait)
+            return -1;
+        c->wait = wait;
+        c->wait_cap = cap;
+    }
     call->waiting = true;
-    call->wait_next = NULL;
-    call->wait_prev = c->wait_tail;
-    if (c->wait_tail)
-        c->wait_tail->wait_next = call;
-    else
-        c->wait_head = call;
-    c->wait_tail = call;
+    call->wait_seq = c->wait_seq++;
+    wait_set(c, c->nwait++, call);
+    wait_sift_up(c, c->nwait - 1);
+    return 0;
 }
 
 static void wait_unlink(jn_http_call_t *call)
 {
     jn_http_client_t *c = call->client;
+    size_t i = call->wait_index;
 
     if (!call->waiting)
         return;
-    if (call->wait_prev)
-        call->wait_prev->wait_next = call->wait_next;
-    else
-        c->wait_head = call->wait_next;
-    if (call->wait_next)
-        call->wait_next->wait_prev = call->wait_prev;
-    else
-        c->wait_tail = call->wait_prev;
     call->waiting = false;
-    call->wait_prev = call->wait_next = NULL;
+    if (i != --c->nwait) { /* the last call fills the hole, then finds its place */
+        jn_http_call_t *last = c->wait[c->nwait];
+
+        wait_set(c, i, last);
+        wait_sift_up(c, i);
+        if (last->wait_index == i)
+            wait_sift_down(c, i);
+    }
 }
 
 /* ---- call lifecycle ---- */
+
+/* Keeps a finished call's easy handle for a later call. curl_easy_reset
+ * clears every option (and so every pointer into the finished call); what it
+ * keeps (connections, DNS and TLS session caches) is not per job here: no
+ * cookie engine, HSTS or alt-svc cache is ever enabled. */
+static void easy_release(jn_http_client_t *c, CURL *e)
+{
+    if (c->closing || c->nidle_easy >= c->idle_easy_max) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e);
+    c->idle_easy[c->nidle_easy++] = e;
+}
 
 static void call_free(jn_http_call_t *call)
 {
@@ -789,7 +859,7 @@ static void call_free(jn_http_call_t *call)
     if (call->easy) {
         if (call->in_multi)
             multi_remove(call);
-        curl_easy_cleanup(call->easy);
+        easy_release(call->client, call->easy);
     }
     slist_free(call->slist);
     strv_free(call->headers, call->nheaders, false);
@@ -1052,6 +1122,8 @@ static void client_release(jn_http_client_t *c)
         return;
     free(c->ca_file);
     free(c->user_agent);
+    free(c->idle_easy);
+    free(c->wait);
     free(c);
 }
 
@@ -1128,9 +1200,9 @@ static void pump(jn_http_client_t *c)
     if (c->pumping || c->busy)
         return;
     c->pumping = true;
-    while (!c->closing && !c->destroy_pending && c->wait_head &&
+    while (!c->closing && !c->destroy_pending && c->nwait &&
            (!c->max_active || c->active < c->max_active)) {
-        call = c->wait_head;
+        call = c->wait[0];
         wait_unlink(call);
         if (call->cancelled)
             continue; /* reaped with the other cancelled calls */
@@ -1282,6 +1354,10 @@ jn_http_client_t *jn_http_client_create(uv_loop_t *loop, const jn_http_client_op
     c->loop = loop;
     if (client_copy_opts(c, opts) != 0 || multi_setup(c, opts->max_total_connections) != 0)
         goto fail;
+    c->idle_easy_max = c->max_active ? c->max_active : 64;
+    c->idle_easy = calloc(c->idle_easy_max, sizeof *c->idle_easy);
+    if (!c->idle_easy)
+        goto fail;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 1;
@@ -1300,6 +1376,8 @@ static void destroy_now(jn_http_client_t *c)
     c->closing = true;
     while (c->calls)
         call_destroy(c->calls);
+    while (c->nidle_easy)
+        curl_easy_cleanup(c->idle_easy[--c->nidle_easy]);
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     while (c->socks)
@@ -1350,6 +1428,7 @@ static jn_http_error_t call_copy_request(jn_http_call_t *call, const jn_http_req
     call->addr_policy = req->addr_policy;
     call->redirect_policy = req->redirect_policy;
     call->policy_ud = req->policy_ud;
+    call->priority = req->priority;
     return JN_HTTP_OK;
 }
 
@@ -1375,10 +1454,14 @@ int jn_http_client_send(jn_http_client_t *client, const jn_http_request_t *req,
     err = call->resp ? call_copy_request(call, req) : JN_HTTP_EINTERNAL;
     if (err != JN_HTTP_OK)
         goto fail;
-    if (must_wait(client))
-        wait_push(call);
-    else if ((err = hop_start(call)) != JN_HTTP_OK)
+    if (must_wait(client)) {
+        if (wait_push(call) != 0) {
+            err = JN_HTTP_EINTERNAL;
+            goto fail;
+        }
+    } else if ((err = hop_start(call)) != JN_HTTP_OK) {
         goto fail;
+    }
     call_link(call);
     if (out_call)
         *out_call = call;

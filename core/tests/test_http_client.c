@@ -297,6 +297,65 @@ static void test_connection_limit(void **state)
     assert_true(http_peer_max_live(f->peer) <= 4);
 }
 
+typedef struct {
+    result_t r;
+    int order; /* 1 for the first call to complete, ... */
+    int *counter;
+} ordered_t;
+
+static void on_done_ordered(jn_http_response_t *resp, void *ud)
+{
+    ordered_t *o = ud;
+
+    o->order = ++*o->counter;
+    on_done(resp, &o->r);
+}
+
+/* Calls beyond the connection limit wait; they start by priority, then in the
+ * order they were sent. A waiting call that is cancelled never starts. */
+static void test_waiting_calls_by_priority(void **state)
+{
+    fx_t *f = *state;
+    jn_http_client_opts_t opts;
+    jn_http_request_t req;
+    jn_http_call_t *calls[6];
+    char url[256];
+    static const uint64_t prio[6] = {5, 9, 1, 5, 1, 0};
+    static const int expected[6] = {1, 4, 2, 0, 3, 0}; /* call 3 cancelled, call 5 too */
+    ordered_t o[6];
+    int counter = 0;
+
+    memset(o, 0, sizeof o);
+    jn_http_client_destroy(f->client);
+    jn_http_client_opts_init(&opts);
+    opts.max_total_connections = 1;
+    f->client = jn_http_client_create(&f->loop, &opts);
+    assert_non_null(f->client);
+    peer_url(url, sizeof url, f->peer, "/hello");
+    jn_http_request_init(&req);
+    req.url = url;
+    for (int i = 0; i < 6; i++) {
+        o[i].counter = &counter;
+        req.priority = prio[i];
+        assert_int_equal(jn_http_client_send(f->client, &req, on_done_ordered, &o[i], &calls[i]),
+                         JN_HTTP_OK);
+    }
+    jn_http_call_cancel(calls[3]);
+    jn_http_call_cancel(calls[5]);
+    assert_int_equal(jn_http_client_in_flight(f->client), 4);
+    RUN_UNTIL(f, counter == 4);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(o[i].order, expected[i]);
+        if (expected[i]) {
+            assert_int_equal(o[i].r.resp->status, 200);
+            jn_http_response_free(o[i].r.resp);
+        } else {
+            assert_int_equal(o[i].r.calls, 0);
+        }
+    }
+    assert_true(http_peer_max_live(f->peer) <= 1);
+}
+
 /* ---- size cap ---- */
 
 static jn_http_response_t *fetch_capped(fx_t *f, const char *path, size_t cap)
@@ -1048,6 +1107,7 @@ int main(void)
         T(test_head_not_capped_by_content_length),
         T(test_hundred_concurrent),
         T(test_connection_limit),
+        T(test_waiting_calls_by_priority),
         T(test_size_cap_content_length),
         T(test_size_cap_streamed),
         T(test_size_cap_exact_fits),

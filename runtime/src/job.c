@@ -337,6 +337,7 @@ int jn_job_start(jn_runtime_t *rt, const jn_job_opts_t *opts, jn_job_t **out, ch
     uv_timer_start(&job->deadline_timer, on_deadline, job->opts.timeout_ns / 1000000, 0);
     rt->jobs_running++;
     rt->jobs_started++;
+    job->seq = rt->jobs_started;
     if (out)
         *out = job;
     return 0;

@@ -44,6 +44,9 @@ struct jn_job {
     size_t memory_peak;
     uint64_t cpu_ns;
     int64_t started_ms;
+    /* Start order (1, 2, ...): its HTTP calls wait behind those of older jobs,
+     * so jobs started first finish first and free their memory. */
+    uint64_t seq;
 };
 
 /* Build ctx for the job and leave it in the registry (job->ctx_ref).

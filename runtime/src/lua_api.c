@@ -14,12 +14,14 @@
 #include <ctype.h>
 #include <netinet/in.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "job_internal.h"
 #include "json_canon.h"
@@ -440,6 +442,7 @@ static int core_http_request(lua_State *L)
     req.addr_policy = addr_policy;
     req.redirect_policy = redirect_policy;
     req.policy_ud = job;
+    req.priority = job->seq;
     rc = jn_http_client_send(job->rt->http, &req, on_http_done, job, &job->call);
     if (rc != JN_HTTP_OK) {
         snprintf(err, sizeof(err), "ctx.http: %s %s: %s", rp->method, host, jn_http_error_name(rc));
@@ -863,13 +866,67 @@ static void set_string(lua_State *L, const char *key, const char *value)
     lua_setfield(L, -2, key);
 }
 
+/* The embedded helpers, compiled once per process in a scratch state and kept
+ * as bytecode (with debug info: tracebacks keep their lines): parsing them
+ * was most of a job's setup time. The bytecode is this process's own
+ * compilation of its own embedded source; connector code is still only ever
+ * loaded as text. */
+typedef struct {
+    const char *name;
+    const char *src;
+    char *bc; /* NULL: compiling failed, the source is parsed per job */
+    size_t bc_len;
+} lib_chunk_t;
+
+static lib_chunk_t lib_chunks[] = {
+    {"=paginate.lua", jn_lua_lib_paginate, NULL, 0},
+    {"=ctx.lua", jn_lua_lib_ctx, NULL, 0},
+};
+static pthread_once_t lib_chunks_once = PTHREAD_ONCE_INIT;
+
+static int lib_dump_write(lua_State *L, const void *p, size_t n, void *ud)
+{
+    (void)L;
+    return jn_buf_append(ud, p, n) == 0 ? 0 : 1;
+}
+
+static void lib_chunks_compile(void)
+{
+    lua_State *L = luaL_newstate();
+    size_t i;
+
+    if (L == NULL)
+        return;
+    for (i = 0; i < sizeof(lib_chunks) / sizeof(lib_chunks[0]); i++) {
+        lib_chunk_t *c = &lib_chunks[i];
+        jn_buf_t bc = {0};
+
+        if (luaL_loadbuffer(L, c->src, strlen(c->src), c->name) == 0 &&
+            lua_dump(L, lib_dump_write, &bc) == 0 && bc.len > 0) {
+            c->bc = bc.data;
+            c->bc_len = bc.len;
+        } else {
+            jn_buf_free(&bc);
+        }
+        lua_settop(L, 0);
+    }
+    lua_close(L);
+}
+
 /* stack: -> lib_result; runs an embedded helper chunk with `nargs` args below it */
-static void run_lib(jn_job_t *job, lua_State *L, const char *name, const char *src, int nargs)
+static void run_lib(jn_job_t *job, lua_State *L, const lib_chunk_t *c, int nargs)
 {
     char err[512];
 
-    if (jn_sandbox_load(job->sb, L, name, src, strlen(src), err, sizeof(err)) != 0)
+    if (c->bc != NULL) {
+        if (luaL_loadbufferx(L, c->bc, c->bc_len, c->name, "b") != 0)
+            lua_error(L);
+        jn_sandbox_push_env(job->sb, L);
+        lua_setfenv(L, -2);
+    } else if (jn_sandbox_load(job->sb, L, c->name, c->src, strlen(c->src), err, sizeof(err)) !=
+               0) {
         luaL_error(L, "%s", err);
+    }
     lua_insert(L, -1 - nargs);
     lua_call(L, nargs, 1);
 }
@@ -918,8 +975,9 @@ static int ctx_create_cb(lua_State *L)
         return luaL_error(L, "the integration config must be a JSON object");
     lua_setfield(L, -2, "config");
     /* stack: job core */
-    run_lib(job, L, "=paginate.lua", jn_lua_lib_paginate, 0); /* stack: job core paginate */
-    run_lib(job, L, "=ctx.lua", jn_lua_lib_ctx, 2);           /* stack: job ctx */
+    pthread_once(&lib_chunks_once, lib_chunks_compile);
+    run_lib(job, L, &lib_chunks[0], 0); /* paginate.lua; stack: job core paginate */
+    run_lib(job, L, &lib_chunks[1], 2); /* ctx.lua; stack: job ctx */
     if (lua_type(L, -1) != LUA_TTABLE)
         return luaL_error(L, "ctx.lua did not return the ctx table");
     job->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);

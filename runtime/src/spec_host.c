@@ -462,6 +462,46 @@ static int testing_rss(lua_State *L)
     return 1;
 }
 
+/* testing.sandboxes(n) -> { create_s =, destroy_s =, bytes_per_state = }: creates n bare
+ * sandboxes (no ctx) with a 64 MiB cap, all alive at once, then destroys them
+ * (state creation cost, for benchmarks). */
+static int testing_sandboxes(lua_State *L)
+{
+    int n = (int)luaL_checkinteger(L, 1), i, made;
+    jn_sandbox_limits_t limits = {(size_t)64 << 20, 0};
+    jn_sandbox_t **sbs;
+    uint64_t t0, t1, t2;
+    double bytes = 0;
+    char err[256] = "";
+
+    luaL_argcheck(L, n > 0 && n <= 1000000, 1, "expected 1 to 1000000");
+    sbs = calloc((size_t)n, sizeof(*sbs));
+    if (sbs == NULL)
+        return luaL_error(L, "out of memory");
+    t0 = jn_mono_ns();
+    for (made = 0; made < n; made++)
+        if ((sbs[made] = jn_sandbox_create(&limits, err, sizeof(err))) == NULL)
+            break;
+    t1 = jn_mono_ns();
+    for (i = 0; i < made; i++)
+        bytes += (double)jn_sandbox_memory_used(sbs[i]);
+    t2 = jn_mono_ns();
+    for (i = 0; i < made; i++)
+        jn_sandbox_destroy(sbs[i]);
+    t2 = jn_mono_ns() - t2;
+    free(sbs);
+    if (made < n)
+        return luaL_error(L, "testing.sandboxes: %s", err);
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, (double)(t1 - t0) / 1e9);
+    lua_setfield(L, -2, "create_s");
+    lua_pushnumber(L, (double)t2 / 1e9);
+    lua_setfield(L, -2, "destroy_s");
+    lua_pushnumber(L, bytes / n);
+    lua_setfield(L, -2, "bytes_per_state");
+    return 1;
+}
+
 static const luaL_Reg testing_functions[] = {
     {"run", testing_run},
     {"validate", testing_validate},
@@ -469,6 +509,7 @@ static const luaL_Reg testing_functions[] = {
     {"redact", testing_redact},
     {"now_ms", testing_now_ms},
     {"rss", testing_rss},
+    {"sandboxes", testing_sandboxes},
     {NULL, NULL},
 };
 

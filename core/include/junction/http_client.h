@@ -18,6 +18,7 @@
 #define JUNCTION_HTTP_CLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -76,6 +77,9 @@ typedef struct {
     jn_http_addr_policy_fn addr_policy;
     jn_http_redirect_policy_fn redirect_policy;
     void *policy_ud;
+    /* Order among calls waiting for a transfer slot (max_total_connections):
+     * lower values first, equal values first come first served. */
+    uint64_t priority;
 } jn_http_request_t;
 
 /* Zeroes `req` and sets max_redirects to -1 (client default): a request built

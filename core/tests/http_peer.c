@@ -1,6 +1,5 @@
 #include "http_peer.h"
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,10 +167,10 @@ static const char *reason(int status)
 static void reply(peer_conn_t *c, int status, const char *headers, const char *body, size_t len)
 {
     char head[1024];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s\r\n",
-                     status, reason(status), len, headers ? headers : "");
 
-    assert(n > 0 && (size_t)n < sizeof head); /* the peer's own canned headers are short */
+    /* The peer's canned headers are short; the precision keeps the bound provable. */
+    snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%.900s\r\n", status,
+             reason(status), len, headers ? headers : "");
     conn_write_str(c, head);
     if (!c->head && len)
         conn_write(c, body, len);

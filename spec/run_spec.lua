@@ -133,3 +133,27 @@ describe("junction run", function()
     pid = nil
   end)
 end)
+
+describe("junction run with a bad integrations file", function()
+  it("refuses to start and names the problem", function()
+    local dir = sh("mktemp -d"):gsub("%s+$", "")
+    write(dir .. "/integrations.json", cjson.encode({
+      { id = "dup", organization_id = "o", provider = "github" },
+      { id = "dup", organization_id = "o", provider = "github" },
+    }))
+    write(dir .. "/bad.json", '[{"id": 1}]')
+    local function start(file)
+      local out = sh("JUNCTION_DATA_DIR=" .. dir .. "/data JUNCTION_INTEGRATIONS_FILE=" .. file ..
+        " " .. BIN .. " run 2>&1; echo \"rc=$?\"")
+      return out
+    end
+    local out = start(dir .. "/integrations.json")
+    assert.matches("integration [2]: id 'dup' is used twice", out, 1, true)
+    assert.matches("rc=2", out, 1, true)
+    out = start(dir .. "/bad.json")
+    assert.matches("integration [1]: field 'id' must be a string", out, 1, true)
+    out = start(dir .. "/missing.json")
+    assert.matches("cannot open integrations file", out, 1, true)
+    os.execute("rm -rf " .. dir)
+  end)
+end)

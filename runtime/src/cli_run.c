@@ -172,6 +172,10 @@ static int parse_integrations_cb(lua_State *L)
         it->app = app;
         app->nintegrations++;
         it->id = field_string(L, t, "id", 1, p->file, i);
+        for (size_t k = 0; k + 1 < app->nintegrations; k++)
+            if (strcmp(app->integrations[k].id, it->id) == 0)
+                return luaL_error(L, "%s: integration [%d]: id '%s' is used twice", p->file, i,
+                                  it->id);
         it->provider = field_string(L, t, "provider", 1, p->file, i);
         it->org = field_string(L, t, "organization_id", 1, p->file, i);
         it->token_env = field_string(L, t, "token_env", 0, p->file, i);

@@ -47,6 +47,8 @@ static const char *const http_options[] = {"method", "url",     "headers", "quer
 /* Set by the transport, never by a connector. */
 static const char *const reserved_headers[] = {
     "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", NULL};
+static const char *const reserved_log_fields[] = {
+    "ts", "level", "msg", "job_id", "provider", "connector_version", "integration_id", NULL};
 static const char *const emit_fields[] = {"resource_type", "resource_id", "data", "collected_at",
                                           NULL};
 
@@ -671,7 +673,9 @@ static int core_log(lua_State *L)
     if (lua_type(L, 3) == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, 3) != 0 && nraw < CTX_MAX_LOG_FIELDS) {
-            if (lua_type(L, -2) != LUA_TSTRING) {
+            /* A connector's field never overrides what the runtime says about the job. */
+            if (lua_type(L, -2) != LUA_TSTRING ||
+                in_list(reserved_log_fields, lua_tostring(L, -2))) {
                 lua_pop(L, 1);
                 continue;
             }

@@ -1,6 +1,7 @@
 /* Backend-independent part of the store: dispatch onto the operations table. */
 #include "junction/store.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const status_names[] = {
@@ -93,4 +94,82 @@ int jn_store_job_put(jn_store_t *s, const jn_job_record_t *job)
 int jn_store_job_get(jn_store_t *s, const char *id, jn_job_record_t *out, char **strings)
 {
     return s->ops->job_get(s, id, out, strings);
+}
+
+/* The vault and audit operations were added with schema version 2; a backend
+ * that lacks them fails cleanly instead of crashing on a NULL slot. */
+static int missing_op(jn_store_t *s, const char *op)
+{
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s: not supported by the %s store", op, s->ops->name);
+    return -1;
+}
+
+#define DISPATCH(op, ...) (s->ops->op != NULL ? s->ops->op(s, __VA_ARGS__) : missing_op(s, #op))
+
+int jn_store_in_transaction(jn_store_t *s)
+{
+    return s->ops->in_transaction != NULL ? s->ops->in_transaction(s) : 0;
+}
+
+int jn_store_org_key_insert(jn_store_t *s, const jn_org_key_t *key)
+{
+    return DISPATCH(org_key_insert, key);
+}
+
+int jn_store_org_key_rewrap(jn_store_t *s, const jn_org_key_t *key, const char *old_master_key_id)
+{
+    return DISPATCH(org_key_rewrap, key, old_master_key_id);
+}
+
+int jn_store_org_key_retire(jn_store_t *s, const char *org_id, int64_t dek_version)
+{
+    return DISPATCH(org_key_retire, org_id, dek_version);
+}
+
+int jn_store_org_key_each(jn_store_t *s, const char *org_id, jn_store_org_key_fn fn, void *ud)
+{
+    return DISPATCH(org_key_each, org_id, fn, ud);
+}
+
+int jn_store_credential_insert(jn_store_t *s, const jn_credential_record_t *cred)
+{
+    return DISPATCH(credential_insert, cred);
+}
+
+int jn_store_credential_reencrypt(jn_store_t *s, const jn_credential_record_t *cred,
+                                  int64_t old_dek_version)
+{
+    return DISPATCH(credential_reencrypt, cred, old_dek_version);
+}
+
+int jn_store_credential_set_state(jn_store_t *s, const char *org_id, const char *id,
+                                  int64_t version, const char *state, int64_t rotated_ms)
+{
+    return DISPATCH(credential_set_state, org_id, id, version, state, rotated_ms);
+}
+
+int jn_store_credential_delete(jn_store_t *s, const char *org_id, const char *id, int64_t version)
+{
+    return DISPATCH(credential_delete, org_id, id, version);
+}
+
+int jn_store_credential_each(jn_store_t *s, const jn_credential_filter_t *filter,
+                             jn_store_credential_fn fn, void *ud)
+{
+    return DISPATCH(credential_each, filter, fn, ud);
+}
+
+int jn_store_audit_insert(jn_store_t *s, const jn_audit_record_t *rec)
+{
+    return DISPATCH(audit_insert, rec);
+}
+
+int jn_store_audit_last(jn_store_t *s, int64_t *seq, char hash[65])
+{
+    return DISPATCH(audit_last, seq, hash);
+}
+
+int jn_store_audit_each(jn_store_t *s, int64_t from_seq, jn_store_audit_fn fn, void *ud)
+{
+    return DISPATCH(audit_each, from_seq, fn, ud);
 }

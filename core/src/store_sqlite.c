@@ -66,6 +66,52 @@ static const migration_t migrations[] = {
               "  pages INTEGER,"
               "  error TEXT);"
               "CREATE INDEX jobs_integration ON jobs(integration_id);"),
+    /* The vault never stores plaintext: org_keys holds data keys wrapped by a
+     * master key, credentials hold AES-GCM ciphertext whose associated data
+     * binds organization, credential id and version. The audit log is append
+     * only; the triggers stop accidental edits through SQL (an attacker with
+     * the file can drop them, which is what the hash chain is for). */
+    MIGRATION(2, "vault org keys, credentials, audit log",
+              "CREATE TABLE org_keys ("
+              "  org_id TEXT NOT NULL,"
+              "  dek_version INTEGER NOT NULL CHECK (dek_version > 0),"
+              "  master_key_id TEXT NOT NULL,"
+              "  nonce BLOB NOT NULL,"
+              "  wrapped BLOB NOT NULL,"
+              "  created_at INTEGER NOT NULL,"
+              "  state TEXT NOT NULL CHECK (state IN ('current', 'retired')),"
+              "  PRIMARY KEY (org_id, dek_version));"
+              "CREATE TABLE credentials ("
+              "  id TEXT NOT NULL,"
+              "  org_id TEXT NOT NULL,"
+              "  provider TEXT NOT NULL,"
+              "  auth_type TEXT NOT NULL,"
+              "  version INTEGER NOT NULL CHECK (version > 0),"
+              "  state TEXT NOT NULL CHECK (state IN ('current', 'previous', 'pending')),"
+              "  dek_version INTEGER NOT NULL,"
+              "  nonce BLOB NOT NULL,"
+              "  ciphertext BLOB NOT NULL,"
+              "  metadata_json TEXT,"
+              "  created_at INTEGER NOT NULL,"
+              "  rotated_at INTEGER,"
+              "  PRIMARY KEY (id, version),"
+              "  FOREIGN KEY (org_id, dek_version) REFERENCES org_keys(org_id, dek_version));"
+              "CREATE INDEX credentials_org ON credentials(org_id, id);"
+              "CREATE INDEX credentials_dek ON credentials(org_id, dek_version);"
+              "CREATE TABLE audit_log ("
+              "  seq INTEGER PRIMARY KEY,"
+              "  ts INTEGER NOT NULL,"
+              "  actor TEXT NOT NULL,"
+              "  action TEXT NOT NULL,"
+              "  org_id TEXT,"
+              "  credential_id TEXT,"
+              "  detail_json TEXT,"
+              "  prev_hash TEXT NOT NULL,"
+              "  hash TEXT NOT NULL);"
+              "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log"
+              "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+              "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+              "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"),
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -84,6 +130,19 @@ enum {
     ST_EVIDENCE_EACH_ALL,
     ST_JOB_PUT,
     ST_JOB_GET,
+    ST_ORG_KEY_INSERT,
+    ST_ORG_KEY_REWRAP,
+    ST_ORG_KEY_RETIRE,
+    ST_ORG_KEY_EACH_ONE,
+    ST_ORG_KEY_EACH_ALL,
+    ST_CRED_INSERT,
+    ST_CRED_REENCRYPT,
+    ST_CRED_SET_STATE,
+    ST_CRED_DELETE,
+    ST_CRED_EACH,
+    ST_AUDIT_INSERT,
+    ST_AUDIT_LAST,
+    ST_AUDIT_EACH,
     ST_COUNT
 };
 
@@ -93,6 +152,12 @@ enum {
 #define JOB_COLUMNS                                                                                \
     "id, organization_id, integration_id, provider_type, connector_version, kind, status,"         \
     " created_ms, started_ms, finished_ms, items, pages, error"
+
+#define ORG_KEY_COLUMNS "org_id, dek_version, master_key_id, nonce, wrapped, created_at, state"
+#define CRED_COLUMNS                                                                               \
+    "id, org_id, provider, auth_type, version, state, dek_version, nonce, ciphertext,"             \
+    " metadata_json, created_at, rotated_at"
+#define AUDIT_COLUMNS "seq, ts, actor, action, org_id, credential_id, detail_json, prev_hash, hash"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -114,6 +179,35 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOB_PUT] = "INSERT OR REPLACE INTO jobs(" JOB_COLUMNS ")"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [ST_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
+    [ST_ORG_KEY_INSERT] = "INSERT INTO org_keys(" ORG_KEY_COLUMNS ")"
+                          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_ORG_KEY_REWRAP] = "UPDATE org_keys SET master_key_id = ?3, nonce = ?4, wrapped = ?5"
+                          " WHERE org_id = ?1 AND dek_version = ?2 AND master_key_id = ?6"
+                          " AND state = 'current'",
+    [ST_ORG_KEY_RETIRE] = "UPDATE org_keys SET state = 'retired', nonce = x'', wrapped = x''"
+                          " WHERE org_id = ?1 AND dek_version = ?2",
+    [ST_ORG_KEY_EACH_ONE] = "SELECT " ORG_KEY_COLUMNS " FROM org_keys WHERE org_id = ?1"
+                            " ORDER BY dek_version",
+    [ST_ORG_KEY_EACH_ALL] = "SELECT " ORG_KEY_COLUMNS " FROM org_keys"
+                            " ORDER BY org_id, dek_version",
+    [ST_CRED_INSERT] = "INSERT INTO credentials(" CRED_COLUMNS ")"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_CRED_REENCRYPT] = "UPDATE credentials SET dek_version = ?4, nonce = ?5, ciphertext = ?6"
+                          " WHERE org_id = ?1 AND id = ?2 AND version = ?3 AND dek_version = ?7",
+    [ST_CRED_SET_STATE] = "UPDATE credentials SET state = ?4,"
+                          " rotated_at = CASE WHEN ?5 > 0 THEN ?5 ELSE rotated_at END"
+                          " WHERE org_id = ?1 AND id = ?2 AND version = ?3",
+    [ST_CRED_DELETE] = "DELETE FROM credentials WHERE org_id = ?1 AND id = ?2"
+                       " AND (?3 = 0 OR version = ?3)",
+    /* One statement for every filter: a NULL / 0 parameter disables its term. */
+    [ST_CRED_EACH] = "SELECT " CRED_COLUMNS " FROM credentials WHERE org_id = ?1"
+                     " AND (?2 IS NULL OR id = ?2) AND (?3 = 0 OR version = ?3)"
+                     " AND (?4 IS NULL OR state = ?4) AND (?5 = 0 OR dek_version = ?5)"
+                     " AND (?6 = 0 OR dek_version <> ?6) ORDER BY id, version",
+    [ST_AUDIT_INSERT] = "INSERT INTO audit_log(" AUDIT_COLUMNS ")"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_AUDIT_LAST] = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+    [ST_AUDIT_EACH] = "SELECT " AUDIT_COLUMNS " FROM audit_log WHERE seq >= ?1 ORDER BY seq",
 };
 
 typedef struct {
@@ -703,6 +797,375 @@ fail:
     return -1;
 }
 
+/* ---- vault and audit (schema version 2) ---- */
+
+static int sqlite_in_transaction(jn_store_t *s)
+{
+    return !sqlite3_get_autocommit(to_sqlite(s)->db);
+}
+
+/* A zero-length blob bound from a NULL pointer would be SQL NULL. */
+static int bind_blob(sqlite3_stmt *st, int idx, const uint8_t *p, size_t len)
+{
+    static const uint8_t none[1];
+
+    if (len > INT32_MAX)
+        return SQLITE_TOOBIG;
+    return sqlite3_bind_blob(st, idx, p != NULL ? (const void *)p : none, (int)len, SQLITE_STATIC);
+}
+
+/* Runs a bound UPDATE/DELETE; 1 when it changed no row. */
+static int exec_changes(sqlite_store_t *ss, int id, const char *op, const char *key)
+{
+    if (exec_stmt(ss, id, op, key) != 0)
+        return -1;
+    return sqlite3_changes(ss->db) > 0 ? 0 : 1;
+}
+
+static int bind_failed(sqlite_store_t *ss, int id, const char *op, const char *key)
+{
+    fail_db(ss, op, key);
+    stmt_done(ss->stmt[id]);
+    return -1;
+}
+
+/* The caller's callback for each_rows (function pointers do not convert to void *). */
+typedef struct {
+    jn_store_org_key_fn org_key;
+    jn_store_credential_fn credential;
+    jn_store_audit_fn audit;
+    void *ud;
+} row_cb_t;
+
+/* Steps a bound SELECT, handing each row to `row`; a cached statement cannot
+ * be stepped again from its own callback. */
+static int each_rows(sqlite_store_t *ss, int id, const char *op, const char *key,
+                     int (*row)(sqlite3_stmt *st, const row_cb_t *cb), const row_cb_t *cb)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (row(st, cb) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, id, op, key);
+    stmt_done(st);
+    return 0;
+}
+
+static int org_key_bind(sqlite3_stmt *st, const jn_org_key_t *k)
+{
+    int rc = sqlite3_bind_text(st, 1, k->org_id, -1, SQLITE_STATIC);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, k->dek_version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 3, k->master_key_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = bind_blob(st, 4, k->nonce, k->nonce_len);
+    if (rc == SQLITE_OK)
+        rc = bind_blob(st, 5, k->wrapped, k->wrapped_len);
+    return rc;
+}
+
+static int sqlite_org_key_insert(jn_store_t *s, const jn_org_key_t *k)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_ORG_KEY_INSERT];
+    int rc;
+
+    if (k->org_id == NULL || k->master_key_id == NULL || k->state == NULL)
+        return fail_msg(ss, "org_key_insert", k->org_id, "org_id, master_key_id or state is NULL");
+    rc = org_key_bind(st, k);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 6, k->created_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 7, k->state, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_ORG_KEY_INSERT, "org_key_insert", k->org_id);
+    return exec_stmt(ss, ST_ORG_KEY_INSERT, "org_key_insert", k->org_id);
+}
+
+static int sqlite_org_key_rewrap(jn_store_t *s, const jn_org_key_t *k, const char *old_id)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_ORG_KEY_REWRAP];
+    int rc;
+
+    if (k->org_id == NULL || k->master_key_id == NULL || old_id == NULL)
+        return fail_msg(ss, "org_key_rewrap", k->org_id, "org_id or a master key id is NULL");
+    rc = org_key_bind(st, k);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 6, old_id, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_ORG_KEY_REWRAP, "org_key_rewrap", k->org_id);
+    return exec_changes(ss, ST_ORG_KEY_REWRAP, "org_key_rewrap", k->org_id);
+}
+
+static int sqlite_org_key_retire(jn_store_t *s, const char *org_id, int64_t dek_version)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_ORG_KEY_RETIRE];
+
+    if (org_id == NULL)
+        return fail_msg(ss, "org_key_retire", NULL, "org_id is NULL");
+    if (sqlite3_bind_text(st, 1, org_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, dek_version) != SQLITE_OK)
+        return bind_failed(ss, ST_ORG_KEY_RETIRE, "org_key_retire", org_id);
+    return exec_changes(ss, ST_ORG_KEY_RETIRE, "org_key_retire", org_id);
+}
+
+static int org_key_row(sqlite3_stmt *st, const row_cb_t *cb)
+{
+    jn_org_key_t k;
+
+    k.org_id = column_str(st, 0);
+    k.dek_version = sqlite3_column_int64(st, 1);
+    k.master_key_id = column_str(st, 2);
+    k.nonce = sqlite3_column_blob(st, 3);
+    k.nonce_len = (size_t)sqlite3_column_bytes(st, 3);
+    k.wrapped = sqlite3_column_blob(st, 4);
+    k.wrapped_len = (size_t)sqlite3_column_bytes(st, 4);
+    k.created_ms = sqlite3_column_int64(st, 5);
+    k.state = column_str(st, 6);
+    return cb->org_key(cb->ud, &k);
+}
+
+static int sqlite_org_key_each(jn_store_t *s, const char *org_id, jn_store_org_key_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    int id = org_id != NULL ? ST_ORG_KEY_EACH_ONE : ST_ORG_KEY_EACH_ALL;
+    sqlite3_stmt *st = ss->stmt[id];
+    row_cb_t cb = {.org_key = fn, .ud = ud};
+
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "org_key_each", org_id, "called from its own callback");
+    if (org_id != NULL && sqlite3_bind_text(st, 1, org_id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, id, "org_key_each", org_id);
+    return each_rows(ss, id, "org_key_each", org_id, org_key_row, &cb);
+}
+
+static int sqlite_credential_insert(jn_store_t *s, const jn_credential_record_t *c)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_CRED_INSERT];
+    const char *texts[4] = {c->id, c->org_id, c->provider, c->auth_type};
+    int rc;
+
+    if (c->id == NULL || c->org_id == NULL || c->provider == NULL || c->auth_type == NULL ||
+        c->state == NULL)
+        return fail_msg(ss, "credential_insert", c->id, "a required field is NULL");
+    rc = bind_texts(st, texts, 4);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, c->version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 6, c->state, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, c->dek_version);
+    if (rc == SQLITE_OK)
+        rc = bind_blob(st, 8, c->nonce, c->nonce_len);
+    if (rc == SQLITE_OK)
+        rc = bind_blob(st, 9, c->ciphertext, c->ciphertext_len);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 10, c->metadata_json, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 11, c->created_ms);
+    if (rc == SQLITE_OK)
+        rc = c->rotated_ms > 0 ? sqlite3_bind_int64(st, 12, c->rotated_ms)
+                               : sqlite3_bind_null(st, 12);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_CRED_INSERT, "credential_insert", c->id);
+    return exec_stmt(ss, ST_CRED_INSERT, "credential_insert", c->id);
+}
+
+static int sqlite_credential_reencrypt(jn_store_t *s, const jn_credential_record_t *c,
+                                       int64_t old_dek_version)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_CRED_REENCRYPT];
+    const char *texts[2] = {c->org_id, c->id};
+    int rc;
+
+    if (c->id == NULL || c->org_id == NULL)
+        return fail_msg(ss, "credential_reencrypt", c->id, "id or org_id is NULL");
+    rc = bind_texts(st, texts, 2);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, c->version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, c->dek_version);
+    if (rc == SQLITE_OK)
+        rc = bind_blob(st, 5, c->nonce, c->nonce_len);
+    if (rc == SQLITE_OK)
+        rc = bind_blob(st, 6, c->ciphertext, c->ciphertext_len);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, old_dek_version);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_CRED_REENCRYPT, "credential_reencrypt", c->id);
+    return exec_changes(ss, ST_CRED_REENCRYPT, "credential_reencrypt", c->id);
+}
+
+static int sqlite_credential_set_state(jn_store_t *s, const char *org_id, const char *id,
+                                       int64_t version, const char *state, int64_t rotated_ms)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_CRED_SET_STATE];
+    const char *texts[2] = {org_id, id};
+    int rc;
+
+    if (org_id == NULL || id == NULL || state == NULL)
+        return fail_msg(ss, "credential_set_state", id, "org_id, id or state is NULL");
+    rc = bind_texts(st, texts, 2);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, rotated_ms);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_CRED_SET_STATE, "credential_set_state", id);
+    return exec_changes(ss, ST_CRED_SET_STATE, "credential_set_state", id);
+}
+
+static int sqlite_credential_delete(jn_store_t *s, const char *org_id, const char *id,
+                                    int64_t version)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_CRED_DELETE];
+    const char *texts[2] = {org_id, id};
+
+    if (org_id == NULL || id == NULL)
+        return fail_msg(ss, "credential_delete", id, "org_id or id is NULL");
+    if (bind_texts(st, texts, 2) != SQLITE_OK || sqlite3_bind_int64(st, 3, version) != SQLITE_OK)
+        return bind_failed(ss, ST_CRED_DELETE, "credential_delete", id);
+    return exec_changes(ss, ST_CRED_DELETE, "credential_delete", id);
+}
+
+static int credential_row(sqlite3_stmt *st, const row_cb_t *cb)
+{
+    jn_credential_record_t c;
+
+    c.id = column_str(st, 0);
+    c.org_id = column_str(st, 1);
+    c.provider = column_str(st, 2);
+    c.auth_type = column_str(st, 3);
+    c.version = sqlite3_column_int64(st, 4);
+    c.state = column_str(st, 5);
+    c.dek_version = sqlite3_column_int64(st, 6);
+    c.nonce = sqlite3_column_blob(st, 7);
+    c.nonce_len = (size_t)sqlite3_column_bytes(st, 7);
+    c.ciphertext = sqlite3_column_blob(st, 8);
+    c.ciphertext_len = (size_t)sqlite3_column_bytes(st, 8);
+    c.metadata_json = column_str(st, 9);
+    c.created_ms = sqlite3_column_int64(st, 10);
+    c.rotated_ms = sqlite3_column_int64(st, 11);
+    return cb->credential(cb->ud, &c);
+}
+
+static int sqlite_credential_each(jn_store_t *s, const jn_credential_filter_t *f,
+                                  jn_store_credential_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_CRED_EACH];
+    row_cb_t cb = {0};
+    int rc;
+
+    if (f == NULL || f->org_id == NULL)
+        return fail_msg(ss, "credential_each", NULL, "org_id is NULL");
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "credential_each", f->org_id, "called from its own callback");
+    rc = sqlite3_bind_text(st, 1, f->org_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, f->id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, f->version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 4, f->state, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, f->dek_version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 6, f->dek_version_not);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_CRED_EACH, "credential_each", f->org_id);
+    cb.credential = fn;
+    cb.ud = ud;
+    return each_rows(ss, ST_CRED_EACH, "credential_each", f->org_id, credential_row, &cb);
+}
+
+static int sqlite_audit_insert(jn_store_t *s, const jn_audit_record_t *r)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_AUDIT_INSERT];
+    const char *texts[7] = {r->actor,       r->action,    r->org_id, r->credential_id,
+                            r->detail_json, r->prev_hash, r->hash};
+    int i, rc;
+
+    if (r->actor == NULL || r->action == NULL || r->prev_hash == NULL || r->hash == NULL)
+        return fail_msg(ss, "audit_insert", NULL, "actor, action or a hash is NULL");
+    rc = sqlite3_bind_int64(st, 1, r->seq);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, r->ts_ms);
+    for (i = 0; i < 7 && rc == SQLITE_OK; i++)
+        rc = sqlite3_bind_text(st, 3 + i, texts[i], -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_AUDIT_INSERT, "audit_insert", NULL);
+    return exec_stmt(ss, ST_AUDIT_INSERT, "audit_insert", NULL);
+}
+
+static int sqlite_audit_last(jn_store_t *s, int64_t *seq, char hash[65])
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_AUDIT_LAST];
+    const char *h;
+    int rc = sqlite3_step(st);
+
+    *seq = 0;
+    hash[0] = '\0';
+    if (rc == SQLITE_DONE) {
+        stmt_done(st);
+        return 1;
+    }
+    if (rc != SQLITE_ROW)
+        return bind_failed(ss, ST_AUDIT_LAST, "audit_last", NULL);
+    *seq = sqlite3_column_int64(st, 0);
+    h = column_str(st, 1);
+    snprintf(hash, 65, "%s", h != NULL ? h : "");
+    stmt_done(st);
+    return 0;
+}
+
+static int audit_row(sqlite3_stmt *st, const row_cb_t *cb)
+{
+    jn_audit_record_t r;
+
+    r.seq = sqlite3_column_int64(st, 0);
+    r.ts_ms = sqlite3_column_int64(st, 1);
+    r.actor = column_str(st, 2);
+    r.action = column_str(st, 3);
+    r.org_id = column_str(st, 4);
+    r.credential_id = column_str(st, 5);
+    r.detail_json = column_str(st, 6);
+    r.prev_hash = column_str(st, 7);
+    r.hash = column_str(st, 8);
+    return cb->audit(cb->ud, &r);
+}
+
+static int sqlite_audit_each(jn_store_t *s, int64_t from_seq, jn_store_audit_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_AUDIT_EACH];
+    row_cb_t cb = {.audit = fn, .ud = ud};
+
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "audit_each", NULL, "called from its own callback");
+    if (sqlite3_bind_int64(st, 1, from_seq) != SQLITE_OK)
+        return bind_failed(ss, ST_AUDIT_EACH, "audit_each", NULL);
+    return each_rows(ss, ST_AUDIT_EACH, "audit_each", NULL, audit_row, &cb);
+}
+
 static const jn_store_ops_t sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -717,4 +1180,17 @@ static const jn_store_ops_t sqlite_ops = {
     .evidence_each = sqlite_evidence_each,
     .job_put = sqlite_job_put,
     .job_get = sqlite_job_get,
+    .in_transaction = sqlite_in_transaction,
+    .org_key_insert = sqlite_org_key_insert,
+    .org_key_rewrap = sqlite_org_key_rewrap,
+    .org_key_retire = sqlite_org_key_retire,
+    .org_key_each = sqlite_org_key_each,
+    .credential_insert = sqlite_credential_insert,
+    .credential_reencrypt = sqlite_credential_reencrypt,
+    .credential_set_state = sqlite_credential_set_state,
+    .credential_delete = sqlite_credential_delete,
+    .credential_each = sqlite_credential_each,
+    .audit_insert = sqlite_audit_insert,
+    .audit_last = sqlite_audit_last,
+    .audit_each = sqlite_audit_each,
 };

@@ -40,7 +40,7 @@ void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s,
 
 typedef struct {
     const char *method;
-    const char *url; /* absolute, with the query string the connector built */
+    const char *url;            /* absolute, with the query string the connector built */
     const char *const *headers; /* "Name: value" lines the connector set */
     size_t nheaders;
     const void *body;

@@ -2,6 +2,7 @@
  * verification and JWK Sets. */
 #include "junction/jwt.h"
 #include "junction/crypto.h"
+#include "junction/json.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -27,7 +28,6 @@
 /* Far above any real token (Google's are about 1 KiB); bounds the work an
  * unauthenticated request can cause. */
 #define JWT_TOKEN_MAX 16384
-#define JSON_MAX_DEPTH 32
 #define RSA_MIN_BITS 2048
 #define LIFETIME_MAX 3600
 #define GITHUB_IAT_SKEW 60
@@ -239,40 +239,12 @@ static int b64url_decode(const char *in, size_t len, uint8_t **out, size_t *out_
     return jn_base64_decode(in, len, out, out_len) == 0 ? 0 : -2;
 }
 
-/* Length of the well-formed UTF-8 sequence at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    uint32_t cp, min;
-    size_t len;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2, cp = s[0] & 0x1f, min = 0x80;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3, cp = s[0] & 0x0f, min = 0x800;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4, cp = s[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static int utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, n - i);
+        size_t k = jn_json_utf8_len(p + i, n - i);
         if (k == 0)
             return 0;
         i += k;
@@ -289,7 +261,7 @@ static int buf_add_json_string(buf_t *b, const char *s)
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t k = utf8_seq(p + i, n - i);
+            size_t k = jn_json_utf8_len(p + i, n - i);
             if (k == 0)
                 return -1;
             buf_add(b, p + i, k);
@@ -333,385 +305,36 @@ static int buf_add_json_string(buf_t *b, const char *s)
     return 0;
 }
 
-/* A strict JSON reader (RFC 8259), enough to read JOSE headers, claims and
- * JWK Sets: the top-level object is split into members whose values stay as
- * raw spans of the document, decoded on demand. */
-typedef struct {
-    char *name;
-    size_t name_len;
-    const char *value;
-    const char *value_end;
-} json_member_t;
-
-typedef struct {
-    json_member_t *members;
-    size_t count;
-} json_object_t;
-
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
 
-static void json_ws(const char **pp, const char *end)
+/* JSON documents are read with the core's strict reader (json.h). Parse
+ * results map onto the reasons this file has always given. */
+static int parse_object(const char *doc, size_t len, jn_json_t **root, const char **why)
 {
-    const char *p = *pp;
+    jn_json_error_t e;
+    const char *p = doc, *end = doc + len;
+    *root = NULL;
+    int rc = jn_json_parse(doc, len, NULL, root, &e);
+    if (rc == JN_JSON_ENOMEM)
+        return -2;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
-    *pp = p;
-}
-
-static int hex4(const unsigned char *p, const unsigned char *end, uint32_t *out)
-{
-    uint32_t v = 0;
-    if (end - p < 4)
-        return -1;
-    for (int i = 0; i < 4; i++) {
-        unsigned char c = p[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (d < 0)
-            return -1;
-        v = v << 4 | (uint32_t)d;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t utf8_put(char *out, uint32_t cp)
-{
-    unsigned char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp, n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xc0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 0x3f)), n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xe0 | cp >> 12);
-        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (unsigned char)(0xf0 | cp >> 18);
-        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    if (out != NULL)
-        memcpy(out, b, n);
-    return n;
-}
-
-/* Scans the string at *pp (at its opening quote) and moves past it. With
- * `out` non-NULL the decoded bytes are written there; they never outnumber
- * the raw bytes between the quotes. */
-static int json_scan_string(const char **pp, const char *end, char *out, size_t *out_len)
-{
-    const unsigned char *p = (const unsigned char *)*pp, *e = (const unsigned char *)end;
-    size_t o = 0;
-    if (p >= e || *p != '"')
-        return -1;
-    for (p++; p < e;) {
-        unsigned char c = *p;
-        if (c == '"') {
-            *pp = (const char *)(p + 1);
-            *out_len = o;
-            return 0;
-        }
-        if (c < 0x20)
-            return -1;
-        if (c >= 0x80) {
-            size_t k = utf8_seq(p, (size_t)(e - p));
-            if (k == 0)
-                return -1;
-            if (out != NULL)
-                memcpy(out + o, p, k);
-            o += k, p += k;
-            continue;
-        }
-        if (c != '\\') {
-            if (out != NULL)
-                out[o] = (char)c;
-            o++, p++;
-            continue;
-        }
-        if (e - p < 2)
-            return -1;
-        uint32_t cp;
-        switch (p[1]) {
-        case '"':
-        case '\\':
-        case '/':
-            cp = p[1];
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u':
-            if (hex4(p + 2, e, &cp) < 0)
-                return -1;
-            p += 4;
-            if (cp >= 0xdc00 && cp <= 0xdfff)
-                return -1;
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                uint32_t lo;
-                if (e - p < 8 || p[2] != '\\' || p[3] != 'u' || hex4(p + 4, e, &lo) < 0 ||
-                    lo < 0xdc00 || lo > 0xdfff)
-                    return -1;
-                p += 6;
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            }
-            break;
-        default:
-            return -1;
-        }
-        p += 2;
-        o += utf8_put(out != NULL ? out + o : NULL, cp);
-    }
-    return -1;
-}
-
-/* 0, -1 when malformed, -2 when out of memory. `*out` is NUL-terminated. */
-static int json_string_dup(const char *p, const char *end, char **out, size_t *out_len)
-{
-    const char *q = p;
-    size_t n;
-    *out = NULL;
-    if (json_scan_string(&q, end, NULL, &n) < 0)
-        return -1;
-    char *s = malloc(n + 1);
-    if (s == NULL)
-        return -2;
-    q = p;
-    json_scan_string(&q, end, s, &n);
-    s[n] = '\0';
-    *out = s;
-    if (out_len != NULL)
-        *out_len = n;
-    return 0;
-}
-
-static int json_scan_number(const char **pp, const char *end)
-{
-    const char *p = *pp;
-    if (p < end && *p == '-')
-        p++;
-    if (p >= end || !is_digit(*p))
-        return -1;
-    if (*p == '0')
-        p++;
-    else
-        while (p < end && is_digit(*p))
-            p++;
-    if (p < end && *p == '.') {
-        if (++p >= end || !is_digit(*p))
-            return -1;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p >= end || !is_digit(*p))
-            return -1;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    *pp = p;
-    return 0;
-}
-
-static int json_skip_value(const char **pp, const char *end, int depth);
-
-static int json_skip_container(const char **pp, const char *end, int depth)
-{
-    const char *p = *pp;
-    char close = *p == '{' ? '}' : ']';
-    size_t n;
-    p++;
-    json_ws(&p, end);
-    if (p < end && *p == close) {
-        *pp = p + 1;
+    if (rc == JN_JSON_OK && jn_json_is_object(*root))
         return 0;
-    }
-    for (;;) {
-        if (close == '}') {
-            json_ws(&p, end);
-            if (json_scan_string(&p, end, NULL, &n) < 0)
-                return -1;
-            json_ws(&p, end);
-            if (p >= end || *p != ':')
-                return -1;
-            p++;
-        }
-        if (json_skip_value(&p, end, depth + 1) < 0)
-            return -1;
-        json_ws(&p, end);
-        if (p >= end)
-            return -1;
-        if (*p == close) {
-            *pp = p + 1;
-            return 0;
-        }
-        if (*p != ',')
-            return -1;
-        p++;
-    }
-}
-
-static int json_skip_literal(const char **pp, const char *end, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
-        return -1;
-    *pp += n;
-    return 0;
-}
-
-static int json_skip_value(const char **pp, const char *end, int depth)
-{
-    size_t n;
-    if (depth > JSON_MAX_DEPTH)
-        return -1;
-    json_ws(pp, end);
-    if (*pp >= end)
-        return -1;
-    switch (**pp) {
-    case '"':
-        return json_scan_string(pp, end, NULL, &n);
-    case '{':
-    case '[':
-        return json_skip_container(pp, end, depth);
-    case 't':
-        return json_skip_literal(pp, end, "true");
-    case 'f':
-        return json_skip_literal(pp, end, "false");
-    case 'n':
-        return json_skip_literal(pp, end, "null");
-    default:
-        return json_scan_number(pp, end);
-    }
-}
-
-static void json_object_free(json_object_t *obj)
-{
-    for (size_t i = 0; i < obj->count; i++)
-        free(obj->members[i].name);
-    free(obj->members);
-    obj->members = NULL;
-    obj->count = 0;
-}
-
-/* Splits a document that must be exactly one object into its members.
- * Duplicate names are refused (RFC 7515 section 5.2 allows that, and it
- * removes any doubt about which value another parser would pick). Returns
- * 0, -1 (malformed, reason in *why) or -2 (out of memory). */
-static int json_object_parse(const char *doc, size_t len, json_object_t *obj, const char **why)
-{
-    const char *p = doc, *end = doc + len;
-    json_member_t m = {0};
-    size_t cap = 0;
-    obj->members = NULL;
-    obj->count = 0;
-    *why = "is not a JSON object";
-    json_ws(&p, end);
-    if (p >= end || *p != '{')
-        return -1;
-    *why = "is not valid JSON";
-    p++;
-    json_ws(&p, end);
-    if (p < end && *p == '}') {
-        p++;
-        goto done;
-    }
-    for (;;) {
-        json_ws(&p, end);
-        if (json_string_dup(p, end, &m.name, &m.name_len) == -2)
-            goto nomem;
-        if (m.name == NULL)
-            goto fail;
-        json_scan_string(&p, end, NULL, &m.name_len);
-        for (size_t i = 0; i < obj->count; i++) {
-            if (obj->members[i].name_len == m.name_len &&
-                memcmp(obj->members[i].name, m.name, m.name_len) == 0) {
-                *why = "has duplicate member names";
-                goto fail;
-            }
-        }
-        json_ws(&p, end);
-        if (p >= end || *p != ':')
-            goto fail;
-        p++;
-        json_ws(&p, end);
-        m.value = p;
-        if (json_skip_value(&p, end, 1) < 0)
-            goto fail;
-        m.value_end = p;
-        if (obj->count == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            json_member_t *nm = realloc(obj->members, ncap * sizeof(*nm));
-            if (nm == NULL)
-                goto nomem;
-            obj->members = nm;
-            cap = ncap;
-        }
-        obj->members[obj->count++] = m;
-        m.name = NULL;
-        json_ws(&p, end);
-        if (p < end && *p == '}') {
-            p++;
-            break;
-        }
-        if (p >= end || *p != ',')
-            goto fail;
-        p++;
-    }
-done:
-    json_ws(&p, end);
-    if (p != end) {
+    jn_json_free(*root);
+    *root = NULL;
+    if (rc == JN_JSON_ETRAILING && p < end && *p == '{')
         *why = "has data after the JSON object";
-        goto fail;
-    }
-    return 0;
-
-nomem:
-    free(m.name);
-    json_object_free(obj);
-    return -2;
-fail:
-    free(m.name);
-    json_object_free(obj);
+    else if (rc == JN_JSON_EDUPLICATE)
+        *why = "has duplicate member names";
+    else if (p >= end || *p != '{')
+        *why = "is not a JSON object";
+    else
+        *why = "is not valid JSON";
     return -1;
-}
-
-static const json_member_t *json_get(const json_object_t *obj, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < obj->count; i++)
-        if (obj->members[i].name_len == n && memcmp(obj->members[i].name, name, n) == 0)
-            return &obj->members[i];
-    return NULL;
-}
-
-static int json_is_string(const json_member_t *m)
-{
-    return m->value < m->value_end && m->value[0] == '"';
 }
 
 /* The smallest integer not below the number (a NumericDate may carry a
@@ -1244,7 +867,7 @@ int jn_jwt_sign(const jn_jwt_key_t *key, const char *alg, const jn_jwt_header_t 
                 const char *claims_json, char **token, char *err, size_t errlen)
 {
     buf_t head = {0}, out = {0};
-    json_object_t claims = {0};
+    jn_json_t *claims = NULL;
     uint8_t *sig = NULL;
     size_t sig_len = 0;
     const char *why;
@@ -1266,8 +889,8 @@ int jn_jwt_sign(const jn_jwt_key_t *key, const char *alg, const jn_jwt_header_t 
                 a == ALG_ES256 ? "EC P-256" : "RSA", jn_jwt_key_type(key));
         return -1;
     }
-    int prc = json_object_parse(claims_json, strlen(claims_json), &claims, &why);
-    json_object_free(&claims);
+    int prc = parse_object(claims_json, strlen(claims_json), &claims, &why);
+    jn_json_free(claims);
     if (prc == -2) {
         set_err(err, errlen, "sign: out of memory");
         return -1;
@@ -1602,7 +1225,7 @@ static int rs256_verify(EVP_PKEY *pkey, const char *in, size_t len, const uint8_
 
 /* Decodes one token part and splits it as a JSON object. */
 static int part_object(const char *what, const char *p, size_t len, uint8_t **raw, size_t *raw_len,
-                       json_object_t *obj, char *err, size_t errlen)
+                       jn_json_t **obj, char *err, size_t errlen)
 {
     const char *why;
     int d = b64url_decode(p, len, raw, raw_len);
@@ -1610,7 +1233,7 @@ static int part_object(const char *what, const char *p, size_t len, uint8_t **ra
         return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
     if (d < 0)
         return fail(JN_JWT_EMALFORMED, err, errlen, "token %s is not base64url", what);
-    d = json_object_parse((const char *)*raw, *raw_len, obj, &why);
+    d = parse_object((const char *)*raw, *raw_len, obj, &why);
     if (d == -2)
         return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
     if (d < 0)
@@ -1618,18 +1241,15 @@ static int part_object(const char *what, const char *p, size_t len, uint8_t **ra
     return JN_JWT_OK;
 }
 
-static int check_alg(const json_object_t *head, char *err, size_t errlen)
+static int check_alg(const jn_json_t *head, char *err, size_t errlen)
 {
-    const json_member_t *m = json_get(head, "alg");
-    char *alg = NULL;
     size_t len = 0;
+    const char *alg = jn_json_string(jn_json_get(head, "alg"), &len);
     char shown[SHOW_SIZE];
     int rc;
 
-    if (m == NULL || !json_is_string(m))
+    if (alg == NULL)
         return fail(JN_JWT_EMALFORMED, err, errlen, "token header has no alg string");
-    if (json_string_dup(m->value, m->value_end, &alg, &len) < 0)
-        return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
     if (len == 4 && strncasecmp(alg, "none", 4) == 0)
         rc = fail(JN_JWT_EUNSIGNED, err, errlen,
                   "token alg is \"%s\": unsigned tokens are never accepted", show(alg, len, shown));
@@ -1640,29 +1260,26 @@ static int check_alg(const json_object_t *head, char *err, size_t errlen)
     else if (len != 5 || memcmp(alg, "RS256", 5) != 0)
         rc = fail(JN_JWT_EALG, err, errlen, "token alg %s refused: only RS256 is accepted",
                   show(alg, len, shown));
-    else if (json_get(head, "crit") != NULL)
+    else if (jn_json_get(head, "crit") != NULL)
         rc = fail(JN_JWT_EALG, err, errlen, "token header has crit: no JWS extension is supported");
     else
         rc = JN_JWT_OK;
-    free(alg);
     return rc;
 }
 
-static int check_signature(const json_object_t *head, const jn_jwt_pubkey_t *keys, size_t key_count,
+static int check_signature(const jn_json_t *head, const jn_jwt_pubkey_t *keys, size_t key_count,
                            const char *input, size_t input_len, const uint8_t *sig, size_t sig_len,
                            char *err, size_t errlen)
 {
-    const json_member_t *m = json_get(head, "kid");
-    char *kid = NULL;
+    const jn_json_t *m = jn_json_get(head, "kid");
+    const char *kid = NULL;
     size_t kid_len = 0, tried = 0;
     char shown[SHOW_SIZE];
     int rc = JN_JWT_ESIGNATURE;
 
     if (m != NULL) {
-        if (!json_is_string(m))
+        if ((kid = jn_json_string(m, &kid_len)) == NULL)
             return fail(JN_JWT_EMALFORMED, err, errlen, "token header kid is not a string");
-        if (json_string_dup(m->value, m->value_end, &kid, &kid_len) < 0)
-            return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
     }
     for (size_t i = 0; i < key_count; i++) {
         const char *want = keys[i].kid;
@@ -1694,26 +1311,27 @@ static int check_signature(const json_object_t *head, const jn_jwt_pubkey_t *key
                   "token signature does not verify with %s (%zu key%s tried)",
                   kid != NULL ? "the key of its kid" : "any key", tried, tried == 1 ? "" : "s");
 out:
-    free(kid);
     ERR_clear_error();
     return rc;
 }
 
-static int claim_time(const json_object_t *claims, const char *name, int required_claim, int64_t *t,
+static int claim_time(const jn_json_t *claims, const char *name, int required_claim, int64_t *t,
                       int *present, char *err, size_t errlen)
 {
-    const json_member_t *m = json_get(claims, name);
+    const jn_json_t *m = jn_json_get(claims, name);
+    size_t len;
+    const char *text = jn_json_number_text(m, &len);
     *present = m != NULL;
     if (m == NULL)
         return required_claim ? fail(JN_JWT_ECLAIMS, err, errlen, "token has no %s claim", name)
                               : JN_JWT_OK;
-    if (json_numeric_date(m->value, m->value_end, t) < 0)
+    if (text == NULL || json_numeric_date(text, text + len, t) < 0)
         return fail(JN_JWT_ECLAIMS, err, errlen, "token %s is not a NumericDate in 0..%" PRId64,
                     name, JWT_TIME_MAX);
     return JN_JWT_OK;
 }
 
-static int check_times(const json_object_t *claims, int64_t now, int64_t leeway, char *err,
+static int check_times(const jn_json_t *claims, int64_t now, int64_t leeway, char *err,
                        size_t errlen)
 {
     int64_t exp = 0, nbf = 0, iat = 0;
@@ -1738,63 +1356,35 @@ static int check_times(const json_object_t *claims, int64_t now, int64_t leeway,
     return JN_JWT_OK;
 }
 
-/* 1 equal, 0 not, -1 malformed, -2 out of memory. */
-static int json_string_equals(const char *p, const char *end, const char *want, char **shown_out)
+/* 1 when `s` is the string `want`. */
+static int string_equals(const char *s, size_t n, const char *want)
 {
-    char *s;
-    size_t n;
-    int d = json_string_dup(p, end, &s, &n);
-    if (d < 0)
-        return d;
-    int eq = strlen(want) == n && memcmp(s, want, n) == 0;
-    if (shown_out != NULL)
-        *shown_out = s;
-    else
-        free(s);
-    return eq;
+    return strlen(want) == n && memcmp(s, want, n) == 0;
 }
 
-static int check_audience(const json_object_t *claims, const char *audience, char *err,
-                          size_t errlen)
+static int check_audience(const jn_json_t *claims, const char *audience, char *err, size_t errlen)
 {
-    const json_member_t *m = json_get(claims, "aud");
+    const jn_json_t *m = jn_json_get(claims, "aud");
     char shown[SHOW_SIZE], wanted[SHOW_SIZE];
-    char *got = NULL;
+    const char *got;
+    size_t n;
     show(audience, strlen(audience), wanted);
     if (m == NULL)
         return fail(JN_JWT_EAUDIENCE, err, errlen, "token has no aud claim (expected '%s')",
                     wanted);
-    if (json_is_string(m)) {
-        int eq = json_string_equals(m->value, m->value_end, audience, &got);
-        if (eq < 0)
-            return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
-        int rc = eq ? JN_JWT_OK
-                    : fail(JN_JWT_EAUDIENCE, err, errlen, "token aud '%s' is not '%s'",
-                           show(got, strlen(got), shown), wanted);
-        free(got);
-        return rc;
-    }
-    if (m->value[0] != '[')
+    if ((got = jn_json_string(m, &n)) != NULL)
+        return string_equals(got, n, audience)
+                   ? JN_JWT_OK
+                   : fail(JN_JWT_EAUDIENCE, err, errlen, "token aud '%s' is not '%s'",
+                          show(got, strlen(got), shown), wanted);
+    if (!jn_json_is_array(m))
         return fail(JN_JWT_ECLAIMS, err, errlen, "token aud is neither a string nor an array");
-    /* The whole document was validated; only element types are checked. */
-    const char *p = m->value + 1, *end = m->value_end;
     size_t count = 0;
     int found = 0;
-    for (;;) {
-        json_ws(&p, end);
-        if (p >= end || *p == ']')
-            break;
-        if (*p == ',') {
-            p++;
-            json_ws(&p, end);
-        }
-        const char *v = p;
-        if (json_skip_value(&p, end, 0) < 0 || *v != '"')
+    for (const jn_json_t *v = jn_json_first(m); v != NULL; v = jn_json_next(v)) {
+        if ((got = jn_json_string(v, &n)) == NULL)
             return fail(JN_JWT_ECLAIMS, err, errlen, "token aud array holds a non-string");
-        int eq = json_string_equals(v, p, audience, NULL);
-        if (eq < 0)
-            return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
-        found |= eq;
+        found |= string_equals(got, n, audience);
         count++;
     }
     if (!found)
@@ -1803,35 +1393,30 @@ static int check_audience(const json_object_t *claims, const char *audience, cha
     return JN_JWT_OK;
 }
 
-static int check_issuer(const json_object_t *claims, const char *const *issuers,
-                        size_t issuer_count, char *err, size_t errlen)
+static int check_issuer(const jn_json_t *claims, const char *const *issuers, size_t issuer_count,
+                        char *err, size_t errlen)
 {
-    const json_member_t *m = json_get(claims, "iss");
+    const jn_json_t *m = jn_json_get(claims, "iss");
     char shown[SHOW_SIZE];
-    char *iss;
+    const char *iss;
     size_t len;
     if (m == NULL)
         return fail(JN_JWT_EISSUER, err, errlen, "token has no iss claim");
-    if (!json_is_string(m))
+    if ((iss = jn_json_string(m, &len)) == NULL)
         return fail(JN_JWT_ECLAIMS, err, errlen, "token iss is not a string");
-    if (json_string_dup(m->value, m->value_end, &iss, &len) < 0)
-        return fail(JN_JWT_ENOMEM, err, errlen, "token: out of memory");
     int found = 0;
     for (size_t i = 0; i < issuer_count && !found; i++)
-        found =
-            issuers[i] != NULL && strlen(issuers[i]) == len && memcmp(issuers[i], iss, len) == 0;
-    int rc = found ? JN_JWT_OK
-                   : fail(JN_JWT_EISSUER, err, errlen, "token iss '%s' is not an accepted issuer",
-                          show(iss, len, shown));
-    free(iss);
-    return rc;
+        found = issuers[i] != NULL && string_equals(iss, len, issuers[i]);
+    return found ? JN_JWT_OK
+                 : fail(JN_JWT_EISSUER, err, errlen, "token iss '%s' is not an accepted issuer",
+                        show(iss, len, shown));
 }
 
 int jn_jwt_verify_rs256(const char *token, const jn_jwt_pubkey_t *keys, size_t key_count,
                         const char *audience, const char *const *issuers, size_t issuer_count,
                         int64_t now, int64_t leeway, char **claims_json, char *err, size_t errlen)
 {
-    json_object_t head = {0}, claims = {0};
+    jn_json_t *head = NULL, *claims = NULL;
     uint8_t *head_raw = NULL, *claims_raw = NULL, *sig = NULL;
     size_t head_len = 0, claims_len = 0, sig_len = 0;
     int rc;
@@ -1858,7 +1443,7 @@ int jn_jwt_verify_rs256(const char *token, const jn_jwt_pubkey_t *keys, size_t k
 
     if ((rc = part_object("header", token, (size_t)(dot1 - token), &head_raw, &head_len, &head, err,
                           errlen)) != JN_JWT_OK ||
-        (rc = check_alg(&head, err, errlen)) != JN_JWT_OK)
+        (rc = check_alg(head, err, errlen)) != JN_JWT_OK)
         goto out;
 
     const char *sig_b64 = dot2 + 1;
@@ -1874,14 +1459,14 @@ int jn_jwt_verify_rs256(const char *token, const jn_jwt_pubkey_t *keys, size_t k
         goto out;
     }
     /* Claims are parsed only once the signature has vouched for them. */
-    if ((rc = check_signature(&head, keys, key_count, token, (size_t)(dot2 - token), sig, sig_len,
+    if ((rc = check_signature(head, keys, key_count, token, (size_t)(dot2 - token), sig, sig_len,
                               err, errlen)) != JN_JWT_OK)
         goto out;
     if ((rc = part_object("claims", dot1 + 1, (size_t)(dot2 - dot1 - 1), &claims_raw, &claims_len,
                           &claims, err, errlen)) != JN_JWT_OK ||
-        (rc = check_times(&claims, now, leeway, err, errlen)) != JN_JWT_OK ||
-        (rc = check_audience(&claims, audience, err, errlen)) != JN_JWT_OK ||
-        (rc = check_issuer(&claims, issuers, issuer_count, err, errlen)) != JN_JWT_OK)
+        (rc = check_times(claims, now, leeway, err, errlen)) != JN_JWT_OK ||
+        (rc = check_audience(claims, audience, err, errlen)) != JN_JWT_OK ||
+        (rc = check_issuer(claims, issuers, issuer_count, err, errlen)) != JN_JWT_OK)
         goto out;
 
     if (claims_json != NULL) {
@@ -1890,8 +1475,8 @@ int jn_jwt_verify_rs256(const char *token, const jn_jwt_pubkey_t *keys, size_t k
     }
     rc = JN_JWT_OK;
 out:
-    json_object_free(&head);
-    json_object_free(&claims);
+    jn_json_free(head);
+    jn_json_free(claims);
     free(head_raw);
     free(claims_raw);
     free(sig);
@@ -1927,37 +1512,29 @@ const jn_jwt_pubkey_t *jn_jwt_jwks_keys(const jn_jwt_jwks_t *jwks, size_t *count
 
 /* Optional string member: 0 absent (*out NULL), 1 present, -1 not a string
  * or holding NUL, -2 out of memory. */
-static int member_string(const json_object_t *o, const char *name, char **out)
+static int member_string(const jn_json_t *o, const char *name, char **out)
 {
-    const json_member_t *m = json_get(o, name);
+    const jn_json_t *m = jn_json_get(o, name);
     size_t len;
+    const char *s = jn_json_string(m, &len);
     *out = NULL;
     if (m == NULL)
         return 0;
-    if (!json_is_string(m))
+    if (s == NULL || strlen(s) != len)
         return -1;
-    int d = json_string_dup(m->value, m->value_end, out, &len);
-    if (d < 0)
-        return d;
-    if (strlen(*out) != len) {
-        free(*out);
-        *out = NULL;
-        return -1;
-    }
+    if ((*out = strdup(s)) == NULL)
+        return -2;
     return 1;
 }
 
 /* 1 kept, 0 skipped, -1 malformed, -2 out of memory. */
-static int jwks_entry(const char *v, const char *v_end, jn_jwt_pubkey_t *key, const char **why)
+static int jwks_entry(const jn_json_t *o, jn_jwt_pubkey_t *key, const char **why)
 {
-    json_object_t o;
     char *kty = NULL, *use = NULL, *alg = NULL, *kid = NULL, *n = NULL, *e = NULL;
-    int rc = json_object_parse(v, (size_t)(v_end - v), &o, why);
-    if (rc < 0)
-        return rc;
-    int r[6] = {member_string(&o, "kty", &kty), member_string(&o, "use", &use),
-                member_string(&o, "alg", &alg), member_string(&o, "kid", &kid),
-                member_string(&o, "n", &n),     member_string(&o, "e", &e)};
+    int rc;
+    int r[6] = {member_string(o, "kty", &kty), member_string(o, "use", &use),
+                member_string(o, "alg", &alg), member_string(o, "kid", &kid),
+                member_string(o, "n", &n),     member_string(o, "e", &e)};
     rc = 1;
     for (int i = 0; i < 6; i++)
         if (r[i] < 0 && rc > r[i])
@@ -1988,13 +1565,12 @@ out:
     free(kid);
     free(n);
     free(e);
-    json_object_free(&o);
     return rc;
 }
 
 int jn_jwt_jwks_parse(const char *json, size_t len, jn_jwt_jwks_t **jwks, char *err, size_t errlen)
 {
-    json_object_t top = {0};
+    jn_json_t *top = NULL;
     jn_jwt_jwks_t *s = NULL;
     const char *why;
     size_t cap = 0;
@@ -2005,26 +1581,18 @@ int jn_jwt_jwks_parse(const char *json, size_t len, jn_jwt_jwks_t **jwks, char *
         return -1;
     }
     *jwks = NULL;
-    if ((rc = json_object_parse(json, len, &top, &why)) < 0)
+    if ((rc = parse_object(json, len, &top, &why)) < 0)
         goto parse_fail;
-    const json_member_t *keys = json_get(&top, "keys");
-    if (keys == NULL || keys->value[0] != '[') {
+    const jn_json_t *keys = jn_json_get(top, "keys");
+    if (!jn_json_is_array(keys)) {
         set_err(err, errlen, "JWKS has no keys array");
         goto fail;
     }
     if ((s = calloc(1, sizeof(*s))) == NULL)
         goto nomem;
-    const char *p = keys->value + 1, *end = keys->value_end;
-    for (size_t i = 0;; i++) {
-        json_ws(&p, end);
-        if (p >= end || *p == ']')
-            break;
-        if (*p == ',') {
-            p++;
-            json_ws(&p, end);
-        }
-        const char *v = p;
-        if (json_skip_value(&p, end, 0) < 0 || *v != '{') {
+    size_t i = 0;
+    for (const jn_json_t *v = jn_json_first(keys); v != NULL; v = jn_json_next(v), i++) {
+        if (!jn_json_is_object(v)) {
             set_err(err, errlen, "JWKS keys[%zu] is not an object", i);
             goto fail;
         }
@@ -2036,7 +1604,7 @@ int jn_jwt_jwks_parse(const char *json, size_t len, jn_jwt_jwks_t **jwks, char *
             s->keys = nk;
             cap = ncap;
         }
-        rc = jwks_entry(v, p, &s->keys[s->count], &why);
+        rc = jwks_entry(v, &s->keys[s->count], &why);
         if (rc == -2)
             goto nomem;
         if (rc < 0) {
@@ -2049,7 +1617,7 @@ int jn_jwt_jwks_parse(const char *json, size_t len, jn_jwt_jwks_t **jwks, char *
         set_err(err, errlen, "JWKS has no RSA signing keys");
         goto fail;
     }
-    json_object_free(&top);
+    jn_json_free(top);
     *jwks = s;
     return 0;
 
@@ -2061,7 +1629,7 @@ parse_fail:
 nomem:
     set_err(err, errlen, "JWKS: out of memory");
 fail:
-    json_object_free(&top);
+    jn_json_free(top);
     jn_jwt_jwks_free(s);
     return -1;
 }

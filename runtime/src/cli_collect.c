@@ -25,6 +25,9 @@ static const char collect_usage[] =
     "  --token-file FILE      credential sent as 'Authorization: <scheme> <token>' to the\n"
     "  --token-env VAR        connector's egress hosts (never visible to Lua)\n"
     "  --auth-scheme WORD     Bearer (default), token, SSWS, ...\n"
+    "  --credential ID        inject credential ID of --org from the vault (the store in\n"
+    "                         --data-dir or data_dir; master key from\n"
+    "                         JUNCTION_MASTER_KEY_FILE or JUNCTION_MASTER_KEY)\n"
     "  --integration ID       integration id; with a store, its checkpoint is kept\n"
     "  --org ID               organization id (default local)\n"
     "  --data-dir DIR         keep checkpoints in DIR's store (needs --integration)\n"
@@ -69,7 +72,7 @@ static void on_done(void *ud, jn_job_t *job)
 
 typedef struct {
     const char *config_json, *token_file, *token_env, *scheme, *integration, *org, *data_dir,
-        *config_file;
+        *config_file, *credential;
     const char *allow[64];
     int nallow;
 } collect_args_t;
@@ -85,6 +88,7 @@ static int parse_args(int argc, char **argv, collect_args_t *a)
                                          {"org", required_argument, 0, 'o'},
                                          {"data-dir", required_argument, 0, 'd'},
                                          {"config-file", required_argument, 0, 'f'},
+                                         {"credential", required_argument, 0, 'C'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int ch;
@@ -122,27 +126,14 @@ static int parse_args(int argc, char **argv, collect_args_t *a)
         case 'f':
             a->config_file = optarg;
             break;
+        case 'C':
+            a->credential = optarg;
+            break;
         default:
             return -1;
         }
     }
     return optind == argc - 1 ? optind : -1;
-}
-
-static jn_store_t *open_store(const char *dir)
-{
-    char path[4096], err[512];
-    jn_store_t *s;
-
-    if (jn_mkdir_p(dir) != 0) {
-        fprintf(stderr, "junction: cannot create data directory '%s'\n", dir);
-        return NULL;
-    }
-    snprintf(path, sizeof(path), "%s/junction.db", dir);
-    s = jn_store_open_sqlite(path, err, sizeof(err));
-    if (s == NULL)
-        fprintf(stderr, "junction: %s\n", err);
-    return s;
 }
 
 int jn_cli_collect(int argc, char **argv)
@@ -154,6 +145,9 @@ int jn_cli_collect(int argc, char **argv)
     jn_config_t *cfg = NULL;
     jn_connector_t *conn = NULL;
     jn_store_t *store = NULL;
+    jn_keyprovider_t *kp = NULL;
+    jn_vault_t *vault = NULL;
+    jn_auth_t *cred_auth = NULL;
     uv_loop_t loop;
     char *auth = NULL, *errors = NULL, *checkpoint = NULL, err[512];
     const char *auth_headers[1];
@@ -168,6 +162,10 @@ int jn_cli_collect(int argc, char **argv)
         fputs(collect_usage, stderr);
         return 2;
     }
+    if (a.credential && (a.token_file || a.token_env)) {
+        fprintf(stderr, "junction: --credential excludes --token-file and --token-env\n");
+        return 2;
+    }
     if ((a.token_file || a.token_env) &&
         (auth = jn_cli_auth_header(a.token_file, a.token_env, a.scheme)) == NULL)
         return 2;
@@ -178,8 +176,25 @@ int jn_cli_collect(int argc, char **argv)
         fputs(errors ? errors : "out of memory\n", stderr);
         goto out;
     }
+    if (a.credential) {
+        char requester[4200];
+        const char *org = a.org ? a.org : "local";
+        if ((store = jn_cli_open_store(a.data_dir ? a.data_dir : jn_config_str(cfg, "data_dir"))) ==
+                NULL ||
+            (vault = jn_cli_open_vault(store, NULL, &kp)) == NULL)
+            goto out;
+        snprintf(requester, sizeof(requester), "collect:%s", argv[idx]);
+        rc = jn_cli_credential_auth(vault, org, a.credential, 0, requester, &cred_auth, NULL, err,
+                                    sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "junction: credential '%s': %s\n", a.credential, err);
+            rc = rc == JN_VAULT_EINVAL || rc == JN_VAULT_ENOTFOUND ? 2 : 1;
+            goto out;
+        }
+        rc = 2;
+    }
     if (a.data_dir && a.integration) {
-        if ((store = open_store(a.data_dir)) == NULL)
+        if (store == NULL && (store = jn_cli_open_store(a.data_dir)) == NULL)
             goto out;
         if (jn_store_checkpoint_get(store, a.integration, &checkpoint) < 0) {
             fprintf(stderr, "junction: %s\n", jn_store_errmsg(store));
@@ -213,6 +228,7 @@ int jn_cli_collect(int argc, char **argv)
         opts.auth_headers = auth_headers;
         opts.nauth_headers = 1;
     }
+    opts.auth = cred_auth;
     opts.hooks = (jn_job_hooks_t){print_item, on_done, &st};
     if (jn_job_start(&rt, &opts, NULL, err, sizeof(err)) != 0) {
         fprintf(stderr, "junction: %s\n", err);
@@ -223,7 +239,7 @@ int jn_cli_collect(int argc, char **argv)
     }
     free((char *)opts.args_json);
     fflush(stdout);
-    if (rc == 0 && store && st.checkpoint &&
+    if (rc == 0 && store && a.data_dir && a.integration && st.checkpoint &&
         jn_store_checkpoint_set(store, a.integration, st.checkpoint) != 0) {
         fprintf(stderr, "junction: %s\n", jn_store_errmsg(store));
         rc = 1;
@@ -240,6 +256,12 @@ out:
         free(auth);
     }
     jn_connector_unref(conn);
+    if (cred_auth)
+        jn_auth_free(cred_auth);
+    if (vault)
+        jn_vault_destroy(vault);
+    if (kp)
+        jn_keyprovider_destroy(kp);
     if (store)
         jn_store_close(store);
     if (cfg)

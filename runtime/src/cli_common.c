@@ -100,3 +100,102 @@ int jn_mkdir_p(const char *path)
     }
     return 0;
 }
+
+jn_store_t *jn_cli_open_store(const char *dir)
+{
+    char path[4096], err[512];
+    jn_store_t *s;
+
+    if (jn_mkdir_p(dir) != 0) {
+        fprintf(stderr, "junction: cannot create data directory '%s'\n", dir);
+        return NULL;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/junction.db", dir) >= sizeof(path)) {
+        fprintf(stderr, "junction: data directory path too long\n");
+        return NULL;
+    }
+    s = jn_store_open_sqlite(path, err, sizeof(err));
+    if (s == NULL)
+        fprintf(stderr, "junction: %s\n", err);
+    return s;
+}
+
+jn_vault_t *jn_cli_open_vault(jn_store_t *store, const jn_vault_opts_t *opts, jn_keyprovider_t **kp)
+{
+    jn_vault_t *v;
+    const char *file = getenv(JN_ENV_MASTER_KEY_FILE), *env = getenv(JN_ENV_MASTER_KEY);
+    char err[512];
+
+    *kp = NULL;
+    if ((file == NULL || *file == '\0') && (env == NULL || *env == '\0')) {
+        fprintf(stderr,
+                "junction: no master key: set %s to a key file (mode 0600, one line "
+                "'<key-id> <base64 of 32 random bytes>') or %s to '<key-id>:<base64>'\n",
+                JN_ENV_MASTER_KEY_FILE, JN_ENV_MASTER_KEY);
+        return NULL;
+    }
+    *kp = jn_keyprovider_from_env(err, sizeof(err));
+    if (*kp == NULL) {
+        fprintf(stderr, "junction: master key: %s\n", err);
+        return NULL;
+    }
+    v = jn_vault_create(store, *kp, opts, err, sizeof(err));
+    if (v == NULL) {
+        fprintf(stderr, "junction: vault: %s\n", err);
+        jn_keyprovider_destroy(*kp);
+        *kp = NULL;
+    }
+    return v;
+}
+
+typedef struct {
+    const char *id;
+    char auth_type[64];
+    int found;
+} find_cred_t;
+
+static int find_cred_cb(void *ud, const jn_credential_info_t *info)
+{
+    find_cred_t *f = ud;
+
+    if (strcmp(info->id, f->id) != 0)
+        return 0;
+    snprintf(f->auth_type, sizeof(f->auth_type), "%s", info->auth_type ? info->auth_type : "");
+    f->found = 1;
+    return 1;
+}
+
+int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credential_id,
+                           int64_t version, const char *requester, jn_auth_t **out,
+                           int64_t *version_out, char *err, size_t errlen)
+{
+    find_cred_t f = {credential_id, "", 0};
+    jn_secret_t secret = {0};
+    char perr[512];
+    int rc;
+
+    *out = NULL;
+    rc = jn_vault_list(v, org, find_cred_cb, &f);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", jn_vault_errmsg(v));
+        return rc;
+    }
+    if (!f.found) {
+        snprintf(err, errlen, "no credential '%s' in organization '%s'", credential_id, org);
+        return JN_VAULT_ENOTFOUND;
+    }
+    rc = jn_vault_get_version(v, org, credential_id, version, requester, &secret, version_out);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", jn_vault_errmsg(v));
+        return rc;
+    }
+    rc = jn_auth_parse(f.auth_type, secret.data, secret.len, out, perr, sizeof(perr));
+    jn_secret_free(&secret);
+    if (rc != 0) {
+        snprintf(err, errlen, "credential '%s' (%s) is not usable: %s", credential_id, f.auth_type,
+                 perr);
+        *out = NULL;
+        return JN_VAULT_EINVAL;
+    }
+    return 0;
+}

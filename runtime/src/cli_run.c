@@ -37,7 +37,9 @@ typedef struct {
 typedef struct {
     app_t *app;
     char *id, *org, *provider, *config_json, *args_json, *token_env, *scheme;
-    char *auth; /* "Authorization: ..." read once at start */
+    char *auth;           /* "Authorization: ..." read once at start */
+    char *credential_id;  /* vault credential, decrypted for each run */
+    jn_auth_t *cred_auth; /* the running job's credential */
     uint64_t interval_ms;
     jn_connector_t *conn;
     jn_job_t *job; /* running now, or NULL */
@@ -52,6 +54,9 @@ struct app {
     jn_runtime_t rt;
     jn_config_t *cfg;
     jn_store_t *store;
+    jn_keyprovider_t *kp;
+    jn_vault_t *vault; /* opened when an integration names a credential_id */
+    uv_timer_t sweep_timer;
     jn_connector_t **connectors;
     size_t nconnectors;
     integration_t *integrations;
@@ -180,6 +185,12 @@ static int parse_integrations_cb(lua_State *L)
         it->org = field_string(L, t, "organization_id", 1, p->file, i);
         it->token_env = field_string(L, t, "token_env", 0, p->file, i);
         it->scheme = field_string(L, t, "auth_scheme", 0, p->file, i);
+        it->credential_id = field_string(L, t, "credential_id", 0, p->file, i);
+        if (it->credential_id && it->token_env)
+            return luaL_error(L,
+                              "%s: integration [%d]: 'credential_id' and 'token_env' exclude "
+                              "each other",
+                              p->file, i);
         lua_getfield(L, t, "interval_s");
         it->interval_ms = lua_isnil(L, -1)
                               ? (uint64_t)jn_config_int(app->cfg, "run_interval_s") * 1000
@@ -349,6 +360,10 @@ static void on_job_done(void *ud, jn_job_t *job)
                           {"error", jn_job_error(job) ? jn_job_error(job) : "", 0}};
 
     it->job = NULL;
+    if (it->cred_auth) {
+        jn_auth_free(it->cred_auth);
+        it->cred_auth = NULL;
+    }
     /* What a failed run collected is kept; only a successful run moves the cursor. */
     flush_items(it, st == JN_JOB_SUCCEEDED ? jn_job_checkpoint_json(job) : NULL);
     record_job(it, job, st);
@@ -376,6 +391,22 @@ static void on_tick(uv_timer_t *t)
                     jn_config_int(it->app->cfg, "max_concurrent_jobs"));
         return;
     }
+    if (it->credential_id) {
+        /* fetched per run: a rotation or deletion takes effect at the next run
+         * (the vault's cache makes repeats cheap) */
+        char requester[300];
+        int rc;
+        snprintf(requester, sizeof(requester), "integration:%s", it->id);
+        rc = jn_cli_credential_auth(it->app->vault, it->org, it->credential_id, 0, requester,
+                                    &it->cred_auth, NULL, err, sizeof(err));
+        if (rc != 0) {
+            jn_log_field_t f[] = {{"integration_id", it->id, 0},
+                                  {"credential_id", it->credential_id, 0},
+                                  {"error", err, 0}};
+            jn_log_fields(JN_LOG_ERROR, "credential unavailable; run skipped", f, 3);
+            return;
+        }
+    }
     if (jn_store_checkpoint_get(it->app->store, it->id, &checkpoint) < 0)
         jn_log_error("integration %s: %s", it->id, jn_store_errmsg(it->app->store));
     o.connector = it->conn;
@@ -390,9 +421,14 @@ static void on_tick(uv_timer_t *t)
         o.auth_headers = auth;
         o.nauth_headers = 1;
     }
+    o.auth = it->cred_auth;
     o.hooks = (jn_job_hooks_t){store_item, on_job_done, it};
     if (jn_job_start(&it->app->rt, &o, &it->job, err, sizeof(err)) != 0) {
         it->job = NULL;
+        if (it->cred_auth) {
+            jn_auth_free(it->cred_auth);
+            it->cred_auth = NULL;
+        }
         jn_log_error("integration %s: cannot start a collection: %s", it->id, err);
     } else {
         it->runs++;
@@ -413,6 +449,13 @@ static void start_integrations(app_t *app)
         if (it->conn == NULL) {
             jn_log_error("integration %s: no valid connector for provider '%s'; it will not run",
                          it->id, it->provider);
+            continue;
+        }
+        if (it->credential_id && app->vault == NULL) {
+            jn_log_error("integration %s: credential_id is set but the vault is not available; "
+                         "it will not run",
+                         it->id);
+            it->conn = NULL;
             continue;
         }
         if (it->token_env) {
@@ -449,6 +492,8 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+    if (app->vault)
+        uv_close((uv_handle_t *)&app->sweep_timer, NULL);
     jn_runtime_close(&app->rt);
 }
 
@@ -465,6 +510,9 @@ static void app_free(app_t *app)
         free(it->args_json);
         free(it->token_env);
         free(it->scheme);
+        free(it->credential_id);
+        if (it->cred_auth)
+            jn_auth_free(it->cred_auth);
         if (it->auth) {
             memset(it->auth, 0, strlen(it->auth));
             free(it->auth);
@@ -474,6 +522,10 @@ static void app_free(app_t *app)
     for (i = 0; i < app->nconnectors; i++)
         jn_connector_unref(app->connectors[i]);
     free(app->connectors);
+    if (app->vault)
+        jn_vault_destroy(app->vault);
+    if (app->kp)
+        jn_keyprovider_destroy(app->kp);
     if (app->store)
         jn_store_close(app->store);
     if (app->cfg)
@@ -482,20 +534,39 @@ static void app_free(app_t *app)
 
 static int open_store(app_t *app)
 {
-    const char *dir = jn_config_str(app->cfg, "data_dir");
-    char path[4096], err[512];
+    app->store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
+    return app->store ? 0 : -1;
+}
 
-    if (jn_mkdir_p(dir) != 0) {
-        fprintf(stderr, "junction: cannot create data directory '%s'\n", dir);
-        return -1;
-    }
-    snprintf(path, sizeof(path), "%s/junction.db", dir);
-    app->store = jn_store_open_sqlite(path, err, sizeof(err));
-    if (app->store == NULL) {
-        fprintf(stderr, "junction: %s\n", err);
-        return -1;
-    }
-    return 0;
+/* Decrypted credentials stay cached this long (locked memory, wiped on expiry). */
+#define VAULT_CACHE_TTL_MS (5 * 60 * 1000)
+#define VAULT_SWEEP_MS (30 * 1000)
+
+static void on_sweep(uv_timer_t *t)
+{
+    app_t *app = t->data;
+
+    jn_vault_cache_sweep(app->vault);
+}
+
+/* The vault, only when an integration uses a stored credential. */
+static void open_vault(app_t *app)
+{
+    jn_vault_opts_t vo = {0};
+    size_t i;
+
+    for (i = 0; i < app->nintegrations; i++)
+        if (app->integrations[i].credential_id)
+            break;
+    if (i == app->nintegrations)
+        return;
+    vo.cache_ttl_ms = VAULT_CACHE_TTL_MS;
+    app->vault = jn_cli_open_vault(app->store, &vo, &app->kp);
+    if (app->vault == NULL)
+        return;
+    uv_timer_init(&app->loop, &app->sweep_timer);
+    app->sweep_timer.data = app;
+    uv_timer_start(&app->sweep_timer, on_sweep, VAULT_SWEEP_MS, VAULT_SWEEP_MS);
 }
 
 int jn_cli_run(int argc, char **argv)
@@ -530,6 +601,7 @@ int jn_cli_run(int argc, char **argv)
         return 1;
     }
     load_connectors(&app);
+    open_vault(&app);
     start_integrations(&app);
     uv_signal_init(&app.loop, &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);

@@ -12,6 +12,7 @@
 #include "junction/crypto.h"
 #include "junction/log.h"
 #include "junction/redact.h"
+#include "junction/secmem.h"
 
 static char *dup_or_null(const char *s)
 {
@@ -33,6 +34,41 @@ static void remove_header_secrets(const char *line)
         jn_redactor_remove_secret(jn_redactor_global(), space + 1, strlen(space + 1));
 }
 
+/* jn_auth_each_secret callback: keep a locked copy and register the value. */
+static void add_auth_secret(void *ud, const char *secret, size_t len)
+{
+    jn_job_t *job = ud;
+    char **grown_s;
+    size_t *grown_l;
+    char *copy;
+
+    if (len == 0)
+        return;
+    grown_s = realloc(job->auth_secrets, (job->nauth_secrets + 1) * sizeof(*grown_s));
+    if (grown_s == NULL)
+        goto fail;
+    job->auth_secrets = grown_s;
+    grown_l = realloc(job->auth_secret_lens, (job->nauth_secrets + 1) * sizeof(*grown_l));
+    if (grown_l == NULL)
+        goto fail;
+    job->auth_secret_lens = grown_l;
+    copy = jn_secmem_alloc(len + 1);
+    if (copy == NULL)
+        goto fail;
+    memcpy(copy, secret, len);
+    copy[len] = '\0';
+    if (jn_redactor_add_secret(jn_redactor_global(), copy, len) != 0) {
+        jn_secmem_free(copy);
+        goto fail;
+    }
+    job->auth_secrets[job->nauth_secrets] = copy;
+    job->auth_secret_lens[job->nauth_secrets] = len;
+    job->nauth_secrets++;
+    return;
+fail:
+    job->auth_secrets_failed = 1;
+}
+
 static void job_release(jn_job_t *job)
 {
     size_t i;
@@ -42,6 +78,13 @@ static void job_release(jn_job_t *job)
         free(job->auth_headers[i]);
     }
     free(job->auth_headers);
+    for (i = 0; i < job->nauth_secrets; i++) {
+        jn_redactor_remove_secret(jn_redactor_global(), job->auth_secrets[i],
+                                  job->auth_secret_lens[i]);
+        jn_secmem_free(job->auth_secrets[i]);
+    }
+    free(job->auth_secrets);
+    free(job->auth_secret_lens);
     free((char *)job->opts.entry);
     free((char *)job->opts.args_json);
     free((char *)job->opts.config_json);
@@ -295,6 +338,11 @@ static int copy_opts(jn_job_t *job, const jn_job_opts_t *o)
                     jn_redactor_add_secret(jn_redactor_global(), space + 1, strlen(space + 1));
             }
         }
+    }
+    if (o->auth) {
+        jn_auth_each_secret(o->auth, add_auth_secret, job);
+        if (job->auth_secrets_failed)
+            return -1;
     }
     return job->opts.run_id && job->opts.organization_id && job->opts.integration_id ? 0 : -1;
 }

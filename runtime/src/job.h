@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "connector.h"
+#include "junction/auth.h"
 #include "junction/store.h"
 #include "runtime.h"
 
@@ -43,6 +44,11 @@ typedef struct {
      * for the connector's egress hosts. Never visible to Lua. */
     const char *const *auth_headers;
     size_t nauth_headers;
+    /* Credential applied by the core (jn_auth_apply) to each request bound for
+     * an egress host unless the request passes auth = false. Borrowed: it must
+     * stay valid until hooks.done has been called. Its secret values are known
+     * to the global redactor while the job exists. NULL: none. */
+    const jn_auth_t *auth;
     jn_sandbox_limits_t limits; /* zero fields: the runtime's defaults */
     uint64_t timeout_ns;        /* 0: the runtime's default */
     jn_job_hooks_t hooks;

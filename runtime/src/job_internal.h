@@ -18,6 +18,12 @@ struct jn_job {
     char id[33];
     char **auth_headers;
     size_t nauth_headers;
+    /* Copies (locked memory) of opts.auth's secret values registered with the
+     * redactor, so they can be removed when the job is released. */
+    char **auth_secrets;
+    size_t *auth_secret_lens;
+    size_t nauth_secrets;
+    int auth_secrets_failed; /* one could not be registered: the job does not start */
 
     jn_sandbox_t *sb;
     lua_State *L;  /* the sandbox's main thread */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -355,7 +356,15 @@ static void push_response(lua_State *L, jn_job_t *job, const jn_http_response_t 
     lua_setfield(L, -2, "ok");
     lua_pushlstring(L, resp->body ? resp->body : "", resp->body ? resp->body_len : 0);
     lua_setfield(L, -2, "body");
-    lua_pushstring(L, resp->effective_url ? resp->effective_url : "");
+    if (job->opts.auth && resp->effective_url) {
+        /* a query-parameter credential would be in the URL: Lua never sees it */
+        char *url = jn_redactor_scrub(jn_redactor_global(), resp->effective_url,
+                                      strlen(resp->effective_url));
+        lua_pushstring(L, url ? url : resp->effective_url);
+        free(url);
+    } else {
+        lua_pushstring(L, resp->effective_url ? resp->effective_url : "");
+    }
     lua_setfield(L, -2, "url");
     lua_createtable(L, 0, (int)resp->nheaders);
     for (i = 0; i < resp->nheaders; i++) {
@@ -406,6 +415,9 @@ static int core_http_request(lua_State *L)
     jn_job_t *job = ctx_job(L);
     http_req_t *rp;
     jn_http_request_t req = {0};
+    jn_auth_result_t ares = {0};
+    const char **auth_lines = NULL;
+    size_t i, nauth;
     char scheme[16], host[256], err[512];
     int port, rc;
 
@@ -433,7 +445,37 @@ static int core_http_request(lua_State *L)
     req.url = rp->url.data;
     req.headers = rp->headers;
     req.nheaders = rp->nheaders;
-    if (rp->auth) {
+    if (rp->auth && job->opts.auth) {
+        /* The credential's headers join the static ones (and its URL, for a
+         * query parameter, replaces the connector's); they go in auth_headers
+         * so that the client drops them on a cross-origin redirect. */
+        jn_auth_request_t areq = {rp->method,    rp->url.data, rp->headers,        rp->nheaders,
+                                  rp->body.data, rp->body.len, (int64_t)time(NULL)};
+        if (jn_auth_apply(job->opts.auth, &areq, &ares, err, sizeof(err)) != 0) {
+            char *msg = jn_redactor_scrub_dup(jn_redactor_global(), err, strlen(err));
+            jn_auth_result_free(&ares);
+            lua_pushnil(L);
+            lua_pushfstring(L, "ctx.http: %s %s: cannot apply the integration's credential: %s",
+                            req.method, host, msg ? msg : "out of memory");
+            free(msg);
+            http_req_free(rp);
+            return 2;
+        }
+        nauth = job->nauth_headers + ares.nheaders;
+        if (nauth > 0 && (auth_lines = calloc(nauth, sizeof(*auth_lines))) == NULL) {
+            jn_auth_result_free(&ares);
+            http_req_free(rp);
+            return luaL_error(L, "not enough memory");
+        }
+        for (i = 0; i < job->nauth_headers; i++)
+            auth_lines[i] = job->auth_headers[i];
+        for (i = 0; i < ares.nheaders; i++)
+            auth_lines[job->nauth_headers + i] = ares.headers[i];
+        req.auth_headers = auth_lines;
+        req.nauth_headers = nauth;
+        if (ares.url)
+            req.url = ares.url;
+    } else if (rp->auth) {
         req.auth_headers = (const char *const *)job->auth_headers;
         req.nauth_headers = job->nauth_headers;
     }
@@ -446,6 +488,8 @@ static int core_http_request(lua_State *L)
     req.policy_ud = job;
     req.priority = job->seq;
     rc = jn_http_client_send(job->rt->http, &req, on_http_done, job, &job->call);
+    free(auth_lines); /* the client copied the request */
+    jn_auth_result_free(&ares);
     if (rc != JN_HTTP_OK) {
         snprintf(err, sizeof(err), "ctx.http: %s %s: %s", rp->method, host, jn_http_error_name(rc));
         http_req_free(rp);

@@ -18,6 +18,10 @@ static void usage(FILE *out)
           "  collect FILE [options]              run one collect_evidence, print items as JSON "
           "lines\n"
           "  connector validate FILE...          check connectors against the contract\n"
+          "  creds put|list|rotate|rm [options]  manage the credentials in the vault\n"
+          "  keys rotate [--org ORG]             re-wrap data keys under the current master key\n"
+          "                                      (or, with --org, rotate that org's data key)\n"
+          "  audit verify [--anchor SEQ:HASH]    verify the hash chain of the audit log\n"
           "  spec [busted options] [PATH...]     run Lua specs inside Junction's own runtime\n"
           "  script FILE [ARGS...]               run a trusted Lua file with junction.testing "
           "(tools)\n"
@@ -53,6 +57,12 @@ int main(int argc, char **argv)
         return jn_cli_collect(argc - 1, argv + 1);
     if (strcmp(argv[1], "connector") == 0)
         return jn_cli_connector(argc - 1, argv + 1);
+    if (strcmp(argv[1], "creds") == 0)
+        return jn_cli_creds(argc - 1, argv + 1);
+    if (strcmp(argv[1], "keys") == 0)
+        return jn_cli_keys(argc - 1, argv + 1);
+    if (strcmp(argv[1], "audit") == 0)
+        return jn_cli_audit(argc - 1, argv + 1);
     if (strcmp(argv[1], "spec") == 0)
         return jn_cli_spec(argc - 1, argv + 1);
     if (strcmp(argv[1], "script") == 0)

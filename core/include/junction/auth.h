@@ -16,8 +16,8 @@
  *   aws_sigv4   { "access_key_id"*, "secret_access_key"*, "session_token", "region"*,
  *                 "service"* }                 SigV4 header signing of each request
  * Other auth types (oauth2, client_credentials, jwt_bearer, github_app,
- * aws_assume_role, service_account) need a token exchange and are refused by
- * jn_auth_parse until their grant is implemented.
+ * aws_assume_role, service_account, private_key_jwt) need a token exchange and
+ * are refused by jn_auth_parse until their grant is implemented.
  */
 #ifndef JUNCTION_AUTH_H
 #define JUNCTION_AUTH_H
@@ -34,7 +34,9 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
 /* Wipes every secret. */
 void jn_auth_free(jn_auth_t *a);
 const char *jn_auth_type(const jn_auth_t *a);
-/* Calls fn for each secret value the credential holds (for the redactor). */
+/* Calls fn for each secret value the credential holds (for the redactor),
+ * and for the forms in which they go on the wire when those differ: the
+ * base64 of "user:pass" for basic, the URL-encoded token for query_param. */
 void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s, size_t n),
                          void *ud);
 

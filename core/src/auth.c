@@ -1,0 +1,937 @@
+/* Auth injection: credential documents parsed and validated once, then
+ * applied to each request as header lines (or a query parameter). */
+#include "junction/auth.h"
+#include "junction/crypto.h"
+#include "junction/json.h"
+#include "junction/sigv4.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+/* Credential documents are a few hundred bytes. */
+#define DOC_MAX_LEN 65536
+#define DOC_MAX_DEPTH 4
+#define EXTRA_HEADERS_MAX 16
+#define SHOW_SIZE 40
+
+enum { AUTH_API_KEY, AUTH_BASIC, AUTH_AWS_SIGV4 };
+
+typedef struct {
+    char *name;
+    char *value;
+} header_t;
+
+struct jn_auth {
+    int kind;
+    const char *type;
+    /* api_key */
+    char *token;
+    char *header; /* NULL with query_param */
+    char *prefix; /* NULL: the token alone */
+    char *query_param;
+    char *token_query; /* the token as it appears in the URL */
+    header_t *extra;
+    size_t nextra;
+    /* basic */
+    char *username;
+    char *password;
+    char *basic; /* base64(username:password), what goes on the wire */
+    /* aws_sigv4 */
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token;
+    char *region;
+    char *service;
+};
+
+static const char *const api_key_fields[] = {"token",       "header",        "prefix",
+                                             "query_param", "extra_headers", NULL};
+static const char *const basic_fields[] = {"username", "password", NULL};
+static const char *const aws_sigv4_fields[] = {
+    "access_key_id", "secret_access_key", "session_token", "region", "service", NULL};
+
+static const char *const supported_types[] = {"api_key", "basic", "aws_sigv4", NULL};
+static const char *const exchange_types[] = {
+    "oauth2",          "client_credentials", "jwt_bearer",      "github_app",
+    "aws_assume_role", "service_account",    "private_key_jwt", NULL};
+
+/* Headers a credential may not set: they frame the request. */
+static const char *const reserved_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
+                                               "Connection", NULL};
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+                                                      ...)
+{
+    va_list ap;
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void str_free(char *s)
+{
+    if (s != NULL) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+/* Printable ASCII, shortened: for names that are not secrets. */
+static const char *show(const char *s, char out[SHOW_SIZE])
+{
+    size_t o = 0;
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        if (o + 4 >= SHOW_SIZE) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        unsigned char c = (unsigned char)s[i];
+        out[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (size_t i = 0; list[i] != NULL; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* Case-insensitive edit distance, capped: only small ones matter. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[64];
+    if (la >= 64 || lb >= 64)
+        return 64;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t best = diag + cost;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest name within a typo's distance, or NULL. */
+static const char *did_you_mean(const char *const *list, const char *s)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; list[i] != NULL; i++) {
+        size_t d = edit_distance(s, list[i]);
+        if (d < best_d && d * 3 <= strlen(list[i])) {
+            best = list[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* A name safe to repeat in a message: lower-case words as field names are
+ * written. Anything else could be a value pasted in the wrong place. */
+static int plain_name(const char *s, size_t len)
+{
+    if (len == 0 || len > 32 || strlen(s) != len)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static void list_join(const char *const *list, char *out, size_t outlen)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; list[i] != NULL && o < outlen; i++) {
+        int n = snprintf(out + o, outlen - o, "%s%s", i ? ", " : "", list[i]);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+}
+
+/* RFC 9110 token characters. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int is_token(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+static int is_unreserved(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* NULL when `s` can be an HTTP field value as is, else why not. */
+static const char *value_problem(const char *s, size_t len)
+{
+    if (len == 0)
+        return "is empty";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return "contains a control character (CR, LF, NUL, ...)";
+    }
+    if (s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t')
+        return "has leading or trailing whitespace";
+    return NULL;
+}
+
+static int is_reserved_header(const char *name)
+{
+    for (size_t i = 0; reserved_headers[i] != NULL; i++)
+        if (strcasecmp(reserved_headers[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Parse context: the type's name prefixes every message. */
+typedef struct {
+    const char *type;
+    const jn_json_t *root;
+    char *err;
+    size_t errlen;
+} ctx_t;
+
+/* A string field: 0 absent (optional), 1 copied into *out, -1 error. */
+static int get_string(ctx_t *c, const char *field, int required, char **out)
+{
+    const jn_json_t *m = jn_json_get(c->root, field);
+    size_t len;
+    const char *s = jn_json_string(m, &len);
+    *out = NULL;
+    if (m == NULL) {
+        if (required)
+            return fail(c->err, c->errlen, "%s credential: field '%s' is required", c->type, field);
+        return 0;
+    }
+    if (s == NULL)
+        return fail(c->err, c->errlen, "%s credential: field '%s' must be a string, not %s",
+                    c->type, field, jn_json_type_name(m));
+    const char *why = value_problem(s, len);
+    if (why != NULL)
+        return fail(c->err, c->errlen, "%s credential: field '%s' %s", c->type, field, why);
+    if ((*out = malloc(len + 1)) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    memcpy(*out, s, len + 1);
+    return 1;
+}
+
+static int check_fields(ctx_t *c, const char *const *allowed)
+{
+    char names[128], shown[SHOW_SIZE];
+    for (const jn_json_t *m = jn_json_first(c->root); m != NULL; m = jn_json_next(m)) {
+        size_t len;
+        const char *name = jn_json_name(m, &len);
+        if (strlen(name) == len && in_list(allowed, name))
+            continue;
+        const char *guess = strlen(name) == len ? did_you_mean(allowed, name) : NULL;
+        /* A close miss is a typo, not a secret: naming it is safe. */
+        if (guess != NULL && len < SHOW_SIZE - 4)
+            return fail(c->err, c->errlen, "%s credential: unknown field '%s' (did you mean '%s'?)",
+                        c->type, show(name, shown), guess);
+        list_join(allowed, names, sizeof(names));
+        if (plain_name(name, len))
+            return fail(c->err, c->errlen, "%s credential: unknown field '%s' (expected %s)",
+                        c->type, name, names);
+        return fail(c->err, c->errlen, "%s credential: unknown field at byte %zu (expected %s)",
+                    c->type, jn_json_offset(m), names);
+    }
+    return 0;
+}
+
+static void url_encode_into(const char *s, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (is_unreserved(*p)) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static char *url_encode(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1);
+    if (out != NULL)
+        url_encode_into(s, out);
+    return out;
+}
+
+static int parse_extra_headers(ctx_t *c, jn_auth_t *a)
+{
+    const jn_json_t *eh = jn_json_get(c->root, "extra_headers");
+    char shown[SHOW_SIZE];
+    if (eh == NULL)
+        return 0;
+    if (!jn_json_is_object(eh))
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'extra_headers' must be an object, not %s", c->type,
+                    jn_json_type_name(eh));
+    size_t count = jn_json_count(eh);
+    if (count == 0)
+        return fail(c->err, c->errlen, "%s credential: field 'extra_headers' is empty", c->type);
+    if (count > EXTRA_HEADERS_MAX)
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'extra_headers' has more than %d headers", c->type,
+                    EXTRA_HEADERS_MAX);
+    if ((a->extra = calloc(count, sizeof(*a->extra))) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    for (const jn_json_t *m = jn_json_first(eh); m != NULL; m = jn_json_next(m)) {
+        size_t nlen, vlen;
+        const char *name = jn_json_name(m, &nlen);
+        const char *value = jn_json_string(m, &vlen);
+        if (!is_token(name, nlen))
+            return fail(c->err, c->errlen,
+                        "%s credential: extra_headers member at byte %zu is not a valid header "
+                        "name (letters, digits and !#$%%&'*+-.^_`|~)",
+                        c->type, jn_json_offset(m));
+        show(name, shown);
+        if (is_reserved_header(name))
+            return fail(c->err, c->errlen, "%s credential: extra_headers cannot set '%s'", c->type,
+                        shown);
+        if (a->header != NULL && strcasecmp(name, a->header) == 0)
+            return fail(c->err, c->errlen,
+                        "%s credential: extra_headers '%s' is the header that carries the token",
+                        c->type, shown);
+        for (size_t i = 0; i < a->nextra; i++)
+            if (strcasecmp(a->extra[i].name, name) == 0)
+                return fail(c->err, c->errlen,
+                            "%s credential: extra_headers '%s' appears twice (header names are "
+                            "case-insensitive)",
+                            c->type, shown);
+        if (value == NULL)
+            return fail(c->err, c->errlen,
+                        "%s credential: extra_headers '%s' must be a string, not %s", c->type,
+                        shown, jn_json_type_name(m));
+        const char *why = value_problem(value, vlen);
+        if (why != NULL)
+            return fail(c->err, c->errlen, "%s credential: extra_headers '%s' %s", c->type, shown,
+                        why);
+        header_t *h = &a->extra[a->nextra];
+        if ((h->name = strdup(name)) == NULL)
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+        if ((h->value = strdup(value)) == NULL) {
+            free(h->name);
+            h->name = NULL;
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+        }
+        a->nextra++;
+    }
+    return 0;
+}
+
+#define TOKEN_CHARS "(letters, digits and !#$%%&'*+-.^_`|~)"
+
+static int parse_api_key(ctx_t *c, jn_auth_t *a)
+{
+    char *header = NULL;
+    int rc;
+    if (get_string(c, "token", 1, &a->token) < 0 || get_string(c, "header", 0, &header) < 0 ||
+        get_string(c, "prefix", 0, &a->prefix) < 0 ||
+        get_string(c, "query_param", 0, &a->query_param) < 0) {
+        free(header);
+        return -1;
+    }
+    if (header != NULL && !is_token(header, strlen(header))) {
+        free(header);
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'header' is not a valid header name " TOKEN_CHARS,
+                    c->type);
+    }
+    if (header != NULL && is_reserved_header(header)) {
+        char shown[SHOW_SIZE];
+        rc = fail(c->err, c->errlen, "%s credential: field 'header' cannot be '%s'", c->type,
+                  show(header, shown));
+        free(header);
+        return rc;
+    }
+    if (a->prefix != NULL && !is_token(a->prefix, strlen(a->prefix))) {
+        free(header);
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'prefix' must be a single word " TOKEN_CHARS, c->type);
+    }
+    if (a->query_param != NULL) {
+        if (header != NULL || a->prefix != NULL) {
+            free(header);
+            return fail(c->err, c->errlen,
+                        "%s credential: field 'query_param' cannot be combined with 'header' or "
+                        "'prefix' (the token goes in the URL)",
+                        c->type);
+        }
+        for (const char *p = a->query_param; *p != '\0'; p++)
+            if (!is_unreserved((unsigned char)*p))
+                return fail(c->err, c->errlen,
+                            "%s credential: field 'query_param' must be letters, digits and "
+                            "-._~",
+                            c->type);
+        if ((a->token_query = url_encode(a->token)) == NULL)
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    } else {
+        if (header == NULL && (header = strdup("Authorization")) == NULL)
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+        if (strcasecmp(header, "Authorization") == 0 && a->prefix == NULL &&
+            (a->prefix = strdup("Bearer")) == NULL) {
+            free(header);
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+        }
+    }
+    a->header = header;
+    return parse_extra_headers(c, a);
+}
+
+static int parse_basic(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "username", 1, &a->username) < 0 ||
+        get_string(c, "password", 1, &a->password) < 0)
+        return -1;
+    if (strchr(a->username, ':') != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'username' contains ':', which Basic authentication "
+                    "cannot carry (RFC 7617)",
+                    c->type);
+    size_t ul = strlen(a->username), pl = strlen(a->password);
+    char *joined = malloc(ul + pl + 2);
+    if (joined == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    memcpy(joined, a->username, ul);
+    joined[ul] = ':';
+    memcpy(joined + ul + 1, a->password, pl + 1);
+    size_t blen;
+    int rc = jn_base64_encode((const uint8_t *)joined, ul + pl + 1, &a->basic, &blen);
+    str_free(joined);
+    if (rc < 0)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    return 0;
+}
+
+static int all_chars(const char *s, int (*ok)(unsigned char))
+{
+    for (; *s != '\0'; s++)
+        if (!ok((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+static int scope_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+static int alnum_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int parse_aws_sigv4(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "access_key_id", 1, &a->access_key_id) < 0 ||
+        get_string(c, "secret_access_key", 1, &a->secret_access_key) < 0 ||
+        get_string(c, "session_token", 0, &a->session_token) < 0 ||
+        get_string(c, "region", 1, &a->region) < 0 || get_string(c, "service", 1, &a->service) < 0)
+        return -1;
+    if (!all_chars(a->access_key_id, alnum_char))
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'access_key_id' must be letters and digits", c->type);
+    if (!all_chars(a->region, scope_char))
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'region' must be lower-case letters, digits and '-' "
+                    "(e.g. us-east-1)",
+                    c->type);
+    if (!all_chars(a->service, scope_char))
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'service' must be lower-case letters, digits and '-' "
+                    "(e.g. execute-api)",
+                    c->type);
+    return 0;
+}
+
+int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t **out, char *err,
+                  size_t errlen)
+{
+    char shown[SHOW_SIZE], names[128];
+    jn_json_error_t jerr;
+    jn_json_t *root = NULL;
+    const jn_json_limits_t limits = {DOC_MAX_LEN, 0, DOC_MAX_DEPTH};
+
+    if (out != NULL)
+        *out = NULL;
+    if (auth_type == NULL || doc == NULL || out == NULL)
+        return fail(err, errlen, "jn_auth_parse: no auth type, document or output pointer");
+    size_t i;
+    for (i = 0; supported_types[i] != NULL; i++)
+        if (strcmp(supported_types[i], auth_type) == 0)
+            break;
+    if (supported_types[i] == NULL) {
+        if (in_list(exchange_types, auth_type))
+            return fail(err, errlen,
+                        "auth type '%s' needs a token exchange, which this build does not "
+                        "implement yet",
+                        auth_type);
+        const char *guess = did_you_mean(supported_types, auth_type);
+        if (guess == NULL)
+            guess = did_you_mean(exchange_types, auth_type);
+        list_join(supported_types, names, sizeof(names));
+        if (guess != NULL)
+            return fail(err, errlen, "unknown auth type '%s' (did you mean '%s'?)",
+                        show(auth_type, shown), guess);
+        return fail(err, errlen, "unknown auth type '%s' (expected %s)", show(auth_type, shown),
+                    names);
+    }
+
+    ctx_t c = {supported_types[i], NULL, err, errlen};
+    int rc = jn_json_parse(doc, len, &limits, &root, &jerr);
+    if (rc == JN_JSON_ENOMEM)
+        return fail(err, errlen, "%s credential: out of memory", c.type);
+    if (rc != JN_JSON_OK)
+        return fail(err, errlen, "%s credential is not valid JSON: %s", c.type, jerr.message);
+    if (!jn_json_is_object(root)) {
+        rc = fail(err, errlen, "%s credential must be a JSON object, not %s", c.type,
+                  jn_json_type_name(root));
+        jn_json_free(root);
+        return rc;
+    }
+    c.root = root;
+
+    jn_auth_t *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        jn_json_free(root);
+        return fail(err, errlen, "%s credential: out of memory", c.type);
+    }
+    a->type = c.type;
+    switch (i) {
+    case 0:
+        a->kind = AUTH_API_KEY;
+        rc = check_fields(&c, api_key_fields) < 0 ? -1 : parse_api_key(&c, a);
+        break;
+    case 1:
+        a->kind = AUTH_BASIC;
+        rc = check_fields(&c, basic_fields) < 0 ? -1 : parse_basic(&c, a);
+        break;
+    default:
+        a->kind = AUTH_AWS_SIGV4;
+        rc = check_fields(&c, aws_sigv4_fields) < 0 ? -1 : parse_aws_sigv4(&c, a);
+        break;
+    }
+    jn_json_free(root);
+    if (rc < 0) {
+        jn_auth_free(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+void jn_auth_free(jn_auth_t *a)
+{
+    if (a == NULL)
+        return;
+    str_free(a->token);
+    str_free(a->header);
+    str_free(a->prefix);
+    str_free(a->query_param);
+    str_free(a->token_query);
+    for (size_t i = 0; i < a->nextra; i++) {
+        str_free(a->extra[i].name);
+        str_free(a->extra[i].value);
+    }
+    free(a->extra);
+    str_free(a->username);
+    str_free(a->password);
+    str_free(a->basic);
+    str_free(a->access_key_id);
+    str_free(a->secret_access_key);
+    str_free(a->session_token);
+    str_free(a->region);
+    str_free(a->service);
+    OPENSSL_cleanse(a, sizeof(*a));
+    free(a);
+}
+
+const char *jn_auth_type(const jn_auth_t *a)
+{
+    return a != NULL ? a->type : NULL;
+}
+
+static void yield(void (*fn)(void *, const char *, size_t), void *ud, const char *s)
+{
+    if (s != NULL)
+        fn(ud, s, strlen(s));
+}
+
+void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s, size_t n),
+                         void *ud)
+{
+    if (a == NULL || fn == NULL)
+        return;
+    yield(fn, ud, a->token);
+    if (a->token_query != NULL && a->token != NULL && strcmp(a->token_query, a->token) != 0)
+        yield(fn, ud, a->token_query);
+    for (size_t i = 0; i < a->nextra; i++)
+        yield(fn, ud, a->extra[i].value);
+    yield(fn, ud, a->password);
+    yield(fn, ud, a->basic);
+    yield(fn, ud, a->secret_access_key);
+    yield(fn, ud, a->session_token);
+}
+
+/* Applying. */
+
+typedef struct {
+    const char *name; /* into `line` */
+    size_t name_len;
+    const char *value; /* after the colon and leading whitespace */
+} req_header_t;
+
+/* The connector's lines, checked: "Name: value" with a token name. */
+static int split_headers(const jn_auth_request_t *req, req_header_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (req->nheaders == 0)
+        return 0;
+    if (req->headers == NULL)
+        return fail(err, errlen, "auth: request has %zu headers but no header array",
+                    req->nheaders);
+    req_header_t *h = calloc(req->nheaders, sizeof(*h));
+    if (h == NULL)
+        return fail(err, errlen, "auth: out of memory");
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const char *line = req->headers[i];
+        const char *colon = line != NULL ? strchr(line, ':') : NULL;
+        if (colon == NULL || !is_token(line, (size_t)(colon - line)) ||
+            strpbrk(colon, "\r\n") != NULL) {
+            free(h);
+            return fail(err, errlen, "auth: request header %zu is not a 'Name: value' line", i);
+        }
+        h[i].name = line;
+        h[i].name_len = (size_t)(colon - line);
+        h[i].value = colon + 1 + strspn(colon + 1, " \t");
+    }
+    *out = h;
+    return 0;
+}
+
+static int has_header(const req_header_t *h, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == len && strncasecmp(h[i].name, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int add_line(jn_auth_result_t *out, const char *name, const char *word, const char *value)
+{
+    size_t n = strlen(name) + 2 + (word != NULL ? strlen(word) + 1 : 0) + strlen(value) + 1;
+    char *line = malloc(n);
+    if (line == NULL)
+        return -1;
+    snprintf(line, n, "%s: %s%s%s", name, word != NULL ? word : "", word != NULL ? " " : "", value);
+    out->headers[out->nheaders++] = line;
+    return 0;
+}
+
+static int apply_query(const jn_auth_t *a, const char *url, jn_auth_result_t *out, char *err,
+                       size_t errlen)
+{
+    size_t frag = strcspn(url, "#");
+    const char *q = memchr(url, '?', frag);
+    size_t plen = strlen(a->query_param);
+    if (q != NULL) {
+        /* The same parameter twice: which one a server reads is anyone's guess. */
+        const char *p = q + 1, *end = url + frag;
+        while (p < end) {
+            const char *amp = memchr(p, '&', (size_t)(end - p));
+            const char *stop = amp != NULL ? amp : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            const char *name_end = eq != NULL ? eq : stop;
+            if ((size_t)(name_end - p) == plen && memcmp(p, a->query_param, plen) == 0)
+                return fail(err, errlen, "%s: the request URL already has query parameter '%s'",
+                            a->type, a->query_param);
+            p = stop + 1;
+        }
+    }
+    const char *sep = q == NULL ? "?" : (url[frag - 1] == '?' || url[frag - 1] == '&') ? "" : "&";
+    size_t n = frag + strlen(sep) + plen + 1 + strlen(a->token_query) + strlen(url + frag) + 1;
+    if ((out->url = malloc(n)) == NULL)
+        return fail(err, errlen, "%s: out of memory", a->type);
+    snprintf(out->url, n, "%.*s%s%s=%s%s", (int)frag, url, sep, a->query_param, a->token_query,
+             url + frag);
+    return 0;
+}
+
+/* The parts of an absolute http(s) URL that SigV4 signs. */
+typedef struct {
+    char *host;
+    char *path;
+    char *query;
+} url_parts_t;
+
+static void url_parts_free(url_parts_t *u)
+{
+    free(u->host);
+    free(u->path);
+    free(u->query);
+}
+
+static char *dup_span(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static int url_split(const char *url, url_parts_t *u, char *err, size_t errlen)
+{
+    const char *def_port;
+    const char *p;
+    memset(u, 0, sizeof(*u));
+    if (strncasecmp(url, "https://", 8) == 0)
+        p = url + 8, def_port = "443";
+    else if (strncasecmp(url, "http://", 7) == 0)
+        p = url + 7, def_port = "80";
+    else
+        return fail(err, errlen, "aws_sigv4: the request URL is not an absolute http(s) URL");
+    size_t alen = strcspn(p, "/?#");
+    if (alen == 0)
+        return fail(err, errlen, "aws_sigv4: the request URL has no host");
+    if (memchr(p, '@', alen) != NULL)
+        return fail(err, errlen, "aws_sigv4: the request URL carries user info");
+    for (size_t i = 0; i < alen; i++)
+        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
+            return fail(err, errlen, "aws_sigv4: the request URL has an invalid host");
+    /* Host header as HTTP clients send it: the port only when not the
+     * scheme's default. */
+    size_t hlen = alen;
+    const char *colon = NULL;
+    if (p[0] == '[') {
+        const char *rb = memchr(p, ']', alen);
+        if (rb == NULL)
+            return fail(err, errlen, "aws_sigv4: the request URL has an invalid host");
+        if ((size_t)(rb + 1 - p) < alen) {
+            if (rb[1] != ':')
+                return fail(err, errlen, "aws_sigv4: the request URL has an invalid host");
+            colon = rb + 1;
+        }
+    } else {
+        colon = memchr(p, ':', alen);
+    }
+    if (colon != NULL) {
+        const char *port = colon + 1;
+        size_t plen = alen - (size_t)(port - p);
+        for (size_t i = 0; i < plen; i++)
+            if (port[i] < '0' || port[i] > '9')
+                return fail(err, errlen, "aws_sigv4: the request URL has an invalid port");
+        if (plen == 0 || (plen == strlen(def_port) && memcmp(port, def_port, plen) == 0))
+            hlen = (size_t)(colon - p);
+    }
+    if (hlen == 0)
+        return fail(err, errlen, "aws_sigv4: the request URL has no host");
+    const char *rest = p + alen;
+    size_t path_len = strcspn(rest, "?#");
+    const char *q = rest[path_len] == '?' ? rest + path_len + 1 : NULL;
+    size_t qlen = q != NULL ? strcspn(q, "#") : 0;
+    u->host = dup_span(p, hlen);
+    u->path = dup_span(path_len ? rest : "/", path_len ? path_len : 1);
+    u->query = dup_span(q != NULL ? q : "", qlen);
+    if (u->host == NULL || u->path == NULL || u->query == NULL) {
+        url_parts_free(u);
+        return fail(err, errlen, "aws_sigv4: out of memory");
+    }
+    return 0;
+}
+
+static int apply_sigv4(const jn_auth_t *a, const jn_auth_request_t *req, const req_header_t *rh,
+                       jn_auth_result_t *out, char *err, size_t errlen)
+{
+    static const char *const refused[] = {"Host", "Authorization", "X-Amz-Date", NULL};
+    url_parts_t u;
+    jn_sigv4_header_t *sh = NULL;
+    char **names = NULL;
+    jn_sigv4_result_t res;
+    int rc = -1;
+
+    memset(&res, 0, sizeof(res));
+    if (req->method == NULL || req->method[0] == '\0')
+        return fail(err, errlen, "aws_sigv4: the request has no method");
+    for (size_t i = 0; refused[i] != NULL; i++)
+        if (has_header(rh, req->nheaders, refused[i]))
+            return fail(err, errlen, "aws_sigv4: the request already sets %s; the signer sets it",
+                        refused[i]);
+    if (url_split(req->url, &u, err, errlen) < 0)
+        return -1;
+    sh = calloc(req->nheaders + 1, sizeof(*sh));
+    names = calloc(req->nheaders + 1, sizeof(*names));
+    if (sh == NULL || names == NULL) {
+        fail(err, errlen, "aws_sigv4: out of memory");
+        goto out;
+    }
+    sh[0].name = "Host";
+    sh[0].value = u.host;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if ((names[i] = dup_span(rh[i].name, rh[i].name_len)) == NULL) {
+            fail(err, errlen, "aws_sigv4: out of memory");
+            goto out;
+        }
+        sh[i + 1].name = names[i];
+        sh[i + 1].value = rh[i].value;
+    }
+    jn_sigv4_request_t sreq = {
+        .method = req->method,
+        .path = u.path,
+        .query = u.query,
+        .headers = sh,
+        .nheaders = req->nheaders + 1,
+        .payload = req->body != NULL ? req->body : "",
+        .payload_len = req->body != NULL ? req->body_len : 0,
+    };
+    jn_sigv4_params_t params = {
+        .region = a->region,
+        .service = a->service,
+        .access_key_id = a->access_key_id,
+        .secret_access_key = a->secret_access_key,
+        .session_token = a->session_token,
+        .time = req->now,
+        .flags = strcmp(a->service, "s3") == 0 ? JN_SIGV4_FLAGS_S3 : JN_SIGV4_FLAGS_DEFAULT,
+    };
+    char serr[256];
+    if (jn_sigv4_sign(&sreq, &params, &res, serr, sizeof(serr)) < 0) {
+        fail(err, errlen, "aws_sigv4: %s", serr);
+        goto out;
+    }
+    if ((out->headers = calloc(res.nadd, sizeof(*out->headers))) == NULL) {
+        fail(err, errlen, "aws_sigv4: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < res.nadd; i++) {
+        if (add_line(out, res.add[i].name, NULL, res.add[i].value) < 0) {
+            fail(err, errlen, "aws_sigv4: out of memory");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    jn_sigv4_result_free(&res);
+    for (size_t i = 0; names != NULL && i < req->nheaders; i++)
+        free(names[i]);
+    free(names);
+    free(sh);
+    url_parts_free(&u);
+    return rc;
+}
+
+int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_result_t *out,
+                  char *err, size_t errlen)
+{
+    req_header_t *rh = NULL;
+    int rc = -1;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (a == NULL || req == NULL || out == NULL || req->url == NULL)
+        return fail(err, errlen, "jn_auth_apply: no credential, request, URL or output pointer");
+    if (split_headers(req, &rh, err, errlen) < 0)
+        return -1;
+
+    if (a->kind == AUTH_AWS_SIGV4) {
+        rc = apply_sigv4(a, req, rh, out, err, errlen);
+        goto out;
+    }
+    /* The credential's own headers must not meet the connector's. */
+    const char *main_header = a->kind == AUTH_BASIC ? "Authorization" : a->header;
+    if (main_header != NULL && has_header(rh, req->nheaders, main_header)) {
+        fail(err, errlen, "%s: the request already sets %s; the credential provides it", a->type,
+             main_header);
+        goto out;
+    }
+    for (size_t i = 0; i < a->nextra; i++) {
+        if (has_header(rh, req->nheaders, a->extra[i].name)) {
+            fail(err, errlen, "%s: the request already sets %s; the credential provides it",
+                 a->type, a->extra[i].name);
+            goto out;
+        }
+    }
+    if ((out->headers = calloc(a->nextra + 1, sizeof(*out->headers))) == NULL) {
+        fail(err, errlen, "%s: out of memory", a->type);
+        goto out;
+    }
+    if (a->kind == AUTH_BASIC) {
+        if (add_line(out, "Authorization", "Basic", a->basic) < 0)
+            goto nomem;
+    } else if (a->query_param != NULL) {
+        if (apply_query(a, req->url, out, err, errlen) < 0)
+            goto out;
+    } else if (add_line(out, a->header, a->prefix, a->token) < 0) {
+        goto nomem;
+    }
+    for (size_t i = 0; i < a->nextra; i++)
+        if (add_line(out, a->extra[i].name, NULL, a->extra[i].value) < 0)
+            goto nomem;
+    rc = 0;
+    goto out;
+nomem:
+    fail(err, errlen, "%s: out of memory", a->type);
+out:
+    free(rh);
+    if (rc < 0)
+        jn_auth_result_free(out);
+    return rc;
+}
+
+void jn_auth_result_free(jn_auth_result_t *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->nheaders; i++)
+        str_free(r->headers[i]);
+    free(r->headers);
+    str_free(r->url);
+    memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,426 @@
+-- The credential vault end to end through the binary: `junction creds`,
+-- `junction collect --credential`, `junction keys rotate` and
+-- `junction audit verify`, against the GitHub simulator, with a temporary
+-- data directory and a 0600 key file named by JUNCTION_MASTER_KEY_FILE.
+-- The canary tokens must never appear in any output, in the evidence or, as
+-- plaintext, in the SQLite database and its WAL. ctest sets JUNCTION_BIN.
+local cjson = require "cjson"
+local simulator = require "helpers.simulator"
+
+local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
+local CANARY = "ghp_CANARYVAULT0123456789abcdefghijklmnop"     -- valid simulator token
+local CANARY_NEW = "ghp_CANARYVAULTNEW456789abcdefghijklmnop"  -- valid: the rotated token
+local CANARY_BAD = "ghp_CANARYVAULTBAD456789abcdefghijklmnop"  -- not known to the simulator
+local MEMBERS, REPOS = 20, 10
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function write_file(path, text, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  os.execute("chmod " .. (mode or "600") .. " " .. shell_quote(path))
+end
+
+local function lines(text)
+  local out = {}
+  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+local function no_canary(...)
+  for _, text in ipairs({ ... }) do
+    assert.is_nil(text:find("CANARYVAULT", 1, true), "a canary secret leaked")
+  end
+end
+
+local function key_line(id)
+  return id .. " " .. sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n"
+end
+
+describe("the credential vault (junction creds, keys, audit)", function()
+  local sim, dir, data, keyfile, cred_id
+
+  -- Runs the binary with the vault environment (env overrides: false unsets);
+  -- returns exit code, stdout, stderr.
+  local function junction(env, ...)
+    local vars = { JUNCTION_MASTER_KEY_FILE = keyfile, JUNCTION_DATA_DIR = data }
+    for k, v in pairs(env or {}) do vars[k] = v end
+    local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_MASTER_KEY_FILE",
+                  "-u", "JUNCTION_DATA_DIR", "-u", "JUNCTION_CONFIG" }
+    for k, v in pairs(vars) do
+      if v then cmd[#cmd + 1] = shell_quote(k .. "=" .. v) end
+    end
+    cmd[#cmd + 1] = shell_quote(BIN)
+    for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
+    local out, err = dir .. "/stdout", dir .. "/stderr"
+    local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
+      shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
+    return code, read_file(out), read_file(err)
+  end
+
+  local function doc_file(name, token)
+    local path = dir .. "/" .. name
+    write_file(path, cjson.encode({ token = token }))
+    return path
+  end
+
+  local function config()
+    return cjson.encode({ organization = "acme", base_url = sim:url() })
+  end
+
+  local function collect(id)
+    return junction(nil, "collect", "connectors/github.lua", "--config", config(),
+      "--allow-host", "127.0.0.1", "--org", "acme", "--credential", id or cred_id)
+  end
+
+  local function list(org)
+    local code, out, err = junction(nil, "creds", "list", "--org", org or "acme")
+    assert.are.equal(0, code, err)
+    no_canary(out, err)
+    local by_id = {}
+    for _, line in ipairs(lines(out)) do
+      local c = cjson.decode(line)
+      by_id[c.id] = c
+    end
+    return by_id
+  end
+
+  local function states(c)
+    local s = {}
+    for _, v in ipairs(c.versions) do s[v.version] = v.state end
+    return s
+  end
+
+  local function assert_db_clean()
+    for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
+      no_canary(read_file(data .. "/" .. f))
+    end
+  end
+
+  setup(function()
+    sim = simulator.start{ members = MEMBERS, repos = REPOS,
+                           tokens = { "sim-token", CANARY, CANARY_NEW } }
+    dir = sh("mktemp -d"):gsub("%s+$", "")
+    data = dir .. "/data"
+    keyfile = dir .. "/master.keys"
+    write_file(keyfile, "# junction master keys\n" .. key_line("k1"))
+  end)
+
+  teardown(function()
+    if sim then sim:stop() end
+    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
+  end)
+
+  describe("setup errors", function()
+    it("explains that a master key is needed when none is configured", function()
+      local code, out, err = junction({ JUNCTION_MASTER_KEY_FILE = false }, "creds", "list",
+        "--org", "acme")
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.matches("JUNCTION_MASTER_KEY_FILE", err, 1, true)
+    end)
+
+    it("refuses a key file that group or others can read", function()
+      local loose = dir .. "/loose.keys"
+      write_file(loose, key_line("k1"), "644")
+      local code, out, err = junction({ JUNCTION_MASTER_KEY_FILE = loose }, "creds", "list",
+        "--org", "acme")
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.matches("0600", err, 1, true)
+    end)
+
+    it("refuses a credential file that group or others can read", function()
+      local path = doc_file("loose.json", CANARY)
+      os.execute("chmod 644 " .. shell_quote(path))
+      local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
+        "github", "--auth-type", "api_key", "--from-file", path)
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.matches("chmod 600", err, 1, true)
+      no_canary(out, err)
+    end)
+
+    it("rejects a document that is not a valid credential without echoing it", function()
+      local path = dir .. "/invalid.json"
+      write_file(path, cjson.encode({ tokn = CANARY }))
+      local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
+        "github", "--auth-type", "api_key", "--from-file", path)
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.matches("not a valid api_key credential", err, 1, true)
+      no_canary(out, err)
+    end)
+
+    it("reports usage errors with exit code 2", function()
+      local code, _, err = junction(nil, "creds", "put", "--org", "acme")
+      assert.are.equal(2, code)
+      assert.matches("--provider", err, 1, true)
+      code = junction(nil, "creds", "frobnicate")
+      assert.are.equal(2, code)
+    end)
+  end)
+
+  describe("put, list, rm", function()
+    it("stores a credential and prints its id and metadata, never the secret", function()
+      local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
+        "github", "--auth-type", "api_key", "--from-file", doc_file("gh.json", CANARY),
+        "--label", "GitHub acme (read-only)")
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      local res = lines(out)
+      assert.are.equal(1, #res)
+      local c = cjson.decode(res[1])
+      assert.matches("^%x+$", c.id)
+      assert.are.equal(32, #c.id)
+      assert.are.same({ provider = "github", auth_type = "api_key",
+                        label = "GitHub acme (read-only)", fields = { "token" } }, c.metadata)
+      cred_id = c.id
+      assert_db_clean()
+    end)
+
+    it("lists metadata, versions and states, never a secret", function()
+      local c = list()[cred_id]
+      assert.is_not_nil(c)
+      assert.are.equal("github", c.provider)
+      assert.are.equal("api_key", c.auth_type)
+      assert.are.same({ "token" }, c.metadata.fields)
+      assert.are.same({ [1] = "current" }, states(c))
+    end)
+
+    it("deletes a credential", function()
+      local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
+        "github", "--auth-type", "api_key", "--from-file", doc_file("other.json", CANARY_BAD))
+      assert.are.equal(0, code, err)
+      local other = cjson.decode(out).id
+      assert.is_not_nil(list()[other])
+      code, out, err = junction(nil, "creds", "rm", "--org", "acme", "--id", other)
+      assert.are.equal(0, code, err)
+      assert.are.same({ id = other, organization_id = "acme", deleted = true }, cjson.decode(out))
+      assert.is_nil(list()[other])
+      assert.is_not_nil(list()[cred_id])
+      code, out, err = junction(nil, "creds", "rm", "--org", "acme", "--id", other)
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.matches(other, err, 1, true)
+    end)
+
+    it("keeps organizations apart", function()
+      assert.is_nil(list("globex")[cred_id])
+      local code, out, err = junction(nil, "creds", "rm", "--org", "globex", "--id", cred_id)
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.is_not_nil(err)
+      assert.is_not_nil(list()[cred_id])
+    end)
+  end)
+
+  describe("collect --credential", function()
+    it("collects with the stored credential; the canary is never printed nor stored", function()
+      local code, out, err = collect()
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      local counts = {}
+      for _, line in ipairs(lines(out)) do
+        local item = cjson.decode(line)
+        counts[item.resource_type] = (counts[item.resource_type] or 0) + 1
+      end
+      assert.are.same({ ["github.organization"] = 1, ["github.member"] = MEMBERS,
+                        ["github.repository"] = REPOS }, counts)
+      assert_db_clean()
+    end)
+
+    it("fails with a clear message for an unknown credential", function()
+      local code, out, err = collect("0123456789abcdef0123456789abcdef")
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.matches("0123456789abcdef0123456789abcdef", err, 1, true)
+    end)
+
+    it("is used by `junction run` for an integration with a credential_id", function()
+      local run = dir .. "/run"
+      os.execute("mkdir -p " .. shell_quote(run .. "/connectors"))
+      os.execute("cp connectors/github.lua " .. shell_quote(run .. "/connectors/"))
+      write_file(run .. "/integrations.json", cjson.encode({
+        { id = "gh-vault", organization_id = "acme", provider = "github",
+          credential_id = cred_id, interval_s = 3600,
+          config = { organization = "acme", base_url = sim:url() } },
+      }))
+      write_file(run .. "/junction.conf", table.concat({
+        "connectors_dir = " .. run .. "/connectors",
+        "integrations_file = " .. run .. "/integrations.json",
+        "allow_hosts = 127.0.0.1",
+      }, "\n") .. "\n")
+      local log = run .. "/junction.log"
+      local pid = tonumber(sh("env -u JUNCTION_MASTER_KEY JUNCTION_MASTER_KEY_FILE=" ..
+        shell_quote(keyfile) .. " JUNCTION_DATA_DIR=" .. shell_quote(data) .. " " ..
+        shell_quote(BIN) .. " run --config " .. shell_quote(run .. "/junction.conf") .. " 2> " ..
+        shell_quote(log) .. " > /dev/null < /dev/null & echo $!"))
+      local done
+      for _ = 1, 150 do
+        for line in read_file(log):gmatch("[^\n]+") do
+          local l = cjson.decode(line)
+          if l.msg == "collection finished" and l.integration_id == "gh-vault" and l.status then
+            done = l
+          end
+        end
+        if done then break end
+        os.execute("sleep 0.1")
+      end
+      os.execute("kill -TERM " .. pid)
+      for _ = 1, 50 do
+        if read_file(log):find("junction stopped", 1, true) then break end
+        os.execute("sleep 0.1")
+      end
+      local text = read_file(log)
+      assert.is_table(done, "the collection did not finish: " .. text)
+      assert.are.equal("succeeded", done.status, done.error)
+      assert.are.equal(1 + MEMBERS + REPOS, done.items)
+      no_canary(text)
+      assert_db_clean()
+    end)
+  end)
+
+  describe("rotate", function()
+    local function rotate(token, ...)
+      return junction(nil, "creds", "rotate", "--org", "acme", "--id", cred_id, "--from-file",
+        doc_file("new.json", token), ...)
+    end
+
+    it("tests a bad new token, discards it and keeps the current one", function()
+      local code, out, err = rotate(CANARY_BAD, "--connector", "connectors/github.lua",
+        "--config", config(), "--allow-host", "127.0.0.1")
+      assert.are.equal(1, code)
+      no_canary(out, err)
+      local res = cjson.decode(out)
+      assert.are.equal("discarded", res.outcome)
+      assert.are.equal(2, res.version)
+      assert.is_false(res.test.success)
+      assert.matches("Bad credentials", res.test.message, 1, true)
+      assert.are.same({ [1] = "current" }, states(list()[cred_id]))
+      code, out, err = collect()
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+    end)
+
+    it("tests a good new token and promotes it", function()
+      local code, out, err = rotate(CANARY_NEW, "--connector", "connectors/github.lua",
+        "--config", config(), "--allow-host", "127.0.0.1")
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      local res = cjson.decode(out)
+      assert.are.equal("promoted", res.outcome)
+      assert.is_true(res.test.success)
+      local c = list()[cred_id]
+      assert.are.same({ [1] = "previous", [2] = "current" }, states(c))
+      assert.are.equal("GitHub acme (read-only)", c.metadata.label)
+      code, out, err = collect()
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      assert_db_clean()
+    end)
+
+    it("leaves an untested version pending unless --promote is given", function()
+      local code, out, err = rotate(CANARY_BAD)
+      assert.are.equal(0, code, err)
+      assert.are.equal("pending", cjson.decode(out).outcome)
+      assert.matches("pending", err, 1, true)
+      assert.are.equal("pending", states(list()[cred_id])[3])
+      -- a second rotation is refused while one is pending
+      code = rotate(CANARY_BAD)
+      assert.are.equal(2, code)
+      code, out, err = junction(nil, "creds", "rotate", "--org", "acme", "--id", cred_id,
+        "--discard")
+      assert.are.equal(0, code, err)
+      assert.are.equal("discarded", cjson.decode(out).outcome)
+      assert.is_nil(states(list()[cred_id])[3])
+      code, out, err = collect()
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+    end)
+  end)
+
+  describe("keys rotate", function()
+    it("re-wraps every data key under a newly appended master key", function()
+      local f = assert(io.open(keyfile, "ab"))
+      f:write(key_line("k2"))
+      f:close()
+      local code, out, err = junction(nil, "keys", "rotate")
+      assert.are.equal(0, code, err)
+      assert.matches("master key k2", out, 1, true)
+      assert.matches("1 data key re-wrapped", out, 1, true)
+      -- resumable / idempotent: nothing left to do
+      code, out, err = junction(nil, "keys", "rotate")
+      assert.are.equal(0, code, err)
+      assert.matches("0 data keys re-wrapped", out, 1, true)
+      -- the old key can go: every credential still decrypts with k2 alone
+      local text = read_file(keyfile):gsub("k1 [^\n]*\n", "")
+      write_file(keyfile, text)
+      code, out, err = collect()
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+    end)
+
+    it("rotates an organization's data key and re-encrypts its credentials", function()
+      local code, out, err = junction(nil, "keys", "rotate", "--org", "acme")
+      assert.are.equal(0, code, err)
+      assert.matches("organization acme: 2 credential versions re-encrypted", out, 1, true)
+      for _, v in ipairs(list()[cred_id].versions) do assert.are.equal(2, v.dek_version) end
+      code, out, err = collect()
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      assert_db_clean()
+    end)
+  end)
+
+  describe("audit verify", function()
+    it("passes and accounts for creation, access and rotation", function()
+      local code, out, err = junction(nil, "audit", "verify")
+      assert.are.equal(0, code, err)
+      assert.matches("audit log intact: %d+ entries, last entry %d+ hash %x+", out)
+      for _, action in ipairs({ "credential.create", "credential.access", "credential.rotate",
+                                "credential.promote", "credential.discard",
+                                "credential.delete", "connection.test",
+                                "master_key.rotate" }) do
+        assert.matches(action .. "=%d+", out)
+      end
+      local anchor = out:match("anchor[^\n]-: (%d+:%x+)")
+      assert.is_not_nil(anchor)
+      code, out, err = junction(nil, "audit", "verify", "--anchor", anchor)
+      assert.are.equal(0, code, err)
+      assert.matches("anchor matched", out, 1, true)
+      code = junction(nil, "audit", "verify", "--anchor", "not-an-anchor")
+      assert.are.equal(2, code)
+    end)
+
+    it("reports the first broken entry after tampering", function()
+      local db = data .. "/junction.db"
+      local sql = "DROP TRIGGER IF EXISTS audit_log_no_update; " ..
+          "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3;"
+      assert.are.equal("", sh("sqlite3 " .. shell_quote(db) .. " " .. shell_quote(sql) ..
+        " 2>&1"))
+      local code, out, err = junction(nil, "audit", "verify")
+      assert.are.equal(1, code)
+      assert.matches("tampered", out, 1, true)
+      assert.matches("entry 3", err, 1, true)
+    end)
+  end)
+end)

@@ -1,4 +1,5 @@
 /* The hash-chained audit log (see audit.h for the chain and its encoding). */
+#include "junction/error.h"
 #include "junction/audit.h"
 #include "junction/clock.h"
 #include "junction/crypto.h"
@@ -19,20 +20,6 @@
 #define DETAIL_MAX (64 * 1024)
 
 _Static_assert(sizeof(GENESIS_HASH) == JN_AUDIT_HASH_HEX + 1, "genesis hash length");
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- canonical encoding ---- */
 
@@ -95,11 +82,11 @@ static int check_field(const char *name, const char *value, int required, size_t
 {
     if (value == NULL) {
         if (required)
-            set_err(err, errlen, "audit: %s is required", name);
+            jn_errorf(err, errlen, "audit: %s is required", name);
         return required ? -1 : 0;
     }
     if ((required && value[0] == '\0') || strlen(value) > max) {
-        set_err(err, errlen, "audit: %s must be 1 to %zu bytes", name, max);
+        jn_errorf(err, errlen, "audit: %s must be 1 to %zu bytes", name, max);
         return -1;
     }
     return 0;
@@ -129,7 +116,7 @@ int jn_audit_append(jn_store_t *s, const jn_audit_event_t *ev, int64_t *seq_out,
             jn_redactor_scrub(jn_redactor_global(), ev->detail_json, strlen(ev->detail_json));
     own = !jn_store_in_transaction(s);
     if (own && jn_store_begin(s) != 0) {
-        set_err(err, errlen, "audit: %s", jn_store_errmsg(s));
+        jn_errorf(err, errlen, "audit: %s", jn_store_errmsg(s));
         free(scrubbed);
         return -1;
     }
@@ -148,7 +135,7 @@ int jn_audit_append(jn_store_t *s, const jn_audit_event_t *ev, int64_t *seq_out,
     rec.detail_json = scrubbed != NULL ? scrubbed : ev->detail_json;
     rec.prev_hash = prev;
     if (jn_audit_hash(&rec, hash) != 0) {
-        set_err(err, errlen, "audit: out of memory");
+        jn_errorf(err, errlen, "audit: out of memory");
         goto fail_quiet;
     }
     rec.hash = hash;
@@ -162,7 +149,7 @@ int jn_audit_append(jn_store_t *s, const jn_audit_event_t *ev, int64_t *seq_out,
     return 0;
 
 fail:
-    set_err(err, errlen, "audit: %s", jn_store_errmsg(s));
+    jn_errorf(err, errlen, "audit: %s", jn_store_errmsg(s));
 fail_quiet:
     if (own)
         jn_store_rollback(s);
@@ -177,7 +164,7 @@ int jn_audit_anchor(jn_store_t *s, char out[JN_AUDIT_ANCHOR_MAX], char *err, siz
     int rc = jn_store_audit_last(s, &seq, hash);
 
     if (rc < 0) {
-        set_err(err, errlen, "audit: %s", jn_store_errmsg(s));
+        jn_errorf(err, errlen, "audit: %s", jn_store_errmsg(s));
         return -1;
     }
     snprintf(out, JN_AUDIT_ANCHOR_MAX, "%" PRId64 ":%s", seq, rc == 1 ? GENESIS_HASH : hash);
@@ -348,25 +335,25 @@ int jn_audit_verify(jn_store_t *s, const char *anchor, int64_t *first_bad_seq, c
         report[0] = '\0';
     vs = calloc(1, sizeof(*vs));
     if (vs == NULL) {
-        set_err(report, report_len, "audit verify: out of memory");
+        jn_errorf(report, report_len, "audit verify: out of memory");
         return -1;
     }
     vs->expect_seq = 1;
     memcpy(vs->prev, GENESIS_HASH, sizeof(vs->prev));
     memcpy(vs->last_hash, GENESIS_HASH, sizeof(vs->last_hash));
     if (anchor != NULL && anchor[0] != '\0' && parse_anchor(anchor, vs) != 0) {
-        set_err(report, report_len,
-                "audit verify: the anchor is not '<seq>:<64 hex>' or '<64 hex>' (lower-case)");
+        jn_errorf(report, report_len,
+                  "audit verify: the anchor is not '<seq>:<64 hex>' or '<64 hex>' (lower-case)");
         rc = -1;
         goto done;
     }
     if (jn_store_audit_each(s, 1, verify_row, vs) != 0) {
-        set_err(report, report_len, "audit verify: cannot read the log: %s", jn_store_errmsg(s));
+        jn_errorf(report, report_len, "audit verify: cannot read the log: %s", jn_store_errmsg(s));
         rc = -1;
         goto done;
     }
     if (vs->oom) {
-        set_err(report, report_len, "audit verify: out of memory");
+        jn_errorf(report, report_len, "audit verify: out of memory");
         rc = -1;
         goto done;
     }
@@ -387,13 +374,13 @@ int jn_audit_verify(jn_store_t *s, const char *anchor, int64_t *first_bad_seq, c
     if (vs->failed) {
         if (first_bad_seq != NULL)
             *first_bad_seq = vs->bad_seq;
-        set_err(report, report_len, "audit log tampered: %s", vs->reason);
+        jn_errorf(report, report_len, "audit log tampered: %s", vs->reason);
         rc = 1;
     } else {
-        set_err(report, report_len,
-                "audit log intact: %" PRId64 " %s, last entry %" PRId64 " hash %s%s", vs->entries,
-                vs->entries == 1 ? "entry" : "entries", vs->last_seq, vs->last_hash,
-                vs->has_anchor ? ", anchor matched" : "");
+        jn_errorf(report, report_len,
+                  "audit log intact: %" PRId64 " %s, last entry %" PRId64 " hash %s%s", vs->entries,
+                  vs->entries == 1 ? "entry" : "entries", vs->last_seq, vs->last_hash,
+                  vs->has_anchor ? ", anchor matched" : "");
         rc = 0;
     }
 

@@ -46,7 +46,7 @@ void jn_hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_value(unsigned char c)
+int jn_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -62,7 +62,7 @@ long jn_hex_decode(const char *in, size_t len, uint8_t *out)
     if (len % 2 != 0 || len / 2 > LONG_MAX || (in == NULL && len > 0))
         return -1;
     for (size_t i = 0; i < len; i += 2) {
-        int hi = hex_value((unsigned char)in[i]), lo = hex_value((unsigned char)in[i + 1]);
+        int hi = jn_hex_value((unsigned char)in[i]), lo = jn_hex_value((unsigned char)in[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i / 2] = (uint8_t)(hi << 4 | lo);

@@ -1,4 +1,5 @@
 /* Key providers: master keys from a key file or from the environment. */
+#include "junction/error.h"
 #include "junction/keyprovider.h"
 #include "junction/crypto.h"
 #include "junction/secmem.h"
@@ -38,20 +39,6 @@ typedef struct {
 static const jn_keyprovider_ops_t file_ops;
 static const jn_keyprovider_ops_t env_ops;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int jn_key_id_valid(const char *id)
 {
     size_t i, n;
@@ -87,26 +74,26 @@ static int keyset_add(keyset_t *set, const char *id, size_t id_len, const char *
     size_t raw_len = 0, i;
 
     if (id_len == 0 || id_len > JN_KEY_ID_MAX) {
-        set_err(err, errlen, "%s: the key id must be 1 to %d characters of [A-Za-z0-9._-]", where,
-                JN_KEY_ID_MAX);
+        jn_errorf(err, errlen, "%s: the key id must be 1 to %d characters of [A-Za-z0-9._-]", where,
+                  JN_KEY_ID_MAX);
         return -1;
     }
     memcpy(e->id, id, id_len);
     e->id[id_len] = '\0';
     if (!jn_key_id_valid(e->id)) {
-        set_err(err, errlen, "%s: the key id must be 1 to %d characters of [A-Za-z0-9._-]", where,
-                JN_KEY_ID_MAX);
+        jn_errorf(err, errlen, "%s: the key id must be 1 to %d characters of [A-Za-z0-9._-]", where,
+                  JN_KEY_ID_MAX);
         goto fail;
     }
     for (i = 0; i < set->n; i++) {
         if (strcmp(set->keys[i].id, e->id) == 0) {
-            set_err(err, errlen, "%s: key id '%s' appears twice", where, e->id);
+            jn_errorf(err, errlen, "%s: key id '%s' appears twice", where, e->id);
             goto fail;
         }
     }
     if (jn_base64_decode(b64, b64_len, &raw, &raw_len) != 0 || raw_len != JN_MASTER_KEY_LEN) {
-        set_err(err, errlen, "%s: key '%s' is not the base64 encoding of %d bytes", where, e->id,
-                JN_MASTER_KEY_LEN);
+        jn_errorf(err, errlen, "%s: key '%s' is not the base64 encoding of %d bytes", where, e->id,
+                  JN_MASTER_KEY_LEN);
         goto fail;
     }
     memcpy(e->key, raw, JN_MASTER_KEY_LEN);
@@ -140,13 +127,13 @@ static int parse_keyfile(const char *text, size_t len, const char *path, keyset_
     for (i = 0; i < len; i++)
         lines += text[i] == '\n';
     if (lines > KEYS_MAX) {
-        set_err(err, errlen, "master key file '%s': more than %d lines", path, KEYS_MAX);
+        jn_errorf(err, errlen, "master key file '%s': more than %d lines", path, KEYS_MAX);
         return -1;
     }
     out->n = 0;
     out->keys = jn_secmem_alloc(lines * sizeof(key_entry_t));
     if (out->keys == NULL) {
-        set_err(err, errlen, "master key file '%s': out of memory", path);
+        jn_errorf(err, errlen, "master key file '%s': out of memory", path);
         return -1;
     }
     while (p < end) {
@@ -175,7 +162,7 @@ static int parse_keyfile(const char *text, size_t len, const char *path, keyset_
             p++;
         snprintf(where, sizeof(where), "master key file '%s' line %zu", path, lineno);
         if (key == key_end || p != eol) {
-            set_err(err, errlen, "%s: expected '<key-id> <base64 key>'", where);
+            jn_errorf(err, errlen, "%s: expected '<key-id> <base64 key>'", where);
             goto fail;
         }
         if (keyset_add(out, id, (size_t)(id_end - id), key, (size_t)(key_end - key), where, err,
@@ -184,8 +171,8 @@ static int parse_keyfile(const char *text, size_t len, const char *path, keyset_
         p = eol + (eol < end);
     }
     if (out->n == 0) {
-        set_err(err, errlen,
-                "master key file '%s': no key in it (expected '<key-id> <base64 key>')", path);
+        jn_errorf(err, errlen,
+                  "master key file '%s': no key in it (expected '<key-id> <base64 key>')", path);
         goto fail;
     }
     return 0;
@@ -211,39 +198,39 @@ static int load_keyfile(const char *path, keyset_t *out, char *err, size_t errle
 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        set_err(err, errlen, "master key file '%s': cannot open: %s", path, strerror(errno));
+        jn_errorf(err, errlen, "master key file '%s': cannot open: %s", path, strerror(errno));
         return -1;
     }
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "master key file '%s': cannot stat: %s", path, strerror(errno));
+        jn_errorf(err, errlen, "master key file '%s': cannot stat: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "master key file '%s': refused: not a regular file", path);
+        jn_errorf(err, errlen, "master key file '%s': refused: not a regular file", path);
         goto done;
     }
     if (st.st_uid != geteuid()) {
-        set_err(err, errlen,
-                "master key file '%s': refused: owned by uid %lu, not by the current user"
-                " (uid %lu)",
-                path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        jn_errorf(err, errlen,
+                  "master key file '%s': refused: owned by uid %lu, not by the current user"
+                  " (uid %lu)",
+                  path, (unsigned long)st.st_uid, (unsigned long)geteuid());
         goto done;
     }
     if ((st.st_mode & 077) != 0) {
-        set_err(err, errlen,
-                "master key file '%s': refused: mode %04o gives access to group or others;"
-                " it must be 0600 or stricter (chmod 600 '%s')",
-                path, (unsigned)(st.st_mode & 07777), path);
+        jn_errorf(err, errlen,
+                  "master key file '%s': refused: mode %04o gives access to group or others;"
+                  " it must be 0600 or stricter (chmod 600 '%s')",
+                  path, (unsigned)(st.st_mode & 07777), path);
         goto done;
     }
     if (st.st_size > KEYFILE_MAX) {
-        set_err(err, errlen, "master key file '%s': refused: larger than %d bytes", path,
-                KEYFILE_MAX);
+        jn_errorf(err, errlen, "master key file '%s': refused: larger than %d bytes", path,
+                  KEYFILE_MAX);
         goto done;
     }
     buf = jn_secmem_alloc(KEYFILE_MAX + 1);
     if (buf == NULL) {
-        set_err(err, errlen, "master key file '%s': out of memory", path);
+        jn_errorf(err, errlen, "master key file '%s': out of memory", path);
         goto done;
     }
     for (;;) {
@@ -251,15 +238,15 @@ static int load_keyfile(const char *path, keyset_t *out, char *err, size_t errle
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            set_err(err, errlen, "master key file '%s': cannot read: %s", path, strerror(errno));
+            jn_errorf(err, errlen, "master key file '%s': cannot read: %s", path, strerror(errno));
             goto done;
         }
         if (n == 0)
             break;
         len += (size_t)n;
         if (len > KEYFILE_MAX) {
-            set_err(err, errlen, "master key file '%s': refused: larger than %d bytes", path,
-                    KEYFILE_MAX);
+            jn_errorf(err, errlen, "master key file '%s': refused: larger than %d bytes", path,
+                      KEYFILE_MAX);
             goto done;
         }
     }
@@ -360,12 +347,12 @@ jn_keyprovider_t *jn_keyprovider_file_open(const char *path, char *err, size_t e
     local_provider_t *lp;
 
     if (path == NULL || path[0] == '\0') {
-        set_err(err, errlen, "master key file: no path given");
+        jn_errorf(err, errlen, "master key file: no path given");
         return NULL;
     }
     lp = calloc(1, sizeof(*lp));
     if (lp == NULL || (lp->path = strdup(path)) == NULL) {
-        set_err(err, errlen, "master key file '%s': out of memory", path);
+        jn_errorf(err, errlen, "master key file '%s': out of memory", path);
         free(lp);
         return NULL;
     }
@@ -385,18 +372,18 @@ jn_keyprovider_t *jn_keyprovider_env_parse(const char *value, char *err, size_t 
     char where[64], id[32];
 
     if (value == NULL || value[0] == '\0') {
-        set_err(err, errlen, "%s is empty", JN_ENV_MASTER_KEY);
+        jn_errorf(err, errlen, "%s is empty", JN_ENV_MASTER_KEY);
         return NULL;
     }
     for (p = value; *p != '\0'; p++)
         entries += *p == ',';
     if (entries > KEYS_MAX) {
-        set_err(err, errlen, "%s: more than %d keys", JN_ENV_MASTER_KEY, KEYS_MAX);
+        jn_errorf(err, errlen, "%s: more than %d keys", JN_ENV_MASTER_KEY, KEYS_MAX);
         return NULL;
     }
     lp = calloc(1, sizeof(*lp));
     if (lp == NULL || (lp->set.keys = jn_secmem_alloc(entries * sizeof(key_entry_t))) == NULL) {
-        set_err(err, errlen, "%s: out of memory", JN_ENV_MASTER_KEY);
+        jn_errorf(err, errlen, "%s: out of memory", JN_ENV_MASTER_KEY);
         free(lp);
         return NULL;
     }
@@ -440,16 +427,16 @@ jn_keyprovider_t *jn_keyprovider_from_env(char *err, size_t errlen)
     int has_file = file != NULL && file[0] != '\0', has_value = value != NULL && value[0] != '\0';
 
     if (has_file && has_value) {
-        set_err(err, errlen, "both %s and %s are set; set only one", JN_ENV_MASTER_KEY_FILE,
-                JN_ENV_MASTER_KEY);
+        jn_errorf(err, errlen, "both %s and %s are set; set only one", JN_ENV_MASTER_KEY_FILE,
+                  JN_ENV_MASTER_KEY);
         return NULL;
     }
     if (has_file)
         return jn_keyprovider_file_open(file, err, errlen);
     if (has_value)
         return jn_keyprovider_env_parse(value, err, errlen);
-    set_err(err, errlen, "no master key configured: set %s (a key file, recommended) or %s",
-            JN_ENV_MASTER_KEY_FILE, JN_ENV_MASTER_KEY);
+    jn_errorf(err, errlen, "no master key configured: set %s (a key file, recommended) or %s",
+              JN_ENV_MASTER_KEY_FILE, JN_ENV_MASTER_KEY);
     return NULL;
 }
 

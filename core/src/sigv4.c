@@ -1,4 +1,5 @@
 /* AWS Signature Version 4 header signing. */
+#include "junction/error.h"
 #include "junction/sigv4.h"
 
 #include <stdarg.h>
@@ -16,20 +17,6 @@
 #define MAX_UNIX_SECONDS 253402300799LL /* 9999-12-31T23:59:59Z */
 
 /* ---- Errors, buffers, character classes ---------------------------------- */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Growable string; an allocation failure is remembered and reported once, by
  * sb_finish, so that builders need not check every append. */
@@ -136,17 +123,6 @@ static int is_token(const char *s)
     return 1;
 }
 
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* ---- Percent-encoding ---------------------------------------------------- */
 
 static void sb_add_encoded(struct sbuf *b, const char *s, size_t n)
@@ -172,8 +148,8 @@ static long pct_decode(char *s, size_t n)
             s[o++] = s[i];
             continue;
         }
-        int hi = i + 2 < n ? hex_digit((unsigned char)s[i + 1]) : -1;
-        int lo = i + 2 < n ? hex_digit((unsigned char)s[i + 2]) : -1;
+        int hi = i + 2 < n ? jn_hex_value((unsigned char)s[i + 1]) : -1;
+        int lo = i + 2 < n ? jn_hex_value((unsigned char)s[i + 2]) : -1;
         if (hi < 0 || lo < 0)
             return -1;
         s[o++] = (char)(hi << 4 | lo);
@@ -257,12 +233,13 @@ static size_t normalize_segs(struct seg *v, size_t n)
 static int check_path(const char *path, char *err, size_t errlen)
 {
     if (path[0] != '/')
-        return fail(err, errlen, "sigv4: path must start with '/'");
+        return jn_errorf(err, errlen, "sigv4: path must start with '/'");
     for (const char *p = path; *p != '\0'; p++) {
         if (*p == '?' || *p == '#')
-            return fail(err, errlen, "sigv4: path contains '%c' (pass the query separately)", *p);
+            return jn_errorf(err, errlen, "sigv4: path contains '%c' (pass the query separately)",
+                             *p);
         if (is_ctl((unsigned char)*p))
-            return fail(err, errlen, "sigv4: path contains a control character");
+            return jn_errorf(err, errlen, "sigv4: path contains a control character");
     }
     return 0;
 }
@@ -277,7 +254,7 @@ static int canonical_path(struct sbuf *b, const char *path, unsigned flags, char
     size_t n = 0;
     struct seg *v = split_path(path, &n);
     if (v == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     if (flags & JN_SIGV4_NORMALIZE_PATH)
         n = normalize_segs(v, n);
     int rc = 0;
@@ -291,7 +268,7 @@ static int canonical_path(struct sbuf *b, const char *path, unsigned flags, char
     if (n == 0)
         sb_addc(b, '/');
     free(v);
-    return rc == 0 ? 0 : fail(err, errlen, "sigv4: bad percent-encoding in path");
+    return rc == 0 ? 0 : jn_errorf(err, errlen, "sigv4: bad percent-encoding in path");
 }
 
 /* ---- Canonical query string ---------------------------------------------- */
@@ -351,19 +328,20 @@ static int parse_query(const char *query, struct qparam **out, size_t *nout, cha
     for (const char *p = query; *p != '\0'; p++) {
         cap += *p == '&';
         if (is_ctl((unsigned char)*p) || *p == '#')
-            return fail(err, errlen, "sigv4: query contains a character that must be encoded");
+            return jn_errorf(err, errlen, "sigv4: query contains a character that must be encoded");
     }
     struct qparam *v = calloc(cap, sizeof(*v));
     if (v == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     size_t n = 0;
     for (const char *p = query; *p != '\0';) {
         size_t len = strcspn(p, "&");
         int rc = len > 0 ? parse_param(p, len, &v[n]) : 0;
         if (rc != 0) {
             free_params(v, n);
-            return fail(err, errlen,
-                        rc == -2 ? "sigv4: bad percent-encoding in query" : "sigv4: out of memory");
+            return jn_errorf(err, errlen,
+                             rc == -2 ? "sigv4: bad percent-encoding in query"
+                                      : "sigv4: out of memory");
         }
         n += len > 0;
         p += len + (p[len] == '&');
@@ -503,19 +481,19 @@ static int add_user_header(struct hlist *l, size_t i, const jn_sigv4_header_t *h
                            const jn_sigv4_params_t *p, char *err, size_t errlen)
 {
     if (!is_token(h->name))
-        return fail(err, errlen, "sigv4: header %zu: invalid name", i);
+        return jn_errorf(err, errlen, "sigv4: header %zu: invalid name", i);
     if (h->value == NULL || check_value(h->value) != 0)
-        return fail(err, errlen, "sigv4: header %s: missing value or control character in it",
-                    h->name);
+        return jn_errorf(err, errlen, "sigv4: header %s: missing value or control character in it",
+                         h->name);
     char *lname = lower_dup(h->name);
     if (lname == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     const char *why = reserved_reason(lname, p);
     if (why != NULL || is_unsigned_header(lname)) {
         free(lname);
-        return why == NULL ? 0 : fail(err, errlen, "sigv4: header %s %s", h->name, why);
+        return why == NULL ? 0 : jn_errorf(err, errlen, "sigv4: header %s %s", h->name, why);
     }
-    return hlist_add(l, lname, h->value) == 0 ? 0 : fail(err, errlen, "sigv4: out of memory");
+    return hlist_add(l, lname, h->value) == 0 ? 0 : jn_errorf(err, errlen, "sigv4: out of memory");
 }
 
 static int add_signer_header(struct hlist *l, const char *lname, const char *value, char *err,
@@ -523,7 +501,7 @@ static int add_signer_header(struct hlist *l, const char *lname, const char *val
 {
     char *name = strdup(lname);
     if (name == NULL || hlist_add(l, name, value) != 0)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     return 0;
 }
 
@@ -547,10 +525,10 @@ static int collect_headers(struct hlist *l, const jn_sigv4_request_t *req,
                            size_t errlen)
 {
     if (req->nheaders > 0 && req->headers == NULL)
-        return fail(err, errlen, "sigv4: headers is NULL");
+        return jn_errorf(err, errlen, "sigv4: headers is NULL");
     l->v = calloc(req->nheaders + 3, sizeof(*l->v));
     if (l->v == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     for (size_t i = 0; i < req->nheaders; i++)
         if (add_user_header(l, i, &req->headers[i], p, err, errlen) != 0)
             return -1;
@@ -573,12 +551,12 @@ static int check_host(const struct hlist *l, char *err, size_t errlen)
         if (strcmp(l->v[i].name, "host") != 0)
             continue;
         if (l->v[i].value[0] == '\0')
-            return fail(err, errlen, "sigv4: empty Host header");
+            return jn_errorf(err, errlen, "sigv4: empty Host header");
         hosts++;
     }
     if (hosts == 0)
-        return fail(err, errlen, "sigv4: missing Host header");
-    return hosts == 1 ? 0 : fail(err, errlen, "sigv4: more than one Host header");
+        return jn_errorf(err, errlen, "sigv4: missing Host header");
+    return hosts == 1 ? 0 : jn_errorf(err, errlen, "sigv4: more than one Host header");
 }
 
 /* Appends "name:v1,v2\n" per name to `b` and "name;name" to `sh`. */
@@ -656,12 +634,13 @@ int jn_sigv4_amz_date(int64_t unix_seconds, char out[JN_SIGV4_AMZ_DATE_LEN + 1],
     struct tm tm;
     time_t t = (time_t)unix_seconds;
     if (out == NULL)
-        return fail(err, errlen, "sigv4: NULL output");
+        return jn_errorf(err, errlen, "sigv4: NULL output");
     if (unix_seconds < 0 || unix_seconds > MAX_UNIX_SECONDS || gmtime_r(&t, &tm) == NULL)
-        return fail(err, errlen, "sigv4: bad date: %lld is outside 1970-9999",
-                    (long long)unix_seconds);
+        return jn_errorf(err, errlen, "sigv4: bad date: %lld is outside 1970-9999",
+                         (long long)unix_seconds);
     if (strftime(out, JN_SIGV4_AMZ_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm) != JN_SIGV4_AMZ_DATE_LEN)
-        return fail(err, errlen, "sigv4: bad date: cannot format %lld", (long long)unix_seconds);
+        return jn_errorf(err, errlen, "sigv4: bad date: cannot format %lld",
+                         (long long)unix_seconds);
     return 0;
 }
 
@@ -671,8 +650,8 @@ static int resolve_date(const jn_sigv4_params_t *p, char out[JN_SIGV4_AMZ_DATE_L
     if (p->amz_date == NULL)
         return jn_sigv4_amz_date(p->time, out, err, errlen);
     if (!valid_amz_date(p->amz_date))
-        return fail(err, errlen, "sigv4: bad X-Amz-Date \"%.32s\" (want YYYYMMDDTHHMMSSZ)",
-                    p->amz_date);
+        return jn_errorf(err, errlen, "sigv4: bad X-Amz-Date \"%.32s\" (want YYYYMMDDTHHMMSSZ)",
+                         p->amz_date);
     memcpy(out, p->amz_date, JN_SIGV4_AMZ_DATE_LEN + 1);
     return 0;
 }
@@ -701,15 +680,15 @@ static int valid_access_key_id(const char *s)
 static int check_params(const jn_sigv4_params_t *p, char *err, size_t errlen)
 {
     if (!valid_scope_part(p->region))
-        return fail(err, errlen, "sigv4: missing or invalid region");
+        return jn_errorf(err, errlen, "sigv4: missing or invalid region");
     if (!valid_scope_part(p->service))
-        return fail(err, errlen, "sigv4: missing or invalid service");
+        return jn_errorf(err, errlen, "sigv4: missing or invalid service");
     if (!valid_access_key_id(p->access_key_id))
-        return fail(err, errlen, "sigv4: missing or invalid access key id");
+        return jn_errorf(err, errlen, "sigv4: missing or invalid access key id");
     if (p->signing_key == NULL && (p->secret_access_key == NULL || *p->secret_access_key == '\0'))
-        return fail(err, errlen, "sigv4: missing secret access key");
+        return jn_errorf(err, errlen, "sigv4: missing secret access key");
     if (has_token(p) && check_value(p->session_token) != 0)
-        return fail(err, errlen, "sigv4: session token contains a control character");
+        return jn_errorf(err, errlen, "sigv4: session token contains a control character");
     return 0;
 }
 
@@ -735,14 +714,15 @@ static int payload_hash(const jn_sigv4_request_t *req, char out[2 * JN_SHA256_LE
     uint8_t md[JN_SHA256_LEN];
     if (req->payload_hash != NULL) {
         if (!valid_payload_hash(req->payload_hash))
-            return fail(err, errlen, "sigv4: payload_hash is neither a hex SHA-256 nor a literal");
+            return jn_errorf(err, errlen,
+                             "sigv4: payload_hash is neither a hex SHA-256 nor a literal");
         *hash = req->payload_hash;
         return 0;
     }
     if (req->payload == NULL && req->payload_len > 0)
-        return fail(err, errlen, "sigv4: payload is NULL with a non-zero length");
+        return jn_errorf(err, errlen, "sigv4: payload is NULL with a non-zero length");
     if (jn_sha256(req->payload, req->payload_len, md) != 0)
-        return fail(err, errlen, "sigv4: SHA-256 failed");
+        return jn_errorf(err, errlen, "sigv4: SHA-256 failed");
     jn_hex_encode(md, sizeof(md), out);
     *hash = out;
     return 0;
@@ -755,17 +735,17 @@ int jn_sigv4_signing_key(const char *secret, const char *date, const char *regio
                          size_t errlen)
 {
     if (secret == NULL || *secret == '\0')
-        return fail(err, errlen, "sigv4: missing secret access key");
+        return jn_errorf(err, errlen, "sigv4: missing secret access key");
     if (!valid_date(date))
-        return fail(err, errlen, "sigv4: bad date (want YYYYMMDD)");
+        return jn_errorf(err, errlen, "sigv4: bad date (want YYYYMMDD)");
     if (!valid_scope_part(region) || !valid_scope_part(service))
-        return fail(err, errlen, "sigv4: missing or invalid region or service");
+        return jn_errorf(err, errlen, "sigv4: missing or invalid region or service");
     if (out == NULL)
-        return fail(err, errlen, "sigv4: NULL output");
+        return jn_errorf(err, errlen, "sigv4: NULL output");
     size_t n = strlen(secret) + 4;
     char *k0 = malloc(n + 1);
     if (k0 == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     memcpy(k0, "AWS4", 4);
     memcpy(k0 + 4, secret, n - 4);
     uint8_t k1[JN_SHA256_LEN], k2[JN_SHA256_LEN], k3[JN_SHA256_LEN];
@@ -780,7 +760,7 @@ int jn_sigv4_signing_key(const char *secret, const char *date, const char *regio
     OPENSSL_cleanse(k3, sizeof(k3));
     if (rc != 0) {
         OPENSSL_cleanse(out, JN_SIGV4_KEY_LEN);
-        return fail(err, errlen, "sigv4: HMAC-SHA256 failed");
+        return jn_errorf(err, errlen, "sigv4: HMAC-SHA256 failed");
     }
     return 0;
 }
@@ -807,7 +787,7 @@ static int build_canonical_request(const jn_sigv4_request_t *req, const jn_sigv4
     res->signed_headers = sb_finish(&sh);
     res->canonical_request = sb_finish(&b);
     if (res->signed_headers == NULL || res->canonical_request == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     return 0;
 
 fail:
@@ -861,10 +841,10 @@ static int compute_signature(const jn_sigv4_params_t *p, const char *amz_date,
     int rc = jn_hmac_sha256(key, sizeof(key), sts, strlen(sts), mac);
     OPENSSL_cleanse(key, sizeof(key));
     if (rc != 0)
-        return fail(err, errlen, "sigv4: HMAC-SHA256 failed");
+        return jn_errorf(err, errlen, "sigv4: HMAC-SHA256 failed");
     res->signature = malloc(2 * JN_SHA256_LEN + 1);
     if (res->signature == NULL)
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     jn_hex_encode(mac, sizeof(mac), res->signature);
     return 0;
 }
@@ -900,7 +880,7 @@ static int finish_headers(const jn_sigv4_params_t *p, const char *amz_date, cons
     if (res->amz_date == NULL || res->authorization == NULL ||
         (has_token(p) && res->security_token == NULL) ||
         ((p->flags & JN_SIGV4_CONTENT_SHA256) && res->content_sha256 == NULL))
-        return fail(err, errlen, "sigv4: out of memory");
+        return jn_errorf(err, errlen, "sigv4: out of memory");
     add_header(res, "X-Amz-Date", res->amz_date);
     if (res->security_token != NULL)
         add_header(res, "X-Amz-Security-Token", res->security_token);
@@ -916,12 +896,12 @@ int jn_sigv4_sign(const jn_sigv4_request_t *req, const jn_sigv4_params_t *params
     char amz_date[JN_SIGV4_AMZ_DATE_LEN + 1], hex[2 * JN_SHA256_LEN + 1];
     const char *hash = NULL;
     if (res == NULL)
-        return fail(err, errlen, "sigv4: NULL result");
+        return jn_errorf(err, errlen, "sigv4: NULL result");
     memset(res, 0, sizeof(*res));
     if (req == NULL || params == NULL)
-        return fail(err, errlen, "sigv4: NULL request or parameters");
+        return jn_errorf(err, errlen, "sigv4: NULL request or parameters");
     if (!is_token(req->method))
-        return fail(err, errlen, "sigv4: missing or invalid method");
+        return jn_errorf(err, errlen, "sigv4: missing or invalid method");
     if (check_params(params, err, errlen) != 0 ||
         resolve_date(params, amz_date, err, errlen) != 0 ||
         payload_hash(req, hex, &hash, err, errlen) != 0)
@@ -936,7 +916,7 @@ int jn_sigv4_sign(const jn_sigv4_request_t *req, const jn_sigv4_params_t *params
         res->string_to_sign =
             string_to_sign(amz_date, res->credential_scope, res->canonical_request);
     if (res->string_to_sign == NULL) {
-        fail(err, errlen, "sigv4: out of memory");
+        jn_errorf(err, errlen, "sigv4: out of memory");
         goto fail;
     }
     if (compute_signature(params, amz_date, res, err, errlen) != 0 ||

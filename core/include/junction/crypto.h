@@ -13,6 +13,8 @@ int jn_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len
                    uint8_t out[JN_SHA256_LEN]);
 /* Lower-case hex; `out` must hold 2*len+1 bytes. */
 void jn_hex_encode(const uint8_t *in, size_t len, char *out);
+/* Value of one hex digit (either case), or -1. */
+int jn_hex_value(unsigned char c);
 /* Returns decoded length, or -1 on odd length / non-hex input. `out` holds len/2. */
 long jn_hex_decode(const char *in, size_t len, uint8_t *out);
 /* Standard base64 with padding; `*out` malloc'ed, NUL-terminated. */

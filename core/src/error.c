@@ -1,0 +1,16 @@
+#include "junction/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+int jn_errorf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}

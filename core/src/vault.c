@@ -604,6 +604,10 @@ static int unwrap_dek(jn_vault_t *v, const char *who, const char *org, const org
         return 0;
     }
     rc = jn_keyprovider_get_master_key(v->kp, k->master_key_id, mk);
+    /* A key appended to the key file after this process started (a master-key
+     * rotation run by another process): read the provider again, once. */
+    if (rc == 1 && v->kp->ops->refresh != NULL && jn_keyprovider_refresh(v->kp) == 0)
+        rc = jn_keyprovider_get_master_key(v->kp, k->master_key_id, mk);
     if (rc == 1)
         return verr(v, JN_VAULT_EKEY,
                     "%s: data key version %" PRId64 " is wrapped by master key '%s', which the %s"

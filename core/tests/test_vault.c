@@ -391,6 +391,33 @@ static void test_keyfile_provider(void **state)
     jn_keyprovider_destroy(kp);
 }
 
+/* Another process rotated the master key after appending a key line; this
+ * vault's provider has never seen the new key and reads the file again. */
+static void test_running_vault_picks_up_rotated_master_key(void **state)
+{
+    fixture_t *f = *state;
+    char id[JN_VAULT_ID_LEN], err[512] = "", *line;
+    jn_store_t *store2;
+    jn_keyprovider_t *kp2;
+    jn_vault_t *v2;
+    jn_vault_opts_t opts = {0};
+
+    put_ok(f, ORG, SECRET, id);
+    line = key_line("k2");
+    append_file(f->keyfile, line);
+    free_line(line);
+    store2 = jn_store_open_sqlite(f->db, err, sizeof(err));
+    assert_non_null(store2);
+    kp2 = open_kp(f->keyfile);
+    v2 = jn_vault_create(store2, kp2, &opts, err, sizeof(err));
+    assert_non_null(v2);
+    assert_int_equal(jn_vault_rotate_master_key(v2, "ops", NULL), 0);
+    jn_vault_destroy(v2);
+    jn_keyprovider_destroy(kp2);
+    jn_store_close(store2);
+    get_equals(f, ORG, id, SECRET);
+}
+
 static void test_keyfile_mode_refused(void **state)
 {
     fixture_t *f = *state;
@@ -1433,6 +1460,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_keyfile_provider, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyfile_mode_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_running_vault_picks_up_rotated_master_key, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_keyfile_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_provider, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vault_with_env_provider, setup, teardown),

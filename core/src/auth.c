@@ -3,6 +3,7 @@
 #include "junction/auth.h"
 #include "junction/crypto.h"
 #include "junction/json.h"
+#include "junction/jwt.h"
 #include "junction/sigv4.h"
 
 #include <ctype.h>
@@ -20,7 +21,7 @@
 #define EXTRA_HEADERS_MAX 16
 #define SHOW_SIZE 40
 
-enum { AUTH_API_KEY, AUTH_BASIC, AUTH_AWS_SIGV4 };
+enum { AUTH_API_KEY, AUTH_BASIC, AUTH_AWS_SIGV4, AUTH_GITHUB_APP, AUTH_CLIENT_CREDENTIALS };
 
 typedef struct {
     char *name;
@@ -48,6 +49,18 @@ struct jn_auth {
     char *session_token;
     char *region;
     char *service;
+    /* github_app, client_credentials (token exchanges) */
+    char *app_id;
+    char *installation_id;
+    char *api_base;
+    char *private_key; /* PEM */
+    jn_jwt_key_t *key;
+    char *client_id;
+    char *client_secret;
+    char *token_url;
+    char *scope;
+    char *audience;
+    char exchange_key[2 * JN_SHA256_LEN + 1];
 };
 
 static const char *const api_key_fields[] = {"token",       "header",        "prefix",
@@ -56,10 +69,15 @@ static const char *const basic_fields[] = {"username", "password", NULL};
 static const char *const aws_sigv4_fields[] = {
     "access_key_id", "secret_access_key", "session_token", "region", "service", NULL};
 
-static const char *const supported_types[] = {"api_key", "basic", "aws_sigv4", NULL};
+static const char *const github_app_fields[] = {"app_id", "private_key", "installation_id",
+                                                "api_base", NULL};
+static const char *const client_credentials_fields[] = {
+    "client_id", "client_secret", "private_key", "token_url", "scope", "audience", NULL};
+
+static const char *const supported_types[] = {
+    "api_key", "basic", "aws_sigv4", "github_app", "client_credentials", NULL};
 static const char *const exchange_types[] = {
-    "oauth2",          "client_credentials", "jwt_bearer",      "github_app",
-    "aws_assume_role", "service_account",    "private_key_jwt", NULL};
+    "oauth2", "jwt_bearer", "aws_assume_role", "service_account", "private_key_jwt", NULL};
 
 /* Headers a credential may not set: they frame the request. */
 static const char *const reserved_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
@@ -490,6 +508,98 @@ static int parse_aws_sigv4(ctx_t *c, jn_auth_t *a)
     return 0;
 }
 
+/* A PEM private key: multi-line text, so not a header value. */
+static int get_pem(ctx_t *c, const char *field, int required, char **out, jn_jwt_key_t **key)
+{
+    const jn_json_t *m = jn_json_get(c->root, field);
+    size_t len;
+    const char *s = jn_json_string(m, &len);
+    char kerr[256];
+    *out = NULL;
+    if (m == NULL) {
+        if (required)
+            return fail(c->err, c->errlen, "%s credential: field '%s' is required", c->type, field);
+        return 0;
+    }
+    if (s == NULL)
+        return fail(c->err, c->errlen, "%s credential: field '%s' must be a string, not %s",
+                    c->type, field, jn_json_type_name(m));
+    if (len == 0 || strlen(s) != len)
+        return fail(c->err, c->errlen, "%s credential: field '%s' must be a PEM private key",
+                    c->type, field);
+    if (jn_jwt_key_load_pem(s, len, key, kerr, sizeof(kerr)) != 0)
+        return fail(c->err, c->errlen, "%s credential: field '%s' is not a usable private key: %s",
+                    c->type, field, kerr);
+    if ((*out = malloc(len + 1)) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    memcpy(*out, s, len + 1);
+    return 1;
+}
+
+static int digits_only(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* An absolute http(s) URL without userinfo, query or fragment. */
+static int check_base_url(ctx_t *c, const char *field, const char *url)
+{
+    const char *rest = strncmp(url, "https://", 8) == 0  ? url + 8
+                       : strncmp(url, "http://", 7) == 0 ? url + 7
+                                                         : NULL;
+    if (rest == NULL || *rest == '\0' || *rest == '/' || strpbrk(url, "@?# ") != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field '%s' must be an http(s) URL without user, query or "
+                    "fragment",
+                    c->type, field);
+    return 0;
+}
+
+static int parse_github_app(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "app_id", 1, &a->app_id) < 0 ||
+        get_pem(c, "private_key", 1, &a->private_key, &a->key) < 0 ||
+        get_string(c, "installation_id", 1, &a->installation_id) < 0 ||
+        get_string(c, "api_base", 0, &a->api_base) < 0)
+        return -1;
+    if (strcmp(jn_jwt_key_type(a->key), "RSA") != 0)
+        return fail(c->err, c->errlen, "%s credential: field 'private_key' must be an RSA key",
+                    c->type);
+    if (!all_chars(a->installation_id, digits_only))
+        return fail(c->err, c->errlen, "%s credential: field 'installation_id' must be digits",
+                    c->type);
+    if (a->api_base == NULL && (a->api_base = strdup("https://api.github.com")) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    size_t n = strlen(a->api_base);
+    while (n > 0 && a->api_base[n - 1] == '/')
+        a->api_base[--n] = '\0';
+    return check_base_url(c, "api_base", a->api_base);
+}
+
+static int parse_client_credentials(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "client_id", 1, &a->client_id) < 0 ||
+        get_string(c, "client_secret", 0, &a->client_secret) < 0 ||
+        get_pem(c, "private_key", 0, &a->private_key, &a->key) < 0 ||
+        get_string(c, "token_url", 1, &a->token_url) < 0 ||
+        get_string(c, "scope", 0, &a->scope) < 0 || get_string(c, "audience", 0, &a->audience) < 0)
+        return -1;
+    if ((a->client_secret == NULL) == (a->private_key == NULL))
+        return fail(c->err, c->errlen,
+                    "%s credential: give exactly one of 'client_secret' (client_secret_basic) "
+                    "and 'private_key' (private_key_jwt)",
+                    c->type);
+    if (a->key != NULL && strcmp(jn_jwt_key_type(a->key), "RSA") != 0)
+        return fail(c->err, c->errlen, "%s credential: field 'private_key' must be an RSA key",
+                    c->type);
+    if (strchr(a->client_id, ':') != NULL && a->client_secret != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'client_id' contains ':', which client_secret_basic "
+                    "cannot carry",
+                    c->type);
+    return check_base_url(c, "token_url", a->token_url);
+}
+
 int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t **out, char *err,
                   size_t errlen)
 {
@@ -552,12 +662,36 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
         a->kind = AUTH_BASIC;
         rc = check_fields(&c, basic_fields) < 0 ? -1 : parse_basic(&c, a);
         break;
-    default:
+    case 2:
         a->kind = AUTH_AWS_SIGV4;
         rc = check_fields(&c, aws_sigv4_fields) < 0 ? -1 : parse_aws_sigv4(&c, a);
         break;
+    case 3:
+        a->kind = AUTH_GITHUB_APP;
+        rc = check_fields(&c, github_app_fields) < 0 ? -1 : parse_github_app(&c, a);
+        break;
+    default:
+        a->kind = AUTH_CLIENT_CREDENTIALS;
+        rc = check_fields(&c, client_credentials_fields) < 0 ? -1 : parse_client_credentials(&c, a);
+        break;
     }
     jn_json_free(root);
+    if (rc == 0 && (a->kind == AUTH_GITHUB_APP || a->kind == AUTH_CLIENT_CREDENTIALS)) {
+        /* Identifies the credential version: same document, same cached token. */
+        uint8_t digest[JN_SHA256_LEN];
+        size_t tl = strlen(c.type);
+        unsigned char *idsrc = malloc(tl + 1 + len);
+        if (idsrc == NULL) {
+            rc = fail(err, errlen, "%s credential: out of memory", c.type);
+        } else {
+            memcpy(idsrc, c.type, tl + 1);
+            memcpy(idsrc + tl + 1, doc, len);
+            jn_sha256(idsrc, tl + 1 + len, digest);
+            OPENSSL_cleanse(idsrc, tl + 1 + len);
+            free(idsrc);
+            jn_hex_encode(digest, sizeof(digest), a->exchange_key);
+        }
+    }
     if (rc < 0) {
         jn_auth_free(a);
         return -1;
@@ -588,6 +722,16 @@ void jn_auth_free(jn_auth_t *a)
     str_free(a->session_token);
     str_free(a->region);
     str_free(a->service);
+    str_free(a->app_id);
+    str_free(a->installation_id);
+    str_free(a->api_base);
+    str_free(a->private_key);
+    jn_jwt_key_free(a->key);
+    str_free(a->client_id);
+    str_free(a->client_secret);
+    str_free(a->token_url);
+    str_free(a->scope);
+    str_free(a->audience);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
 }
@@ -617,6 +761,30 @@ void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s,
     yield(fn, ud, a->basic);
     yield(fn, ud, a->secret_access_key);
     yield(fn, ud, a->session_token);
+    yield(fn, ud, a->private_key);
+    yield(fn, ud, a->client_secret);
+}
+
+int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (a == NULL || (a->kind != AUTH_GITHUB_APP && a->kind != AUTH_CLIENT_CREDENTIALS))
+        return 0;
+    if (out != NULL) {
+        out->grant = a->type;
+        out->cache_key = a->exchange_key;
+        out->key = a->key;
+        out->app_id = a->app_id;
+        out->installation_id = a->installation_id;
+        out->api_base = a->api_base;
+        out->client_id = a->client_id;
+        out->client_secret = a->client_secret;
+        out->token_url = a->token_url;
+        out->scope = a->scope;
+        out->audience = a->audience;
+    }
+    return 1;
 }
 
 /* Applying. */
@@ -877,6 +1045,11 @@ int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_resu
         memset(out, 0, sizeof(*out));
     if (a == NULL || req == NULL || out == NULL || req->url == NULL)
         return fail(err, errlen, "jn_auth_apply: no credential, request, URL or output pointer");
+    if (a->kind == AUTH_GITHUB_APP || a->kind == AUTH_CLIENT_CREDENTIALS)
+        return fail(err, errlen,
+                    "%s: the credential's token comes from its exchange, not from "
+                    "jn_auth_apply",
+                    a->type);
     if (split_headers(req, &rh, err, errlen) < 0)
         return -1;
 

@@ -571,8 +571,7 @@ static void test_aws_sigv4(void **state)
 static void test_types_and_arguments(void **state)
 {
     (void)state;
-    const char *exchange[] = {"oauth2",         "client_credentials", "jwt_bearer",
-                              "github_app",     "aws_assume_role",    "service_account",
+    const char *exchange[] = {"oauth2", "jwt_bearer", "aws_assume_role", "service_account",
                               "private_key_jwt"};
     for (size_t i = 0; i < sizeof(exchange) / sizeof(exchange[0]); i++) {
         char want[160];
@@ -585,9 +584,11 @@ static void test_types_and_arguments(void **state)
     expect_parse_error("Basic", "{}", "unknown auth type 'Basic' (did you mean 'basic'?)");
     expect_parse_error("oauth", "{}", "unknown auth type 'oauth' (did you mean 'oauth2'?)");
     expect_parse_error("hmac", "{}",
-                       "unknown auth type 'hmac' (expected api_key, basic, aws_sigv4)");
+                       "unknown auth type 'hmac' (expected api_key, basic, aws_sigv4, github_app, "
+                       "client_credentials)");
     expect_parse_error("a\nb", "{}",
-                       "unknown auth type 'a?b' (expected api_key, basic, aws_sigv4)");
+                       "unknown auth type 'a?b' (expected api_key, basic, aws_sigv4, github_app, "
+                       "client_credentials)");
     expect_parse_error(NULL, "{}", "jn_auth_parse: no auth type, document or output pointer");
     expect_parse_error("api_key", NULL, "jn_auth_parse: no auth type, document or output pointer");
     char err[128];

@@ -120,6 +120,7 @@ static void job_finish(jn_job_t *job, jn_job_status_t status, const char *error)
         jn_http_call_cancel(job->call);
         job->call = NULL;
     }
+    jn_ctx_abort_wait(job);
     uv_timer_stop(&job->kick_timer);
     uv_timer_stop(&job->deadline_timer);
     if (job->sb) {

@@ -8,8 +8,9 @@
 
 #include "junction/http_client.h"
 #include "sandbox.h"
+#include "token_cache.h"
 
-typedef enum { JOB_WAIT_NONE = 0, JOB_WAIT_HTTP, JOB_WAIT_SLEEP } job_wait_t;
+typedef enum { JOB_WAIT_NONE = 0, JOB_WAIT_HTTP, JOB_WAIT_SLEEP, JOB_WAIT_TOKEN } job_wait_t;
 
 struct jn_job {
     jn_runtime_t *rt;
@@ -34,6 +35,12 @@ struct jn_job {
 
     job_wait_t wait;
     jn_http_call_t *call;
+    /* Token exchanges (lua_api.c): the request waiting for the token, the
+     * job's place on the exchange's waiter list, and the token line the call
+     * in flight carries (to invalidate it on a 401). */
+    void *token_pending;
+    jn_token_waiter_t token_waiter;
+    char *token_sent;
     uv_timer_t kick_timer; /* starts the job and serves ctx.sleep */
     uv_timer_t deadline_timer;
     int handles_open;
@@ -60,6 +67,8 @@ struct jn_job {
 int jn_ctx_create(jn_job_t *job);
 /* Resume the job's coroutine with nargs values already pushed on job->co. */
 void jn_job_resume(jn_job_t *job, int nargs);
+/* Drops a request waiting for a token and the token copy (job teardown). */
+void jn_ctx_abort_wait(jn_job_t *job);
 /* Decode JSON text with cjson into a Lua value pushed on L (protected callers only). */
 void jn_ctx_push_json(jn_job_t *job, lua_State *L, const char *json);
 

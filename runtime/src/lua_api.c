@@ -263,6 +263,9 @@ static void read_request(lua_State *L, jn_job_t *job, http_req_t *r)
                    "ctx.http: unsupported method '%s' (expected upper case: GET, HEAD, POST, "
                    "PUT, PATCH, DELETE, OPTIONS)",
                    r->method);
+    for (const char *const *m = http_methods; *m; m++) /* a static copy: it outlives a yield */
+        if (strcmp(*m, r->method) == 0)
+            r->method = *m;
     lua_getfield(L, 1, "auth");
     r->auth = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_getfield(L, 1, "url");
@@ -395,6 +398,14 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
     job->call = NULL;
     job->wait = JOB_WAIT_NONE;
     job->requests++;
+    if (job->token_sent != NULL) {
+        /* The provider refused the exchanged token: the next request
+         * exchanges again (this one is not retried). */
+        if (resp->error == JN_HTTP_OK && resp->status == 401)
+            jn_token_cache_invalidate(job->rt, job->opts.auth, job->token_sent);
+        jn_token_line_free(job->token_sent);
+        job->token_sent = NULL;
+    }
     jn_sandbox_cap_suspend(job->sb);
     if (resp->error == JN_HTTP_OK) {
         push_response(co, job, resp);
@@ -410,15 +421,143 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
     jn_job_resume(job, nret);
 }
 
-static int core_http_request(lua_State *L)
+/* Builds the transport request from rp (with the credential's headers, or
+ * the exchanged token's line) and starts it. Returns 0, -1 with err (a
+ * message for the connector) or -2 when out of memory. */
+static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char *token_line,
+                     char *err, size_t errlen)
 {
-    jn_job_t *job = ctx_job(L);
-    http_req_t *rp;
     jn_http_request_t req = {0};
     jn_auth_result_t ares = {0};
     const char **auth_lines = NULL;
     size_t i, nauth;
-    char scheme[16], host[256], err[512];
+    int rc;
+
+    req.method = rp->method;
+    req.url = rp->url.data;
+    req.headers = rp->headers;
+    req.nheaders = rp->nheaders;
+    if (rp->auth && job->opts.auth) {
+        /* The credential's headers join the static ones (and its URL, for a
+         * query parameter, replaces the connector's); they go in auth_headers
+         * so that the client drops them on a cross-origin redirect. */
+        jn_auth_request_t areq = {rp->method,    rp->url.data, rp->headers,        rp->nheaders,
+                                  rp->body.data, rp->body.len, (int64_t)time(NULL)};
+        if (token_line == NULL && jn_auth_apply(job->opts.auth, &areq, &ares, err, errlen) != 0) {
+            char *msg = jn_redactor_scrub_dup(jn_redactor_global(), err, strlen(err));
+            jn_auth_result_free(&ares);
+            snprintf(err, errlen, "ctx.http: %s %s: cannot apply the integration's credential: %s",
+                     req.method, host, msg ? msg : "out of memory");
+            free(msg);
+            return -1;
+        }
+        nauth = job->nauth_headers + ares.nheaders + (token_line != NULL);
+        if (nauth > 0 && (auth_lines = calloc(nauth, sizeof(*auth_lines))) == NULL) {
+            jn_auth_result_free(&ares);
+            return -2;
+        }
+        for (i = 0; i < job->nauth_headers; i++)
+            auth_lines[i] = job->auth_headers[i];
+        for (i = 0; i < ares.nheaders; i++)
+            auth_lines[job->nauth_headers + i] = ares.headers[i];
+        if (token_line != NULL)
+            auth_lines[nauth - 1] = token_line;
+        req.auth_headers = auth_lines;
+        req.nauth_headers = nauth;
+        if (ares.url)
+            req.url = ares.url;
+    } else if (rp->auth) {
+        req.auth_headers = (const char *const *)job->auth_headers;
+        req.nauth_headers = job->nauth_headers;
+    }
+    req.body = rp->body.data;
+    req.body_len = rp->body.len;
+    req.timeout_ms = (long)(rp->timeout_s * 1000);
+    req.max_redirects = -1;
+    req.addr_policy = addr_policy;
+    req.redirect_policy = redirect_policy;
+    req.policy_ud = job;
+    req.priority = job->seq;
+    rc = jn_http_client_send(job->rt->http, &req, on_http_done, job, &job->call);
+    free(auth_lines); /* the client copied the request */
+    jn_auth_result_free(&ares);
+    if (rc != JN_HTTP_OK) {
+        snprintf(err, errlen, "ctx.http: %s %s: %s", rp->method, host, jn_http_error_name(rc));
+        return -1;
+    }
+    jn_token_line_free(job->token_sent);
+    job->token_sent = token_line ? strdup(token_line) : NULL;
+    return 0;
+}
+
+/* A request waiting for its credential's token: rp's contents moved off the
+ * Lua stack (the coroutine is yielded). */
+typedef struct {
+    http_req_t rp;
+    char host[256];
+} pending_http_t;
+
+static void pending_free(pending_http_t *p)
+{
+    if (p != NULL) {
+        http_req_free(&p->rp);
+        free(p);
+    }
+}
+
+void jn_ctx_abort_wait(jn_job_t *job)
+{
+    jn_token_cache_cancel(&job->token_waiter);
+    pending_free(job->token_pending);
+    job->token_pending = NULL;
+    jn_token_line_free(job->token_sent);
+    job->token_sent = NULL;
+}
+
+static int exchange_host_allowed(void *ud, const char *host, int port)
+{
+    return host_is_egress(ud, host, port);
+}
+
+/* The exchange finished: send the waiting request with the token, or give
+ * the connector the exchange's error. */
+static void on_token_ready(void *ud, const char *line, const char *error)
+{
+    jn_job_t *job = ud;
+    pending_http_t *p = job->token_pending;
+    char err[600];
+    int rc;
+
+    job->token_pending = NULL;
+    job->wait = JOB_WAIT_NONE;
+    if (p == NULL)
+        return;
+    if (line != NULL) {
+        rc = send_http(job, &p->rp, p->host, line, err, sizeof(err));
+        if (rc == 0) {
+            pending_free(p);
+            job->wait = JOB_WAIT_HTTP;
+            return;
+        }
+        if (rc == -2)
+            snprintf(err, sizeof(err), "ctx.http: not enough memory");
+    } else {
+        snprintf(err, sizeof(err), "ctx.http: %s %s: %s", p->rp.method, p->host, error);
+    }
+    pending_free(p);
+    jn_sandbox_cap_suspend(job->sb);
+    lua_pushnil(job->co);
+    lua_pushstring(job->co, err);
+    jn_sandbox_cap_resume(job->sb);
+    jn_job_resume(job, 2);
+}
+
+static int core_http_request(lua_State *L)
+{
+    jn_job_t *job = ctx_job(L);
+    http_req_t *rp;
+    char scheme[16], host[256], err[600];
+    char *line = NULL;
     int port, rc;
 
     if (L != job->co)
@@ -441,58 +580,46 @@ static int core_http_request(lua_State *L)
         http_req_free(rp);
         return 2;
     }
-    req.method = rp->method;
-    req.url = rp->url.data;
-    req.headers = rp->headers;
-    req.nheaders = rp->nheaders;
-    if (rp->auth && job->opts.auth) {
-        /* The credential's headers join the static ones (and its URL, for a
-         * query parameter, replaces the connector's); they go in auth_headers
-         * so that the client drops them on a cross-origin redirect. */
-        jn_auth_request_t areq = {rp->method,    rp->url.data, rp->headers,        rp->nheaders,
-                                  rp->body.data, rp->body.len, (int64_t)time(NULL)};
-        if (jn_auth_apply(job->opts.auth, &areq, &ares, err, sizeof(err)) != 0) {
+    if (rp->auth && job->opts.auth && jn_auth_exchange(job->opts.auth, NULL)) {
+        /* A token-exchange credential: a cached token, or wait for the
+         * exchange (started here or already in flight). */
+        rc = jn_token_cache_get(job->rt, job->opts.auth, exchange_host_allowed, job,
+                                &job->token_waiter, &line, err, sizeof(err));
+        if (rc < 0) {
             char *msg = jn_redactor_scrub_dup(jn_redactor_global(), err, strlen(err));
-            jn_auth_result_free(&ares);
-            lua_pushnil(L);
-            lua_pushfstring(L, "ctx.http: %s %s: cannot apply the integration's credential: %s",
-                            req.method, host, msg ? msg : "out of memory");
-            free(msg);
             http_req_free(rp);
+            lua_pushnil(L);
+            lua_pushfstring(L, "ctx.http: %s %s: %s", rp->method, host,
+                            msg ? msg : "out of memory");
+            free(msg);
             return 2;
         }
-        nauth = job->nauth_headers + ares.nheaders;
-        if (nauth > 0 && (auth_lines = calloc(nauth, sizeof(*auth_lines))) == NULL) {
-            jn_auth_result_free(&ares);
-            http_req_free(rp);
-            return luaL_error(L, "not enough memory");
+        if (rc == 0) {
+            pending_http_t *p = malloc(sizeof(*p));
+            if (p == NULL) {
+                jn_token_cache_cancel(&job->token_waiter);
+                http_req_free(rp);
+                return luaL_error(L, "not enough memory");
+            }
+            p->rp = *rp;
+            memset(rp, 0, sizeof(*rp)); /* the pending copy owns the buffers now */
+            for (size_t i = 0; i < p->rp.nheaders; i++)
+                p->rp.headers[i] = p->rp.header_mem[i];
+            snprintf(p->host, sizeof(p->host), "%s", host);
+            job->token_waiter.cb = on_token_ready;
+            job->token_waiter.ud = job;
+            job->token_pending = p;
+            job->wait = JOB_WAIT_TOKEN;
+            jn_sandbox_idle(job->sb);
+            return lua_yield(L, 0);
         }
-        for (i = 0; i < job->nauth_headers; i++)
-            auth_lines[i] = job->auth_headers[i];
-        for (i = 0; i < ares.nheaders; i++)
-            auth_lines[job->nauth_headers + i] = ares.headers[i];
-        req.auth_headers = auth_lines;
-        req.nauth_headers = nauth;
-        if (ares.url)
-            req.url = ares.url;
-    } else if (rp->auth) {
-        req.auth_headers = (const char *const *)job->auth_headers;
-        req.nauth_headers = job->nauth_headers;
     }
-    req.body = rp->body.data;
-    req.body_len = rp->body.len;
-    req.timeout_ms = (long)(rp->timeout_s * 1000);
-    req.max_redirects = -1;
-    req.addr_policy = addr_policy;
-    req.redirect_policy = redirect_policy;
-    req.policy_ud = job;
-    req.priority = job->seq;
-    rc = jn_http_client_send(job->rt->http, &req, on_http_done, job, &job->call);
-    free(auth_lines); /* the client copied the request */
-    jn_auth_result_free(&ares);
-    if (rc != JN_HTTP_OK) {
-        snprintf(err, sizeof(err), "ctx.http: %s %s: %s", rp->method, host, jn_http_error_name(rc));
+    rc = send_http(job, rp, host, line, err, sizeof(err));
+    jn_token_line_free(line);
+    if (rc != 0) {
         http_req_free(rp);
+        if (rc == -2)
+            return luaL_error(L, "not enough memory");
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

@@ -1,4 +1,5 @@
 #include "runtime.h"
+#include "token_cache.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ void jn_runtime_close(jn_runtime_t *rt)
 {
     size_t i;
 
+    jn_token_cache_release(rt);
     if (rt->http)
         jn_http_client_destroy(rt->http);
     rt->http = NULL;

@@ -31,6 +31,7 @@ int luaopen_cjson(lua_State *L);
 typedef struct {
     jn_connector_t *conn;
     char *entry, *args_json, *config_json, *checkpoint_in, *integration, *org, *auth;
+    jn_auth_t *cred; /* credential = document JSON, credential_type = auth type */
     jn_sandbox_limits_t limits;
     uint64_t timeout_ns;
     jn_buf_t items; /* JSON array text, built as items arrive */
@@ -196,6 +197,14 @@ static void spec_job_read(lua_State *L, int t, spec_job_t *sj)
     lua_getfield(L, t, "discard_items");
     sj->discard_items = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    token = opt_string(L, t, "credential");
+    if (token) {
+        char perr[512];
+        scheme = opt_string(L, t, "credential_type");
+        if (jn_auth_parse(scheme ? scheme : "api_key", token, strlen(token), &sj->cred, perr,
+                          sizeof(perr)) != 0)
+            luaL_error(L, "testing.run: credential: %s", perr);
+    }
     token = opt_string(L, t, "token");
     scheme = opt_string(L, t, "auth_scheme");
     if (token) {
@@ -215,6 +224,7 @@ static void spec_job_free(spec_job_t *sj)
     free(sj->integration);
     free(sj->org);
     free(sj->auth);
+    jn_auth_free(sj->cred);
     jn_buf_free(&sj->items);
     free(sj->error);
     free(sj->result_json);
@@ -350,6 +360,7 @@ static int testing_run(lua_State *L)
             o.auth_headers = auth;
             o.nauth_headers = 1;
         }
+        o.auth = jobs[i].cred;
         o.hooks = (jn_job_hooks_t){spec_emit, spec_done, &jobs[i]};
         if (jn_job_start(&rt, &o, NULL, err, sizeof(err)) != 0) {
             jobs[i].done = 1;

@@ -27,6 +27,13 @@ const USAGE = `usage: node tools/simulator/server.js [options]
   --huge-bytes N           size of "huge" fault bodies (default 67108864)
   --secondary-concurrency N  answer with a secondary rate limit when more than N
                            API requests are in flight (default 0 = off)
+  --app-key-file PEM       public key that verifies GitHub App JWTs (RS256) for
+                           POST /app/installations/{id}/access_tokens
+  --app-id ID              the app id the JWT's iss must name (default: any)
+  --installation-token-ttl N  lifetime of installation tokens in seconds (default 3600)
+  --client-id ID           OAuth client for POST /oauth/token (client_credentials)
+  --client-secret S        its secret (client_secret_basic)
+  --client-key-file PEM    public key that verifies its private_key_jwt assertions
   --plain-links            Link headers use /orgs/{org}/... instead of GitHub's
                            /organizations/{id}/... form
   --exit-on-stdin-close    exit when stdin reaches end of file
@@ -69,6 +76,14 @@ function parseArgs(argv) {
     '--latency-ms': 'latencyMs',
     '--huge-bytes': 'hugeBytes',
     '--secondary-concurrency': 'secondaryConcurrency',
+    '--installation-token-ttl': 'installationTokenTtl',
+  };
+  const strings = {
+    '--app-key-file': 'appKeyFile',
+    '--app-id': 'appId',
+    '--client-id': 'clientId',
+    '--client-secret': 'clientSecret',
+    '--client-key-file': 'clientKeyFile',
   };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -87,7 +102,8 @@ function parseArgs(argv) {
       const v = takeValue();
       if (!/^\d+$/.test(v)) fail(`${arg} expects a non-negative integer, got ${JSON.stringify(v)}`);
       o[ints[arg]] = parseInt(v, 10);
-    } else if (arg === '--host') o.host = takeValue();
+    } else if (arg in strings) o[strings[arg]] = takeValue();
+    else if (arg === '--host') o.host = takeValue();
     else if (arg === '--orgs') {
       o.orgs = takeValue().split(',').map((s) => s.trim()).filter(Boolean);
       if (!o.orgs.length) fail('--orgs needs at least one name');
@@ -148,13 +164,15 @@ function main() {
   function control(req, res, pathname) {
     const m = req.method;
     if (pathname === '/_sim/health' && m === 'GET') return sendControl(res, 200, { ok: true, provider: provider.name });
-    if (pathname === '/_sim/stats' && m === 'GET') return sendControl(res, 200, stats.toJSON());
+    if (pathname === '/_sim/stats' && m === 'GET') return sendControl(res, 200, { ...stats.toJSON(), exchanges: provider.exchangeStats() });
     if (pathname === '/_sim/dataset' && m === 'GET') return sendControl(res, 200, provider.summary());
     if (pathname === '/_sim/reset' && m === 'POST') {
       stats.reset();
       provider.resetBudgets();
+      provider.resetExchanges();
       return sendControl(res, 200, { ok: true });
     }
+    if (pathname === '/_sim/revoke_exchanged' && m === 'POST') return sendControl(res, 200, { revoked: provider.revokeExchanged() });
     if (pathname === '/_sim/faults') {
       if (m === 'GET') return sendControl(res, 200, { modes: MODES, faults: faults.list() });
       if (m === 'DELETE') return sendControl(res, 200, { cleared: faults.clear() });
@@ -211,6 +229,19 @@ function main() {
     if (pathname.startsWith('/_sim/')) return control(req, res, pathname);
 
     const method = req.method;
+    const which = provider.exchangePath(method, pathname);
+    if (which) {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const r = provider.exchange(req, which, Buffer.concat(chunks).toString('utf8'));
+        stats.status(r.status);
+        if (log) log(`${method} ${pathname} ${r.status}`);
+        res.writeHead(r.status, r.headers);
+        res.end(r.body);
+      });
+      return undefined;
+    }
     const d = provider.describe(method, pathname);
     const tokenKey = provider.tokenKey(req);
     stats.request(pathname, d.route, tokenKey);

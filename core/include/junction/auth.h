@@ -15,9 +15,16 @@
  *   basic       { "username"*, "password"* }   Authorization: Basic base64(user:pass)
  *   aws_sigv4   { "access_key_id"*, "secret_access_key"*, "session_token", "region"*,
  *                 "service"* }                 SigV4 header signing of each request
- * Other auth types (oauth2, client_credentials, jwt_bearer, github_app,
- * aws_assume_role, service_account, private_key_jwt) need a token exchange and
- * are refused by jn_auth_parse until their grant is implemented.
+ * Token exchanges (the runtime obtains, caches and injects the token; see
+ * jn_auth_exchange):
+ *   github_app  { "app_id"*, "private_key"* (PEM, RSA), "installation_id"* (digits),
+ *                 "api_base": "https://api.github.com" }
+ *               POST {api_base}/app/installations/{id}/access_tokens with an app JWT
+ *   client_credentials { "client_id"*, "client_secret" | "private_key" (PEM, RSA:
+ *                 private_key_jwt), "token_url"*, "scope", "audience" }
+ * Other auth types (oauth2, jwt_bearer, aws_assume_role, service_account,
+ * private_key_jwt) need a token exchange and are refused by jn_auth_parse
+ * until their grant is implemented.
  */
 #ifndef JUNCTION_AUTH_H
 #define JUNCTION_AUTH_H
@@ -39,6 +46,21 @@ const char *jn_auth_type(const jn_auth_t *a);
  * base64 of "user:pass" for basic, the URL-encoded token for query_param. */
 void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s, size_t n),
                          void *ud);
+
+/* The grant of a token-exchange credential; pointers stay valid while the
+ * credential lives. Secrets: the key, client_secret. */
+typedef struct jn_jwt_key jn_jwt_key_t;
+typedef struct {
+    const char *grant;       /* "github_app" or "client_credentials" */
+    const char *cache_key;   /* hex SHA-256 of the type and document: one per credential version */
+    const jn_jwt_key_t *key; /* NULL for client_credentials with a secret */
+    const char *app_id, *installation_id, *api_base;                      /* github_app */
+    const char *client_id, *client_secret, *token_url, *scope, *audience; /* client_credentials */
+} jn_auth_exchange_t;
+
+/* 1 (and *out filled when non-NULL) for a token-exchange credential, else 0.
+ * jn_auth_apply refuses those: the runtime adds the exchanged token. */
+int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out);
 
 typedef struct {
     const char *method;

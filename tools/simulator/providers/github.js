@@ -11,6 +11,7 @@
 // fault is injected).
 
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const { Rng, deriveSeed } = require('../lib/prng');
 
 // The data set's notion of "now": fixed so that timestamps are reproducible.
@@ -30,6 +31,7 @@ const DOCS = {
   getRepo: 'https://docs.github.com/rest/repos/repos#get-a-repository',
   getProtection: 'https://docs.github.com/rest/branches/branch-protection#get-branch-protection',
   getUser: 'https://docs.github.com/rest/users/users#get-the-authenticated-user',
+  installationToken: 'https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app',
   primary: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits',
   secondary: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits',
 };
@@ -916,6 +918,139 @@ function createGithubProvider(opts = {}) {
     return okEntry(list, linkHeader(linkBase, q, pg.page, pg.lastPage));
   }
 
+  // ---- token exchanges: GitHub App installation tokens and OAuth client credentials
+  const appKey = opts.appKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.appKeyFile)) : null;
+  const clientKey = opts.clientKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.clientKeyFile)) : null;
+  const exchangeCounts = { github_app: 0, github_app_refused: 0, client_credentials: 0, client_credentials_refused: 0 };
+  const exchangeUser = ds.users[0];
+
+  function b64urlJson(part) {
+    return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+  }
+
+  // RS256 compact JWS: returns {claims} or {error}.
+  function verifyJwt(token, key) {
+    const parts = typeof token === 'string' ? token.split('.') : [];
+    if (parts.length !== 3 || !key) return { error: 'decode' };
+    let header;
+    let claims;
+    try {
+      header = b64urlJson(parts[0]);
+      claims = b64urlJson(parts[1]);
+    } catch (e) {
+      return { error: 'decode' };
+    }
+    if (!header || header.alg !== 'RS256' || !claims || typeof claims !== 'object') return { error: 'decode' };
+    const ok = crypto.verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), key, Buffer.from(parts[2], 'base64url'));
+    if (!ok) return { error: 'decode' };
+    return { claims };
+  }
+
+  const exchanged = new Set();
+  function registerToken(token) {
+    userByToken.set(token, exchangeUser);
+    exchanged.add(token);
+  }
+
+  function jsonResponse(status, obj, extra) {
+    const body = Buffer.from(JSON.stringify(obj));
+    const h = ['content-type', 'application/json; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(body.length)];
+    if (extra) h.push(...extra);
+    return { status, headers: h, body };
+  }
+
+  function installationToken(req, id) {
+    const now = Math.floor(Date.now() / 1000);
+    const auth = req.headers.authorization || '';
+    const m = /^Bearer (.+)$/i.exec(auth);
+    const refuse = (message) => {
+      exchangeCounts.github_app_refused++;
+      return jsonResponse(401, { message, documentation_url: DOCS.root, status: '401' });
+    };
+    if (!m) return refuse('A JSON web token could not be decoded');
+    const v = verifyJwt(m[1].trim(), appKey);
+    if (v.error) return refuse('A JSON web token could not be decoded');
+    const c = v.claims;
+    if (!Number.isInteger(c.exp) || c.exp <= now || !Number.isInteger(c.iat) || c.exp - c.iat > 600) {
+      return refuse("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires");
+    }
+    if (c.iat > now + 60) return refuse("'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued");
+    if (opts.appId !== undefined && String(c.iss) !== String(opts.appId)) return refuse('Integration not found');
+    exchangeCounts.github_app++;
+    const token = `ghs_${crypto.randomBytes(18).toString('hex')}`;
+    registerToken(token);
+    const ttl = opts.installationTokenTtl ?? 3600;
+    return jsonResponse(201, {
+      token,
+      expires_at: isoTime(Date.now() + ttl * 1000),
+      permissions: { members: 'read', administration: 'read', metadata: 'read' },
+      repository_selection: 'all',
+      installation_id: Number(id),
+    });
+  }
+
+  function clientCredentials(req, bodyText) {
+    const form = new URLSearchParams(bodyText);
+    const refuse = (status, error, description) => {
+      exchangeCounts.client_credentials_refused++;
+      return jsonResponse(status, { error, error_description: description });
+    };
+    if (form.get('grant_type') !== 'client_credentials') return refuse(400, 'unsupported_grant_type', 'grant_type must be client_credentials');
+    const auth = req.headers.authorization || '';
+    const basic = /^Basic (.+)$/i.exec(auth);
+    if (basic) {
+      const dec = Buffer.from(basic[1].trim(), 'base64').toString('utf8');
+      const i = dec.indexOf(':');
+      const unform = (x) => decodeURIComponent(x.replace(/\+/g, ' '));
+      let id;
+      let secret;
+      try {
+        id = unform(dec.slice(0, i));
+        secret = unform(dec.slice(i + 1));
+      } catch (e) {
+        return refuse(401, 'invalid_client', 'Client authentication failed');
+      }
+      if (i < 0 || opts.clientSecret === undefined || id !== opts.clientId || secret !== opts.clientSecret) {
+        return refuse(401, 'invalid_client', 'Client authentication failed');
+      }
+    } else if (form.get('client_assertion_type') === 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+      const v = verifyJwt(form.get('client_assertion'), clientKey);
+      const now = Math.floor(Date.now() / 1000);
+      const c = v.claims;
+      const aud = `${apiBase(req)}/oauth/token`;
+      const audOk = c && (c.aud === aud || (Array.isArray(c.aud) && c.aud.includes(aud)));
+      if (v.error || !audOk || c.iss !== opts.clientId || c.sub !== opts.clientId || !Number.isInteger(c.exp) || c.exp <= now) {
+        return refuse(401, 'invalid_client', 'Client assertion is not valid');
+      }
+      if (form.get('client_id') && form.get('client_id') !== opts.clientId) return refuse(401, 'invalid_client', 'client_id does not match the assertion');
+    } else {
+      return refuse(401, 'invalid_client', 'Client authentication required');
+    }
+    exchangeCounts.client_credentials++;
+    const token = `sim_cc_${crypto.randomBytes(18).toString('hex')}`;
+    registerToken(token);
+    const out = { access_token: token, expires_in: opts.clientTokenTtl ?? 3600, token_type: 'Bearer' };
+    if (form.get('scope')) out.scope = form.get('scope');
+    return jsonResponse(200, out);
+  }
+
+  // POST endpoints that read a body; null when `pathname` is not one.
+  function exchangePath(method, pathname) {
+    if (method !== 'POST') return null;
+    const m = /^\/app\/installations\/([^/]+)\/access_tokens$/.exec(pathname);
+    if (m) return { kind: 'github_app', id: m[1] };
+    if (pathname === '/oauth/token') return { kind: 'client_credentials' };
+    return null;
+  }
+
+  function exchange(req, which, bodyText) {
+    if (which.kind === 'github_app') {
+      if (!/^\d+$/.test(which.id)) return jsonResponse(404, { message: 'Not Found', documentation_url: DOCS.installationToken, status: '404' });
+      return installationToken(req, which.id);
+    }
+    return clientCredentials(req, bodyText);
+  }
+
   // Returns an entry {status, body, etag?, link?, cacheable?} for an authenticated GET.
   function route(base, parts, search) {
     // parts[0] === '' (leading slash)
@@ -1128,6 +1263,19 @@ function createGithubProvider(opts = {}) {
     dataset: ds,
     summary: () => summarize(ds),
     respond,
+    exchangePath,
+    exchange,
+    exchangeStats: () => ({ ...exchangeCounts }),
+    // Every token handed out by an exchange stops working (401 Bad credentials).
+    revokeExchanged() {
+      for (const t of exchanged) userByToken.delete(t);
+      const n = exchanged.size;
+      exchanged.clear();
+      return n;
+    },
+    resetExchanges() {
+      for (const k of Object.keys(exchangeCounts)) exchangeCounts[k] = 0;
+    },
     tokenKey,
     faultHeaders,
     secondaryLimitBody,

@@ -1,0 +1,546 @@
+/* Token-exchange grants: github_app installation tokens and OAuth 2.0 client
+ * credentials (client_secret_basic or private_key_jwt), single-flight and
+ * cached per runtime. See token_cache.h. */
+#include "token_cache.h"
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "json_canon.h"
+#include "junction/crypto.h"
+#include "junction/json.h"
+#include "junction/jwt.h"
+#include "junction/net.h"
+#include "junction/redact.h"
+#include "junction/secmem.h"
+
+#define GITHUB_MARGIN_S 300 /* refresh 5 minutes before expires_at */
+#define OAUTH_MARGIN_S 60   /* refresh 60 s before expires_in runs out */
+#define OAUTH_DEFAULT_TTL_S 3600
+#define ASSERTION_LIFETIME_S 300
+#define EXCHANGE_TIMEOUT_MS 30000
+#define PROVIDER_MSG_MAX 120
+
+struct jn_token_entry {
+    jn_token_entry_t *next;
+    jn_runtime_t *rt;
+    char key[2 * JN_SHA256_LEN + 1];
+    const char *grant;    /* static string: "github_app" / "client_credentials" */
+    char *line;           /* secmem "Authorization: Bearer <token>", NULL: none */
+    size_t token_off;     /* where the token starts in line */
+    int64_t refresh_at;   /* Unix seconds: after this, exchange again */
+    jn_http_call_t *call; /* the exchange in flight */
+    jn_token_waiter_t *waiters;
+    char target[300]; /* "POST scheme://host/path" for messages */
+};
+
+static jn_token_entry_t *entries;
+static unsigned long exchanges;
+
+unsigned long jn_token_cache_exchanges(void)
+{
+    return exchanges;
+}
+
+static void waiter_push(jn_token_waiter_t **head, jn_token_waiter_t *w)
+{
+    w->prev = NULL;
+    w->next = *head;
+    if (*head)
+        (*head)->prev = w;
+    *head = w;
+    w->head = head;
+}
+
+void jn_token_cache_cancel(jn_token_waiter_t *w)
+{
+    if (w == NULL || w->head == NULL)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *w->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->head = NULL;
+}
+
+void jn_token_line_free(char *line)
+{
+    if (line != NULL) {
+        OPENSSL_cleanse(line, strlen(line));
+        free(line);
+    }
+}
+
+static void drop_token(jn_token_entry_t *e)
+{
+    if (e->line == NULL)
+        return;
+    jn_redactor_remove_secret(jn_redactor_global(), e->line + e->token_off,
+                              strlen(e->line + e->token_off));
+    jn_secmem_free(e->line);
+    e->line = NULL;
+    e->refresh_at = 0;
+}
+
+static jn_token_entry_t *find(jn_runtime_t *rt, const char *key)
+{
+    for (jn_token_entry_t *e = entries; e; e = e->next)
+        if (e->rt == rt && strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void form_append(jn_buf_t *b, const char *name, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    if (b->len)
+        jn_buf_append(b, "&", 1);
+    jn_buf_puts(b, name);
+    jn_buf_append(b, "=", 1);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+        if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~')
+            jn_buf_append(b, (const char *)p, 1);
+        else
+            jn_buf_append(b, esc, 3);
+    }
+}
+
+static char *form_encoded(const char *s)
+{
+    jn_buf_t b = {0};
+    form_append(&b, "x", s);
+    if (b.data == NULL)
+        return NULL;
+    memmove(b.data, b.data + 2, b.len - 1); /* drop "x=" (and keep the NUL) */
+    return b.data;
+}
+
+typedef struct {
+    jn_buf_t url;
+    jn_buf_t body;
+    char *auth_line; /* Authorization line (a JWT or Basic credentials) */
+    const char *headers[3];
+    size_t nheaders;
+} exchange_req_t;
+
+static void exchange_req_free(exchange_req_t *x)
+{
+    if (x->body.data)
+        OPENSSL_cleanse(x->body.data, x->body.len);
+    jn_buf_free(&x->body);
+    jn_buf_free(&x->url);
+    jn_token_line_free(x->auth_line);
+}
+
+static int build_github(const jn_auth_exchange_t *g, exchange_req_t *x, char *err, size_t errlen)
+{
+    char *jwt = NULL, jerr[256];
+
+    jn_buf_puts(&x->url, g->api_base);
+    jn_buf_puts(&x->url, "/app/installations/");
+    jn_buf_puts(&x->url, g->installation_id);
+    jn_buf_puts(&x->url, "/access_tokens");
+    if (jn_jwt_github_app(g->key, g->app_id, (int64_t)time(NULL), &jwt, jerr, sizeof(jerr)) != 0) {
+        snprintf(err, errlen, "cannot sign the app JWT: %s", jerr);
+        return -1;
+    }
+    x->auth_line = malloc(strlen(jwt) + 32);
+    if (x->auth_line)
+        sprintf(x->auth_line, "Authorization: Bearer %s", jwt);
+    jn_jwt_token_free(jwt);
+    x->headers[x->nheaders++] = "Accept: application/vnd.github+json";
+    x->headers[x->nheaders++] = "X-GitHub-Api-Version: 2022-11-28";
+    return x->auth_line && x->url.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+}
+
+static int build_client_credentials(const jn_auth_exchange_t *g, exchange_req_t *x, char *err,
+                                    size_t errlen)
+{
+    char jerr[256];
+
+    jn_buf_puts(&x->url, g->token_url);
+    form_append(&x->body, "grant_type", "client_credentials");
+    if (g->scope)
+        form_append(&x->body, "scope", g->scope);
+    if (g->audience)
+        form_append(&x->body, "audience", g->audience);
+    if (g->client_secret) {
+        /* client_secret_basic (RFC 6749 section 2.3.1): form-encoded id and secret */
+        char *id = form_encoded(g->client_id), *secret = form_encoded(g->client_secret);
+        char *joined = NULL, *b64 = NULL;
+        size_t blen;
+        if (id && secret && (joined = malloc(strlen(id) + strlen(secret) + 2)) != NULL) {
+            sprintf(joined, "%s:%s", id, secret);
+            if (jn_base64_encode((const uint8_t *)joined, strlen(joined), &b64, &blen) == 0 &&
+                (x->auth_line = malloc(blen + 32)) != NULL)
+                sprintf(x->auth_line, "Authorization: Basic %s", b64);
+        }
+        jn_token_line_free(id);
+        jn_token_line_free(secret);
+        jn_token_line_free(joined);
+        jn_token_line_free(b64);
+        if (x->auth_line == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } else {
+        char *jwt = NULL;
+        if (jn_jwt_client_assertion(g->key, "RS256", g->client_id, g->token_url,
+                                    (int64_t)time(NULL), ASSERTION_LIFETIME_S, &jwt, jerr,
+                                    sizeof(jerr)) != 0) {
+            snprintf(err, errlen, "cannot sign the client assertion: %s", jerr);
+            return -1;
+        }
+        form_append(&x->body, "client_id", g->client_id);
+        form_append(&x->body, "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+        form_append(&x->body, "client_assertion", jwt);
+        jn_jwt_token_free(jwt);
+    }
+    x->headers[x->nheaders++] = "Content-Type: application/x-www-form-urlencoded";
+    x->headers[x->nheaders++] = "Accept: application/json";
+    return x->url.data && x->body.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+}
+
+static int addr_port(const struct sockaddr *addr)
+{
+    if (addr->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)addr)->sin_port);
+    if (addr->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+    return 0;
+}
+
+static int exchange_addr_policy(void *ud, const char *host, const struct sockaddr *addr)
+{
+    jn_token_entry_t *e = ud;
+
+    if (jn_runtime_host_allowed(e->rt, host, addr_port(addr)))
+        return 0;
+    return jn_net_addr_is_public(addr) ? 0 : -1;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+/* "2026-10-01T01:00:00Z" -> Unix seconds, or -1. */
+static int64_t parse_iso(const char *s, size_t len)
+{
+    struct tm tm = {0};
+    char buf[32];
+    int n = 0;
+
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+/* The provider's own explanation ("message", "error_description", "error"),
+ * shortened and scrubbed: it is not ours, but it names the problem. */
+static void provider_message(const jn_http_response_t *resp, char *out, size_t outlen)
+{
+    jn_json_t *root = NULL;
+    const char *names[] = {"message", "error_description", "error"};
+    size_t i, len = 0;
+    const char *s = NULL;
+
+    out[0] = '\0';
+    if (resp->body == NULL ||
+        jn_json_parse(resp->body, resp->body_len, NULL, &root, NULL) != JN_JSON_OK)
+        return;
+    for (i = 0; i < 3 && s == NULL; i++)
+        s = jn_json_string(jn_json_get(root, names[i]), &len);
+    if (s != NULL) {
+        char *clean = jn_redactor_scrub_dup(jn_redactor_global(), s, len);
+        if (clean) {
+            size_t o = 0;
+            for (size_t k = 0; clean[k] && o + 1 < outlen && o < PROVIDER_MSG_MAX; k++)
+                out[o++] = (clean[k] >= 0x20 && clean[k] < 0x7f) ? clean[k] : '?';
+            out[o] = '\0';
+            free(clean);
+        }
+    }
+    jn_json_free(root);
+}
+
+/* Stores the token from a successful response; 0 or -1 with err. */
+static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char *err, size_t errlen)
+{
+    jn_json_t *root = NULL;
+    const jn_json_t *tok, *exp;
+    const char *token;
+    size_t tlen = 0;
+    int64_t now = (int64_t)time(NULL), refresh;
+    int github = strcmp(e->grant, "github_app") == 0;
+    const char *field = github ? "token" : "access_token";
+
+    if (jn_json_parse(resp->body ? resp->body : "", resp->body_len, NULL, &root, NULL) !=
+            JN_JSON_OK ||
+        !jn_json_is_object(root)) {
+        jn_json_free(root);
+        snprintf(err, errlen, "the response is not a JSON object");
+        return -1;
+    }
+    tok = jn_json_get(root, field);
+    token = jn_json_string(tok, &tlen);
+    if (token == NULL || tlen == 0 || strlen(token) != tlen || strpbrk(token, "\r\n \t") != NULL) {
+        jn_json_free(root);
+        snprintf(err, errlen, "the response has no usable '%s'", field);
+        return -1;
+    }
+    if (github) {
+        const char *s;
+        size_t slen;
+        int64_t at;
+        exp = jn_json_get(root, "expires_at");
+        s = jn_json_string(exp, &slen);
+        if (s == NULL || (at = parse_iso(s, slen)) < 0) {
+            jn_json_free(root);
+            snprintf(err, errlen, "the response has no usable 'expires_at'");
+            return -1;
+        }
+        refresh = at - GITHUB_MARGIN_S;
+    } else {
+        int64_t in = OAUTH_DEFAULT_TTL_S;
+        const jn_json_t *tt = jn_json_get(root, "token_type");
+        const char *type = jn_json_string(tt, NULL);
+        exp = jn_json_get(root, "expires_in");
+        if (exp != NULL && (jn_json_int64(exp, &in) != 0 || in <= 0)) {
+            jn_json_free(root);
+            snprintf(err, errlen, "the response's 'expires_in' is not a positive integer");
+            return -1;
+        }
+        if (type != NULL && strcasecmp(type, "bearer") != 0) {
+            jn_json_free(root);
+            snprintf(err, errlen, "the response's token_type is not Bearer");
+            return -1;
+        }
+        refresh = now + in - OAUTH_MARGIN_S;
+    }
+    drop_token(e);
+    e->token_off = strlen("Authorization: Bearer ");
+    e->line = jn_secmem_alloc(e->token_off + tlen + 1);
+    if (e->line == NULL) {
+        jn_json_free(root);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(e->line, "Authorization: Bearer ", e->token_off);
+    memcpy(e->line + e->token_off, token, tlen + 1);
+    jn_json_free(root); /* wipes the tree */
+    if (jn_redactor_add_secret(jn_redactor_global(), e->line + e->token_off, tlen) != 0) {
+        jn_secmem_free(e->line);
+        e->line = NULL;
+        snprintf(err, errlen, "cannot register the token with the redactor");
+        return -1;
+    }
+    e->refresh_at = refresh;
+    return 0;
+}
+
+static void on_exchange_done(jn_http_response_t *resp, void *ud)
+{
+    jn_token_entry_t *e = ud;
+    jn_token_waiter_t *list = NULL, *w;
+    char err[512], why[256], msg[PROVIDER_MSG_MAX + 8];
+    char *line = NULL;
+    int ok = 0;
+
+    e->call = NULL;
+    why[0] = '\0';
+    if (resp->error != JN_HTTP_OK) {
+        snprintf(why, sizeof(why), "%s", jn_http_error_name(resp->error));
+    } else if (resp->status != 200 && resp->status != 201) {
+        provider_message(resp, msg, sizeof(msg));
+        snprintf(why, sizeof(why), "HTTP %ld%s%s%s", resp->status, msg[0] ? " (" : "", msg,
+                 msg[0] ? ")" : "");
+    } else if (take_token(e, resp, why, sizeof(why)) == 0) {
+        ok = 1;
+    }
+    jn_http_response_free(resp);
+    if (ok) {
+        line = strdup(e->line);
+        if (line == NULL) {
+            ok = 0;
+            snprintf(why, sizeof(why), "out of memory");
+        }
+    }
+    snprintf(err, sizeof(err), "%s token exchange failed: %s: %s", e->grant, e->target, why);
+    /* Deliver from a list of our own: a callback may cancel another waiter
+     * (it unlinks itself from this list) or start a new exchange. */
+    list = e->waiters;
+    e->waiters = NULL;
+    for (w = list; w; w = w->next)
+        w->head = &list;
+    while ((w = list) != NULL) {
+        jn_token_cache_cancel(w);
+        w->cb(w->ud, ok ? line : NULL, ok ? NULL : err);
+    }
+    jn_token_line_free(line);
+}
+
+static int start_exchange(jn_token_entry_t *e, const jn_auth_exchange_t *g, char *err,
+                          size_t errlen)
+{
+    exchange_req_t x = {0};
+    jn_http_request_t req;
+    char scheme[16], host[256];
+    int port, rc;
+    const char *auth[1];
+
+    rc = strcmp(g->grant, "github_app") == 0 ? build_github(g, &x, err, errlen)
+                                             : build_client_credentials(g, &x, err, errlen);
+    if (rc != 0) {
+        exchange_req_free(&x);
+        return -1;
+    }
+    if (jn_url_origin(x.url.data, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
+        exchange_req_free(&x);
+        snprintf(err, errlen, "the exchange URL is not an http(s) URL");
+        return -1;
+    }
+    jn_http_request_init(&req);
+    req.method = "POST";
+    req.url = x.url.data;
+    req.headers = x.headers;
+    req.nheaders = x.nheaders;
+    auth[0] = x.auth_line;
+    req.auth_headers = auth;
+    req.nauth_headers = x.auth_line != NULL;
+    req.body = x.body.data ? x.body.data : "";
+    req.body_len = x.body.len;
+    req.timeout_ms = EXCHANGE_TIMEOUT_MS;
+    req.max_redirects = 0;
+    req.addr_policy = exchange_addr_policy;
+    req.policy_ud = e;
+    rc = jn_http_client_send(e->rt->http, &req, on_exchange_done, e, &e->call);
+    exchange_req_free(&x);
+    if (rc != JN_HTTP_OK) {
+        e->call = NULL;
+        snprintf(err, errlen, "%s token exchange failed: %s: %s", g->grant, e->target,
+                 jn_http_error_name(rc));
+        return -1;
+    }
+    exchanges++;
+    return 0;
+}
+
+/* "POST scheme://host[:port]/path" of the exchange, for messages and the egress check. */
+static int exchange_target(const jn_auth_exchange_t *g, char *out, size_t outlen, char *host,
+                           size_t hostlen, int *port)
+{
+    char scheme[16];
+    const char *base = strcmp(g->grant, "github_app") == 0 ? g->api_base : g->token_url;
+
+    if (jn_url_origin(base, scheme, sizeof(scheme), host, hostlen, port) != 0)
+        return -1;
+    if (strcmp(g->grant, "github_app") == 0)
+        snprintf(out, outlen, "POST %s/app/installations/%s/access_tokens", g->api_base,
+                 g->installation_id);
+    else
+        snprintf(out, outlen, "POST %s", g->token_url);
+    return 0;
+}
+
+int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn allowed,
+                       void *allowed_ud, jn_token_waiter_t *w, char **line, char *err,
+                       size_t errlen)
+{
+    jn_auth_exchange_t g;
+    jn_token_entry_t *e;
+    char target[300], host[256];
+    int port;
+
+    *line = NULL;
+    if (!jn_auth_exchange(a, &g)) {
+        snprintf(err, errlen, "the credential has no token exchange");
+        return -1;
+    }
+    if (exchange_target(&g, target, sizeof(target), host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "%s token exchange: the exchange URL is not an http(s) URL", g.grant);
+        return -1;
+    }
+    if (allowed && !allowed(allowed_ud, host, port)) {
+        snprintf(err, errlen,
+                 "%s token exchange: host '%s' is not in the connector's egress list (nor in "
+                 "the operator's allow_hosts)",
+                 g.grant, host);
+        return -1;
+    }
+    e = find(rt, g.cache_key);
+    if (e == NULL) {
+        if ((e = calloc(1, sizeof(*e))) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        e->rt = rt;
+        memcpy(e->key, g.cache_key, sizeof(e->key));
+        e->grant = strcmp(g.grant, "github_app") == 0 ? "github_app" : "client_credentials";
+        snprintf(e->target, sizeof(e->target), "%s", target);
+        e->next = entries;
+        entries = e;
+    }
+    if (e->line != NULL && (int64_t)time(NULL) < e->refresh_at && e->call == NULL) {
+        if ((*line = strdup(e->line)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 1;
+    }
+    if (e->call == NULL && start_exchange(e, &g, err, errlen) != 0)
+        return -1;
+    waiter_push(&e->waiters, w);
+    return 0;
+}
+
+void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char *line)
+{
+    jn_auth_exchange_t g;
+    jn_token_entry_t *e;
+
+    if (line == NULL || !jn_auth_exchange(a, &g) || (e = find(rt, g.cache_key)) == NULL)
+        return;
+    if (e->line != NULL && strcmp(e->line, line) == 0)
+        drop_token(e);
+}
+
+void jn_token_cache_release(jn_runtime_t *rt)
+{
+    jn_token_entry_t **pp = &entries, *e;
+
+    while ((e = *pp) != NULL) {
+        if (e->rt != rt) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        if (e->call)
+            jn_http_call_cancel(e->call);
+        while (e->waiters)
+            jn_token_cache_cancel(e->waiters);
+        drop_token(e);
+        free(e);
+    }
+}

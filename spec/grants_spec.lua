@@ -1,0 +1,297 @@
+-- Token-exchange grants end to end against the simulator: github_app
+-- (installation tokens from an app JWT) and client_credentials (client secret
+-- and private_key_jwt), through testing.run and through the binary with
+-- `junction creds put` and `collect --credential`. Exchanges are single
+-- flight: one per credential however many requests and jobs need the token.
+-- The private keys, the client secret and the exchanged tokens never appear
+-- in output, logs, evidence or the database. ctest sets JUNCTION_BIN.
+local T = require "junction.testing"
+local cjson = require "cjson"
+local simulator = require "helpers.simulator"
+
+local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
+local FILE = "connectors/github.lua"
+local APP_ID = "424242"
+local CLIENT_ID = "junction-spec-client"
+local CLIENT_SECRET = "CANARYGRANTSECRET-0123456789abcdef"
+local MEMBERS, REPOS = 30, 150
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  os.execute("chmod 600 " .. shell_quote(path))
+end
+
+local function lines(text)
+  local out = {}
+  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+describe("token-exchange grants", function()
+  local sim, dir, data, keyfile
+  local app_key, client_key, wrong_key -- PEM private keys
+  local key_marks = {}                   -- a base64 line from each private key
+
+  local function genkey(name)
+    local priv = dir .. "/" .. name .. ".pem"
+    local pub = dir .. "/" .. name .. ".pub"
+    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. shell_quote(priv) ..
+      " 2>/dev/null && openssl pkey -in " .. shell_quote(priv) .. " -pubout -out " ..
+      shell_quote(pub) .. " 2>/dev/null")
+    local pem = read_file(priv)
+    assert.matches("PRIVATE KEY", pem, 1, true)
+    key_marks[#key_marks + 1] = lines(pem)[3]
+    return pem, pub
+  end
+
+  -- No secret of ours, and no exchanged token, in any of the texts.
+  local function no_secrets(...)
+    for _, text in ipairs({ ... }) do
+      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
+      for _, mark in ipairs(key_marks) do
+        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
+      end
+      assert.is_nil(text:find("CANARYGRANT", 1, true), "the client secret leaked")
+      assert.is_nil(text:find("ghs_", 1, true), "an installation token leaked")
+      assert.is_nil(text:find("sim_cc_", 1, true), "an access token leaked")
+    end
+  end
+
+  local function exchanges()
+    return sim:stats().exchanges
+  end
+
+  local function github_doc(key, installation)
+    return cjson.encode({ app_id = APP_ID, private_key = key,
+                          installation_id = installation or "100", api_base = sim:url() })
+  end
+
+  local function config()
+    return { organization = "acme", base_url = sim:url() }
+  end
+
+  local function collect_opts(doc)
+    local cfg = config()
+    return { file = FILE, entry = "collect_evidence", args = { cfg }, config = cfg,
+             allow_hosts = { "127.0.0.1" }, timeout_ms = 120000,
+             credential = doc, credential_type = "github_app" }
+  end
+
+  setup(function()
+    dir = sh("mktemp -d"):gsub("%s+$", "")
+    data = dir .. "/data"
+    keyfile = dir .. "/master.keys"
+    write_file(keyfile, "# junction master keys\nk1 " ..
+      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
+    local app_pub, client_pub
+    app_key, app_pub = genkey("app")
+    client_key, client_pub = genkey("client")
+    wrong_key = genkey("wrong")
+    sim = simulator.start{ members = MEMBERS, repos = REPOS, tokens = { "sim-token" },
+      args = { "--app-key-file", app_pub, "--app-id", APP_ID, "--client-id", CLIENT_ID,
+               "--client-secret", CLIENT_SECRET, "--client-key-file", client_pub } }
+  end)
+
+  teardown(function()
+    if sim then sim:stop() end
+    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
+  end)
+
+  before_each(function() sim:reset() end)
+
+  describe("github_app", function()
+    it("collects with an installation token from exactly one exchange", function()
+      local r, logs, raw = T.run(collect_opts(github_doc(app_key)))
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.is_true(r.requests > REPOS, "expected hundreds of requests")
+      assert.is_true(r.item_count > 0)
+      assert.are.equal(1, exchanges().github_app)
+      assert.are.equal(0, exchanges().github_app_refused)
+      no_secrets(raw, cjson.encode(r.items), cjson.encode(logs))
+    end)
+
+    it("makes one exchange for 20 concurrent jobs with the same credential", function()
+      local list = {}
+      for i = 1, 20 do list[i] = collect_opts(github_doc(app_key)) end
+      local results, _, raw = T.run(list)
+      for _, r in ipairs(results) do
+        assert.are.equal("succeeded", r.status, r.error)
+        no_secrets(cjson.encode(r.items))
+      end
+      assert.are.equal(1, exchanges().github_app)
+      no_secrets(raw)
+    end)
+
+    it("fails with the exchange's error, without secrets, when the app key is wrong", function()
+      local r, logs, raw = T.run(collect_opts(github_doc(wrong_key)))
+      assert.are.equal("failed", r.status)
+      assert.matches("github_app token exchange failed", r.error, 1, true)
+      assert.matches("/app/installations/100/access_tokens", r.error, 1, true)
+      assert.matches("HTTP 401", r.error, 1, true)
+      assert.are.equal(0, exchanges().github_app)
+      assert.is_true(exchanges().github_app_refused >= 1)
+      no_secrets(r.error, raw, cjson.encode(logs))
+    end)
+
+    it("refuses an exchange host outside the egress list", function()
+      local doc = cjson.encode({ app_id = APP_ID, private_key = app_key, installation_id = "1",
+                                 api_base = sim:url():gsub("127%.0%.0%.1", "localhost") })
+      local r = T.run(collect_opts(doc))
+      assert.are.equal("failed", r.status)
+      assert.matches("not in the connector's egress list", r.error, 1, true)
+      assert.are.equal(0, exchanges().github_app + exchanges().github_app_refused)
+      no_secrets(r.error)
+    end)
+
+    it("rejects an invalid document without echoing the key", function()
+      local ok, err = pcall(T.run, collect_opts(cjson.encode({ app_id = APP_ID,
+        private_key = "not a key CANARYGRANT", installation_id = "1" })))
+      assert.is_false(ok)
+      assert.matches("field 'private_key' is not a usable private key", err, 1, true)
+      no_secrets(err)
+    end)
+  end)
+
+  describe("client_credentials", function()
+    -- A script connector calling the simulator's /user a few times.
+    local function run_user(doc, n)
+      return T.run{
+        source = ([[
+          local ctx = ...
+          local logins = {}
+          for i = 1, N do
+            local res, err = ctx.http.get("URL")
+            if not res then error(err) end
+            if res.status ~= 200 then error("HTTP " .. res.status) end
+            logins[#logins + 1] = res:json().login
+          end
+          return logins
+        ]]):gsub("URL", sim:url("/user")):gsub("N", tostring(n or 5)),
+        allow_hosts = { "127.0.0.1" }, credential = doc, credential_type = "client_credentials",
+      }
+    end
+
+    it("obtains a token with client_secret_basic and sends it", function()
+      local r, logs, raw = run_user(cjson.encode({ client_id = CLIENT_ID,
+        client_secret = CLIENT_SECRET, token_url = sim:url("/oauth/token"), scope = "read" }))
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.equal(5, #r.result)
+      assert.is_string(r.result[1])
+      assert.are.equal(1, exchanges().client_credentials)
+      no_secrets(raw, cjson.encode(r.result), cjson.encode(logs))
+    end)
+
+    it("obtains a token with private_key_jwt and sends it", function()
+      local r, logs, raw = run_user(cjson.encode({ client_id = CLIENT_ID,
+        private_key = client_key, token_url = sim:url("/oauth/token") }))
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.equal(5, #r.result)
+      assert.are.equal(1, exchanges().client_credentials)
+      no_secrets(raw, cjson.encode(r.result), cjson.encode(logs))
+    end)
+
+    it("reports a refused client without its secret", function()
+      local r = run_user(cjson.encode({ client_id = CLIENT_ID,
+        client_secret = "CANARYGRANTWRONG", token_url = sim:url("/oauth/token") }))
+      assert.are.equal("failed", r.status)
+      assert.matches("client_credentials token exchange failed", r.error, 1, true)
+      assert.matches("HTTP 401 (Client authentication failed)", r.error, 1, true)
+      assert.are.equal(0, exchanges().client_credentials)
+      no_secrets(r.error)
+    end)
+
+    it("exchanges again after the provider refuses the token (401), without retrying", function()
+      local r = T.run{
+        source = ([[ local ctx = ...
+          local codes = {}
+          codes[1] = assert(ctx.http.get("USER")).status
+          assert(ctx.http.post("REVOKE", { auth = false }))
+          codes[2] = assert(ctx.http.get("USER")).status
+          codes[3] = assert(ctx.http.get("USER")).status
+          return codes ]]):gsub("USER", sim:url("/user")):gsub("REVOKE",
+            sim:url("/_sim/revoke_exchanged")),
+        allow_hosts = { "127.0.0.1" }, credential_type = "client_credentials",
+        credential = cjson.encode({ client_id = CLIENT_ID, client_secret = CLIENT_SECRET,
+                                    token_url = sim:url("/oauth/token") }),
+      }
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.same({ 200, 401, 200 }, r.result)
+      assert.are.equal(2, exchanges().client_credentials)
+    end)
+
+    it("single-flights concurrent jobs", function()
+      local doc = cjson.encode({ client_id = CLIENT_ID, private_key = client_key,
+        token_url = sim:url("/oauth/token") })
+      local list = {}
+      for i = 1, 10 do
+        local o = {
+          source = ([[ local ctx = ...
+            local res = assert(ctx.http.get("URL"))
+            assert(res.status == 200, "HTTP " .. res.status)
+            return true ]]):gsub("URL", sim:url("/user")),
+          allow_hosts = { "127.0.0.1" }, credential = doc,
+          credential_type = "client_credentials",
+        }
+        list[i] = o
+      end
+      local results = T.run(list)
+      for _, r in ipairs(results) do assert.are.equal("succeeded", r.status, r.error) end
+      assert.are.equal(1, exchanges().client_credentials)
+    end)
+  end)
+
+  describe("through the binary (creds put, collect --credential)", function()
+    local function junction(...)
+      local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
+                    shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
+                    shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
+      for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
+      local out, err = dir .. "/stdout", dir .. "/stderr"
+      local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
+        shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
+      return code, read_file(out), read_file(err)
+    end
+
+    it("stores a github_app credential and collects with one exchange", function()
+      local path = dir .. "/app.json"
+      write_file(path, github_doc(app_key, "7"))
+      local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "github",
+        "--auth-type", "github_app", "--from-file", path)
+      assert.are.equal(0, code, err)
+      no_secrets(out, err)
+      local id = cjson.decode(lines(out)[1]).id
+      code, out, err = junction("collect", FILE, "--config", cjson.encode(config()),
+        "--allow-host", "127.0.0.1", "--org", "acme", "--credential", id)
+      assert.are.equal(0, code, err)
+      local items = lines(out)
+      assert.is_true(#items > REPOS)
+      assert.are.equal(1, exchanges().github_app)
+      assert.is_true(sim:stats().total > REPOS)
+      no_secrets(out, err)
+      for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
+        no_secrets(read_file(data .. "/" .. f))
+      end
+    end)
+  end)
+end)

@@ -587,11 +587,11 @@ static int core_http_request(lua_State *L)
                                 &job->token_waiter, &line, err, sizeof(err));
         if (rc < 0) {
             char *msg = jn_redactor_scrub_dup(jn_redactor_global(), err, strlen(err));
-            http_req_free(rp);
             lua_pushnil(L);
             lua_pushfstring(L, "ctx.http: %s %s: %s", rp->method, host,
                             msg ? msg : "out of memory");
             free(msg);
+            http_req_free(rp);
             return 2;
         }
         if (rc == 0) {

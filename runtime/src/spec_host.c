@@ -287,13 +287,75 @@ static void push_logs(lua_State *L, const char *text, size_t len)
     }
 }
 
+/* The job specs of one testing.run call live in a userdata, so that a spec
+ * error raised while they are read (bad connector, bad credential) releases
+ * what was read so far. */
+typedef struct {
+    int n;
+    spec_job_t jobs[];
+} spec_batch_t;
+
+static int spec_batch_gc(lua_State *L)
+{
+    spec_batch_t *b = lua_touserdata(L, 1);
+    int i;
+
+    for (i = 0; i < b->n; i++)
+        spec_job_free(&b->jobs[i]);
+    b->n = 0;
+    return 0;
+}
+
+/* stack: ... -> ... batch; reads every job spec (may raise) */
+static spec_batch_t *spec_batch_read(lua_State *L, int single, int n)
+{
+    spec_batch_t *b = lua_newuserdata(L, sizeof(*b) + (size_t)n * sizeof(spec_job_t));
+    int i;
+
+    memset(b, 0, sizeof(*b) + (size_t)n * sizeof(spec_job_t));
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, spec_batch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    for (i = 0; i < n; i++) {
+        if (single) {
+            spec_job_read(L, 1, &b->jobs[i]);
+        } else {
+            lua_rawgeti(L, 1, i + 1);
+            spec_job_read(L, lua_gettop(L), &b->jobs[i]);
+            lua_pop(L, 1);
+        }
+        b->n = i + 1;
+    }
+    return b;
+}
+
+/* Adds the allow_hosts list of the table at t to the runtime. */
+static void allow_hosts_of(lua_State *L, int t, jn_runtime_t *rt)
+{
+    int k, m;
+
+    lua_getfield(L, t, "allow_hosts");
+    if (lua_istable(L, -1)) {
+        m = (int)lua_objlen(L, -1);
+        for (k = 1; k <= m; k++) {
+            lua_rawgeti(L, -1, k);
+            if (lua_isstring(L, -1) && !jn_runtime_host_allowed(rt, lua_tostring(L, -1), 0))
+                jn_runtime_allow_host(rt, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* testing.run(opts) -> result; testing.run({opts, opts, ...}) -> {result, ...}
  * Jobs in one call run concurrently on one loop. Also returns the raw log text. */
 static int testing_run(lua_State *L)
 {
-    jn_config_t *cfg = jn_config_create();
+    jn_config_t *cfg;
+    spec_batch_t *batch;
     spec_job_t *jobs;
-    int i, n, single, nallow;
+    int i, n, single;
     jn_runtime_t rt;
     uv_loop_t loop;
     char err[512], *logbuf = NULL;
@@ -305,47 +367,33 @@ static int testing_run(lua_State *L)
     n = single ? 1 : (int)lua_objlen(L, 1);
     if (n > SPEC_MAX_JOBS)
         return luaL_error(L, "testing.run: at most %d jobs", SPEC_MAX_JOBS);
-    jobs = calloc((size_t)n, sizeof(*jobs));
-    if (jobs == NULL || cfg == NULL)
+    batch = spec_batch_read(L, single, n); /* stack: opts batch */
+    jobs = batch->jobs;
+    /* Nothing below raises until the results are pushed. */
+    cfg = jn_config_create();
+    if (cfg == NULL)
         return luaL_error(L, "out of memory");
     uv_loop_init(&loop);
-    if (jn_runtime_init(&rt, &loop, cfg, err, sizeof(err)) != 0)
+    if (jn_runtime_init(&rt, &loop, cfg, err, sizeof(err)) != 0) {
+        uv_loop_close(&loop);
+        jn_config_destroy(cfg);
         return luaL_error(L, "%s", err);
-    lua_getfield(L, 1, "allow_hosts");
-    if (single && lua_istable(L, -1)) {
-        nallow = (int)lua_objlen(L, -1);
-        for (i = 1; i <= nallow; i++) {
-            lua_rawgeti(L, -1, i);
-            jn_runtime_allow_host(&rt, lua_tostring(L, -1));
+    }
+    if (single) {
+        allow_hosts_of(L, 1, &rt);
+    } else {
+        for (i = 0; i < n; i++) {
+            lua_rawgeti(L, 1, i + 1);
+            allow_hosts_of(L, lua_gettop(L), &rt);
             lua_pop(L, 1);
         }
     }
-    lua_pop(L, 1);
     logs = open_memstream(&logbuf, &loglen);
     jn_log_set_stream(logs);
     for (i = 0; i < n; i++) {
         jn_job_opts_t o = {0};
         const char *auth[1];
-        int t;
 
-        if (single) {
-            t = 1;
-        } else {
-            lua_rawgeti(L, 1, i + 1);
-            t = lua_gettop(L);
-            lua_getfield(L, t, "allow_hosts");
-            if (lua_istable(L, -1)) {
-                int k, m = (int)lua_objlen(L, -1);
-                for (k = 1; k <= m; k++) {
-                    lua_rawgeti(L, -1, k);
-                    if (!jn_runtime_host_allowed(&rt, lua_tostring(L, -1), 0))
-                        jn_runtime_allow_host(&rt, lua_tostring(L, -1));
-                    lua_pop(L, 1);
-                }
-            }
-            lua_pop(L, 1);
-        }
-        spec_job_read(L, t, &jobs[i]);
         o.connector = jobs[i].conn;
         o.entry = jobs[i].entry;
         o.args_json = jobs[i].args_json;
@@ -367,8 +415,6 @@ static int testing_run(lua_State *L)
             jobs[i].status = JN_JOB_FAILED;
             jobs[i].error = strdup(err);
         }
-        if (!single)
-            lua_pop(L, 1);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     jn_runtime_close(&rt);
@@ -390,10 +436,7 @@ static int testing_run(lua_State *L)
     push_logs(L, logbuf, loglen);
     lua_pushlstring(L, logbuf, loglen);
     free(logbuf);
-    for (i = 0; i < n; i++)
-        spec_job_free(&jobs[i]);
-    free(jobs);
-    return 3;
+    return 3; /* the batch's __gc releases the job specs */
 }
 
 /* testing.validate(path) / testing.validate_source(name, src) -> ok, errors, metadata */

@@ -318,6 +318,7 @@ static spec_batch_t *spec_batch_read(lua_State *L, int single, int n)
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     for (i = 0; i < n; i++) {
+        b->n = i + 1; /* before reading: a half-read spec is released too */
         if (single) {
             spec_job_read(L, 1, &b->jobs[i]);
         } else {
@@ -325,7 +326,6 @@ static spec_batch_t *spec_batch_read(lua_State *L, int single, int n)
             spec_job_read(L, lua_gettop(L), &b->jobs[i]);
             lua_pop(L, 1);
         }
-        b->n = i + 1;
     }
     return b;
 }

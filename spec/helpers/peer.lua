@@ -1,57 +1,71 @@
--- Start a Node.js test peer as a child process for the duration of a spec
--- file. The child exits when our end of its stdin closes, so a crashed spec
--- run never leaves it behind.
+-- Node.js test peers (the provider simulator, the paging peer) as child
+-- processes of a spec file.
+--
+-- The child's stdin is a pipe we hold (io.popen in "w" mode); the peers exit
+-- when it closes, so a spec run that dies never leaves one behind. A shell
+-- wrapper prints the child's pid before becoming it, and the peer prints
+-- `LISTENING <port>` once it accepts connections.
 local _M = {}
 
-local function shell_quote(s)
+local START_TIMEOUT_S = 15
+
+function _M.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- script: path relative to the repository root; args: list of strings.
-function _M.start(script, args)
-  local argv = { "node", shell_quote(script) }
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = shell_quote(a) end
-  local portfile = os.tmpname()
-  -- A fifo keeps the child's stdin open exactly as long as we hold it.
-  local fifo = os.tmpname()
-  os.remove(fifo)
-  assert(os.execute("mkfifo " .. shell_quote(fifo)) == 0, "mkfifo failed")
-  local cmd = table.concat(argv, " ") .. " < " .. shell_quote(fifo) .. " > " ..
-      shell_quote(portfile) .. " 2>/dev/null & echo $!"
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  local keep = io.open(fifo, "w") -- blocks until the child opens the fifo
-  local port
-  for _ = 1, 200 do
-    local f = io.open(portfile)
-    local line = f and f:read("*l")
-    if f then f:close() end
-    port = line and tonumber(line:match("^LISTENING (%d+)"))
-    if port then break end
-    os.execute("sleep 0.05")
-  end
-  os.remove(portfile)
-  os.remove(fifo)
-  assert(port, "peer " .. script .. " did not start")
-  local self = { pid = pid, port = port, keep = keep }
-  function self:url(path) return "http://127.0.0.1:" .. self.port .. (path or "") end
-  function self:stop()
-    if self.keep then self.keep:close(); self.keep = nil end
-    os.execute("kill " .. self.pid .. " 2>/dev/null")
-  end
-  return self
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
 end
 
--- GET/POST with curl; returns status, body.
-function _M.curl(method, url, body)
-  local cmd = "curl -s -o - -w '\\n%{http_code}' -X " .. method .. " " .. shell_quote(url)
-  if body then cmd = cmd .. " -H 'content-type: application/json' --data " .. shell_quote(body) end
-  local p = io.popen(cmd)
-  local out = p:read("*a")
-  p:close()
-  local text, code = out:match("^(.*)\n(%d+)$")
-  return tonumber(code), text
+-- argv: the command as a list ({ "node", "script.js", ... }).
+-- Returns { pid, port, stdin } or raises with the child's stderr.
+function _M.spawn(argv)
+  local quoted = {}
+  for i, a in ipairs(argv) do quoted[i] = _M.shell_quote(a) end
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = "exec sh -c 'echo $$; exec \"$@\"' sh " .. table.concat(quoted, " ") ..
+      " > " .. _M.shell_quote(out) .. " 2> " .. _M.shell_quote(err)
+  local stdin = assert(io.popen(cmd, "w"))
+  local pid, port
+  local deadline = os.time() + START_TIMEOUT_S
+  repeat
+    local text = read_file(out)
+    pid = tonumber(text:match("^(%d+)\n"))
+    port = tonumber(text:match("\nLISTENING (%d+)\n"))
+    if port then break end
+    os.execute("sleep 0.05")
+  until os.time() > deadline
+  local stderr_text = read_file(err)
+  os.remove(out)
+  os.remove(err)
+  if not port then
+    stdin:close()
+    error(argv[2] .. " did not start within " .. START_TIMEOUT_S .. " s: " .. stderr_text, 2)
+  end
+  return { pid = pid, port = port, stdin = stdin }
+end
+
+-- Stop a child started by spawn: signal it, then close its stdin (which
+-- waits for it to exit).
+function _M.stop(child)
+  if not child.stdin then return end
+  os.execute("kill " .. child.pid .. " 2>/dev/null")
+  child.stdin:close()
+  child.stdin = nil
+end
+
+-- A peer script with url() and stop().
+function _M.start(script, args)
+  local argv = { "node", script }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local self = _M.spawn(argv)
+  function self:url(path) return "http://127.0.0.1:" .. self.port .. (path or "") end
+  function self:stop() _M.stop(self) end
+  return self
 end
 
 return _M

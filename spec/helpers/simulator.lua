@@ -7,33 +7,17 @@
 --   sim:fault{ path_prefix = "/orgs/acme/members", mode = "server_error", count = 1 }
 --   sim:stats(), sim:dataset(), sim:reset(), sim:stop()
 --
--- The child's stdin is a pipe we hold (io.popen in "w" mode) and it runs with
--- --exit-on-stdin-close, so it exits with the spec process even when the
--- spec dies before stop(). Paths are relative to the repository root, where
+-- It runs with --exit-on-stdin-close under helpers.peer, so it exits with the
+-- spec process even when the spec dies before stop(). Paths are relative to the repository root, where
 -- `junction spec` runs. Control requests use curl.
 local cjson = require "cjson"
+local peer = require "helpers.peer"
 
 local _M = {}
 local Simulator = {}
 Simulator.__index = Simulator
 
-local START_TIMEOUT_S = 15
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function sleep(seconds)
-  os.execute("sleep " .. seconds)
-end
+local shell_quote = peer.shell_quote
 
 -- opts: members, repos, seed, orgs (list), tokens (list), args (extra flags)
 function _M.start(opts)
@@ -49,32 +33,7 @@ function _M.start(opts)
   flag("--token", opts.tokens and table.concat(opts.tokens, ","))
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
 
-  local quoted = {}
-  for i, a in ipairs(argv) do quoted[i] = shell_quote(a) end
-  local out, err = os.tmpname(), os.tmpname()
-  -- The wrapper prints its pid, then becomes node (same pid): line 1 is the
-  -- pid to stop, line 2 "LISTENING <port>".
-  local cmd = "exec sh -c 'echo $$; exec \"$@\"' sh " .. table.concat(quoted, " ") ..
-      " > " .. shell_quote(out) .. " 2> " .. shell_quote(err)
-  local stdin = assert(io.popen(cmd, "w"))
-
-  local pid, port
-  local deadline = os.time() + START_TIMEOUT_S
-  repeat
-    local text = read_file(out)
-    pid = tonumber(text:match("^(%d+)\n"))
-    port = tonumber(text:match("\nLISTENING (%d+)\n"))
-    if port then break end
-    sleep(0.05)
-  until os.time() > deadline
-  local stderr_text = read_file(err)
-  os.remove(out)
-  os.remove(err)
-  if not port then
-    stdin:close()
-    error("the simulator did not start within " .. START_TIMEOUT_S .. " s: " .. stderr_text, 2)
-  end
-  return setmetatable({ pid = pid, port = port, stdin = stdin }, Simulator)
+  return setmetatable(peer.spawn(argv), Simulator)
 end
 
 function Simulator:url(path)
@@ -144,10 +103,7 @@ function Simulator:api_list(path, token)
 end
 
 function Simulator:stop()
-  if not self.stdin then return end
-  os.execute("kill " .. self.pid .. " 2>/dev/null")
-  self.stdin:close() -- end of stdin stops it too; close waits for the exit
-  self.stdin = nil
+  peer.stop(self)
 end
 
 return _M

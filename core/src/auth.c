@@ -21,7 +21,16 @@
 #define EXTRA_HEADERS_MAX 16
 #define SHOW_SIZE 40
 
-enum { AUTH_API_KEY, AUTH_BASIC, AUTH_AWS_SIGV4, AUTH_GITHUB_APP, AUTH_CLIENT_CREDENTIALS };
+enum {
+    AUTH_API_KEY,
+    AUTH_BASIC,
+    AUTH_AWS_SIGV4,
+    AUTH_GITHUB_APP,
+    AUTH_CLIENT_CREDENTIALS,
+    AUTH_OAUTH2
+};
+#define IS_EXCHANGE(k)                                                                             \
+    ((k) == AUTH_GITHUB_APP || (k) == AUTH_CLIENT_CREDENTIALS || (k) == AUTH_OAUTH2)
 
 typedef struct {
     char *name;
@@ -60,6 +69,7 @@ struct jn_auth {
     char *token_url;
     char *scope;
     char *audience;
+    char *refresh_token; /* oauth2 */
     char exchange_key[2 * JN_SHA256_LEN + 1];
 };
 
@@ -73,11 +83,13 @@ static const char *const github_app_fields[] = {"app_id", "private_key", "instal
                                                 "api_base", NULL};
 static const char *const client_credentials_fields[] = {
     "client_id", "client_secret", "private_key", "token_url", "scope", "audience", NULL};
+static const char *const oauth2_fields[] = {"client_id",     "client_secret", "token_url",
+                                            "refresh_token", "scope",         NULL};
 
 static const char *const supported_types[] = {
-    "api_key", "basic", "aws_sigv4", "github_app", "client_credentials", NULL};
-static const char *const exchange_types[] = {
-    "oauth2", "jwt_bearer", "aws_assume_role", "service_account", "private_key_jwt", NULL};
+    "api_key", "basic", "aws_sigv4", "github_app", "client_credentials", "oauth2", NULL};
+static const char *const exchange_types[] = {"jwt_bearer", "aws_assume_role", "service_account",
+                                             "private_key_jwt", NULL};
 
 /* Headers a credential may not set: they frame the request. */
 static const char *const reserved_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
@@ -600,6 +612,22 @@ static int parse_client_credentials(ctx_t *c, jn_auth_t *a)
     return check_base_url(c, "token_url", a->token_url);
 }
 
+static int parse_oauth2(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "client_id", 1, &a->client_id) < 0 ||
+        get_string(c, "client_secret", 0, &a->client_secret) < 0 ||
+        get_string(c, "token_url", 1, &a->token_url) < 0 ||
+        get_string(c, "refresh_token", 1, &a->refresh_token) < 0 ||
+        get_string(c, "scope", 0, &a->scope) < 0)
+        return -1;
+    if (strchr(a->client_id, ':') != NULL && a->client_secret != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'client_id' contains ':', which client_secret_basic "
+                    "cannot carry",
+                    c->type);
+    return check_base_url(c, "token_url", a->token_url);
+}
+
 int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t **out, char *err,
                   size_t errlen)
 {
@@ -670,13 +698,17 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
         a->kind = AUTH_GITHUB_APP;
         rc = check_fields(&c, github_app_fields) < 0 ? -1 : parse_github_app(&c, a);
         break;
-    default:
+    case 4:
         a->kind = AUTH_CLIENT_CREDENTIALS;
         rc = check_fields(&c, client_credentials_fields) < 0 ? -1 : parse_client_credentials(&c, a);
         break;
+    default:
+        a->kind = AUTH_OAUTH2;
+        rc = check_fields(&c, oauth2_fields) < 0 ? -1 : parse_oauth2(&c, a);
+        break;
     }
     jn_json_free(root);
-    if (rc == 0 && (a->kind == AUTH_GITHUB_APP || a->kind == AUTH_CLIENT_CREDENTIALS)) {
+    if (rc == 0 && IS_EXCHANGE(a->kind)) {
         /* Identifies the credential version: same document, same cached token. */
         uint8_t digest[JN_SHA256_LEN];
         size_t tl = strlen(c.type);
@@ -732,6 +764,7 @@ void jn_auth_free(jn_auth_t *a)
     str_free(a->token_url);
     str_free(a->scope);
     str_free(a->audience);
+    str_free(a->refresh_token);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
 }
@@ -763,13 +796,14 @@ void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s,
     yield(fn, ud, a->session_token);
     yield(fn, ud, a->private_key);
     yield(fn, ud, a->client_secret);
+    yield(fn, ud, a->refresh_token);
 }
 
 int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out)
 {
     if (out != NULL)
         memset(out, 0, sizeof(*out));
-    if (a == NULL || (a->kind != AUTH_GITHUB_APP && a->kind != AUTH_CLIENT_CREDENTIALS))
+    if (a == NULL || !IS_EXCHANGE(a->kind))
         return 0;
     if (out != NULL) {
         out->grant = a->type;
@@ -783,6 +817,7 @@ int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out)
         out->token_url = a->token_url;
         out->scope = a->scope;
         out->audience = a->audience;
+        out->refresh_token = a->refresh_token;
     }
     return 1;
 }
@@ -1045,7 +1080,7 @@ int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_resu
         memset(out, 0, sizeof(*out));
     if (a == NULL || req == NULL || out == NULL || req->url == NULL)
         return fail(err, errlen, "jn_auth_apply: no credential, request, URL or output pointer");
-    if (a->kind == AUTH_GITHUB_APP || a->kind == AUTH_CLIENT_CREDENTIALS)
+    if (IS_EXCHANGE(a->kind))
         return fail(err, errlen,
                     "%s: the credential's token comes from its exchange, not from "
                     "jn_auth_apply",

@@ -43,8 +43,8 @@ static const struct {
 
 enum { P_ORG, P_CRED, P_PROVIDER, P_AUTH_TYPE };
 
-static const char *const cred_aad_fmt = "junction:cred:v1|org=%s|cred=%s|version=%" PRId64;
-static const char *const dek_aad_fmt = "junction:dek:v1|org=%s|key=%s|dek_version=%" PRId64;
+#define CRED_AAD_FMT "junction:cred:v1|org=%s|cred=%s|version=%" PRId64
+#define DEK_AAD_FMT "junction:dek:v1|org=%s|key=%s|dek_version=%" PRId64
 
 typedef struct {
     char org[ID_MAX + 1];
@@ -524,7 +524,7 @@ static int wrap_dek(jn_vault_t *v, const char *org, int64_t version, const char 
 
     *nonce = *wrapped = NULL;
     *nonce_len = *wrapped_len = 0;
-    snprintf(aad, sizeof(aad), dek_aad_fmt, org, key_id, version);
+    snprintf(aad, sizeof(aad), DEK_AAD_FMT, org, key_id, version);
     if (v->kp->ops->wrap != NULL) {
         /* Delegated (KMS): the provider's blob carries its own nonce. */
         if (v->kp->ops->wrap(v->kp, key_id, (const uint8_t *)aad, strlen(aad), dek, wrapped,
@@ -587,7 +587,7 @@ static int unwrap_dek(jn_vault_t *v, const char *who, const char *org, const org
                     "%s: data key version %" PRId64 " names an invalid master key id (the key"
                     " record was altered)",
                     who, k->dek_version);
-    snprintf(aad, sizeof(aad), dek_aad_fmt, org, k->master_key_id, k->dek_version);
+    snprintf(aad, sizeof(aad), DEK_AAD_FMT, org, k->master_key_id, k->dek_version);
     if (v->kp->ops->unwrap != NULL) {
         rc = v->kp->ops->unwrap(v->kp, k->master_key_id, (const uint8_t *)aad, strlen(aad),
                                 k->wrapped, k->wrapped_len, dek);
@@ -716,7 +716,7 @@ static int seal_credential(jn_vault_t *v, const char *org, const char *id, int64
     char aad[AAD_MAX], who[PREFIX_MAX];
 
     cred_prefix(who, sizeof(who), org, id);
-    snprintf(aad, sizeof(aad), cred_aad_fmt, org, id, version);
+    snprintf(aad, sizeof(aad), CRED_AAD_FMT, org, id, version);
     *ct = malloc(len + TAG_LEN);
     if (*ct == NULL)
         return verr(v, JN_VAULT_ERROR, "%s: out of memory", who);
@@ -753,7 +753,7 @@ static int open_with_dek(jn_vault_t *v, const cred_t *c, const uint8_t dek[DEK_L
     out->data = jn_secmem_alloc(len + 1);
     if (out->data == NULL)
         return verr(v, JN_VAULT_ERROR, "%s: out of memory", who);
-    snprintf(aad, sizeof(aad), cred_aad_fmt, c->org_id, c->id, c->version);
+    snprintf(aad, sizeof(aad), CRED_AAD_FMT, c->org_id, c->id, c->version);
     rc = gcm_open(dek, c->nonce, aad, c->ct, c->ct_len, out->data);
     if (rc != 0) {
         jn_secmem_free(out->data);

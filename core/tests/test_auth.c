@@ -571,7 +571,7 @@ static void test_aws_sigv4(void **state)
 static void test_types_and_arguments(void **state)
 {
     (void)state;
-    const char *exchange[] = {"oauth2", "jwt_bearer", "aws_assume_role", "service_account",
+    const char *exchange[] = {"jwt_bearer", "aws_assume_role", "service_account",
                               "private_key_jwt"};
     for (size_t i = 0; i < sizeof(exchange) / sizeof(exchange[0]); i++) {
         char want[160];
@@ -585,10 +585,10 @@ static void test_types_and_arguments(void **state)
     expect_parse_error("oauth", "{}", "unknown auth type 'oauth' (did you mean 'oauth2'?)");
     expect_parse_error("hmac", "{}",
                        "unknown auth type 'hmac' (expected api_key, basic, aws_sigv4, github_app, "
-                       "client_credentials)");
+                       "client_credentials, oauth2)");
     expect_parse_error("a\nb", "{}",
                        "unknown auth type 'a?b' (expected api_key, basic, aws_sigv4, github_app, "
-                       "client_credentials)");
+                       "client_credentials, oauth2)");
     expect_parse_error(NULL, "{}", "jn_auth_parse: no auth type, document or output pointer");
     expect_parse_error("api_key", NULL, "jn_auth_parse: no auth type, document or output pointer");
     char err[128];
@@ -728,6 +728,71 @@ static void test_secrets(void **state)
                   aws_no_token, 1);
 }
 
+/* ---- oauth2 (refresh-token grant) ---------------------------------------- */
+
+#define OAUTH_URL "\"token_url\":\"https://auth.example.com/oauth/token\""
+
+static void test_oauth2(void **state)
+{
+    (void)state;
+    jn_auth_exchange_t g;
+    jn_auth_t *a =
+        parse_ok("oauth2", "{\"client_id\":\"cid\",\"client_secret\":\"" CANARY "-cs\"," OAUTH_URL
+                           ",\"refresh_token\":\"" CANARY "-rt\",\"scope\":\"read write\"}");
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.grant, "oauth2");
+    assert_string_equal(g.client_id, "cid");
+    assert_string_equal(g.client_secret, CANARY "-cs");
+    assert_string_equal(g.refresh_token, CANARY "-rt");
+    assert_string_equal(g.token_url, "https://auth.example.com/oauth/token");
+    assert_string_equal(g.scope, "read write");
+    assert_null(g.key);
+    assert_int_equal(strlen(g.cache_key), 64);
+    /* The runtime adds the token: applying directly is refused. */
+    jn_auth_request_t req = {.method = "GET", .url = "https://api.example.com/v1/x", .now = NOW};
+    jn_auth_result_t out;
+    assert_int_equal(jn_auth_apply(a, &req, &out, NULL, 0), -1);
+    secrets_t sec = {0};
+    jn_auth_each_secret(a, collect, &sec);
+    assert_int_equal(sec.count, 2);
+    assert_string_equal(sec.s[0], CANARY "-cs");
+    assert_string_equal(sec.s[1], CANARY "-rt");
+    jn_auth_free(a);
+    /* A public client: no secret, client_id goes in the form. */
+    a = parse_ok("oauth2",
+                 "{\"client_id\":\"a:b\"," OAUTH_URL ",\"refresh_token\":\"" CANARY "-rt\"}");
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_null(g.client_secret);
+    assert_null(g.scope);
+    jn_auth_free(a);
+
+    expect_parse_error("oauth2", "{\"client_id\":\"cid\"," OAUTH_URL "}",
+                       "oauth2 credential: field 'refresh_token' is required");
+    expect_parse_error("oauth2", "{\"refresh_token\":\"" CANARY "\"," OAUTH_URL "}",
+                       "oauth2 credential: field 'client_id' is required");
+    expect_parse_error("oauth2", "{\"client_id\":\"c\",\"refresh_token\":\"" CANARY "\"}",
+                       "oauth2 credential: field 'token_url' is required");
+    expect_parse_error("oauth2", "{\"client_id\":\"c\"," OAUTH_URL ",\"refresh_token\":\"\"}",
+                       "oauth2 credential: field 'refresh_token' is empty");
+    expect_parse_error("oauth2", "{\"client_id\":\"c\"," OAUTH_URL ",\"refresh_token\":7}",
+                       "oauth2 credential: field 'refresh_token' must be a string, not number");
+    expect_parse_error(
+        "oauth2",
+        "{\"client_id\":\"c\",\"token_url\":\"ftp://x/t\",\"refresh_token\":\"" CANARY "\"}",
+        "oauth2 credential: field 'token_url' must be an http(s) URL without user, "
+        "query or fragment");
+    expect_parse_error("oauth2",
+                       "{\"client_id\":\"a:b\",\"client_secret\":\"" CANARY "\"," OAUTH_URL
+                       ",\"refresh_token\":\"" CANARY "\"}",
+                       "oauth2 credential: field 'client_id' contains ':', which "
+                       "client_secret_basic cannot carry");
+    expect_parse_error("oauth2",
+                       "{\"client_id\":\"c\"," OAUTH_URL ",\"refresh_token\":\"" CANARY
+                       "\",\"audience\":\"x\"}",
+                       "oauth2 credential: unknown field 'audience' (expected client_id, "
+                       "client_secret, token_url, refresh_token, scope)");
+}
+
 /* A parse that fails half-way frees what it had copied (ASan/LSan check
  * leaks; the log checks the wipe). */
 static void test_failed_parse_wipes(void **state)
@@ -752,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_aws_sigv4),
         cmocka_unit_test(test_types_and_arguments),
+        cmocka_unit_test(test_oauth2),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_failed_parse_wipes),
     };

@@ -44,5 +44,10 @@ jn_vault_t *jn_cli_open_vault(jn_store_t *store, const jn_vault_opts_t *opts,
 int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credential_id,
                            int64_t version, const char *requester, jn_auth_t **out,
                            int64_t *version_out, char *err, size_t errlen);
+/* An oauth2 provider rotated the credential's refresh token: stores the new
+ * document as a new version and promotes it (actor "token-refresh"), so that
+ * the next start uses it. Failures are logged (without secrets); -1. */
+int jn_cli_store_rotated(jn_vault_t *v, const char *org, const char *credential_id,
+                         const char *new_document_json);
 
 #endif

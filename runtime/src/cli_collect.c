@@ -136,6 +136,19 @@ static int parse_args(int argc, char **argv, collect_args_t *a)
     return optind == argc - 1 ? optind : -1;
 }
 
+typedef struct {
+    jn_vault_t *vault;
+    const char *org, *credential_id;
+} rotation_owner_t;
+
+/* oauth2: the provider rotated the refresh token; the vault keeps the new one. */
+static void on_rotated(void *ud, const jn_auth_t *old, const char *doc)
+{
+    rotation_owner_t *o = ud;
+    (void)old; /* one credential per collect */
+    jn_cli_store_rotated(o->vault, o->org, o->credential_id, doc);
+}
+
 int jn_cli_collect(int argc, char **argv)
 {
     collect_args_t a = {0};
@@ -151,6 +164,7 @@ int jn_cli_collect(int argc, char **argv)
     uv_loop_t loop;
     char *auth = NULL, *errors = NULL, *checkpoint = NULL, err[512];
     const char *auth_headers[1];
+    rotation_owner_t owner = {0};
     int i, idx, rc = 2;
 
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -209,6 +223,11 @@ int jn_cli_collect(int argc, char **argv)
     }
     for (i = 0; i < a.nallow; i++)
         jn_runtime_allow_host(&rt, a.allow[i]);
+    if (vault && a.credential) {
+        owner = (rotation_owner_t){vault, a.org ? a.org : "local", a.credential};
+        rt.on_credential_rotated = on_rotated;
+        rt.rotated_ud = &owner;
+    }
     opts.connector = conn;
     opts.entry = "collect_evidence";
     opts.config_json = a.config_json ? a.config_json : "{}";

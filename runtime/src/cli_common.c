@@ -199,3 +199,23 @@ int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credentia
     }
     return 0;
 }
+
+int jn_cli_store_rotated(jn_vault_t *v, const char *org, const char *credential_id,
+                         const char *new_document_json)
+{
+    int64_t version = 0;
+    int rc;
+
+    rc = jn_vault_rotate_credential(v, org, credential_id, new_document_json,
+                                    strlen(new_document_json), NULL, "token-refresh", &version);
+    if (rc == 0)
+        rc = jn_vault_promote(v, org, credential_id, version, "token-refresh");
+    if (rc != 0) {
+        jn_log_error("credential '%s': cannot store the rotated refresh token: %s", credential_id,
+                     jn_vault_errmsg(v));
+        return -1;
+    }
+    jn_log_info("credential '%s': the provider rotated the refresh token; stored as version %lld",
+                credential_id, (long long)version);
+    return 0;
+}

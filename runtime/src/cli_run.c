@@ -20,6 +20,7 @@
 #include "junction/clock.h"
 #include "junction/log.h"
 #include "runtime.h"
+#include "token_cache.h"
 
 int luaopen_cjson_safe(lua_State *L);
 
@@ -361,6 +362,7 @@ static void on_job_done(void *ud, jn_job_t *job)
 
     it->job = NULL;
     if (it->cred_auth) {
+        jn_token_cache_forget(&it->app->rt, it->cred_auth);
         jn_auth_free(it->cred_auth);
         it->cred_auth = NULL;
     }
@@ -371,6 +373,23 @@ static void on_job_done(void *ud, jn_job_t *job)
     snprintf(ms, sizeof(ms), "%" PRId64, jn_now_ms() - jn_job_started_ms(job));
     jn_log_fields(st == JN_JOB_SUCCEEDED ? JN_LOG_INFO : JN_LOG_ERROR, "collection finished", f,
                   jn_job_error(job) ? 6 : 5);
+}
+
+/* oauth2: the provider rotated an integration's refresh token; the vault keeps
+ * the new one (the next run fetches it). */
+static void on_rotated(void *ud, const jn_auth_t *old, const char *doc)
+{
+    app_t *app = ud;
+
+    for (size_t i = 0; old != NULL && i < app->nintegrations; i++) {
+        integration_t *it = &app->integrations[i];
+        if (it->cred_auth == old && it->credential_id && app->vault) {
+            jn_cli_store_rotated(app->vault, it->org, it->credential_id, doc);
+            return;
+        }
+    }
+    jn_log_error("the provider rotated a refresh token of a finished run; it is kept in memory "
+                 "only");
 }
 
 static void on_tick(uv_timer_t *t)
@@ -426,6 +445,7 @@ static void on_tick(uv_timer_t *t)
     if (jn_job_start(&it->app->rt, &o, &it->job, err, sizeof(err)) != 0) {
         it->job = NULL;
         if (it->cred_auth) {
+            jn_token_cache_forget(&it->app->rt, it->cred_auth);
             jn_auth_free(it->cred_auth);
             it->cred_auth = NULL;
         }
@@ -602,6 +622,8 @@ int jn_cli_run(int argc, char **argv)
     }
     load_connectors(&app);
     open_vault(&app);
+    app.rt.on_credential_rotated = on_rotated;
+    app.rt.rotated_ud = &app;
     start_integrations(&app);
     uv_signal_init(&app.loop, &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);

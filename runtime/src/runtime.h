@@ -13,6 +13,8 @@
 #include "junction/store.h"
 #include "sandbox.h"
 
+struct jn_auth;
+
 typedef struct jn_runtime {
     uv_loop_t *loop;
     jn_http_client_t *http;
@@ -26,6 +28,14 @@ typedef struct jn_runtime {
     uint64_t job_timeout_ns;
     size_t jobs_running;
     uint64_t jobs_started;
+    /* oauth2: the provider rotated the refresh token. new_document_json is the
+     * credential document with the new refresh_token (a secret: valid only
+     * during the call); the owner stores it so that the next process start uses
+     * it. old is the credential whose refresh started the exchange (NULL when
+     * its owner already dropped it, see jn_token_cache_forget). */
+    void (*on_credential_rotated)(void *ud, const struct jn_auth *old,
+                                  const char *new_document_json);
+    void *rotated_ud;
 } jn_runtime_t;
 
 /* Fill from the config (limits, HTTP defaults, allow_hosts); the loop is the caller's. */

@@ -1,6 +1,7 @@
-/* Token-exchange grants: github_app installation tokens and OAuth 2.0 client
- * credentials (client_secret_basic or private_key_jwt), single-flight and
- * cached per runtime. See token_cache.h. */
+/* Token-exchange grants: github_app installation tokens, OAuth 2.0 client
+ * credentials (client_secret_basic or private_key_jwt) and the OAuth 2.0
+ * refresh-token grant (oauth2), single-flight and cached per runtime. See
+ * token_cache.h. */
 #include "token_cache.h"
 
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include "junction/crypto.h"
 #include "junction/json.h"
 #include "junction/jwt.h"
+#include "junction/log.h"
 #include "junction/net.h"
 #include "junction/redact.h"
 #include "junction/secmem.h"
@@ -28,18 +30,27 @@
 #define ASSERTION_LIFETIME_S 300
 #define EXCHANGE_TIMEOUT_MS 30000
 #define PROVIDER_MSG_MAX 120
+#define OAUTH2_MAX_FAILURES 3 /* consecutive failed refreshes before re-authorization */
+#define OAUTH2_REAUTH_BACKOFF_S 600
+#define OAUTH2_REAUTH_MSG                                                                          \
+    "credential needs re-authorization: the refresh token was rejected (invalid_grant)"
 
 struct jn_token_entry {
     jn_token_entry_t *next;
     jn_runtime_t *rt;
     char key[2 * JN_SHA256_LEN + 1];
-    const char *grant;    /* static string: "github_app" / "client_credentials" */
+    const char *grant;    /* static string: "github_app" / "client_credentials" / "oauth2" */
     char *line;           /* secmem "Authorization: Bearer <token>", NULL: none */
     size_t token_off;     /* where the token starts in line */
     int64_t refresh_at;   /* Unix seconds: after this, exchange again */
     jn_http_call_t *call; /* the exchange in flight */
     jn_token_waiter_t *waiters;
     char target[300]; /* "POST scheme://host/path" for messages */
+    /* oauth2 */
+    const jn_auth_t *auth; /* the credential of the latest caller (for the rotation callback) */
+    char *refresh;         /* secmem: the rotated refresh token, NULL: the document's */
+    int failures;          /* consecutive failed refreshes */
+    int64_t reauth_until;  /* Unix seconds: fail fast until then */
 };
 
 static jn_token_entry_t *entries;
@@ -169,6 +180,25 @@ static int build_github(const jn_auth_exchange_t *g, exchange_req_t *x, char *er
     return x->auth_line && x->url.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
 }
 
+/* client_secret_basic (RFC 6749 section 2.3.1): form-encoded id and secret */
+static int basic_line(const jn_auth_exchange_t *g, exchange_req_t *x)
+{
+    char *id = form_encoded(g->client_id), *secret = form_encoded(g->client_secret);
+    char *joined = NULL, *b64 = NULL;
+    size_t blen;
+    if (id && secret && (joined = malloc(strlen(id) + strlen(secret) + 2)) != NULL) {
+        sprintf(joined, "%s:%s", id, secret);
+        if (jn_base64_encode((const uint8_t *)joined, strlen(joined), &b64, &blen) == 0 &&
+            (x->auth_line = malloc(blen + 32)) != NULL)
+            sprintf(x->auth_line, "Authorization: Basic %s", b64);
+    }
+    jn_token_line_free(id);
+    jn_token_line_free(secret);
+    jn_token_line_free(joined);
+    jn_token_line_free(b64);
+    return x->auth_line != NULL ? 0 : -1;
+}
+
 static int build_client_credentials(const jn_auth_exchange_t *g, exchange_req_t *x, char *err,
                                     size_t errlen)
 {
@@ -181,21 +211,7 @@ static int build_client_credentials(const jn_auth_exchange_t *g, exchange_req_t 
     if (g->audience)
         form_append(&x->body, "audience", g->audience);
     if (g->client_secret) {
-        /* client_secret_basic (RFC 6749 section 2.3.1): form-encoded id and secret */
-        char *id = form_encoded(g->client_id), *secret = form_encoded(g->client_secret);
-        char *joined = NULL, *b64 = NULL;
-        size_t blen;
-        if (id && secret && (joined = malloc(strlen(id) + strlen(secret) + 2)) != NULL) {
-            sprintf(joined, "%s:%s", id, secret);
-            if (jn_base64_encode((const uint8_t *)joined, strlen(joined), &b64, &blen) == 0 &&
-                (x->auth_line = malloc(blen + 32)) != NULL)
-                sprintf(x->auth_line, "Authorization: Basic %s", b64);
-        }
-        jn_token_line_free(id);
-        jn_token_line_free(secret);
-        jn_token_line_free(joined);
-        jn_token_line_free(b64);
-        if (x->auth_line == NULL) {
+        if (basic_line(g, x) != 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -212,6 +228,27 @@ static int build_client_credentials(const jn_auth_exchange_t *g, exchange_req_t 
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
         form_append(&x->body, "client_assertion", jwt);
         jn_jwt_token_free(jwt);
+    }
+    x->headers[x->nheaders++] = "Content-Type: application/x-www-form-urlencoded";
+    x->headers[x->nheaders++] = "Accept: application/json";
+    return x->url.data && x->body.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+}
+
+static int build_refresh(const jn_token_entry_t *e, const jn_auth_exchange_t *g, exchange_req_t *x,
+                         char *err, size_t errlen)
+{
+    jn_buf_puts(&x->url, g->token_url);
+    form_append(&x->body, "grant_type", "refresh_token");
+    form_append(&x->body, "refresh_token", e->refresh ? e->refresh : g->refresh_token);
+    if (g->scope)
+        form_append(&x->body, "scope", g->scope);
+    if (g->client_secret) {
+        if (basic_line(g, x) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } else {
+        form_append(&x->body, "client_id", g->client_id);
     }
     x->headers[x->nheaders++] = "Content-Type: application/x-www-form-urlencoded";
     x->headers[x->nheaders++] = "Accept: application/json";
@@ -285,8 +322,10 @@ static void provider_message(const jn_http_response_t *resp, char *out, size_t o
     jn_json_free(root);
 }
 
-/* Stores the token from a successful response; 0 or -1 with err. */
-static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char *err, size_t errlen)
+/* Stores the token from a successful response; 0 or -1 with err. For oauth2,
+ * *rotated receives a new refresh token (secmem) when the response has one. */
+static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char **rotated,
+                      char *err, size_t errlen)
 {
     jn_json_t *root = NULL;
     const jn_json_t *tok, *exp;
@@ -338,6 +377,24 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
             return -1;
         }
         refresh = now + in - OAUTH_MARGIN_S;
+        if (strcmp(e->grant, "oauth2") == 0) {
+            size_t rlen = 0;
+            const char *rt = jn_json_string(jn_json_get(root, "refresh_token"), &rlen);
+            if (rt != NULL && rlen > 0 && strlen(rt) == rlen &&
+                (e->refresh ? strcmp(rt, e->refresh) != 0 : 1)) {
+                if (strpbrk(rt, "\r\n\"\\") != NULL) {
+                    jn_json_free(root);
+                    snprintf(err, errlen, "the response's 'refresh_token' is not usable");
+                    return -1;
+                }
+                if ((*rotated = jn_secmem_alloc(rlen + 1)) == NULL) {
+                    jn_json_free(root);
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
+                memcpy(*rotated, rt, rlen + 1);
+            }
+        }
     }
     drop_token(e);
     e->token_off = strlen("Authorization: Bearer ");
@@ -353,6 +410,10 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
     if (jn_redactor_add_secret(jn_redactor_global(), e->line + e->token_off, tlen) != 0) {
         jn_secmem_free(e->line);
         e->line = NULL;
+        if (*rotated) {
+            jn_secmem_free(*rotated);
+            *rotated = NULL;
+        }
         snprintf(err, errlen, "cannot register the token with the redactor");
         return -1;
     }
@@ -360,12 +421,72 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
     return 0;
 }
 
+/* The credential document with the new refresh token, for the owner. */
+static char *rotated_document(const jn_auth_exchange_t *g, const char *refresh)
+{
+    jn_buf_t b = {0};
+    const char *names[] = {"client_id", "client_secret", "token_url", "refresh_token", "scope"};
+    const char *values[] = {g->client_id, g->client_secret, g->token_url, refresh, g->scope};
+    int rc = 0;
+
+    rc |= jn_buf_puts(&b, "{");
+    for (size_t i = 0, n = 0; i < 5; i++) {
+        if (values[i] == NULL)
+            continue;
+        if (n++)
+            rc |= jn_buf_puts(&b, ",");
+        rc |= jn_json_append_string(&b, names[i], strlen(names[i]));
+        rc |= jn_buf_puts(&b, ":");
+        rc |= jn_json_append_string(&b, values[i], strlen(values[i]));
+    }
+    rc |= jn_buf_puts(&b, "}");
+    if (rc != 0 || b.data == NULL) {
+        if (b.data)
+            OPENSSL_cleanse(b.data, b.len);
+        jn_buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* The provider rotated the refresh token: later refreshes use it at once, the
+ * redactor knows it, and the owner is told so that it persists it. */
+static void take_rotation(jn_token_entry_t *e, char *rotated)
+{
+    jn_auth_exchange_t g;
+    char *doc;
+
+    if (e->refresh == NULL && e->auth != NULL && jn_auth_exchange(e->auth, &g) &&
+        strcmp(g.refresh_token, rotated) == 0) {
+        jn_secmem_free(rotated); /* the same one back: nothing rotated */
+        return;
+    }
+    if (jn_redactor_add_secret(jn_redactor_global(), rotated, strlen(rotated)) != 0)
+        jn_log_warn("oauth2: cannot register the rotated refresh token with the redactor");
+    if (e->refresh != NULL)
+        jn_secmem_free(e->refresh); /* the old one stays known to the redactor */
+    e->refresh = rotated;
+    if (e->rt->on_credential_rotated == NULL)
+        return;
+    if (e->auth == NULL || !jn_auth_exchange(e->auth, &g)) {
+        jn_log_warn("oauth2: the refresh token was rotated after its credential was released; "
+                    "the new one is kept in memory only");
+        return;
+    }
+    if ((doc = rotated_document(&g, rotated)) == NULL) {
+        jn_log_warn("oauth2: out of memory; the rotated refresh token is kept in memory only");
+        return;
+    }
+    e->rt->on_credential_rotated(e->rt->rotated_ud, e->auth, doc);
+    jn_token_line_free(doc);
+}
+
 static void on_exchange_done(jn_http_response_t *resp, void *ud)
 {
     jn_token_entry_t *e = ud;
     jn_token_waiter_t *list = NULL, *w;
     char err[512], why[256], msg[PROVIDER_MSG_MAX + 8];
-    char *line = NULL;
+    char *line = NULL, *rotated = NULL;
     int ok = 0;
 
     e->call = NULL;
@@ -376,10 +497,17 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
         provider_message(resp, msg, sizeof(msg));
         snprintf(why, sizeof(why), "HTTP %ld%s%s%s", resp->status, msg[0] ? " (" : "", msg,
                  msg[0] ? ")" : "");
-    } else if (take_token(e, resp, why, sizeof(why)) == 0) {
+    } else if (take_token(e, resp, &rotated, why, sizeof(why)) == 0) {
         ok = 1;
     }
     jn_http_response_free(resp);
+    if (rotated != NULL)
+        take_rotation(e, rotated);
+    if (strcmp(e->grant, "oauth2") == 0) {
+        e->failures = ok ? 0 : e->failures + 1;
+        if (e->failures >= OAUTH2_MAX_FAILURES)
+            e->reauth_until = (int64_t)time(NULL) + OAUTH2_REAUTH_BACKOFF_S;
+    }
     if (ok) {
         line = strdup(e->line);
         if (line == NULL) {
@@ -387,7 +515,9 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
             snprintf(why, sizeof(why), "out of memory");
         }
     }
-    snprintf(err, sizeof(err), "%s token exchange failed: %s: %s", e->grant, e->target, why);
+    /* Precisions keep the bound provable; the target and reason are short. */
+    snprintf(err, sizeof(err), "%.32s token exchange failed: %.200s: %.200s", e->grant, e->target,
+             why);
     /* Deliver from a list of our own: a callback may cancel another waiter
      * (it unlinks itself from this list) or start a new exchange. */
     list = e->waiters;
@@ -411,6 +541,7 @@ static int start_exchange(jn_token_entry_t *e, const jn_auth_exchange_t *g, char
     const char *auth[1];
 
     rc = strcmp(g->grant, "github_app") == 0 ? build_github(g, &x, err, errlen)
+         : strcmp(g->grant, "oauth2") == 0   ? build_refresh(e, g, &x, err, errlen)
                                              : build_client_credentials(g, &x, err, errlen);
     if (rc != 0) {
         exchange_req_free(&x);
@@ -497,10 +628,23 @@ int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn al
         }
         e->rt = rt;
         memcpy(e->key, g.cache_key, sizeof(e->key));
-        e->grant = strcmp(g.grant, "github_app") == 0 ? "github_app" : "client_credentials";
+        e->grant = strcmp(g.grant, "github_app") == 0 ? "github_app"
+                   : strcmp(g.grant, "oauth2") == 0   ? "oauth2"
+                                                      : "client_credentials";
         snprintf(e->target, sizeof(e->target), "%s", target);
         e->next = entries;
         entries = e;
+    }
+    if (strcmp(e->grant, "oauth2") == 0) {
+        e->auth = a;
+        if (e->reauth_until != 0) {
+            if ((int64_t)time(NULL) < e->reauth_until) {
+                snprintf(err, errlen, "oauth2 token exchange: %s: " OAUTH2_REAUTH_MSG, e->target);
+                return -1;
+            }
+            e->reauth_until = 0;
+            e->failures = OAUTH2_MAX_FAILURES - 1; /* one more try, then back off again */
+        }
     }
     if (e->line != NULL && (int64_t)time(NULL) < e->refresh_at && e->call == NULL) {
         if ((*line = strdup(e->line)) == NULL) {
@@ -526,6 +670,13 @@ void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char 
         drop_token(e);
 }
 
+void jn_token_cache_forget(jn_runtime_t *rt, const jn_auth_t *a)
+{
+    for (jn_token_entry_t *e = entries; e; e = e->next)
+        if (e->rt == rt && e->auth == a)
+            e->auth = NULL;
+}
+
 void jn_token_cache_release(jn_runtime_t *rt)
 {
     jn_token_entry_t **pp = &entries, *e;
@@ -541,6 +692,8 @@ void jn_token_cache_release(jn_runtime_t *rt)
         while (e->waiters)
             jn_token_cache_cancel(e->waiters);
         drop_token(e);
+        if (e->refresh)
+            jn_secmem_free(e->refresh);
         free(e);
     }
 }

@@ -1,4 +1,4 @@
-/* Token-exchange grants (github_app, client_credentials) and their tokens.
+/* Token-exchange grants (github_app, client_credentials, oauth2) and their tokens.
  *
  * One cache per runtime, keyed by the credential version (jn_auth_exchange's
  * cache_key). A cached token is handed out until shortly before it expires
@@ -6,6 +6,13 @@
  * expires_in runs out). Exchanges are single-flight: while one is in flight,
  * every other caller for the same credential joins its waiter list and is
  * called back once when it finishes, with the token or with the error.
+ *
+ * oauth2 (refresh-token grant): a refresh token in the response replaces the
+ * one in use for later refreshes of the entry at once, and is handed to
+ * rt->on_credential_rotated so that the owner persists it. After
+ * OAUTH2_MAX_FAILURES consecutive failed refreshes the entry needs
+ * re-authorization: requests fail fast, without contacting the provider, for
+ * a backoff period.
  *
  * Tokens live in locked memory, are known to the global redactor while
  * cached, and are wiped when dropped. Errors never contain secrets.
@@ -47,6 +54,9 @@ void jn_token_cache_cancel(jn_token_waiter_t *w);
  * that one, so that the next request exchanges again. */
 void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char *line);
 void jn_token_line_free(char *line);
+/* The owner is about to free `a`: entries stop referring to it (a rotation
+ * that arrives later is reported with old = NULL). */
+void jn_token_cache_forget(jn_runtime_t *rt, const jn_auth_t *a);
 /* Drops the runtime's entries (before its HTTP client is destroyed). */
 void jn_token_cache_release(jn_runtime_t *rt);
 /* Exchanges started by this process (for specs). */

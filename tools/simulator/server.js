@@ -34,6 +34,8 @@ const USAGE = `usage: node tools/simulator/server.js [options]
   --client-id ID           OAuth client for POST /oauth/token (client_credentials)
   --client-secret S        its secret (client_secret_basic)
   --client-key-file PEM    public key that verifies its private_key_jwt assertions
+  --refresh-token T        initial refresh token for grant_type=refresh_token at
+                           POST /oauth/token; each refresh rotates it
   --plain-links            Link headers use /orgs/{org}/... instead of GitHub's
                            /organizations/{id}/... form
   --exit-on-stdin-close    exit when stdin reaches end of file
@@ -84,6 +86,7 @@ function parseArgs(argv) {
     '--client-id': 'clientId',
     '--client-secret': 'clientSecret',
     '--client-key-file': 'clientKeyFile',
+    '--refresh-token': 'refreshToken',
   };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -170,6 +173,7 @@ function main() {
       stats.reset();
       provider.resetBudgets();
       provider.resetExchanges();
+      if (provider.resetRefreshToken) provider.resetRefreshToken();
       return sendControl(res, 200, { ok: true });
     }
     if (pathname === '/_sim/revoke_exchanged' && m === 'POST') return sendControl(res, 200, { revoked: provider.revokeExchanged() });

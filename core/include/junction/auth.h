@@ -22,7 +22,11 @@
  *               POST {api_base}/app/installations/{id}/access_tokens with an app JWT
  *   client_credentials { "client_id"*, "client_secret" | "private_key" (PEM, RSA:
  *                 private_key_jwt), "token_url"*, "scope", "audience" }
- * Other auth types (oauth2, jwt_bearer, aws_assume_role, service_account,
+ *   oauth2      { "client_id"*, "client_secret", "token_url"*, "refresh_token"*, "scope" }
+ *               refresh-token grant (RFC 6749 section 6): client_secret_basic when a
+ *               secret is given, else client_id in the form. A rotated refresh token in
+ *               the response replaces the old one (the runtime's owner persists it).
+ * Other auth types (jwt_bearer, aws_assume_role, service_account,
  * private_key_jwt) need a token exchange and are refused by jn_auth_parse
  * until their grant is implemented.
  */
@@ -48,14 +52,15 @@ void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s,
                          void *ud);
 
 /* The grant of a token-exchange credential; pointers stay valid while the
- * credential lives. Secrets: the key, client_secret. */
+ * credential lives. Secrets: the key, client_secret, refresh_token. */
 typedef struct jn_jwt_key jn_jwt_key_t;
 typedef struct {
-    const char *grant;       /* "github_app" or "client_credentials" */
+    const char *grant;       /* "github_app", "client_credentials" or "oauth2" */
     const char *cache_key;   /* hex SHA-256 of the type and document: one per credential version */
     const jn_jwt_key_t *key; /* NULL for client_credentials with a secret */
     const char *app_id, *installation_id, *api_base;                      /* github_app */
     const char *client_id, *client_secret, *token_url, *scope, *audience; /* client_credentials */
+    const char *refresh_token;                                            /* oauth2 */
 } jn_auth_exchange_t;
 
 /* 1 (and *out filled when non-NULL) for a token-exchange credential, else 0.

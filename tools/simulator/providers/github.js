@@ -921,7 +921,9 @@ function createGithubProvider(opts = {}) {
   // ---- token exchanges: GitHub App installation tokens and OAuth client credentials
   const appKey = opts.appKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.appKeyFile)) : null;
   const clientKey = opts.clientKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.clientKeyFile)) : null;
-  const exchangeCounts = { github_app: 0, github_app_refused: 0, client_credentials: 0, client_credentials_refused: 0 };
+  const exchangeCounts = { github_app: 0, github_app_refused: 0, client_credentials: 0, client_credentials_refused: 0, refresh_token: 0, refresh_token_refused: 0 };
+  // refresh_token grant: the one refresh token that works now (rotated by each refresh).
+  let currentRefresh = opts.refreshToken;
   const exchangeUser = ds.users[0];
 
   function b64urlJson(part) {
@@ -995,7 +997,9 @@ function createGithubProvider(opts = {}) {
       exchangeCounts.client_credentials_refused++;
       return jsonResponse(status, { error, error_description: description });
     };
-    if (form.get('grant_type') !== 'client_credentials') return refuse(400, 'unsupported_grant_type', 'grant_type must be client_credentials');
+    const grant = form.get('grant_type');
+    if (grant !== 'client_credentials' && grant !== 'refresh_token') return refuse(400, 'unsupported_grant_type', 'grant_type must be client_credentials or refresh_token');
+    if (grant === 'refresh_token') return refreshGrant(req, form);
     const auth = req.headers.authorization || '';
     const basic = /^Basic (.+)$/i.exec(auth);
     if (basic) {
@@ -1030,6 +1034,40 @@ function createGithubProvider(opts = {}) {
     const token = `sim_cc_${crypto.randomBytes(18).toString('hex')}`;
     registerToken(token);
     const out = { access_token: token, expires_in: opts.clientTokenTtl ?? 3600, token_type: 'Bearer' };
+    if (form.get('scope')) out.scope = form.get('scope');
+    return jsonResponse(200, out);
+  }
+
+  // grant_type=refresh_token: client_secret_basic, or client_id in the form for a
+  // client without a secret. Each refresh rotates the refresh token.
+  function refreshGrant(req, form) {
+    const refuse = (status, error) => {
+      exchangeCounts.refresh_token_refused++;
+      return jsonResponse(status, { error });
+    };
+    const basic = /^Basic (.+)$/i.exec(req.headers.authorization || '');
+    if (basic) {
+      const dec = Buffer.from(basic[1].trim(), 'base64').toString('utf8');
+      const i = dec.indexOf(':');
+      let id;
+      let secret;
+      try {
+        id = decodeURIComponent(dec.slice(0, i).replace(/\+/g, ' '));
+        secret = decodeURIComponent(dec.slice(i + 1).replace(/\+/g, ' '));
+      } catch (e) {
+        return refuse(401, 'invalid_client');
+      }
+      if (i < 0 || opts.clientSecret === undefined || id !== opts.clientId || secret !== opts.clientSecret) return refuse(401, 'invalid_client');
+    } else if (opts.clientSecret !== undefined || form.get('client_id') !== opts.clientId) {
+      return refuse(401, 'invalid_client');
+    }
+    const rt = form.get('refresh_token');
+    if (!currentRefresh || !rt || rt !== currentRefresh) return refuse(400, 'invalid_grant');
+    exchangeCounts.refresh_token++;
+    const token = `sim_at_${crypto.randomBytes(18).toString('hex')}`;
+    registerToken(token);
+    currentRefresh = `sim_rt_${crypto.randomBytes(18).toString('hex')}`;
+    const out = { access_token: token, expires_in: opts.clientTokenTtl ?? 3600, token_type: 'Bearer', refresh_token: currentRefresh };
     if (form.get('scope')) out.scope = form.get('scope');
     return jsonResponse(200, out);
   }
@@ -1275,6 +1313,10 @@ function createGithubProvider(opts = {}) {
     },
     resetExchanges() {
       for (const k of Object.keys(exchangeCounts)) exchangeCounts[k] = 0;
+    },
+    // The refresh-token grant starts over from --refresh-token (or T when given).
+    resetRefreshToken(t) {
+      currentRefresh = t || opts.refreshToken;
     },
     tokenKey,
     faultHeaders,

@@ -1,0 +1,214 @@
+-- The OAuth 2.0 refresh-token grant (auth type oauth2) end to end against the
+-- simulator, which rotates the refresh token on every refresh (as Jira does):
+-- through the binary (`creds put`, `collect --credential`: the rotated token
+-- is stored as a new vault version, so a second process start works), through
+-- testing.run (one refresh for many concurrent jobs), and a rejected refresh
+-- token (invalid_grant, then fast failures without contacting the provider).
+-- The client secret, refresh tokens and access tokens never appear in output,
+-- logs, evidence or the database. ctest sets JUNCTION_BIN.
+local T = require "junction.testing"
+local cjson = require "cjson"
+local simulator = require "helpers.simulator"
+
+local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
+local FILE = "connectors/github.lua"
+local CLIENT_ID = "junction-oauth-client"
+local CLIENT_SECRET = "CANARYOAUTHSECRET-0123456789abcdef"
+local REFRESH_TOKEN = "CANARYOAUTHREFRESH-initial-0123456789"
+local MEMBERS, REPOS = 10, 40
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  os.execute("chmod 600 " .. shell_quote(path))
+end
+
+local function lines(text)
+  local out = {}
+  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+-- No client secret, refresh token or access token in any of the texts.
+local function no_secrets(...)
+  for _, text in ipairs({ ... }) do
+    assert.is_nil(text:find("CANARYOAUTH", 1, true), "the client secret or refresh token leaked")
+    assert.is_nil(text:find("sim_rt_", 1, true), "a rotated refresh token leaked")
+    assert.is_nil(text:find("sim_at_", 1, true), "an access token leaked")
+  end
+end
+
+describe("oauth2 refresh-token grant", function()
+  local sim, dir, data, keyfile
+
+  local function stats() return sim:stats().exchanges end
+
+  local function doc(refresh, extra)
+    local d = { client_id = CLIENT_ID, client_secret = CLIENT_SECRET,
+                token_url = sim:url("/oauth/token"), refresh_token = refresh or REFRESH_TOKEN }
+    for k, v in pairs(extra or {}) do d[k] = v end
+    return cjson.encode(d)
+  end
+
+  setup(function()
+    dir = sh("mktemp -d"):gsub("%s+$", "")
+    data = dir .. "/data"
+    keyfile = dir .. "/master.keys"
+    write_file(keyfile, "# junction master keys\nk1 " ..
+      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
+    sim = simulator.start{ members = MEMBERS, repos = REPOS, tokens = { "sim-token" },
+      args = { "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+               "--refresh-token", REFRESH_TOKEN } }
+  end)
+
+  teardown(function()
+    if sim then sim:stop() end
+    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
+  end)
+
+  -- the simulator's refresh token is --refresh-token again
+  before_each(function() sim:reset() end)
+
+  describe("through the binary (creds put, collect --credential)", function()
+    local function junction(...)
+      local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
+                    shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
+                    shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
+      for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
+      local out, err = dir .. "/stdout", dir .. "/stderr"
+      local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
+        shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
+      return code, read_file(out), read_file(err)
+    end
+
+    local function versions(id)
+      local code, out, err = junction("creds", "list", "--org", "acme")
+      assert.are.equal(0, code, err)
+      no_secrets(out, err)
+      for _, line in ipairs(lines(out)) do
+        local c = cjson.decode(line)
+        if c.id == id then
+          local s = {}
+          for _, v in ipairs(c.versions) do s[v.version] = v.state end
+          return s
+        end
+      end
+    end
+
+    it("stores every rotated refresh token, so each new process can refresh", function()
+      local path = dir .. "/oauth.json"
+      write_file(path, doc())
+      local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "github",
+        "--auth-type", "oauth2", "--from-file", path)
+      assert.are.equal(0, code, err)
+      no_secrets(out, err)
+      local id = cjson.decode(lines(out)[1]).id
+      local config = cjson.encode({ organization = "acme", base_url = sim:url() })
+
+      code, out, err = junction("collect", FILE, "--config", config, "--allow-host", "127.0.0.1",
+        "--org", "acme", "--credential", id)
+      assert.are.equal(0, code, err)
+      assert.is_true(#lines(out) > REPOS)
+      assert.are.equal(1, stats().refresh_token)
+      assert.are.equal(0, stats().refresh_token_refused)
+      no_secrets(out, err)
+      local v = versions(id)
+      assert.are.equal("current", v[2])
+
+      -- The first refresh token is now invalid at the simulator: this works
+      -- only with the rotated one from the vault.
+      code, out, err = junction("collect", FILE, "--config", config, "--allow-host", "127.0.0.1",
+        "--org", "acme", "--credential", id)
+      assert.are.equal(0, code, err)
+      assert.is_true(#lines(out) > REPOS)
+      assert.are.equal(2, stats().refresh_token)
+      assert.are.equal(0, stats().refresh_token_refused)
+      no_secrets(out, err)
+      v = versions(id)
+      assert.are.equal("current", v[3])
+      assert.are.equal("previous", v[2])
+      for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
+        no_secrets(read_file(data .. "/" .. f))
+      end
+    end)
+  end)
+
+  describe("through testing.run", function()
+    local function user_job(d)
+      return {
+        source = ([[ local ctx = ...
+          local res = assert(ctx.http.get("URL"))
+          assert(res.status == 200, "HTTP " .. res.status)
+          return res:json().login ]]):gsub("URL", sim:url("/user")),
+        allow_hosts = { "127.0.0.1" }, credential = d, credential_type = "oauth2",
+      }
+    end
+
+    it("makes one refresh for 12 concurrent jobs", function()
+      local list = {}
+      for i = 1, 12 do list[i] = user_job(doc(nil, { scope = "read" })) end
+      local results, logs, raw = T.run(list)
+      for _, r in ipairs(results) do
+        assert.are.equal("succeeded", r.status, r.error)
+        assert.is_string(r.result)
+      end
+      assert.are.equal(1, stats().refresh_token)
+      no_secrets(raw, cjson.encode(logs))
+    end)
+
+    it("reports invalid_grant, then fails fast without contacting the provider", function()
+      local r, logs, raw = T.run{
+        source = ([[ local ctx = ...
+          local errs = {}
+          for i = 1, 7 do
+            local res, err = ctx.http.get("URL")
+            errs[i] = err or ("HTTP " .. res.status)
+          end
+          return errs ]]):gsub("URL", sim:url("/user")),
+        allow_hosts = { "127.0.0.1" }, credential_type = "oauth2",
+        credential = doc("CANARYOAUTHREFRESH-revoked"),
+      }
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.equal(7, #r.result)
+      for i = 1, 3 do
+        assert.matches("oauth2 token exchange failed", r.result[i], 1, true)
+        assert.matches("HTTP 400 (invalid_grant)", r.result[i], 1, true)
+      end
+      for i = 4, 7 do
+        assert.matches("credential needs re-authorization: the refresh token was rejected " ..
+          "(invalid_grant)", r.result[i], 1, true)
+      end
+      assert.are.equal(3, stats().refresh_token_refused)
+      assert.are.equal(0, stats().refresh_token)
+      no_secrets(raw, cjson.encode(r.result), cjson.encode(logs))
+    end)
+
+    it("rejects a document without a refresh token, without echoing the secret", function()
+      local ok, err = pcall(T.run, user_job(cjson.encode({ client_id = CLIENT_ID,
+        client_secret = CLIENT_SECRET, token_url = sim:url("/oauth/token") })))
+      assert.is_false(ok)
+      assert.matches("oauth2 credential: field 'refresh_token' is required", err, 1, true)
+      no_secrets(err)
+    end)
+  end)
+end)

@@ -154,6 +154,22 @@ describe("token-exchange grants", function()
       no_secrets(r.error, raw, cjson.encode(logs))
     end)
 
+    it("releases a job that times out while it waits on an exchange", function()
+      -- The exchange hangs: the job's deadline ends it while it waits; the
+      -- runtime must take it off the waiter list (no crash, no use after free)
+      -- and a later job exchanges normally.
+      sim:fault{ path_prefix = "/app/installations", mode = "hang", count = 1 }
+      local waiting = collect_opts(github_doc(app_key))
+      waiting.timeout_ms = 500
+      local r = T.run(waiting)
+      assert.are.equal("failed", r.status)
+      assert.matches("timed out", r.error, 1, true)
+      sim:clear_faults()
+      local r2 = T.run(collect_opts(github_doc(app_key)))
+      assert.are.equal("succeeded", r2.status, r2.error)
+      assert.are.equal(1, exchanges().github_app)
+    end)
+
     it("refuses an exchange host outside the egress list", function()
       local doc = cjson.encode({ app_id = APP_ID, private_key = app_key, installation_id = "1",
                                  api_base = sim:url():gsub("127%.0%.0%.1", "localhost") })

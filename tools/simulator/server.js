@@ -235,6 +235,13 @@ function main() {
     const method = req.method;
     const which = provider.exchangePath(method, pathname);
     if (which) {
+      // Token exchanges can be faulted too (e.g. an authorization server that hangs).
+      const xfault = faults.active ? faults.match(method, pathname, pathname, search, null) : null;
+      if (xfault) {
+        stats.fault(xfault.mode);
+        const info = { method, pathname, search, consume: false };
+        return runFault(xfault, req, res, { provider, info, hugeBytes: opts.hugeBytes, onStatus });
+      }
       const chunks = [];
       req.on('data', (c) => chunks.push(c));
       req.on('end', () => {

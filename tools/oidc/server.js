@@ -1,0 +1,143 @@
+// A real OpenID Connect / OAuth 2.0 authorization server (the npm package
+// oidc-provider) for the specs: the runtime's token exchanges are tested
+// against it as well as against the project's own simulator.
+//
+//   node tools/oidc/server.js --config clients.json
+//
+// clients.json: { "clients": [ oidc-provider client metadata, ... ] }
+// A client may name "jwks_pem": a PEM public key file, turned into its "jwks"
+// (for private_key_jwt). Refresh-token rotation is on (rotateRefreshToken).
+//
+// Listens on 127.0.0.1, on a free port. Prints `LISTENING <port>`; exits when
+// stdin closes.
+//
+// Test-only routes (outside the provider):
+//   GET  /_test/whoami             Authorization: Bearer <access token>: 200
+//                                  { client_id, account, kind } or 401
+//   POST /_test/refresh_token?client_id=..&account=..&scope=..   mints a refresh
+//                                  token server-side (no browser): { refresh_token }
+//   GET  /_test/refresh_token_state?token=..   { found, consumed } of a refresh token
+'use strict';
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === '--config') {
+      out.config = argv[(i += 1)];
+    } else {
+      throw new Error(`unknown argument ${argv[i]}`);
+    }
+  }
+  if (!out.config) throw new Error('--config FILE is required');
+  return out;
+}
+
+function loadClients(conf) {
+  return (conf.clients || []).map((c) => {
+    const client = { ...c };
+    // An encoder without empty arrays (Lua's cjson) writes {}: read it as [].
+    for (const [k, v] of Object.entries(client)) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) client[k] = [];
+    }
+    if (client.jwks_pem) {
+      const jwk = crypto.createPublicKey(fs.readFileSync(client.jwks_pem)).export({ format: 'jwk' });
+      client.jwks = { keys: [{ ...jwk, use: 'sig', alg: 'RS256' }] };
+      delete client.jwks_pem;
+    }
+    return client;
+  });
+}
+
+function json(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const conf = JSON.parse(fs.readFileSync(args.config, 'utf8'));
+  const { default: Provider } = await import('oidc-provider');
+
+  const server = http.createServer();
+  await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const provider = new Provider(issuer, {
+    clients: loadClients(conf),
+    findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+    features: {
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      devInteractions: { enabled: false },
+    },
+    scopes: ['openid', 'offline_access', 'read', 'write'],
+    rotateRefreshToken: true,
+    ttl: { AccessToken: 3600, ClientCredentials: 3600, RefreshToken: 86400, Grant: 86400 },
+    // The server runs on http://127.0.0.1 only; no cookies are used.
+    cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+  });
+  provider.on('server_error', (ctx, err) => { process.stderr.write(`server_error: ${err.stack}\n`); });
+
+  async function mintRefreshToken(clientId, accountId, scope) {
+    const client = await provider.Client.find(clientId);
+    if (!client) throw new Error(`no client ${clientId}`);
+    const grant = new provider.Grant({ clientId, accountId });
+    grant.addOIDCScope(scope);
+    const grantId = await grant.save();
+    const rt = new provider.RefreshToken({
+      accountId, client, grantId, gty: 'authorization_code', scope,
+    });
+    return rt.save();
+  }
+
+  async function whoami(req, res) {
+    const m = /^Bearer (\S+)$/.exec(req.headers.authorization || '');
+    if (!m) return json(res, 401, { error: 'invalid_token', error_description: 'no Bearer token' });
+    const at = await provider.AccessToken.find(m[1]);
+    if (at) return json(res, 200, { kind: 'AccessToken', client_id: at.clientId, account: at.accountId });
+    const cc = await provider.ClientCredentials.find(m[1]);
+    if (cc) return json(res, 200, { kind: 'ClientCredentials', client_id: cc.clientId });
+    return json(res, 401, { error: 'invalid_token', error_description: 'token not found' });
+  }
+
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    const url = new URL(req.url, issuer);
+    const route = async () => {
+      if (url.pathname === '/_test/whoami') return whoami(req, res);
+      if (url.pathname === '/_test/refresh_token' && req.method === 'POST') {
+        const q = url.searchParams;
+        const token = await mintRefreshToken(q.get('client_id'), q.get('account') || 'alice',
+          q.get('scope') || 'openid offline_access');
+        return json(res, 200, { refresh_token: token });
+      }
+      if (url.pathname === '/_test/refresh_token_state') {
+        const rt = await provider.RefreshToken.find(url.searchParams.get('token') || '', { ignoreExpiration: true });
+        return json(res, 200, { found: !!rt, consumed: !!(rt && rt.consumed) });
+      }
+      return callback(req, res);
+    };
+    route().catch((err) => {
+      process.stderr.write(`${err.stack}\n`);
+      if (!res.headersSent) json(res, 500, { error: 'server_error' });
+    });
+  });
+
+  process.stdout.write(`LISTENING ${port}\n`);
+
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('close', () => process.exit(0));
+  process.stdin.resume();
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+});

@@ -16,37 +16,9 @@ local CLIENT_ID = "junction-spec-client"
 local CLIENT_SECRET = "CANARYGRANTSECRET-0123456789abcdef"
 local MEMBERS, REPOS = 30, 150
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  os.execute("chmod 600 " .. shell_quote(path))
-end
-
-local function lines(text)
-  local out = {}
-  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
+local util = require "helpers.util"
+local shell_quote, sh, read_file, write_file, lines =
+  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
 
 describe("token-exchange grants", function()
   local sim, dir, data, keyfile

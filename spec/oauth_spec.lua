@@ -17,37 +17,9 @@ local CLIENT_SECRET = "CANARYOAUTHSECRET-0123456789abcdef"
 local REFRESH_TOKEN = "CANARYOAUTHREFRESH-initial-0123456789"
 local MEMBERS, REPOS = 10, 40
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  os.execute("chmod 600 " .. shell_quote(path))
-end
-
-local function lines(text)
-  local out = {}
-  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
+local util = require "helpers.util"
+local shell_quote, sh, read_file, write_file, lines =
+  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
 
 -- No client secret, refresh token or access token in any of the texts.
 local function no_secrets(...)

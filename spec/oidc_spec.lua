@@ -17,35 +17,9 @@ local CC_SECRET_ID, CC_SECRET = "junction-cc-secret", "CANARYOIDCSECRET-cc-01234
 local CC_JWT_ID = "junction-cc-jwt"
 local RT_ID, RT_SECRET = "junction-refresh", "CANARYOIDCSECRET-rt-0123456789abcdef"
 
-local shell_quote = peer.shell_quote
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  os.execute("chmod 600 " .. shell_quote(path))
-end
-
-local function lines(text)
-  local out = {}
-  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
+local util = require "helpers.util"
+local shell_quote, sh, read_file, write_file, lines =
+  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
 
 -- The peer's npm packages must be installed (tools/test does it): fail, do
 -- not skip, when they are not.

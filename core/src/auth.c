@@ -27,10 +27,13 @@ enum {
     AUTH_AWS_SIGV4,
     AUTH_GITHUB_APP,
     AUTH_CLIENT_CREDENTIALS,
-    AUTH_OAUTH2
+    AUTH_OAUTH2,
+    AUTH_SERVICE_ACCOUNT,
+    AUTH_JWT_BEARER
 };
 #define IS_EXCHANGE(k)                                                                             \
-    ((k) == AUTH_GITHUB_APP || (k) == AUTH_CLIENT_CREDENTIALS || (k) == AUTH_OAUTH2)
+    ((k) == AUTH_GITHUB_APP || (k) == AUTH_CLIENT_CREDENTIALS || (k) == AUTH_OAUTH2 ||             \
+     (k) == AUTH_SERVICE_ACCOUNT || (k) == AUTH_JWT_BEARER)
 
 typedef struct {
     char *name;
@@ -70,6 +73,9 @@ struct jn_auth {
     char *scope;
     char *audience;
     char *refresh_token; /* oauth2 */
+    char *client_email;  /* service_account */
+    char *subject;
+    char *consumer_key; /* jwt_bearer (its username is `username`) */
     char exchange_key[2 * JN_SHA256_LEN + 1];
 };
 
@@ -86,10 +92,30 @@ static const char *const client_credentials_fields[] = {
 static const char *const oauth2_fields[] = {"client_id",     "client_secret", "token_url",
                                             "refresh_token", "scope",         NULL};
 
+/* A Google service-account key file as downloaded: the fields Junction does not
+ * use (type, project_id, client_id, auth_uri, the certificate URLs,
+ * universe_domain) are accepted and ignored. */
+static const char *const service_account_fields[] = {"client_email",
+                                                     "private_key",
+                                                     "token_uri",
+                                                     "scopes",
+                                                     "subject",
+                                                     "private_key_id",
+                                                     "type",
+                                                     "project_id",
+                                                     "client_id",
+                                                     "auth_uri",
+                                                     "auth_provider_x509_cert_url",
+                                                     "client_x509_cert_url",
+                                                     "universe_domain",
+                                                     NULL};
+static const char *const jwt_bearer_fields[] = {"consumer_key", "username",  "private_key",
+                                                "audience",     "token_url", NULL};
+
 static const char *const supported_types[] = {
-    "api_key", "basic", "aws_sigv4", "github_app", "client_credentials", "oauth2", NULL};
-static const char *const exchange_types[] = {"jwt_bearer", "aws_assume_role", "service_account",
-                                             "private_key_jwt", NULL};
+    "api_key", "basic",           "aws_sigv4",  "github_app", "client_credentials",
+    "oauth2",  "service_account", "jwt_bearer", NULL};
+static const char *const exchange_types[] = {"aws_assume_role", "private_key_jwt", NULL};
 
 /* Headers a credential may not set: they frame the request. */
 static const char *const reserved_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
@@ -286,7 +312,7 @@ static int get_string(ctx_t *c, const char *field, int required, char **out)
 
 static int check_fields(ctx_t *c, const char *const *allowed)
 {
-    char names[128], shown[SHOW_SIZE];
+    char names[256], shown[SHOW_SIZE];
     for (const jn_json_t *m = jn_json_first(c->root); m != NULL; m = jn_json_next(m)) {
         size_t len;
         const char *name = jn_json_name(m, &len);
@@ -628,6 +654,63 @@ static int parse_oauth2(ctx_t *c, jn_auth_t *a)
     return check_base_url(c, "token_url", a->token_url);
 }
 
+/* Google service account (RFC 7523 JWT bearer grant with a signed assertion). */
+static int parse_service_account(ctx_t *c, jn_auth_t *a)
+{
+    char *kid = NULL, kerr[256];
+
+    if (get_string(c, "client_email", 1, &a->client_email) < 0 ||
+        get_pem(c, "private_key", 1, &a->private_key, &a->key) < 0 ||
+        get_string(c, "token_uri", 0, &a->token_url) < 0 ||
+        get_string(c, "scopes", 1, &a->scope) < 0 || get_string(c, "subject", 0, &a->subject) < 0 ||
+        get_string(c, "private_key_id", 0, &kid) < 0)
+        return -1;
+    if (strcmp(jn_jwt_key_type(a->key), "RSA") != 0) {
+        str_free(kid);
+        return fail(c->err, c->errlen, "%s credential: field 'private_key' must be an RSA key",
+                    c->type);
+    }
+    if (kid != NULL) {
+        jn_jwt_header_t hdr = {kid, NULL, NULL};
+        int rc = jn_jwt_key_set_header(a->key, &hdr, kerr, sizeof(kerr));
+        str_free(kid);
+        if (rc != 0)
+            return fail(c->err, c->errlen, "%s credential: field 'private_key_id': %s", c->type,
+                        kerr);
+    }
+    if (a->token_url == NULL && (a->token_url = strdup(JN_JWT_GOOGLE_TOKEN_URL)) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    return check_base_url(c, "token_uri", a->token_url);
+}
+
+/* Salesforce OAuth 2.0 JWT bearer flow (RFC 7523). */
+static int parse_jwt_bearer(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "consumer_key", 1, &a->consumer_key) < 0 ||
+        get_string(c, "username", 1, &a->username) < 0 ||
+        get_pem(c, "private_key", 1, &a->private_key, &a->key) < 0 ||
+        get_string(c, "audience", 0, &a->audience) < 0 ||
+        get_string(c, "token_url", 0, &a->token_url) < 0)
+        return -1;
+    if (strcmp(jn_jwt_key_type(a->key), "RSA") != 0)
+        return fail(c->err, c->errlen, "%s credential: field 'private_key' must be an RSA key",
+                    c->type);
+    if (a->audience == NULL && (a->audience = strdup("https://login.salesforce.com")) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    size_t n = strlen(a->audience);
+    while (n > 0 && a->audience[n - 1] == '/')
+        a->audience[--n] = '\0';
+    if (check_base_url(c, "audience", a->audience) < 0)
+        return -1;
+    if (a->token_url == NULL) {
+        if ((a->token_url = malloc(n + sizeof("/services/oauth2/token"))) == NULL)
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+        memcpy(a->token_url, a->audience, n);
+        memcpy(a->token_url + n, "/services/oauth2/token", sizeof("/services/oauth2/token"));
+    }
+    return check_base_url(c, "token_url", a->token_url);
+}
+
 int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t **out, char *err,
                   size_t errlen)
 {
@@ -702,9 +785,17 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
         a->kind = AUTH_CLIENT_CREDENTIALS;
         rc = check_fields(&c, client_credentials_fields) < 0 ? -1 : parse_client_credentials(&c, a);
         break;
-    default:
+    case 5:
         a->kind = AUTH_OAUTH2;
         rc = check_fields(&c, oauth2_fields) < 0 ? -1 : parse_oauth2(&c, a);
+        break;
+    case 6:
+        a->kind = AUTH_SERVICE_ACCOUNT;
+        rc = check_fields(&c, service_account_fields) < 0 ? -1 : parse_service_account(&c, a);
+        break;
+    default:
+        a->kind = AUTH_JWT_BEARER;
+        rc = check_fields(&c, jwt_bearer_fields) < 0 ? -1 : parse_jwt_bearer(&c, a);
         break;
     }
     jn_json_free(root);
@@ -765,6 +856,9 @@ void jn_auth_free(jn_auth_t *a)
     str_free(a->scope);
     str_free(a->audience);
     str_free(a->refresh_token);
+    str_free(a->client_email);
+    str_free(a->subject);
+    str_free(a->consumer_key);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
 }
@@ -818,6 +912,10 @@ int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out)
         out->scope = a->scope;
         out->audience = a->audience;
         out->refresh_token = a->refresh_token;
+        out->client_email = a->client_email;
+        out->subject = a->subject;
+        out->consumer_key = a->consumer_key;
+        out->username = a->kind == AUTH_JWT_BEARER ? a->username : NULL;
     }
     return 1;
 }

@@ -8,7 +8,11 @@
 
 #include <cmocka.h>
 
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "junction/auth.h"
 #include "junction/redact.h"
@@ -571,8 +575,7 @@ static void test_aws_sigv4(void **state)
 static void test_types_and_arguments(void **state)
 {
     (void)state;
-    const char *exchange[] = {"jwt_bearer", "aws_assume_role", "service_account",
-                              "private_key_jwt"};
+    const char *exchange[] = {"aws_assume_role", "private_key_jwt"};
     for (size_t i = 0; i < sizeof(exchange) / sizeof(exchange[0]); i++) {
         char want[160];
         snprintf(want, sizeof(want),
@@ -585,10 +588,10 @@ static void test_types_and_arguments(void **state)
     expect_parse_error("oauth", "{}", "unknown auth type 'oauth' (did you mean 'oauth2'?)");
     expect_parse_error("hmac", "{}",
                        "unknown auth type 'hmac' (expected api_key, basic, aws_sigv4, github_app, "
-                       "client_credentials, oauth2)");
+                       "client_credentials, oauth2, service_account, jwt_bearer)");
     expect_parse_error("a\nb", "{}",
                        "unknown auth type 'a?b' (expected api_key, basic, aws_sigv4, github_app, "
-                       "client_credentials, oauth2)");
+                       "client_credentials, oauth2, service_account, jwt_bearer)");
     expect_parse_error(NULL, "{}", "jn_auth_parse: no auth type, document or output pointer");
     expect_parse_error("api_key", NULL, "jn_auth_parse: no auth type, document or output pointer");
     char err[128];
@@ -793,6 +796,132 @@ static void test_oauth2(void **state)
                        "client_secret, token_url, refresh_token, scope)");
 }
 
+/* ---- JWT bearer grant (service_account, jwt_bearer) ---------------------- */
+
+/* A fresh 2048-bit RSA key as a PKCS#8 PEM with its newlines JSON-escaped. */
+static char *rsa_pem_json(void)
+{
+    EVP_PKEY *pk = EVP_RSA_gen(2048);
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL, *out;
+    assert_non_null(pk);
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL), 1);
+    long n = BIO_get_mem_data(bio, &data);
+    out = calloc(2 * (size_t)n + 1, 1);
+    assert_non_null(out);
+    for (long i = 0, o = 0; i < n; i++) {
+        if (data[i] == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = data[i];
+        }
+    }
+    BIO_free(bio);
+    EVP_PKEY_free(pk);
+    return out;
+}
+
+static char *doc_with_key(const char *before, const char *pem, const char *after)
+{
+    size_t n = strlen(before) + strlen(pem) + strlen(after) + 1;
+    char *doc = malloc(n);
+    assert_non_null(doc);
+    snprintf(doc, n, "%s%s%s", before, pem, after);
+    return doc;
+}
+
+static void test_jwt_bearer_grants(void **state)
+{
+    (void)state;
+    jn_auth_exchange_t g;
+    char *pem = rsa_pem_json();
+    /* Google's key file shape: the unused standard fields are accepted. */
+    char *doc = doc_with_key(
+        "{\"type\":\"service_account\",\"project_id\":\"p\",\"private_key_id\":\"kid1\","
+        "\"private_key\":\"",
+        pem,
+        "\",\"client_email\":\"sa@p.iam.gserviceaccount.com\",\"client_id\":\"123\","
+        "\"auth_uri\":\"https://accounts.google.com/o/oauth2/auth\","
+        "\"token_uri\":\"https://oauth2.googleapis.com/token\","
+        "\"auth_provider_x509_cert_url\":\"https://www.googleapis.com/oauth2/v1/certs\","
+        "\"client_x509_cert_url\":\"https://www.googleapis.com/robot/v1/metadata/x509/sa\","
+        "\"universe_domain\":\"googleapis.com\",\"scopes\":\"scope-a scope-b\","
+        "\"subject\":\"admin@example.com\"}");
+    jn_auth_t *a = parse_ok("service_account", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.grant, "service_account");
+    assert_string_equal(g.client_email, "sa@p.iam.gserviceaccount.com");
+    assert_string_equal(g.scope, "scope-a scope-b");
+    assert_string_equal(g.subject, "admin@example.com");
+    assert_string_equal(g.token_url, "https://oauth2.googleapis.com/token");
+    assert_non_null(g.key);
+    assert_null(g.username);
+    jn_auth_request_t req = {.method = "GET", .url = "https://api.example.com/v1/x", .now = NOW};
+    jn_auth_result_t out;
+    assert_int_equal(jn_auth_apply(a, &req, &out, NULL, 0), -1);
+    jn_auth_free(a);
+    free(doc);
+    /* token_uri defaults to Google's. */
+    doc =
+        doc_with_key("{\"private_key\":\"", pem, "\",\"client_email\":\"sa@p\",\"scopes\":\"s\"}");
+    a = parse_ok("service_account", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.token_url, "https://oauth2.googleapis.com/token");
+    assert_null(g.subject);
+    jn_auth_free(a);
+    free(doc);
+    doc = doc_with_key("{\"private_key\":\"", pem, "\",\"client_email\":\"sa@p\"}");
+    expect_parse_error("service_account", doc,
+                       "service_account credential: field 'scopes' is required");
+    free(doc);
+    expect_parse_error(
+        "service_account",
+        "{\"client_email\":\"sa@p\",\"scopes\":\"s\",\"private_key\":\"" CANARY "\"}",
+        "service_account credential: field 'private_key' is not a usable private key: "
+        "private key: not PEM (no -----BEGIN line)");
+    expect_parse_error("service_account", "{\"client_email\":\"sa@p\",\"scope\":\"s\"}",
+                       "service_account credential: unknown field 'scope' (did you mean "
+                       "'scopes'?)");
+
+    /* Salesforce: audience and token_url default. */
+    doc = doc_with_key("{\"consumer_key\":\"3MVG9\",\"username\":\"u@example.com\","
+                       "\"private_key\":\"",
+                       pem, "\"}");
+    a = parse_ok("jwt_bearer", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.grant, "jwt_bearer");
+    assert_string_equal(g.consumer_key, "3MVG9");
+    assert_string_equal(g.username, "u@example.com");
+    assert_string_equal(g.audience, "https://login.salesforce.com");
+    assert_string_equal(g.token_url, "https://login.salesforce.com/services/oauth2/token");
+    secrets_t sec = {0};
+    jn_auth_each_secret(a, collect, &sec);
+    assert_int_equal(sec.count, 1); /* the private key */
+    jn_auth_free(a);
+    free(doc);
+    doc = doc_with_key("{\"consumer_key\":\"c\",\"username\":\"u\",\"private_key\":\"", pem,
+                       "\",\"audience\":\"https://test.salesforce.com/\"}");
+    a = parse_ok("jwt_bearer", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.audience, "https://test.salesforce.com");
+    assert_string_equal(g.token_url, "https://test.salesforce.com/services/oauth2/token");
+    jn_auth_free(a);
+    free(doc);
+    doc = doc_with_key("{\"consumer_key\":\"c\",\"private_key\":\"", pem, "\"}");
+    expect_parse_error("jwt_bearer", doc, "jwt_bearer credential: field 'username' is required");
+    free(doc);
+    doc = doc_with_key("{\"consumer_key\":\"c\",\"username\":\"u\",\"private_key\":\"", pem,
+                       "\",\"token_url\":\"ftp://x/t\"}");
+    expect_parse_error("jwt_bearer", doc,
+                       "jwt_bearer credential: field 'token_url' must be an http(s) URL without "
+                       "user, query or fragment");
+    free(doc);
+    OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+}
+
 /* A parse that fails half-way frees what it had copied (ASan/LSan check
  * leaks; the log checks the wipe). */
 static void test_failed_parse_wipes(void **state)
@@ -818,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_aws_sigv4),
         cmocka_unit_test(test_types_and_arguments),
         cmocka_unit_test(test_oauth2),
+        cmocka_unit_test(test_jwt_bearer_grants),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_failed_parse_wipes),
     };

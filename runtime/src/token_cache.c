@@ -1,7 +1,8 @@
 /* Token-exchange grants: github_app installation tokens, OAuth 2.0 client
- * credentials (client_secret_basic or private_key_jwt) and the OAuth 2.0
- * refresh-token grant (oauth2), single-flight and cached per runtime. See
- * token_cache.h. */
+ * credentials (client_secret_basic or private_key_jwt), the OAuth 2.0
+ * refresh-token grant (oauth2) and the JWT bearer grant (RFC 7523: Google
+ * service_account, Salesforce jwt_bearer), single-flight and cached per
+ * runtime. See token_cache.h. */
 #include "token_cache.h"
 
 #include <netinet/in.h>
@@ -27,6 +28,8 @@
 #define GITHUB_MARGIN_S 300 /* refresh 5 minutes before expires_at */
 #define OAUTH_MARGIN_S 60   /* refresh 60 s before expires_in runs out */
 #define OAUTH_DEFAULT_TTL_S 3600
+#define JWT_BEARER_TTL_S 900 /* Salesforce sends no expires_in: reuse for 15 minutes */
+#define JWT_BEARER_GRANT "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #define ASSERTION_LIFETIME_S 300
 #define EXCHANGE_TIMEOUT_MS 30000
 #define PROVIDER_MSG_MAX 120
@@ -39,7 +42,7 @@ struct jn_token_entry {
     jn_token_entry_t *next;
     jn_runtime_t *rt;
     char key[2 * JN_SHA256_LEN + 1];
-    const char *grant;    /* static string: "github_app" / "client_credentials" / "oauth2" */
+    const char *grant;    /* static string: the grant's auth type */
     char *line;           /* secmem "Authorization: Bearer <token>", NULL: none */
     size_t token_off;     /* where the token starts in line */
     int64_t refresh_at;   /* Unix seconds: after this, exchange again */
@@ -255,6 +258,46 @@ static int build_refresh(const jn_token_entry_t *e, const jn_auth_exchange_t *g,
     return x->url.data && x->body.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
 }
 
+/* RFC 7523 section 2.1: the signed assertion is the grant. */
+static int build_jwt_bearer(const jn_auth_exchange_t *g, exchange_req_t *x, char *err,
+                            size_t errlen)
+{
+    char *jwt = NULL, *claims = NULL, jerr[256];
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    jn_buf_puts(&x->url, g->token_url);
+    if (strcmp(g->grant, "service_account") == 0) {
+        /* Google: aud is the key file's token_uri (jn_jwt_google_service_account
+         * fixes it to Google's own endpoint). */
+        jn_jwt_claims_t c = {0};
+        c.iss = g->client_email;
+        c.sub = g->subject;
+        c.aud = g->token_url;
+        c.scope = g->scope;
+        c.times = JN_JWT_IAT | JN_JWT_EXP;
+        c.iat = now;
+        c.exp = now + ASSERTION_LIFETIME_S;
+        rc = jn_jwt_claims_json(&c, &claims, jerr, sizeof(jerr));
+        if (rc == 0)
+            rc = jn_jwt_sign(g->key, "RS256", NULL, claims, &jwt, jerr, sizeof(jerr));
+        free(claims);
+    } else {
+        rc = jn_jwt_salesforce(g->key, g->consumer_key, g->username, g->audience, now, &jwt, jerr,
+                               sizeof(jerr));
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot sign the assertion: %s", jerr);
+        return -1;
+    }
+    form_append(&x->body, "grant_type", JWT_BEARER_GRANT);
+    form_append(&x->body, "assertion", jwt);
+    jn_jwt_token_free(jwt);
+    x->headers[x->nheaders++] = "Content-Type: application/x-www-form-urlencoded";
+    x->headers[x->nheaders++] = "Accept: application/json";
+    return x->url.data && x->body.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+}
+
 static int addr_port(const struct sockaddr *addr)
 {
     if (addr->sa_family == AF_INET)
@@ -322,6 +365,13 @@ static void provider_message(const jn_http_response_t *resp, char *out, size_t o
     jn_json_free(root);
 }
 
+/* Salesforce's response carries no expires_in: the 15 minutes are our own
+ * choice, not a deadline to keep a margin from. */
+static int exp_absent_is_ours(const jn_json_t *root, const char *grant)
+{
+    return strcmp(grant, "jwt_bearer") == 0 && jn_json_get(root, "expires_in") == NULL;
+}
+
 /* Stores the token from a successful response; 0 or -1 with err. For oauth2,
  * *rotated receives a new refresh token (secmem) when the response has one. */
 static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char **rotated,
@@ -362,7 +412,8 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
         }
         refresh = at - GITHUB_MARGIN_S;
     } else {
-        int64_t in = OAUTH_DEFAULT_TTL_S;
+        int64_t in = strcmp(e->grant, "jwt_bearer") == 0 ? JWT_BEARER_TTL_S : OAUTH_DEFAULT_TTL_S;
+        int margin = exp_absent_is_ours(root, e->grant) ? 0 : OAUTH_MARGIN_S;
         const jn_json_t *tt = jn_json_get(root, "token_type");
         const char *type = jn_json_string(tt, NULL);
         exp = jn_json_get(root, "expires_in");
@@ -376,7 +427,7 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
             snprintf(err, errlen, "the response's token_type is not Bearer");
             return -1;
         }
-        refresh = now + in - OAUTH_MARGIN_S;
+        refresh = now + in - margin;
         if (strcmp(e->grant, "oauth2") == 0) {
             size_t rlen = 0;
             const char *rt = jn_json_string(jn_json_get(root, "refresh_token"), &rlen);
@@ -540,9 +591,14 @@ static int start_exchange(jn_token_entry_t *e, const jn_auth_exchange_t *g, char
     int port, rc;
     const char *auth[1];
 
-    rc = strcmp(g->grant, "github_app") == 0 ? build_github(g, &x, err, errlen)
-         : strcmp(g->grant, "oauth2") == 0   ? build_refresh(e, g, &x, err, errlen)
-                                             : build_client_credentials(g, &x, err, errlen);
+    if (strcmp(g->grant, "github_app") == 0)
+        rc = build_github(g, &x, err, errlen);
+    else if (strcmp(g->grant, "oauth2") == 0)
+        rc = build_refresh(e, g, &x, err, errlen);
+    else if (strcmp(g->grant, "service_account") == 0 || strcmp(g->grant, "jwt_bearer") == 0)
+        rc = build_jwt_bearer(g, &x, err, errlen);
+    else
+        rc = build_client_credentials(g, &x, err, errlen);
     if (rc != 0) {
         exchange_req_free(&x);
         return -1;
@@ -628,9 +684,11 @@ int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn al
         }
         e->rt = rt;
         memcpy(e->key, g.cache_key, sizeof(e->key));
-        e->grant = strcmp(g.grant, "github_app") == 0 ? "github_app"
-                   : strcmp(g.grant, "oauth2") == 0   ? "oauth2"
-                                                      : "client_credentials";
+        e->grant = strcmp(g.grant, "github_app") == 0        ? "github_app"
+                   : strcmp(g.grant, "oauth2") == 0          ? "oauth2"
+                   : strcmp(g.grant, "service_account") == 0 ? "service_account"
+                   : strcmp(g.grant, "jwt_bearer") == 0      ? "jwt_bearer"
+                                                             : "client_credentials";
         snprintf(e->target, sizeof(e->target), "%s", target);
         e->next = entries;
         entries = e;

@@ -1,11 +1,13 @@
-/* Token-exchange grants (github_app, client_credentials, oauth2) and their tokens.
+/* Token-exchange grants (github_app, client_credentials, oauth2, and the JWT
+ * bearer grant: service_account, jwt_bearer) and their tokens.
  *
  * One cache per runtime, keyed by the credential version (jn_auth_exchange's
  * cache_key). A cached token is handed out until shortly before it expires
- * (github_app: 5 minutes before expires_at; client_credentials: 60 s before
- * expires_in runs out). Exchanges are single-flight: while one is in flight,
- * every other caller for the same credential joins its waiter list and is
- * called back once when it finishes, with the token or with the error.
+ * (github_app: 5 minutes before expires_at; client_credentials, oauth2 and
+ * service_account: 60 s before expires_in runs out; jwt_bearer, whose
+ * Salesforce response has no expires_in: 15 minutes). Exchanges are single-flight: while one is in
+ * flight, every other caller for the same credential joins its waiter list and is called back once
+ * when it finishes, with the token or with the error.
  *
  * oauth2 (refresh-token grant): a refresh token in the response replaces the
  * one in use for later refreshes of the entry at once, and is handed to

@@ -36,6 +36,12 @@ const USAGE = `usage: node tools/simulator/server.js [options]
   --client-key-file PEM    public key that verifies its private_key_jwt assertions
   --refresh-token T        initial refresh token for grant_type=refresh_token at
                            POST /oauth/token; each refresh rotates it
+  --bearer-key-file PEM    public key that verifies JWT bearer assertions (RFC 7523,
+                           grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer) at
+                           POST /oauth/token
+  --bearer-audience URL    the aud of Salesforce-style assertions (Google-style ones,
+                           with a scope claim, name the token URL)
+  --bearer-issuer A,B      accepted iss values (default: any)
   --plain-links            Link headers use /orgs/{org}/... instead of GitHub's
                            /organizations/{id}/... form
   --exit-on-stdin-close    exit when stdin reaches end of file
@@ -87,6 +93,9 @@ function parseArgs(argv) {
     '--client-secret': 'clientSecret',
     '--client-key-file': 'clientKeyFile',
     '--refresh-token': 'refreshToken',
+    '--bearer-key-file': 'bearerKeyFile',
+    '--bearer-audience': 'bearerAudience',
+    '--bearer-issuer': 'bearerIssuer',
   };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];

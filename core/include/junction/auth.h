@@ -26,9 +26,19 @@
  *               refresh-token grant (RFC 6749 section 6): client_secret_basic when a
  *               secret is given, else client_id in the form. A rotated refresh token in
  *               the response replaces the old one (the runtime's owner persists it).
- * Other auth types (jwt_bearer, aws_assume_role, service_account,
- * private_key_jwt) need a token exchange and are refused by jn_auth_parse
- * until their grant is implemented.
+ *   service_account { "client_email"*, "private_key"* (PEM, RSA), "scopes"* (space
+ *                 separated), "token_uri": "https://oauth2.googleapis.com/token",
+ *                 "subject" (domain-wide delegation), "private_key_id" (the JWT kid) }
+ *               Google's key file as downloaded; its other standard fields (type,
+ *               project_id, client_id, auth_uri, auth_provider_x509_cert_url,
+ *               client_x509_cert_url, universe_domain) are accepted and ignored.
+ *   jwt_bearer  { "consumer_key"*, "username"*, "private_key"* (PEM, RSA),
+ *                 "audience": "https://login.salesforce.com",
+ *                 "token_url": audience + "/services/oauth2/token" }   (Salesforce)
+ *               Both are the JWT bearer grant (RFC 7523): the runtime signs an RS256
+ *               assertion and POSTs grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.
+ * Other auth types (aws_assume_role, private_key_jwt) need a token exchange
+ * and are refused by jn_auth_parse until their grant is implemented.
  */
 #ifndef JUNCTION_AUTH_H
 #define JUNCTION_AUTH_H
@@ -55,12 +65,15 @@ void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s,
  * credential lives. Secrets: the key, client_secret, refresh_token. */
 typedef struct jn_jwt_key jn_jwt_key_t;
 typedef struct {
-    const char *grant;       /* "github_app", "client_credentials" or "oauth2" */
+    const char *grant;       /* "github_app", "client_credentials", "oauth2", "service_account" or
+                                "jwt_bearer" */
     const char *cache_key;   /* hex SHA-256 of the type and document: one per credential version */
     const jn_jwt_key_t *key; /* NULL for client_credentials with a secret */
     const char *app_id, *installation_id, *api_base;                      /* github_app */
     const char *client_id, *client_secret, *token_url, *scope, *audience; /* client_credentials */
     const char *refresh_token;                                            /* oauth2 */
+    const char *client_email, *subject;  /* service_account (scope, token_url) */
+    const char *consumer_key, *username; /* jwt_bearer (audience, token_url) */
 } jn_auth_exchange_t;
 
 /* 1 (and *out filled when non-NULL) for a token-exchange credential, else 0.

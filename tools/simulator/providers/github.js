@@ -921,7 +921,17 @@ function createGithubProvider(opts = {}) {
   // ---- token exchanges: GitHub App installation tokens and OAuth client credentials
   const appKey = opts.appKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.appKeyFile)) : null;
   const clientKey = opts.clientKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.clientKeyFile)) : null;
-  const exchangeCounts = { github_app: 0, github_app_refused: 0, client_credentials: 0, client_credentials_refused: 0, refresh_token: 0, refresh_token_refused: 0 };
+  const bearerKey = opts.bearerKeyFile ? crypto.createPublicKey(fs.readFileSync(opts.bearerKeyFile)) : null;
+  const exchangeCounts = {
+    github_app: 0,
+    github_app_refused: 0,
+    client_credentials: 0,
+    client_credentials_refused: 0,
+    refresh_token: 0,
+    refresh_token_refused: 0,
+    jwt_bearer: 0,
+    jwt_bearer_refused: 0,
+  };
   // refresh_token grant: the one refresh token that works now (rotated by each refresh).
   let currentRefresh = opts.refreshToken;
   const exchangeUser = ds.users[0];
@@ -998,7 +1008,8 @@ function createGithubProvider(opts = {}) {
       return jsonResponse(status, { error, error_description: description });
     };
     const grant = form.get('grant_type');
-    if (grant !== 'client_credentials' && grant !== 'refresh_token') return refuse(400, 'unsupported_grant_type', 'grant_type must be client_credentials or refresh_token');
+    if (grant === JWT_BEARER_GRANT) return jwtBearerGrant(req, form);
+    if (grant !== 'client_credentials' && grant !== 'refresh_token') return refuse(400, 'unsupported_grant_type', 'grant_type must be client_credentials, refresh_token or jwt-bearer');
     if (grant === 'refresh_token') return refreshGrant(req, form);
     const auth = req.headers.authorization || '';
     const basic = /^Basic (.+)$/i.exec(auth);
@@ -1036,6 +1047,44 @@ function createGithubProvider(opts = {}) {
     const out = { access_token: token, expires_in: opts.clientTokenTtl ?? 3600, token_type: 'Bearer' };
     if (form.get('scope')) out.scope = form.get('scope');
     return jsonResponse(200, out);
+  }
+
+  // grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523): the
+  // assertion is verified with --bearer-key-file. A Google-style assertion
+  // (with a scope claim) must name this token URL as aud and gets expires_in; a
+  // Salesforce-style one (no scope) must name --bearer-audience and gets
+  // instance_url and no expires_in, as Salesforce answers.
+  const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+  function jwtBearerGrant(req, form) {
+    const refuse = (error, description) => {
+      exchangeCounts.jwt_bearer_refused++;
+      return jsonResponse(401, { error, error_description: description });
+    };
+    const now = Math.floor(Date.now() / 1000);
+    const v = verifyJwt(form.get('assertion'), bearerKey);
+    if (v.error) return refuse('invalid_grant', 'Invalid JWT Signature.');
+    const c = v.claims;
+    const google = typeof c.scope === 'string';
+    const tokenUrl = `${apiBase(req)}/oauth/token`;
+    const audOk = google ? c.aud === tokenUrl : opts.bearerAudience !== undefined && c.aud === opts.bearerAudience;
+    if (!audOk) return refuse('invalid_grant', 'Invalid JWT: audience');
+    if (typeof c.iss !== 'string' || !c.iss) return refuse('invalid_grant', 'Invalid JWT: iss');
+    if (opts.bearerIssuer !== undefined && !opts.bearerIssuer.split(',').includes(c.iss)) return refuse('invalid_client', 'Invalid issuer');
+    if (!google && (typeof c.sub !== 'string' || !c.sub)) return refuse('invalid_grant', 'Invalid JWT: sub');
+    if (!Number.isInteger(c.exp) || c.exp <= now) return refuse('invalid_grant', 'Invalid JWT: expired');
+    const iat = c.iat === undefined && !google ? now : c.iat;
+    if (!Number.isInteger(iat) || c.exp - iat > 3600 || iat > now + 60) return refuse('invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.');
+    exchangeCounts.jwt_bearer++;
+    const token = `sim_jb_${crypto.randomBytes(18).toString('hex')}`;
+    registerToken(token);
+    if (google) return jsonResponse(200, { access_token: token, expires_in: opts.clientTokenTtl ?? 3599, token_type: 'Bearer' });
+    return jsonResponse(200, {
+      access_token: token,
+      scope: 'api',
+      instance_url: apiBase(req),
+      id: `${apiBase(req)}/id/00D000000000001/005000000000001`,
+      token_type: 'Bearer',
+    });
   }
 
   // grant_type=refresh_token: client_secret_basic, or client_id in the form for a

@@ -1,0 +1,183 @@
+-- The JWT bearer grant (RFC 7523) end to end against the simulator: Google
+-- service accounts (auth type service_account, the key file as Google issues
+-- it) and Salesforce's JWT bearer flow (auth type jwt_bearer). The core signs
+-- the assertion and exchanges it at the token URL; the exchange is single
+-- flight, and neither the private key nor the exchanged token appears in
+-- results or logs.
+local T = require "junction.testing"
+local cjson = require "cjson"
+local simulator = require "helpers.simulator"
+local util = require "helpers.util"
+
+local shell_quote, sh, read_file, lines = util.shell_quote, util.sh, util.read_file, util.lines
+
+local CLIENT_EMAIL = "junction-spec@acme-project.iam.gserviceaccount.com"
+local CONSUMER_KEY = "3MVG9junctionSpecConsumerKey"
+local SF_AUDIENCE = "https://login.salesforce.com"
+
+describe("JWT bearer grant", function()
+  local sim, dir
+  local bearer_key, wrong_key -- PEM private keys
+  local key_marks = {}        -- a base64 line from each private key
+
+  local function genkey(name)
+    local priv = dir .. "/" .. name .. ".pem"
+    local pub = dir .. "/" .. name .. ".pub"
+    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. shell_quote(priv) ..
+      " 2>/dev/null && openssl pkey -in " .. shell_quote(priv) .. " -pubout -out " ..
+      shell_quote(pub) .. " 2>/dev/null")
+    local pem = read_file(priv)
+    assert.matches("PRIVATE KEY", pem, 1, true)
+    key_marks[#key_marks + 1] = lines(pem)[3]
+    return pem, pub
+  end
+
+  local function no_secrets(...)
+    for _, text in ipairs({ ... }) do
+      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
+      for _, mark in ipairs(key_marks) do
+        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
+      end
+      assert.is_nil(text:find("sim_jb_", 1, true), "an access token leaked")
+    end
+  end
+
+  local function exchanges()
+    return sim:stats().exchanges
+  end
+
+  -- A service-account key file in Google's shape, pointed at the simulator.
+  local function google_doc(key)
+    return cjson.encode({
+      type = "service_account",
+      project_id = "acme-project",
+      private_key_id = "0123456789abcdef0123456789abcdef01234567",
+      private_key = key,
+      client_email = CLIENT_EMAIL,
+      client_id = "112233445566778899001",
+      auth_uri = "https://accounts.google.com/o/oauth2/auth",
+      token_uri = sim:url("/oauth/token"),
+      auth_provider_x509_cert_url = "https://www.googleapis.com/oauth2/v1/certs",
+      client_x509_cert_url = "https://www.googleapis.com/robot/v1/metadata/x509/junction-spec",
+      universe_domain = "googleapis.com",
+      scopes = "https://www.googleapis.com/auth/admin.directory.user.readonly " ..
+        "https://www.googleapis.com/auth/cloud-platform.read-only",
+    })
+  end
+
+  local function salesforce_doc(key)
+    return cjson.encode({ consumer_key = CONSUMER_KEY, username = "integration@acme.example",
+                          private_key = key, token_url = sim:url("/oauth/token") })
+  end
+
+  -- Script connector jobs that each call the simulator's /user n times.
+  local function user_job(doc, auth_type, n)
+    return {
+      source = ([[
+        local ctx = ...
+        local logins = {}
+        for i = 1, N do
+          local res, err = ctx.http.get("URL")
+          if not res then error(err) end
+          if res.status ~= 200 then error("HTTP " .. res.status) end
+          logins[#logins + 1] = res:json().login
+        end
+        return logins
+      ]]):gsub("URL", sim:url("/user")):gsub("N", tostring(n or 3)),
+      allow_hosts = { "127.0.0.1" }, credential = doc, credential_type = auth_type,
+    }
+  end
+
+  setup(function()
+    dir = sh("mktemp -d"):gsub("%s+$", "")
+    local pub
+    bearer_key, pub = genkey("bearer")
+    wrong_key = genkey("wrong")
+    sim = simulator.start{ members = 5, repos = 5, tokens = { "sim-token" },
+      args = { "--bearer-key-file", pub, "--bearer-audience", SF_AUDIENCE,
+               "--bearer-issuer", CLIENT_EMAIL .. "," .. CONSUMER_KEY } }
+  end)
+
+  teardown(function()
+    if sim then sim:stop() end
+    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
+  end)
+
+  before_each(function() sim:reset() end)
+
+  describe("service_account", function()
+    it("serves 10 concurrent jobs with one exchange", function()
+      local doc = google_doc(bearer_key)
+      local list = {}
+      for i = 1, 10 do list[i] = user_job(doc, "service_account") end
+      local results, logs, raw = T.run(list)
+      for _, r in ipairs(results) do
+        assert.are.equal("succeeded", r.status, r.error)
+        assert.are.equal(3, #r.result)
+        assert.is_string(r.result[1])
+        no_secrets(cjson.encode(r.result))
+      end
+      assert.are.equal(1, exchanges().jwt_bearer)
+      assert.are.equal(0, exchanges().jwt_bearer_refused)
+      no_secrets(raw, cjson.encode(logs))
+    end)
+
+    it("fails with a clear 401, without secrets, when the key is wrong", function()
+      local r, logs, raw = T.run(user_job(google_doc(wrong_key), "service_account"))
+      assert.are.equal("failed", r.status)
+      assert.matches("service_account token exchange failed", r.error, 1, true)
+      assert.matches("POST " .. sim:url("/oauth/token"), r.error, 1, true)
+      assert.matches("HTTP 401 (Invalid JWT Signature.)", r.error, 1, true)
+      assert.are.equal(0, exchanges().jwt_bearer)
+      assert.is_true(exchanges().jwt_bearer_refused >= 1)
+      no_secrets(r.error, raw, cjson.encode(logs))
+    end)
+
+    it("refuses an exchange host outside the egress list", function()
+      local doc = cjson.decode(google_doc(bearer_key))
+      doc.token_uri = doc.token_uri:gsub("127%.0%.0%.1", "localhost")
+      local r = T.run(user_job(cjson.encode(doc), "service_account"))
+      assert.are.equal("failed", r.status)
+      assert.matches("not in the connector's egress list", r.error, 1, true)
+      assert.are.equal(0, exchanges().jwt_bearer + exchanges().jwt_bearer_refused)
+      no_secrets(r.error)
+    end)
+
+    it("rejects an invalid document without echoing the key", function()
+      local doc = cjson.decode(google_doc(bearer_key))
+      doc.scopes = nil
+      local ok, err = pcall(T.run, user_job(cjson.encode(doc), "service_account"))
+      assert.is_false(ok)
+      assert.matches("service_account credential: field 'scopes' is required", err, 1, true)
+      no_secrets(err)
+    end)
+  end)
+
+  describe("jwt_bearer (Salesforce)", function()
+    it("obtains a token with the default audience and sends it", function()
+      local r, logs, raw = T.run(user_job(salesforce_doc(bearer_key), "jwt_bearer", 5))
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.equal(5, #r.result)
+      assert.are.equal(1, exchanges().jwt_bearer)
+      no_secrets(raw, cjson.encode(r.result), cjson.encode(logs))
+    end)
+
+    it("fails with a clear 401, without secrets, when the key is wrong", function()
+      local r, logs, raw = T.run(user_job(salesforce_doc(wrong_key), "jwt_bearer"))
+      assert.are.equal("failed", r.status)
+      assert.matches("jwt_bearer token exchange failed", r.error, 1, true)
+      assert.matches("HTTP 401", r.error, 1, true)
+      assert.are.equal(0, exchanges().jwt_bearer)
+      no_secrets(r.error, raw, cjson.encode(logs))
+    end)
+
+    it("is refused when the audience is not the provider's", function()
+      local doc = cjson.decode(salesforce_doc(bearer_key))
+      doc.audience = "https://test.salesforce.com"
+      local r = T.run(user_job(cjson.encode(doc), "jwt_bearer"))
+      assert.are.equal("failed", r.status)
+      assert.matches("HTTP 401 (Invalid JWT: audience)", r.error, 1, true)
+      no_secrets(r.error)
+    end)
+  end)
+end)

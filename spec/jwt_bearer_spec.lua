@@ -21,14 +21,8 @@ describe("JWT bearer grant", function()
   local key_marks = {}        -- a base64 line from each private key
 
   local function genkey(name)
-    local priv = dir .. "/" .. name .. ".pem"
-    local pub = dir .. "/" .. name .. ".pub"
-    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. shell_quote(priv) ..
-      " 2>/dev/null && openssl pkey -in " .. shell_quote(priv) .. " -pubout -out " ..
-      shell_quote(pub) .. " 2>/dev/null")
-    local pem = read_file(priv)
-    assert.matches("PRIVATE KEY", pem, 1, true)
-    key_marks[#key_marks + 1] = lines(pem)[3]
+    local pem, pub, mark = util.genkey(dir, name)
+    key_marks[#key_marks + 1] = mark
     return pem, pub
   end
 

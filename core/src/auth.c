@@ -711,6 +711,27 @@ static int parse_jwt_bearer(ctx_t *c, jn_auth_t *a)
     return check_base_url(c, "token_url", a->token_url);
 }
 
+/* The parser of each supported type, in the order of supported_types. */
+static const struct {
+    int kind;
+    const char *const *fields;
+    int (*parse)(ctx_t *c, jn_auth_t *a);
+} auth_parsers[] = {
+    {AUTH_API_KEY, api_key_fields, parse_api_key},
+    {AUTH_BASIC, basic_fields, parse_basic},
+    {AUTH_AWS_SIGV4, aws_sigv4_fields, parse_aws_sigv4},
+    {AUTH_GITHUB_APP, github_app_fields, parse_github_app},
+    {AUTH_CLIENT_CREDENTIALS, client_credentials_fields, parse_client_credentials},
+    {AUTH_OAUTH2, oauth2_fields, parse_oauth2},
+    {AUTH_SERVICE_ACCOUNT, service_account_fields, parse_service_account},
+    {AUTH_JWT_BEARER, jwt_bearer_fields, parse_jwt_bearer},
+};
+
+typedef char auth_parsers_match_types[sizeof(auth_parsers) / sizeof(auth_parsers[0]) ==
+                                              sizeof(supported_types) / sizeof(char *) - 1
+                                          ? 1
+                                          : -1];
+
 int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t **out, char *err,
                   size_t errlen)
 {
@@ -764,40 +785,8 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
         return fail(err, errlen, "%s credential: out of memory", c.type);
     }
     a->type = c.type;
-    switch (i) {
-    case 0:
-        a->kind = AUTH_API_KEY;
-        rc = check_fields(&c, api_key_fields) < 0 ? -1 : parse_api_key(&c, a);
-        break;
-    case 1:
-        a->kind = AUTH_BASIC;
-        rc = check_fields(&c, basic_fields) < 0 ? -1 : parse_basic(&c, a);
-        break;
-    case 2:
-        a->kind = AUTH_AWS_SIGV4;
-        rc = check_fields(&c, aws_sigv4_fields) < 0 ? -1 : parse_aws_sigv4(&c, a);
-        break;
-    case 3:
-        a->kind = AUTH_GITHUB_APP;
-        rc = check_fields(&c, github_app_fields) < 0 ? -1 : parse_github_app(&c, a);
-        break;
-    case 4:
-        a->kind = AUTH_CLIENT_CREDENTIALS;
-        rc = check_fields(&c, client_credentials_fields) < 0 ? -1 : parse_client_credentials(&c, a);
-        break;
-    case 5:
-        a->kind = AUTH_OAUTH2;
-        rc = check_fields(&c, oauth2_fields) < 0 ? -1 : parse_oauth2(&c, a);
-        break;
-    case 6:
-        a->kind = AUTH_SERVICE_ACCOUNT;
-        rc = check_fields(&c, service_account_fields) < 0 ? -1 : parse_service_account(&c, a);
-        break;
-    default:
-        a->kind = AUTH_JWT_BEARER;
-        rc = check_fields(&c, jwt_bearer_fields) < 0 ? -1 : parse_jwt_bearer(&c, a);
-        break;
-    }
+    a->kind = auth_parsers[i].kind;
+    rc = check_fields(&c, auth_parsers[i].fields) < 0 ? -1 : auth_parsers[i].parse(&c, a);
     jn_json_free(root);
     if (rc == 0 && IS_EXCHANGE(a->kind)) {
         /* Identifies the credential version: same document, same cached token. */

@@ -37,4 +37,18 @@ function _M.lines(text)
   return out
 end
 
+-- Generate an RSA key pair in dir with the openssl command. Returns the
+-- private key PEM, the public key's path, and one base64 line of the private
+-- key (to assert it never leaks).
+function _M.genkey(dir, name)
+  local priv = dir .. "/" .. name .. ".pem"
+  local pub = dir .. "/" .. name .. ".pub"
+  _M.sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " ..
+    _M.shell_quote(priv) .. " 2>/dev/null && openssl pkey -in " .. _M.shell_quote(priv) ..
+    " -pubout -out " .. _M.shell_quote(pub) .. " 2>/dev/null")
+  local pem = _M.read_file(priv)
+  assert(pem:find("PRIVATE KEY", 1, true), "openssl did not write a private key")
+  return pem, pub, _M.lines(pem)[3]
+end
+
 return _M

@@ -21,6 +21,7 @@
 #define EXTRA_HEADERS_MAX 16
 #define SHOW_SIZE 40
 
+/* The static types first, then the token exchanges (IS_EXCHANGE). */
 enum {
     AUTH_API_KEY,
     AUTH_BASIC,
@@ -29,11 +30,12 @@ enum {
     AUTH_CLIENT_CREDENTIALS,
     AUTH_OAUTH2,
     AUTH_SERVICE_ACCOUNT,
-    AUTH_JWT_BEARER
+    AUTH_JWT_BEARER,
+    AUTH_PRIVATE_KEY_JWT,
+    AUTH_AWS_ASSUME_ROLE
 };
-#define IS_EXCHANGE(k)                                                                             \
-    ((k) == AUTH_GITHUB_APP || (k) == AUTH_CLIENT_CREDENTIALS || (k) == AUTH_OAUTH2 ||             \
-     (k) == AUTH_SERVICE_ACCOUNT || (k) == AUTH_JWT_BEARER)
+/* Every type after the static ones needs a token exchange. */
+#define IS_EXCHANGE(k) ((k) >= AUTH_GITHUB_APP)
 
 typedef struct {
     char *name;
@@ -76,6 +78,12 @@ struct jn_auth {
     char *client_email;  /* service_account */
     char *subject;
     char *consumer_key; /* jwt_bearer (its username is `username`) */
+    /* aws_assume_role: the base keys are the aws_sigv4 fields above; the STS
+     * endpoint is token_url. */
+    char *role_arn;
+    char *external_id;
+    char *session_name;
+    int duration_seconds;
     char exchange_key[2 * JN_SHA256_LEN + 1];
 };
 
@@ -111,11 +119,24 @@ static const char *const service_account_fields[] = {"client_email",
                                                      NULL};
 static const char *const jwt_bearer_fields[] = {"consumer_key", "username",  "private_key",
                                                 "audience",     "token_url", NULL};
+static const char *const private_key_jwt_fields[] = {
+    "client_id", "private_key", "token_url", "scope", "audience", "key_id", NULL};
+static const char *const aws_assume_role_fields[] = {"access_key_id",
+                                                     "secret_access_key",
+                                                     "session_token",
+                                                     "role_arn",
+                                                     "external_id",
+                                                     "session_name",
+                                                     "duration_seconds",
+                                                     "region",
+                                                     "service",
+                                                     "sts_endpoint",
+                                                     NULL};
 
 static const char *const supported_types[] = {
-    "api_key", "basic",           "aws_sigv4",  "github_app", "client_credentials",
-    "oauth2",  "service_account", "jwt_bearer", NULL};
-static const char *const exchange_types[] = {"aws_assume_role", "private_key_jwt", NULL};
+    "api_key", "basic",           "aws_sigv4",  "github_app",      "client_credentials",
+    "oauth2",  "service_account", "jwt_bearer", "private_key_jwt", "aws_assume_role",
+    NULL};
 
 /* Headers a credential may not set: they frame the request. */
 static const char *const reserved_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
@@ -523,7 +544,8 @@ static int alnum_char(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-static int parse_aws_sigv4(ctx_t *c, jn_auth_t *a)
+/* The keys, region and service shared by aws_sigv4 and aws_assume_role. */
+static int parse_aws_keys(ctx_t *c, jn_auth_t *a)
 {
     if (get_string(c, "access_key_id", 1, &a->access_key_id) < 0 ||
         get_string(c, "secret_access_key", 1, &a->secret_access_key) < 0 ||
@@ -614,11 +636,29 @@ static int parse_github_app(ctx_t *c, jn_auth_t *a)
     return check_base_url(c, "api_base", a->api_base);
 }
 
-static int parse_client_credentials(ctx_t *c, jn_auth_t *a)
+/* The JWT header's kid from `field`, when the document has it. */
+static int get_kid(ctx_t *c, jn_auth_t *a, const char *field)
+{
+    char *kid = NULL, kerr[256];
+    int got = get_string(c, field, 0, &kid);
+    if (got <= 0)
+        return got; /* absent, or the error is set */
+    jn_jwt_header_t hdr = {kid, NULL, NULL};
+    int rc = jn_jwt_key_set_header(a->key, &hdr, kerr, sizeof(kerr));
+    str_free(kid);
+    if (rc != 0)
+        return fail(c->err, c->errlen, "%s credential: field '%s': %s", c->type, field, kerr);
+    return 0;
+}
+
+/* The OAuth 2.0 client-credentials grant, shared by client_credentials (a
+ * client secret or a private key) and private_key_jwt (a private key, whose
+ * JWT header may name a key_id). */
+static int parse_client(ctx_t *c, jn_auth_t *a, int key_only)
 {
     if (get_string(c, "client_id", 1, &a->client_id) < 0 ||
-        get_string(c, "client_secret", 0, &a->client_secret) < 0 ||
-        get_pem(c, "private_key", 0, &a->private_key, &a->key) < 0 ||
+        (!key_only && get_string(c, "client_secret", 0, &a->client_secret) < 0) ||
+        get_pem(c, "private_key", key_only, &a->private_key, &a->key) < 0 ||
         get_string(c, "token_url", 1, &a->token_url) < 0 ||
         get_string(c, "scope", 0, &a->scope) < 0 || get_string(c, "audience", 0, &a->audience) < 0)
         return -1;
@@ -635,7 +675,19 @@ static int parse_client_credentials(ctx_t *c, jn_auth_t *a)
                     "%s credential: field 'client_id' contains ':', which client_secret_basic "
                     "cannot carry",
                     c->type);
+    if (key_only && get_kid(c, a, "key_id") < 0)
+        return -1;
     return check_base_url(c, "token_url", a->token_url);
+}
+
+static int parse_client_credentials(ctx_t *c, jn_auth_t *a)
+{
+    return parse_client(c, a, 0);
+}
+
+static int parse_private_key_jwt(ctx_t *c, jn_auth_t *a)
+{
+    return parse_client(c, a, 1);
 }
 
 static int parse_oauth2(ctx_t *c, jn_auth_t *a)
@@ -657,27 +709,16 @@ static int parse_oauth2(ctx_t *c, jn_auth_t *a)
 /* Google service account (RFC 7523 JWT bearer grant with a signed assertion). */
 static int parse_service_account(ctx_t *c, jn_auth_t *a)
 {
-    char *kid = NULL, kerr[256];
-
     if (get_string(c, "client_email", 1, &a->client_email) < 0 ||
         get_pem(c, "private_key", 1, &a->private_key, &a->key) < 0 ||
         get_string(c, "token_uri", 0, &a->token_url) < 0 ||
-        get_string(c, "scopes", 1, &a->scope) < 0 || get_string(c, "subject", 0, &a->subject) < 0 ||
-        get_string(c, "private_key_id", 0, &kid) < 0)
+        get_string(c, "scopes", 1, &a->scope) < 0 || get_string(c, "subject", 0, &a->subject) < 0)
         return -1;
-    if (strcmp(jn_jwt_key_type(a->key), "RSA") != 0) {
-        str_free(kid);
+    if (strcmp(jn_jwt_key_type(a->key), "RSA") != 0)
         return fail(c->err, c->errlen, "%s credential: field 'private_key' must be an RSA key",
                     c->type);
-    }
-    if (kid != NULL) {
-        jn_jwt_header_t hdr = {kid, NULL, NULL};
-        int rc = jn_jwt_key_set_header(a->key, &hdr, kerr, sizeof(kerr));
-        str_free(kid);
-        if (rc != 0)
-            return fail(c->err, c->errlen, "%s credential: field 'private_key_id': %s", c->type,
-                        kerr);
-    }
+    if (get_kid(c, a, "private_key_id") < 0)
+        return -1;
     if (a->token_url == NULL && (a->token_url = strdup(JN_JWT_GOOGLE_TOKEN_URL)) == NULL)
         return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
     return check_base_url(c, "token_uri", a->token_url);
@@ -711,6 +752,114 @@ static int parse_jwt_bearer(ctx_t *c, jn_auth_t *a)
     return check_base_url(c, "token_url", a->token_url);
 }
 
+/* IAM name characters ([\w+=,.@-]): role names, session names. */
+static int iam_name_char(unsigned char ch)
+{
+    return alnum_char(ch) || (ch != '\0' && strchr("_+=,.@-", ch) != NULL);
+}
+
+/* What AWS accepts in an ExternalId: [\w+=,.@:/-]. */
+static int external_id_char(unsigned char ch)
+{
+    return iam_name_char(ch) || ch == ':' || ch == '/';
+}
+
+/* arn:aws[-a-z]*:iam::<12 digits>:role/[<path>/]<name>: every path segment
+ * and the name are IAM name characters, the name at most 64 of them, the ARN
+ * at most 2048 characters (AWS's limits). */
+static int is_role_arn(const char *s)
+{
+    const char *p, *seg;
+    if (strlen(s) > 2048 || strncmp(s, "arn:aws", 7) != 0)
+        return 0;
+    p = s + 7;
+    while ((*p >= 'a' && *p <= 'z') || *p == '-')
+        p++;
+    if (strncmp(p, ":iam::", 6) != 0)
+        return 0;
+    p += 6;
+    for (int i = 0; i < 12; i++, p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    if (strncmp(p, ":role/", 6) != 0)
+        return 0;
+    for (seg = p += 6;; p++) {
+        if (*p == '/' || *p == '\0') {
+            if (p == seg)
+                return 0;
+            if (*p == '\0')
+                return p - seg <= 64;
+            seg = p + 1;
+        } else if (!iam_name_char((unsigned char)*p)) {
+            return 0;
+        }
+    }
+}
+
+/* An integer field within [lo, hi]: 0 absent (*out untouched), 1 read, -1 error. */
+static int get_int(ctx_t *c, const char *field, int lo, int hi, int *out)
+{
+    const jn_json_t *m = jn_json_get(c->root, field);
+    int64_t v;
+    if (m == NULL)
+        return 0;
+    if (!jn_json_is_number(m))
+        return fail(c->err, c->errlen, "%s credential: field '%s' must be a number, not %s",
+                    c->type, field, jn_json_type_name(m));
+    if (jn_json_int64(m, &v) != 0 || v < lo || v > hi)
+        return fail(c->err, c->errlen, "%s credential: field '%s' must be an integer from %d to %d",
+                    c->type, field, lo, hi);
+    *out = (int)v;
+    return 1;
+}
+
+/* A string field of 2 to maxlen characters that satisfy ok(). */
+static int check_chars(ctx_t *c, const char *field, const char *s, size_t maxlen,
+                       int (*ok)(unsigned char), const char *allowed)
+{
+    size_t n = strlen(s);
+    if (n < 2 || n > maxlen || !all_chars(s, ok))
+        return fail(c->err, c->errlen,
+                    "%s credential: field '%s' must be 2 to %zu characters: letters, digits and "
+                    "%s",
+                    c->type, field, maxlen, allowed);
+    return 0;
+}
+
+/* AWS STS AssumeRole, signed by the base keys. */
+static int parse_aws_assume_role(ctx_t *c, jn_auth_t *a)
+{
+    a->duration_seconds = 3600;
+    if (parse_aws_keys(c, a) < 0 || get_string(c, "role_arn", 1, &a->role_arn) < 0 ||
+        get_string(c, "external_id", 0, &a->external_id) < 0 ||
+        get_string(c, "session_name", 0, &a->session_name) < 0 ||
+        get_int(c, "duration_seconds", 900, 43200, &a->duration_seconds) < 0 ||
+        get_string(c, "sts_endpoint", 0, &a->token_url) < 0)
+        return -1;
+    if (!is_role_arn(a->role_arn))
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'role_arn' must be an IAM role ARN "
+                    "(arn:aws:iam::<12-digit account id>:role/<name>)",
+                    c->type);
+    if (a->external_id != NULL &&
+        check_chars(c, "external_id", a->external_id, 1224, external_id_char, "_+=,.@:/-") < 0)
+        return -1;
+    if (a->session_name == NULL && (a->session_name = strdup("junction")) == NULL)
+        return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+    if (check_chars(c, "session_name", a->session_name, 64, iam_name_char, "_+=,.@-") < 0)
+        return -1;
+    if (a->token_url == NULL) {
+        /* The regional endpoint; China's regions live under amazonaws.com.cn. */
+        const char *suffix =
+            strncmp(a->region, "cn-", 3) == 0 ? ".amazonaws.com.cn" : ".amazonaws.com";
+        size_t n = strlen("https://sts.") + strlen(a->region) + strlen(suffix) + 1;
+        if ((a->token_url = malloc(n)) == NULL)
+            return fail(c->err, c->errlen, "%s credential: out of memory", c->type);
+        snprintf(a->token_url, n, "https://sts.%s%s", a->region, suffix);
+    }
+    return check_base_url(c, "sts_endpoint", a->token_url);
+}
+
 /* The parser of each supported type, in the order of supported_types. */
 static const struct {
     int kind;
@@ -719,12 +868,14 @@ static const struct {
 } auth_parsers[] = {
     {AUTH_API_KEY, api_key_fields, parse_api_key},
     {AUTH_BASIC, basic_fields, parse_basic},
-    {AUTH_AWS_SIGV4, aws_sigv4_fields, parse_aws_sigv4},
+    {AUTH_AWS_SIGV4, aws_sigv4_fields, parse_aws_keys},
     {AUTH_GITHUB_APP, github_app_fields, parse_github_app},
     {AUTH_CLIENT_CREDENTIALS, client_credentials_fields, parse_client_credentials},
     {AUTH_OAUTH2, oauth2_fields, parse_oauth2},
     {AUTH_SERVICE_ACCOUNT, service_account_fields, parse_service_account},
     {AUTH_JWT_BEARER, jwt_bearer_fields, parse_jwt_bearer},
+    {AUTH_PRIVATE_KEY_JWT, private_key_jwt_fields, parse_private_key_jwt},
+    {AUTH_AWS_ASSUME_ROLE, aws_assume_role_fields, parse_aws_assume_role},
 };
 
 typedef char auth_parsers_match_types[sizeof(auth_parsers) / sizeof(auth_parsers[0]) ==
@@ -735,7 +886,7 @@ typedef char auth_parsers_match_types[sizeof(auth_parsers) / sizeof(auth_parsers
 int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t **out, char *err,
                   size_t errlen)
 {
-    char shown[SHOW_SIZE], names[128];
+    char shown[SHOW_SIZE], names[192];
     jn_json_error_t jerr;
     jn_json_t *root = NULL;
     const jn_json_limits_t limits = {DOC_MAX_LEN, 0, DOC_MAX_DEPTH};
@@ -749,14 +900,7 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
         if (strcmp(supported_types[i], auth_type) == 0)
             break;
     if (supported_types[i] == NULL) {
-        if (in_list(exchange_types, auth_type))
-            return fail(err, errlen,
-                        "auth type '%s' needs a token exchange, which this build does not "
-                        "implement yet",
-                        auth_type);
         const char *guess = did_you_mean(supported_types, auth_type);
-        if (guess == NULL)
-            guess = did_you_mean(exchange_types, auth_type);
         list_join(supported_types, names, sizeof(names));
         if (guess != NULL)
             return fail(err, errlen, "unknown auth type '%s' (did you mean '%s'?)",
@@ -848,6 +992,9 @@ void jn_auth_free(jn_auth_t *a)
     str_free(a->client_email);
     str_free(a->subject);
     str_free(a->consumer_key);
+    str_free(a->role_arn);
+    str_free(a->external_id);
+    str_free(a->session_name);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
 }
@@ -905,6 +1052,14 @@ int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out)
         out->subject = a->subject;
         out->consumer_key = a->consumer_key;
         out->username = a->kind == AUTH_JWT_BEARER ? a->username : NULL;
+        out->role_arn = a->role_arn;
+        out->external_id = a->external_id;
+        out->session_name = a->session_name;
+        out->duration_seconds = a->duration_seconds;
+        if (a->kind == AUTH_AWS_ASSUME_ROLE) {
+            out->region = a->region;
+            out->service = a->service;
+        }
     }
     return 1;
 }
@@ -1018,7 +1173,7 @@ static char *dup_span(const char *s, size_t n)
     return d;
 }
 
-static int url_split(const char *url, url_parts_t *u, char *err, size_t errlen)
+static int url_split(const char *label, const char *url, url_parts_t *u, char *err, size_t errlen)
 {
     const char *def_port;
     const char *p;
@@ -1028,15 +1183,15 @@ static int url_split(const char *url, url_parts_t *u, char *err, size_t errlen)
     else if (strncasecmp(url, "http://", 7) == 0)
         p = url + 7, def_port = "80";
     else
-        return fail(err, errlen, "aws_sigv4: the request URL is not an absolute http(s) URL");
+        return fail(err, errlen, "%s: the request URL is not an absolute http(s) URL", label);
     size_t alen = strcspn(p, "/?#");
     if (alen == 0)
-        return fail(err, errlen, "aws_sigv4: the request URL has no host");
+        return fail(err, errlen, "%s: the request URL has no host", label);
     if (memchr(p, '@', alen) != NULL)
-        return fail(err, errlen, "aws_sigv4: the request URL carries user info");
+        return fail(err, errlen, "%s: the request URL carries user info", label);
     for (size_t i = 0; i < alen; i++)
         if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
-            return fail(err, errlen, "aws_sigv4: the request URL has an invalid host");
+            return fail(err, errlen, "%s: the request URL has an invalid host", label);
     /* Host header as HTTP clients send it: the port only when not the
      * scheme's default. */
     size_t hlen = alen;
@@ -1044,10 +1199,10 @@ static int url_split(const char *url, url_parts_t *u, char *err, size_t errlen)
     if (p[0] == '[') {
         const char *rb = memchr(p, ']', alen);
         if (rb == NULL)
-            return fail(err, errlen, "aws_sigv4: the request URL has an invalid host");
+            return fail(err, errlen, "%s: the request URL has an invalid host", label);
         if ((size_t)(rb + 1 - p) < alen) {
             if (rb[1] != ':')
-                return fail(err, errlen, "aws_sigv4: the request URL has an invalid host");
+                return fail(err, errlen, "%s: the request URL has an invalid host", label);
             colon = rb + 1;
         }
     } else {
@@ -1058,12 +1213,12 @@ static int url_split(const char *url, url_parts_t *u, char *err, size_t errlen)
         size_t plen = alen - (size_t)(port - p);
         for (size_t i = 0; i < plen; i++)
             if (port[i] < '0' || port[i] > '9')
-                return fail(err, errlen, "aws_sigv4: the request URL has an invalid port");
+                return fail(err, errlen, "%s: the request URL has an invalid port", label);
         if (plen == 0 || (plen == strlen(def_port) && memcmp(port, def_port, plen) == 0))
             hlen = (size_t)(colon - p);
     }
     if (hlen == 0)
-        return fail(err, errlen, "aws_sigv4: the request URL has no host");
+        return fail(err, errlen, "%s: the request URL has no host", label);
     const char *rest = p + alen;
     size_t path_len = strcspn(rest, "?#");
     const char *q = rest[path_len] == '?' ? rest + path_len + 1 : NULL;
@@ -1073,13 +1228,16 @@ static int url_split(const char *url, url_parts_t *u, char *err, size_t errlen)
     u->query = dup_span(q != NULL ? q : "", qlen);
     if (u->host == NULL || u->path == NULL || u->query == NULL) {
         url_parts_free(u);
-        return fail(err, errlen, "aws_sigv4: out of memory");
+        return fail(err, errlen, "%s: out of memory", label);
     }
     return 0;
 }
 
-static int apply_sigv4(const jn_auth_t *a, const jn_auth_request_t *req, const req_header_t *rh,
-                       jn_auth_result_t *out, char *err, size_t errlen)
+/* SigV4 header signing of req with `keys` for region and service; `label`
+ * (the auth type) prefixes the messages. */
+static int sign_aws(const char *label, const jn_aws_keys_t *keys, const char *region,
+                    const char *service, const jn_auth_request_t *req, const req_header_t *rh,
+                    jn_auth_result_t *out, char *err, size_t errlen)
 {
     static const char *const refused[] = {"Host", "Authorization", "X-Amz-Date", NULL};
     url_parts_t u;
@@ -1090,24 +1248,24 @@ static int apply_sigv4(const jn_auth_t *a, const jn_auth_request_t *req, const r
 
     memset(&res, 0, sizeof(res));
     if (req->method == NULL || req->method[0] == '\0')
-        return fail(err, errlen, "aws_sigv4: the request has no method");
+        return fail(err, errlen, "%s: the request has no method", label);
     for (size_t i = 0; refused[i] != NULL; i++)
         if (has_header(rh, req->nheaders, refused[i]))
-            return fail(err, errlen, "aws_sigv4: the request already sets %s; the signer sets it",
+            return fail(err, errlen, "%s: the request already sets %s; the signer sets it", label,
                         refused[i]);
-    if (url_split(req->url, &u, err, errlen) < 0)
+    if (url_split(label, req->url, &u, err, errlen) < 0)
         return -1;
     sh = calloc(req->nheaders + 1, sizeof(*sh));
     names = calloc(req->nheaders + 1, sizeof(*names));
     if (sh == NULL || names == NULL) {
-        fail(err, errlen, "aws_sigv4: out of memory");
+        fail(err, errlen, "%s: out of memory", label);
         goto out;
     }
     sh[0].name = "Host";
     sh[0].value = u.host;
     for (size_t i = 0; i < req->nheaders; i++) {
         if ((names[i] = dup_span(rh[i].name, rh[i].name_len)) == NULL) {
-            fail(err, errlen, "aws_sigv4: out of memory");
+            fail(err, errlen, "%s: out of memory", label);
             goto out;
         }
         sh[i + 1].name = names[i];
@@ -1123,26 +1281,26 @@ static int apply_sigv4(const jn_auth_t *a, const jn_auth_request_t *req, const r
         .payload_len = req->body != NULL ? req->body_len : 0,
     };
     jn_sigv4_params_t params = {
-        .region = a->region,
-        .service = a->service,
-        .access_key_id = a->access_key_id,
-        .secret_access_key = a->secret_access_key,
-        .session_token = a->session_token,
+        .region = region,
+        .service = service,
+        .access_key_id = keys->access_key_id,
+        .secret_access_key = keys->secret_access_key,
+        .session_token = keys->session_token,
         .time = req->now,
-        .flags = strcmp(a->service, "s3") == 0 ? JN_SIGV4_FLAGS_S3 : JN_SIGV4_FLAGS_DEFAULT,
+        .flags = strcmp(service, "s3") == 0 ? JN_SIGV4_FLAGS_S3 : JN_SIGV4_FLAGS_DEFAULT,
     };
     char serr[256];
     if (jn_sigv4_sign(&sreq, &params, &res, serr, sizeof(serr)) < 0) {
-        fail(err, errlen, "aws_sigv4: %s", serr);
+        fail(err, errlen, "%s: %s", label, serr);
         goto out;
     }
     if ((out->headers = calloc(res.nadd, sizeof(*out->headers))) == NULL) {
-        fail(err, errlen, "aws_sigv4: out of memory");
+        fail(err, errlen, "%s: out of memory", label);
         goto out;
     }
     for (size_t i = 0; i < res.nadd; i++) {
         if (add_line(out, res.add[i].name, NULL, res.add[i].value) < 0) {
-            fail(err, errlen, "aws_sigv4: out of memory");
+            fail(err, errlen, "%s: out of memory", label);
             goto out;
         }
     }
@@ -1155,6 +1313,13 @@ out:
     free(sh);
     url_parts_free(&u);
     return rc;
+}
+
+/* The base keys of an aws_sigv4 or aws_assume_role credential. */
+static jn_aws_keys_t base_keys(const jn_auth_t *a)
+{
+    jn_aws_keys_t k = {a->access_key_id, a->secret_access_key, a->session_token};
+    return k;
 }
 
 int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_result_t *out,
@@ -1176,7 +1341,8 @@ int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_resu
         return -1;
 
     if (a->kind == AUTH_AWS_SIGV4) {
-        rc = apply_sigv4(a, req, rh, out, err, errlen);
+        jn_aws_keys_t keys = base_keys(a);
+        rc = sign_aws(a->type, &keys, a->region, a->service, req, rh, out, err, errlen);
         goto out;
     }
     /* The credential's own headers must not meet the connector's. */
@@ -1218,6 +1384,59 @@ out:
     if (rc < 0)
         jn_auth_result_free(out);
     return rc;
+}
+
+/* aws_assume_role: `temp` keys for the credential's service, or (NULL) the
+ * base keys for STS itself. */
+static int sign_assume_role(const jn_auth_t *a, const jn_aws_keys_t *temp,
+                            const jn_auth_request_t *req, jn_auth_result_t *out, char *err,
+                            size_t errlen)
+{
+    req_header_t *rh = NULL;
+    jn_aws_keys_t keys;
+    int rc;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (a == NULL || req == NULL || out == NULL || req->url == NULL)
+        return fail(err, errlen, "aws_assume_role: no credential, request, URL or output pointer");
+    if (a->kind != AUTH_AWS_ASSUME_ROLE)
+        return fail(err, errlen, "%s: not an aws_assume_role credential", a->type);
+    if (temp != NULL &&
+        (temp->access_key_id == NULL || !all_chars(temp->access_key_id, alnum_char) ||
+         temp->access_key_id[0] == '\0' || temp->secret_access_key == NULL ||
+         temp->secret_access_key[0] == '\0' || temp->session_token == NULL ||
+         temp->session_token[0] == '\0'))
+        return fail(err, errlen,
+                    "aws_assume_role: the temporary keys need an access key id (letters and "
+                    "digits), a secret access key and a session token");
+    if (split_headers(req, &rh, err, errlen) < 0)
+        return -1;
+    keys = temp != NULL ? *temp : base_keys(a);
+    rc = sign_aws(a->type, &keys, a->region, temp != NULL ? a->service : "sts", req, rh, out, err,
+                  errlen);
+    free(rh);
+    if (rc < 0)
+        jn_auth_result_free(out);
+    return rc;
+}
+
+int jn_auth_sign_assume_role(const jn_auth_t *a, const jn_auth_request_t *req,
+                             jn_auth_result_t *out, char *err, size_t errlen)
+{
+    return sign_assume_role(a, NULL, req, out, err, errlen);
+}
+
+int jn_auth_apply_assumed(const jn_auth_t *a, const jn_aws_keys_t *keys,
+                          const jn_auth_request_t *req, jn_auth_result_t *out, char *err,
+                          size_t errlen)
+{
+    if (keys == NULL) {
+        if (out != NULL)
+            memset(out, 0, sizeof(*out));
+        return fail(err, errlen, "aws_assume_role: no temporary keys");
+    }
+    return sign_assume_role(a, keys, req, out, err, errlen);
 }
 
 void jn_auth_result_free(jn_auth_result_t *r)

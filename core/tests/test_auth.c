@@ -15,6 +15,8 @@
 #include <openssl/rsa.h>
 
 #include "junction/auth.h"
+#include "junction/crypto.h"
+#include "junction/jwt.h"
 #include "junction/redact.h"
 #include "junction/sigv4.h"
 
@@ -575,23 +577,19 @@ static void test_aws_sigv4(void **state)
 static void test_types_and_arguments(void **state)
 {
     (void)state;
-    const char *exchange[] = {"aws_assume_role", "private_key_jwt"};
-    for (size_t i = 0; i < sizeof(exchange) / sizeof(exchange[0]); i++) {
-        char want[160];
-        snprintf(want, sizeof(want),
-                 "auth type '%s' needs a token exchange, which this build does not implement yet",
-                 exchange[i]);
-        expect_parse_error(exchange[i], "{\"client_secret\":\"" CANARY "\"}", want);
-    }
     expect_parse_error("apikey", "{}", "unknown auth type 'apikey' (did you mean 'api_key'?)");
+    expect_parse_error("aws_assumerole", "{}",
+                       "unknown auth type 'aws_assumerole' (did you mean 'aws_assume_role'?)");
     expect_parse_error("Basic", "{}", "unknown auth type 'Basic' (did you mean 'basic'?)");
     expect_parse_error("oauth", "{}", "unknown auth type 'oauth' (did you mean 'oauth2'?)");
     expect_parse_error("hmac", "{}",
                        "unknown auth type 'hmac' (expected api_key, basic, aws_sigv4, github_app, "
-                       "client_credentials, oauth2, service_account, jwt_bearer)");
+                       "client_credentials, oauth2, service_account, jwt_bearer, "
+                       "private_key_jwt, aws_assume_role)");
     expect_parse_error("a\nb", "{}",
                        "unknown auth type 'a?b' (expected api_key, basic, aws_sigv4, github_app, "
-                       "client_credentials, oauth2, service_account, jwt_bearer)");
+                       "client_credentials, oauth2, service_account, jwt_bearer, "
+                       "private_key_jwt, aws_assume_role)");
     expect_parse_error(NULL, "{}", "jn_auth_parse: no auth type, document or output pointer");
     expect_parse_error("api_key", NULL, "jn_auth_parse: no auth type, document or output pointer");
     char err[128];
@@ -922,6 +920,451 @@ static void test_jwt_bearer_grants(void **state)
     free(pem);
 }
 
+/* ---- private_key_jwt ------------------------------------------------------ */
+
+/* The JSON of a JWT's header (its first part, base64url). */
+static char *jwt_header_json(const char *jwt)
+{
+    size_t n = strcspn(jwt, ".");
+    char *b64 = calloc(n + 4, 1);
+    uint8_t *raw = NULL;
+    size_t rawlen = 0;
+    assert_non_null(b64);
+    for (size_t i = 0; i < n; i++)
+        b64[i] = jwt[i] == '-' ? '+' : jwt[i] == '_' ? '/' : jwt[i];
+    while (n % 4 != 0)
+        b64[n++] = '=';
+    assert_int_equal(jn_base64_decode(b64, n, &raw, &rawlen), 0);
+    free(b64);
+    char *json = calloc(rawlen + 1, 1);
+    assert_non_null(json);
+    memcpy(json, raw, rawlen);
+    free(raw);
+    return json;
+}
+
+#define PKJ_URL "\"token_url\":\"https://login.example.com/oauth2/token\""
+
+static void test_private_key_jwt(void **state)
+{
+    (void)state;
+    jn_auth_exchange_t g;
+    char *pem = rsa_pem_json();
+    char *doc = doc_with_key("{\"client_id\":\"svc-client\",\"private_key\":\"", pem,
+                             "\"," PKJ_URL ",\"scope\":\"read\",\"audience\":\"api://x\","
+                             "\"key_id\":\"key-2026\"}");
+    jn_auth_t *a = parse_ok("private_key_jwt", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.grant, "private_key_jwt");
+    assert_string_equal(g.client_id, "svc-client");
+    assert_null(g.client_secret);
+    assert_non_null(g.key);
+    assert_string_equal(g.token_url, "https://login.example.com/oauth2/token");
+    assert_string_equal(g.scope, "read");
+    assert_string_equal(g.audience, "api://x");
+    assert_int_equal(strlen(g.cache_key), 64);
+    /* key_id is the assertion's kid. */
+    char *jwt = NULL, jerr[256];
+    assert_int_equal(jn_jwt_client_assertion(g.key, "RS256", g.client_id, g.token_url, NOW, 300,
+                                             &jwt, jerr, sizeof(jerr)),
+                     0);
+    char *hdr = jwt_header_json(jwt);
+    assert_non_null(strstr(hdr, "\"kid\":\"key-2026\""));
+    free(hdr);
+    jn_jwt_token_free(jwt);
+    /* The private key is the only secret; the runtime adds the token. */
+    secrets_t sec = {0};
+    jn_auth_each_secret(a, collect, &sec);
+    assert_int_equal(sec.count, 1);
+    assert_non_null(strstr(sec.s[0], "PRIVATE KEY"));
+    jn_auth_request_t req = {.method = "GET", .url = "https://api.example.com/v1/x", .now = NOW};
+    jn_auth_result_t out;
+    assert_int_equal(jn_auth_apply(a, &req, &out, NULL, 0), -1);
+    jn_auth_free(a);
+    free(doc);
+
+    /* Without key_id, no kid; the same grant as client_credentials with a key
+     * (the same exchange code), under its own type. */
+    doc = doc_with_key("{\"client_id\":\"c\",\"private_key\":\"", pem, "\"," PKJ_URL "}");
+    a = parse_ok("private_key_jwt", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_null(g.scope);
+    assert_null(g.audience);
+    assert_int_equal(jn_jwt_client_assertion(g.key, "RS256", g.client_id, g.token_url, NOW, 300,
+                                             &jwt, jerr, sizeof(jerr)),
+                     0);
+    hdr = jwt_header_json(jwt);
+    assert_null(strstr(hdr, "kid"));
+    free(hdr);
+    jn_jwt_token_free(jwt);
+    jn_auth_free(a);
+    a = parse_ok("client_credentials", doc);
+    jn_auth_exchange_t cc;
+    assert_int_equal(jn_auth_exchange(a, &cc), 1);
+    assert_string_equal(cc.grant, "client_credentials");
+    assert_non_null(cc.key);
+    assert_null(cc.client_secret);
+    jn_auth_free(a);
+    free(doc);
+
+    /* Validation. */
+    expect_parse_error("private_key_jwt", "{\"client_id\":\"c\"," PKJ_URL "}",
+                       "private_key_jwt credential: field 'private_key' is required");
+    doc = doc_with_key("{\"private_key\":\"", pem, "\"," PKJ_URL "}");
+    expect_parse_error("private_key_jwt", doc,
+                       "private_key_jwt credential: field 'client_id' is required");
+    free(doc);
+    doc = doc_with_key("{\"client_id\":\"c\",\"private_key\":\"", pem, "\"}");
+    expect_parse_error("private_key_jwt", doc,
+                       "private_key_jwt credential: field 'token_url' is required");
+    free(doc);
+    doc = doc_with_key("{\"client_id\":\"c\",\"private_key\":\"", pem,
+                       "\",\"token_url\":\"https://u:p@login.example.com/t\"}");
+    expect_parse_error("private_key_jwt", doc,
+                       "private_key_jwt credential: field 'token_url' must be an http(s) URL "
+                       "without user, query or fragment");
+    free(doc);
+    doc = doc_with_key("{\"client_id\":\"c\",\"private_key\":\"", pem,
+                       "\"," PKJ_URL ",\"client_secret\":\"" CANARY "\"}");
+    expect_parse_error("private_key_jwt", doc,
+                       "private_key_jwt credential: unknown field 'client_secret' (expected "
+                       "client_id, private_key, token_url, scope, audience, key_id)");
+    free(doc);
+    doc = doc_with_key("{\"client_id\":\"c\",\"private_key\":\"", pem,
+                       "\"," PKJ_URL ",\"key_id\":\"\"}");
+    expect_parse_error("private_key_jwt", doc,
+                       "private_key_jwt credential: field 'key_id' is empty");
+    free(doc);
+    doc = doc_with_key("{\"client_id\":\"c\",\"private_key\":\"", pem,
+                       "\"," PKJ_URL ",\"keyid\":\"k\"}");
+    expect_parse_error("private_key_jwt", doc,
+                       "private_key_jwt credential: unknown field 'keyid' (did you mean "
+                       "'key_id'?)");
+    free(doc);
+    expect_parse_error("private_key_jwt",
+                       "{\"client_id\":\"c\",\"private_key\":\"" CANARY "\"," PKJ_URL "}",
+                       "private_key_jwt credential: field 'private_key' is not a usable private "
+                       "key: private key: not PEM (no -----BEGIN line)");
+    OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+}
+
+/* ---- aws_assume_role ------------------------------------------------------ */
+
+#define ROLE_ARN "arn:aws:iam::111122223333:role/JunctionAudit"
+#define ROLE_DOC(extra)                                                                            \
+    "{\"access_key_id\":\"AKIDEXAMPLE\",\"secret_access_key\":\"" CANARY                           \
+    "-base-secret\",\"role_arn\":\"" ROLE_ARN                                                      \
+    "\",\"region\":\"us-east-1\",\"service\":\"iam\"" extra "}"
+
+/* The lines jn_auth_* produced equal jn_sigv4_sign's for the same request. */
+static void expect_sigv4_lines(const jn_auth_result_t *out, const char *method,
+                               const char *const *hdrs, size_t nhdrs, const char *body,
+                               const char *host, const char *path, const char *query,
+                               const char *region, const char *service, const char *akid,
+                               const char *secret, const char *token)
+{
+    jn_sigv4_header_t sh[8];
+    char names[8][64];
+    sh[0].name = "Host";
+    sh[0].value = host;
+    for (size_t i = 0; i < nhdrs; i++) {
+        const char *colon = strchr(hdrs[i], ':');
+        snprintf(names[i], sizeof(names[i]), "%.*s", (int)(colon - hdrs[i]), hdrs[i]);
+        sh[i + 1].name = names[i];
+        sh[i + 1].value = colon + 1 + strspn(colon + 1, " \t");
+    }
+    jn_sigv4_request_t sreq = {.method = method,
+                               .path = path,
+                               .query = query,
+                               .headers = sh,
+                               .nheaders = nhdrs + 1,
+                               .payload = body != NULL ? body : "",
+                               .payload_len = body != NULL ? strlen(body) : 0};
+    jn_sigv4_params_t params = {.region = region,
+                                .service = service,
+                                .access_key_id = akid,
+                                .secret_access_key = secret,
+                                .session_token = token,
+                                .time = NOW,
+                                .flags = JN_SIGV4_FLAGS_DEFAULT};
+    jn_sigv4_result_t res;
+    char err[256];
+    assert_int_equal(jn_sigv4_sign(&sreq, &params, &res, err, sizeof(err)), 0);
+    assert_int_equal(out->nheaders, res.nadd);
+    for (size_t i = 0; i < res.nadd; i++) {
+        char line[4096];
+        snprintf(line, sizeof(line), "%s: %s", res.add[i].name, res.add[i].value);
+        assert_string_equal(out->headers[i], line);
+    }
+    jn_sigv4_result_free(&res);
+}
+
+static const char *find_line(const jn_auth_result_t *out, const char *prefix)
+{
+    for (size_t i = 0; i < out->nheaders; i++)
+        if (strncmp(out->headers[i], prefix, strlen(prefix)) == 0)
+            return out->headers[i] + strlen(prefix);
+    return NULL;
+}
+
+static void expect_role_error(const char *doc, const char *want)
+{
+    expect_parse_error("aws_assume_role", doc, want);
+}
+
+#define ARN_ERROR                                                                                  \
+    "aws_assume_role credential: field 'role_arn' must be an IAM role ARN "                        \
+    "(arn:aws:iam::<12-digit "                                                                     \
+    "account id>:role/<name>)"
+
+static void test_aws_assume_role(void **state)
+{
+    (void)state;
+    jn_auth_exchange_t g;
+    char err[256];
+
+    /* Defaults. */
+    jn_auth_t *a = parse_ok("aws_assume_role", ROLE_DOC(""));
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.grant, "aws_assume_role");
+    assert_string_equal(g.role_arn, ROLE_ARN);
+    assert_null(g.external_id);
+    assert_string_equal(g.session_name, "junction");
+    assert_int_equal(g.duration_seconds, 3600);
+    assert_string_equal(g.region, "us-east-1");
+    assert_string_equal(g.service, "iam");
+    assert_string_equal(g.token_url, "https://sts.us-east-1.amazonaws.com");
+    assert_null(g.key);
+    assert_null(g.client_secret);
+    assert_int_equal(strlen(g.cache_key), 64);
+    /* The runtime signs with the temporary keys: applying directly is refused. */
+    jn_auth_request_t req = {.method = "GET", .url = "https://iam.amazonaws.com/", .now = NOW};
+    jn_auth_result_t out;
+    assert_int_equal(jn_auth_apply(a, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws_assume_role: the credential's token comes from its exchange, "
+                             "not from jn_auth_apply");
+    /* The base secret is the only secret. */
+    secrets_t sec = {0};
+    jn_auth_each_secret(a, collect, &sec);
+    assert_int_equal(sec.count, 1);
+    assert_string_equal(sec.s[0], CANARY "-base-secret");
+
+    /* The AssumeRole call is signed by the base keys for sts. */
+    const char *form_hdr[] = {"Content-Type: application/x-www-form-urlencoded; charset=utf-8"};
+    const char *form = "Action=AssumeRole&Version=2011-06-15&RoleArn=x";
+    req = (jn_auth_request_t){.method = "POST",
+                              .url = "https://sts.us-east-1.amazonaws.com",
+                              .headers = form_hdr,
+                              .nheaders = 1,
+                              .body = form,
+                              .body_len = strlen(form),
+                              .now = NOW};
+    assert_int_equal(jn_auth_sign_assume_role(a, &req, &out, err, sizeof(err)), 0);
+    expect_sigv4_lines(&out, "POST", form_hdr, 1, form, "sts.us-east-1.amazonaws.com", "/", "",
+                       "us-east-1", "sts", "AKIDEXAMPLE", CANARY "-base-secret", NULL);
+    assert_null(find_line(&out, "X-Amz-Security-Token: "));
+    assert_non_null(strstr(find_line(&out, "Authorization: "),
+                           "Credential=AKIDEXAMPLE/20150830/us-east-1/sts/aws4_request, "
+                           "SignedHeaders=content-type;host;x-amz-date, Signature="));
+    jn_auth_result_free(&out);
+
+    /* Requests are signed by the temporary keys for the credential's service,
+     * the session token included and signed. */
+    jn_aws_keys_t temp = {"ASIAIOSFODNN7EXAMPLE", CANARY "-temp-secret", CANARY "-session/+="};
+    const char *hdrs[] = {"Accept: application/json"};
+    req =
+        (jn_auth_request_t){.method = "GET",
+                            .url = "https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08",
+                            .headers = hdrs,
+                            .nheaders = 1,
+                            .now = NOW};
+    assert_int_equal(jn_auth_apply_assumed(a, &temp, &req, &out, err, sizeof(err)), 0);
+    expect_sigv4_lines(&out, "GET", hdrs, 1, NULL, "iam.amazonaws.com", "/",
+                       "Action=ListUsers&Version=2010-05-08", "us-east-1", "iam",
+                       "ASIAIOSFODNN7EXAMPLE", CANARY "-temp-secret", CANARY "-session/+=");
+    assert_string_equal(find_line(&out, "X-Amz-Security-Token: "), CANARY "-session/+=");
+    assert_non_null(strstr(find_line(&out, "Authorization: "),
+                           "Credential=ASIAIOSFODNN7EXAMPLE/20150830/us-east-1/iam/aws4_request, "
+                           "SignedHeaders=accept;host;x-amz-date;x-amz-security-token, "));
+    for (size_t i = 0; i < out.nheaders; i++)
+        assert_null(strstr(out.headers[i], "-secret"));
+    jn_auth_result_free(&out);
+
+    /* Refusals. */
+    const char *set_auth[] = {"Authorization: Bearer x"};
+    req = (jn_auth_request_t){.method = "GET",
+                              .url = "https://iam.amazonaws.com/",
+                              .headers = set_auth,
+                              .nheaders = 1,
+                              .now = NOW};
+    memset(&out, 0x5a, sizeof(out));
+    assert_int_equal(jn_auth_apply_assumed(a, &temp, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err,
+                        "aws_assume_role: the request already sets Authorization; the signer sets "
+                        "it");
+    assert_null(out.headers);
+    req = (jn_auth_request_t){
+        .method = "GET", .url = "https://u:" CANARY "@iam.amazonaws.com/", .now = NOW};
+    assert_int_equal(jn_auth_apply_assumed(a, &temp, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws_assume_role: the request URL carries user info");
+    req.url = "https://iam.amazonaws.com/";
+    jn_aws_keys_t no_token = {"ASIAIOSFODNN7EXAMPLE", CANARY "-temp-secret", NULL};
+    jn_aws_keys_t bad_id = {"ASIA/x", CANARY "-temp-secret", CANARY "-t"};
+    const char *keys_msg = "aws_assume_role: the temporary keys need an access key id (letters "
+                           "and digits), a secret access key and a session token";
+    assert_int_equal(jn_auth_apply_assumed(a, &no_token, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, keys_msg);
+    assert_int_equal(jn_auth_apply_assumed(a, &bad_id, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, keys_msg);
+    memset(&out, 0x5a, sizeof(out));
+    assert_int_equal(jn_auth_apply_assumed(a, NULL, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws_assume_role: no temporary keys");
+    assert_null(out.headers);
+    assert_int_equal(jn_auth_apply_assumed(a, &temp, NULL, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws_assume_role: no credential, request, URL or output pointer");
+    jn_auth_free(a);
+    a = parse_ok("aws_sigv4", AWS_DOC("iam\"}"));
+    assert_int_equal(jn_auth_apply_assumed(a, &temp, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws_sigv4: not an aws_assume_role credential");
+    assert_int_equal(jn_auth_sign_assume_role(a, &req, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws_sigv4: not an aws_assume_role credential");
+    jn_auth_free(a);
+
+    /* Every field, at its limits. */
+    char name64[65], ext1224[1225], doc[2048];
+    memset(name64, 'n', 64);
+    name64[64] = '\0';
+    memset(ext1224, 'e', 1224);
+    memcpy(ext1224, "Ab0_+=,.@:/-", 12);
+    ext1224[1224] = '\0';
+    snprintf(doc, sizeof(doc),
+             "{\"access_key_id\":\"ASIABASE\",\"secret_access_key\":\"" CANARY "-s\","
+             "\"session_token\":\"" CANARY "-base-token\","
+             "\"role_arn\":\"arn:aws-us-gov:iam::123456789012:role/path/to/%s\","
+             "\"external_id\":\"%s\",\"session_name\":\"Ab0_+=,.@-\",\"duration_seconds\":43200,"
+             "\"region\":\"cn-north-1\",\"service\":\"execute-api\"}",
+             name64, ext1224);
+    a = parse_ok("aws_assume_role", doc);
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_string_equal(g.external_id, ext1224);
+    assert_string_equal(g.session_name, "Ab0_+=,.@-");
+    assert_int_equal(g.duration_seconds, 43200);
+    assert_string_equal(g.token_url, "https://sts.cn-north-1.amazonaws.com.cn");
+    memset(&sec, 0, sizeof(sec));
+    jn_auth_each_secret(a, collect, &sec);
+    assert_int_equal(sec.count, 2);
+    assert_string_equal(sec.s[1], CANARY "-base-token");
+    /* A base session token signs the AssumeRole call too. */
+    req = (jn_auth_request_t){.method = "POST", .url = "https://sts.example/", .now = NOW};
+    assert_int_equal(jn_auth_sign_assume_role(a, &req, &out, err, sizeof(err)), 0);
+    assert_string_equal(find_line(&out, "X-Amz-Security-Token: "), CANARY "-base-token");
+    jn_auth_result_free(&out);
+    jn_auth_free(a);
+    a = parse_ok("aws_assume_role", ROLE_DOC(",\"duration_seconds\":900,\"sts_endpoint\":"
+                                             "\"http://127.0.0.1:8080/sts/\""));
+    assert_int_equal(jn_auth_exchange(a, &g), 1);
+    assert_int_equal(g.duration_seconds, 900);
+    assert_string_equal(g.token_url, "http://127.0.0.1:8080/sts/");
+    jn_auth_free(a);
+
+    /* Validation. */
+    expect_role_error("{\"access_key_id\":\"AKID\",\"secret_access_key\":\"" CANARY
+                      "\",\"region\":\"us-east-1\",\"service\":\"iam\"}",
+                      "aws_assume_role credential: field 'role_arn' is required");
+    expect_role_error("{\"access_key_id\":\"AKID\",\"secret_access_key\":\"" CANARY
+                      "\",\"role_arn\":\"" ROLE_ARN "\",\"service\":\"iam\"}",
+                      "aws_assume_role credential: field 'region' is required");
+    expect_role_error("{\"access_key_id\":\"AKID\",\"secret_access_key\":\"" CANARY
+                      "\",\"role_arn\":\"" ROLE_ARN "\",\"region\":\"us-east-1\"}",
+                      "aws_assume_role credential: field 'service' is required");
+    expect_role_error("{\"access_key_id\":\"AKID\",\"role_arn\":\"" ROLE_ARN
+                      "\",\"region\":\"us-east-1\",\"service\":\"iam\"}",
+                      "aws_assume_role credential: field 'secret_access_key' is required");
+    const char *bad_arns[] = {"arn:aws:iam::11112222333:role/x",
+                              "arn:aws:iam::1111222233334:role/x",
+                              "arn:aws:iam::111122223333:user/x",
+                              "arn:aws:sts::111122223333:role/x",
+                              "arn:aws:iam:us-east-1:111122223333:role/x",
+                              "arn:gcp:iam::111122223333:role/x",
+                              "arn:AWS:iam::111122223333:role/x",
+                              "arn:aws:iam::111122223333:role/",
+                              "arn:aws:iam::111122223333:role/a b",
+                              "arn:aws:iam::111122223333:role//x",
+                              "arn:aws:iam::111122223333:role/path/",
+                              "arn:aws:iam::111122223333:role/x*",
+                              "role/x"};
+    for (size_t i = 0; i < sizeof(bad_arns) / sizeof(bad_arns[0]); i++) {
+        snprintf(doc, sizeof(doc),
+                 "{\"access_key_id\":\"AKID\",\"secret_access_key\":\"" CANARY
+                 "\",\"role_arn\":\"%s\",\"region\":\"us-east-1\",\"service\":\"iam\"}",
+                 bad_arns[i]);
+        expect_role_error(doc, ARN_ERROR);
+    }
+    snprintf(doc, sizeof(doc),
+             "{\"access_key_id\":\"AKID\",\"secret_access_key\":\"" CANARY
+             "\",\"role_arn\":\"arn:aws:iam::111122223333:role/%sn\",\"region\":\"us-east-1\","
+             "\"service\":\"iam\"}",
+             name64);
+    expect_role_error(doc, ARN_ERROR);
+    const char *ext_error = "aws_assume_role credential: field 'external_id' must be 2 to 1224 "
+                            "characters: letters, digits and _+=,.@:/-";
+    expect_role_error(ROLE_DOC(",\"external_id\":\"x\""), ext_error);
+    expect_role_error(ROLE_DOC(",\"external_id\":\"with space\""), ext_error);
+    expect_role_error(ROLE_DOC(",\"external_id\":\"a#b\""), ext_error);
+    expect_role_error(ROLE_DOC(",\"external_id\":\"\""),
+                      "aws_assume_role credential: field 'external_id' is empty");
+    expect_role_error(ROLE_DOC(",\"external_id\":42"),
+                      "aws_assume_role credential: field 'external_id' must be a string, not "
+                      "number");
+    snprintf(doc, sizeof(doc), ROLE_DOC(",\"external_id\":\"%se\""), ext1224);
+    expect_role_error(doc, ext_error);
+    const char *session_error = "aws_assume_role credential: field 'session_name' must be 2 to "
+                                "64 characters: letters, digits and _+=,.@-";
+    expect_role_error(ROLE_DOC(",\"session_name\":\"j\""), session_error);
+    expect_role_error(ROLE_DOC(",\"session_name\":\"a:b\""), session_error);
+    expect_role_error(ROLE_DOC(",\"session_name\":\"a/b\""), session_error);
+    snprintf(doc, sizeof(doc), ROLE_DOC(",\"session_name\":\"%sx\""), name64);
+    expect_role_error(doc, session_error);
+    const char *duration_error = "aws_assume_role credential: field 'duration_seconds' must be an "
+                                 "integer from 900 to 43200";
+    expect_role_error(ROLE_DOC(",\"duration_seconds\":899"), duration_error);
+    expect_role_error(ROLE_DOC(",\"duration_seconds\":43201"), duration_error);
+    expect_role_error(ROLE_DOC(",\"duration_seconds\":3600.5"), duration_error);
+    expect_role_error(ROLE_DOC(",\"duration_seconds\":-3600"), duration_error);
+    expect_role_error(ROLE_DOC(",\"duration_seconds\":1e100"), duration_error);
+    expect_role_error(ROLE_DOC(",\"duration_seconds\":\"3600\""),
+                      "aws_assume_role credential: field 'duration_seconds' must be a number, not "
+                      "string");
+    const char *endpoint_error = "aws_assume_role credential: field 'sts_endpoint' must be an "
+                                 "http(s) URL without user, query or fragment";
+    expect_role_error(ROLE_DOC(",\"sts_endpoint\":\"ftp://sts.example\""), endpoint_error);
+    expect_role_error(ROLE_DOC(",\"sts_endpoint\":\"sts.us-east-1.amazonaws.com\""),
+                      endpoint_error);
+    expect_role_error(ROLE_DOC(",\"sts_endpoint\":\"https://u:" CANARY "@sts.example\""),
+                      endpoint_error);
+    expect_role_error(ROLE_DOC(",\"sts_endpoint\":\"https://sts.example/?Action=x\""),
+                      endpoint_error);
+    expect_role_error(ROLE_DOC(",\"sts_endpoint\":\"https://sts.example/#f\""), endpoint_error);
+    expect_role_error(ROLE_DOC(",\"sts_endpoint\":\"https:///\""), endpoint_error);
+    expect_role_error(ROLE_DOC(",\"role_ar\":\"x\""),
+                      "aws_assume_role credential: unknown field 'role_ar' (did you mean "
+                      "'role_arn'?)");
+    expect_role_error(ROLE_DOC(",\"region\":\"x\""),
+                      "aws_assume_role credential is not valid JSON: duplicate member name at "
+                      "byte 167");
+    expect_role_error("{\"access_key_id\":\"AK/ID\",\"secret_access_key\":\"" CANARY
+                      "\",\"role_arn\":\"" ROLE_ARN
+                      "\",\"region\":\"us-east-1\",\"service\":\"iam\"}",
+                      "aws_assume_role credential: field 'access_key_id' must be letters and "
+                      "digits");
+    expect_role_error("{\"access_key_id\":\"AKID\",\"secret_access_key\":\"" CANARY
+                      "\",\"role_arn\":\"" ROLE_ARN
+                      "\",\"region\":\"US-EAST-1\",\"service\":\"iam\"}",
+                      "aws_assume_role credential: field 'region' must be lower-case letters, "
+                      "digits and '-' (e.g. us-east-1)");
+}
+
 /* A parse that fails half-way frees what it had copied (ASan/LSan check
  * leaks; the log checks the wipe). */
 static void test_failed_parse_wipes(void **state)
@@ -948,6 +1391,8 @@ int main(void)
         cmocka_unit_test(test_types_and_arguments),
         cmocka_unit_test(test_oauth2),
         cmocka_unit_test(test_jwt_bearer_grants),
+        cmocka_unit_test(test_private_key_jwt),
+        cmocka_unit_test(test_aws_assume_role),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_failed_parse_wipes),
     };

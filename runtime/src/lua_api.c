@@ -401,7 +401,8 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
     if (job->token_sent != NULL) {
         /* The provider refused the exchanged token: the next request
          * exchanges again (this one is not retried). */
-        if (resp->error == JN_HTTP_OK && resp->status == 401)
+        if (resp->error == JN_HTTP_OK &&
+            jn_token_refused(job->opts.auth, resp->status, resp->body, resp->body_len))
             jn_token_cache_invalidate(job->rt, job->opts.auth, job->token_sent);
         jn_token_line_free(job->token_sent);
         job->token_sent = NULL;
@@ -422,10 +423,10 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
 }
 
 /* Builds the transport request from rp (with the credential's headers, or
- * the exchanged token's line) and starts it. Returns 0, -1 with err (a
+ * what the exchanged token gives it) and starts it. Returns 0, -1 with err (a
  * message for the connector) or -2 when out of memory. */
-static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char *token_line,
-                     char *err, size_t errlen)
+static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char *token, char *err,
+                     size_t errlen)
 {
     jn_http_request_t req = {0};
     jn_auth_result_t ares = {0};
@@ -438,12 +439,16 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
     req.headers = rp->headers;
     req.nheaders = rp->nheaders;
     if (rp->auth && job->opts.auth) {
-        /* The credential's headers join the static ones (and its URL, for a
-         * query parameter, replaces the connector's); they go in auth_headers
-         * so that the client drops them on a cross-origin redirect. */
+        /* The credential's headers (or the exchanged token's: a bearer line,
+         * or a SigV4 signature with temporary keys) join the static ones (and
+         * its URL, for a query parameter, replaces the connector's); they go
+         * in auth_headers so that the client drops them on a cross-origin
+         * redirect. */
         jn_auth_request_t areq = {rp->method,    rp->url.data, rp->headers,        rp->nheaders,
                                   rp->body.data, rp->body.len, (int64_t)time(NULL)};
-        if (token_line == NULL && jn_auth_apply(job->opts.auth, &areq, &ares, err, errlen) != 0) {
+        rc = token != NULL ? jn_token_apply(job->opts.auth, token, &areq, &ares, err, errlen)
+                           : jn_auth_apply(job->opts.auth, &areq, &ares, err, errlen);
+        if (rc != 0) {
             char *msg = jn_redactor_scrub_dup(jn_redactor_global(), err, strlen(err));
             jn_auth_result_free(&ares);
             snprintf(err, errlen, "ctx.http: %s %s: cannot apply the integration's credential: %s",
@@ -451,7 +456,7 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
             free(msg);
             return -1;
         }
-        nauth = job->nauth_headers + ares.nheaders + (token_line != NULL);
+        nauth = job->nauth_headers + ares.nheaders;
         if (nauth > 0 && (auth_lines = calloc(nauth, sizeof(*auth_lines))) == NULL) {
             jn_auth_result_free(&ares);
             return -2;
@@ -460,8 +465,6 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
             auth_lines[i] = job->auth_headers[i];
         for (i = 0; i < ares.nheaders; i++)
             auth_lines[job->nauth_headers + i] = ares.headers[i];
-        if (token_line != NULL)
-            auth_lines[nauth - 1] = token_line;
         req.auth_headers = auth_lines;
         req.nauth_headers = nauth;
         if (ares.url)
@@ -486,7 +489,7 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
         return -1;
     }
     jn_token_line_free(job->token_sent);
-    job->token_sent = token_line ? strdup(token_line) : NULL;
+    job->token_sent = token ? strdup(token) : NULL;
     return 0;
 }
 
@@ -521,19 +524,19 @@ static int exchange_host_allowed(void *ud, const char *host, int port)
 
 /* The exchange finished: send the waiting request with the token, or give
  * the connector the exchange's error. */
-static void on_token_ready(void *ud, const char *line, const char *error)
+static void on_token_ready(void *ud, const char *token, const char *error)
 {
     jn_job_t *job = ud;
     pending_http_t *p = job->token_pending;
-    char err[600];
+    char err[1200];
     int rc;
 
     job->token_pending = NULL;
     job->wait = JOB_WAIT_NONE;
     if (p == NULL)
         return;
-    if (line != NULL) {
-        rc = send_http(job, &p->rp, p->host, line, err, sizeof(err));
+    if (token != NULL) {
+        rc = send_http(job, &p->rp, p->host, token, err, sizeof(err));
         if (rc == 0) {
             pending_free(p);
             job->wait = JOB_WAIT_HTTP;
@@ -556,8 +559,8 @@ static int core_http_request(lua_State *L)
 {
     jn_job_t *job = ctx_job(L);
     http_req_t *rp;
-    char scheme[16], host[256], err[600];
-    char *line = NULL;
+    char scheme[16], host[256], err[1200];
+    char *token = NULL;
     int port, rc;
 
     if (L != job->co)
@@ -584,7 +587,7 @@ static int core_http_request(lua_State *L)
         /* A token-exchange credential: a cached token, or wait for the
          * exchange (started here or already in flight). */
         rc = jn_token_cache_get(job->rt, job->opts.auth, exchange_host_allowed, job,
-                                &job->token_waiter, &line, err, sizeof(err));
+                                &job->token_waiter, &token, err, sizeof(err));
         if (rc < 0) {
             char *msg = jn_redactor_scrub_dup(jn_redactor_global(), err, strlen(err));
             lua_pushnil(L);
@@ -614,8 +617,8 @@ static int core_http_request(lua_State *L)
             return lua_yield(L, 0);
         }
     }
-    rc = send_http(job, rp, host, line, err, sizeof(err));
-    jn_token_line_free(line);
+    rc = send_http(job, rp, host, token, err, sizeof(err));
+    jn_token_line_free(token);
     if (rc != 0) {
         http_req_free(rp);
         if (rc == -2)

@@ -1,8 +1,9 @@
 /* Token-exchange grants: github_app installation tokens, OAuth 2.0 client
- * credentials (client_secret_basic or private_key_jwt), the OAuth 2.0
- * refresh-token grant (oauth2) and the JWT bearer grant (RFC 7523: Google
- * service_account, Salesforce jwt_bearer), single-flight and cached per
- * runtime. See token_cache.h. */
+ * credentials (client_secret_basic or private_key_jwt, also as the
+ * private_key_jwt type), the OAuth 2.0 refresh-token grant (oauth2), the JWT
+ * bearer grant (RFC 7523: Google service_account, Salesforce jwt_bearer) and
+ * AWS STS AssumeRole (aws_assume_role), single-flight and cached per runtime.
+ * See token_cache.h. */
 #include "token_cache.h"
 
 #include <netinet/in.h>
@@ -24,6 +25,7 @@
 #include "junction/net.h"
 #include "junction/redact.h"
 #include "junction/secmem.h"
+#include "junction/sts.h"
 
 #define GITHUB_MARGIN_S 300 /* refresh 5 minutes before expires_at */
 #define OAUTH_MARGIN_S 60   /* refresh 60 s before expires_in runs out */
@@ -37,14 +39,24 @@
 #define OAUTH2_REAUTH_BACKOFF_S 600
 #define OAUTH2_REAUTH_MSG                                                                          \
     "credential needs re-authorization: the refresh token was rejected (invalid_grant)"
+/* AWS temporary keys are renewed 5 minutes before their Expiration, or half
+ * way through their life when that is shorter (a test's short-lived keys). */
+#define AWS_MARGIN_S 300
+#define AWS_MAX_FAILURES 3 /* consecutive failed AssumeRole calls before backing off */
+#define AWS_BACKOFF_S 300
+#define WHY_MAX 640 /* a reason: STS's message and the AccessDenied advice fit */
 
 struct jn_token_entry {
     jn_token_entry_t *next;
     jn_runtime_t *rt;
     char key[2 * JN_SHA256_LEN + 1];
-    const char *grant;    /* static string: the grant's auth type */
-    char *line;           /* secmem "Authorization: Bearer <token>", NULL: none */
-    size_t token_off;     /* where the token starts in line */
+    const char *grant; /* static string: the grant's auth type */
+    /* secmem, NULL: none. The token as handed out: "Authorization: Bearer
+     * <token>", or for aws_assume_role "<key id>\n<secret key>\n<session token>"
+     * (jn_token_apply reads it). */
+    char *line;
+    size_t secret_off[2], secret_len[2]; /* the secrets in line, known to the redactor */
+    int nsecrets;
     int64_t refresh_at;   /* Unix seconds: after this, exchange again */
     jn_http_call_t *call; /* the exchange in flight */
     jn_token_waiter_t *waiters;
@@ -52,8 +64,12 @@ struct jn_token_entry {
     /* oauth2 */
     const jn_auth_t *auth; /* the credential of the latest caller (for the rotation callback) */
     char *refresh;         /* secmem: the rotated refresh token, NULL: the document's */
-    int failures;          /* consecutive failed refreshes */
-    int64_t reauth_until;  /* Unix seconds: fail fast until then */
+    /* oauth2 and aws_assume_role */
+    int failures;         /* consecutive failed exchanges */
+    int64_t reauth_until; /* Unix seconds: fail fast until then */
+    /* aws_assume_role */
+    char role_arn[208];     /* for messages (shortened) */
+    char last_why[WHY_MAX]; /* why the last exchange failed */
 };
 
 static jn_token_entry_t *entries;
@@ -100,11 +116,44 @@ static void drop_token(jn_token_entry_t *e)
 {
     if (e->line == NULL)
         return;
-    jn_redactor_remove_secret(jn_redactor_global(), e->line + e->token_off,
-                              strlen(e->line + e->token_off));
+    for (int i = 0; i < e->nsecrets; i++)
+        jn_redactor_remove_secret(jn_redactor_global(), e->line + e->secret_off[i],
+                                  e->secret_len[i]);
     jn_secmem_free(e->line);
     e->line = NULL;
+    e->nsecrets = 0;
     e->refresh_at = 0;
+}
+
+/* Makes line (secmem, taken over) the entry's token, its secrets known to
+ * the redactor; 0, or -1 (line released). */
+static int set_token(jn_token_entry_t *e, char *line, const size_t *off, const size_t *len, int n)
+{
+    drop_token(e);
+    for (int i = 0; i < n; i++) {
+        if (jn_redactor_add_secret(jn_redactor_global(), line + off[i], len[i]) != 0) {
+            while (i-- > 0)
+                jn_redactor_remove_secret(jn_redactor_global(), line + off[i], len[i]);
+            jn_secmem_free(line);
+            return -1;
+        }
+        e->secret_off[i] = off[i];
+        e->secret_len[i] = len[i];
+    }
+    e->line = line;
+    e->nsecrets = n;
+    return 0;
+}
+
+static int is_aws(const char *grant)
+{
+    return strcmp(grant, "aws_assume_role") == 0;
+}
+
+/* Grants that back off after failing several times in a row. */
+static int backs_off(const char *grant)
+{
+    return strcmp(grant, "oauth2") == 0 || is_aws(grant);
 }
 
 static jn_token_entry_t *find(jn_runtime_t *rt, const char *key)
@@ -148,7 +197,8 @@ static char *form_encoded(const char *s)
 typedef struct {
     jn_buf_t url;
     jn_buf_t body;
-    char *auth_line; /* Authorization line (a JWT or Basic credentials) */
+    char *auth_line;      /* Authorization line (a JWT or Basic credentials) */
+    jn_auth_result_t sig; /* or SigV4's lines (aws_assume_role) */
     const char *headers[3];
     size_t nheaders;
 } exchange_req_t;
@@ -160,6 +210,7 @@ static void exchange_req_free(exchange_req_t *x)
     jn_buf_free(&x->body);
     jn_buf_free(&x->url);
     jn_token_line_free(x->auth_line);
+    jn_auth_result_free(&x->sig);
 }
 
 static int build_github(const jn_auth_exchange_t *g, exchange_req_t *x, char *err, size_t errlen)
@@ -296,6 +347,38 @@ static int build_jwt_bearer(const jn_auth_exchange_t *g, exchange_req_t *x, char
     x->headers[x->nheaders++] = "Content-Type: application/x-www-form-urlencoded";
     x->headers[x->nheaders++] = "Accept: application/json";
     return x->url.data && x->body.data ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+}
+
+/* STS AssumeRole: a form POST to the STS endpoint, SigV4-signed (service
+ * sts) by the credential's base keys, which stay inside the credential. */
+static int build_assume_role(const jn_auth_t *a, const jn_auth_exchange_t *g, exchange_req_t *x,
+                             char *err, size_t errlen)
+{
+    jn_sts_assume_role_t p = {g->role_arn, g->session_name, g->duration_seconds, g->external_id};
+    char *body = NULL, serr[256];
+    size_t blen = 0;
+    int rc;
+
+    jn_buf_puts(&x->url, g->token_url);
+    if (jn_sts_assume_role_body(&p, &body, &blen) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = jn_buf_append(&x->body, body, blen);
+    OPENSSL_cleanse(body, blen);
+    free(body);
+    if (rc != 0 || x->url.data == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    x->headers[x->nheaders++] = "Content-Type: application/x-www-form-urlencoded; charset=utf-8";
+    jn_auth_request_t req = {"POST",       x->url.data, x->headers,         x->nheaders,
+                             x->body.data, x->body.len, (int64_t)time(NULL)};
+    if (jn_auth_sign_assume_role(a, &req, &x->sig, serr, sizeof(serr)) != 0) {
+        snprintf(err, errlen, "cannot sign the AssumeRole call: %s", serr);
+        return -1;
+    }
+    return 0;
 }
 
 static int addr_port(const struct sockaddr *addr)
@@ -447,20 +530,17 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
             }
         }
     }
-    drop_token(e);
-    e->token_off = strlen("Authorization: Bearer ");
-    e->line = jn_secmem_alloc(e->token_off + tlen + 1);
-    if (e->line == NULL) {
+    size_t off = strlen("Authorization: Bearer ");
+    char *line = jn_secmem_alloc(off + tlen + 1);
+    if (line == NULL) {
         jn_json_free(root);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    memcpy(e->line, "Authorization: Bearer ", e->token_off);
-    memcpy(e->line + e->token_off, token, tlen + 1);
+    memcpy(line, "Authorization: Bearer ", off);
+    memcpy(line + off, token, tlen + 1);
     jn_json_free(root); /* wipes the tree */
-    if (jn_redactor_add_secret(jn_redactor_global(), e->line + e->token_off, tlen) != 0) {
-        jn_secmem_free(e->line);
-        e->line = NULL;
+    if (set_token(e, line, &off, &tlen, 1) != 0) {
         if (*rotated) {
             jn_secmem_free(*rotated);
             *rotated = NULL;
@@ -470,6 +550,72 @@ static int take_token(jn_token_entry_t *e, const jn_http_response_t *resp, char 
     }
     e->refresh_at = refresh;
     return 0;
+}
+
+/* The temporary keys of a successful AssumeRole response; 0 or -1 with err. */
+static int take_aws(jn_token_entry_t *e, const jn_http_response_t *resp, char *err, size_t errlen)
+{
+    jn_sts_credentials_t c;
+    char perr[256];
+    int64_t now = (int64_t)time(NULL), expires, life, margin;
+
+    if (jn_sts_parse_credentials(resp->body, resp->body_len, &c, perr, sizeof(perr)) != 0) {
+        snprintf(err, errlen, "%s", perr);
+        return -1;
+    }
+    expires = c.expiration;
+    if ((life = expires - now) <= 0) {
+        jn_sts_credentials_free(&c);
+        snprintf(err, errlen,
+                 "the AssumeRole response's Expiration has already passed (is this machine's "
+                 "clock right?)");
+        return -1;
+    }
+    margin = life / 2 < AWS_MARGIN_S ? life / 2 : AWS_MARGIN_S;
+    size_t klen = strlen(c.access_key_id), slen = strlen(c.secret_access_key),
+           tlen = strlen(c.session_token);
+    char *line = jn_secmem_alloc(klen + slen + tlen + 3);
+    if (line == NULL) {
+        jn_sts_credentials_free(&c);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(line, klen + slen + tlen + 3, "%s\n%s\n%s", c.access_key_id, c.secret_access_key,
+             c.session_token);
+    jn_sts_credentials_free(&c);
+    size_t off[2] = {klen + 1, klen + slen + 2}, len[2] = {slen, tlen};
+    if (set_token(e, line, off, len, 2) != 0) {
+        snprintf(err, errlen, "cannot register the temporary keys with the redactor");
+        return -1;
+    }
+    e->refresh_at = expires - margin;
+    return 0;
+}
+
+/* Why STS refused: its ErrorResponse's code and message (shortened and
+ * redacted), and what to check when the role could not be assumed. */
+static void sts_refusal(const jn_token_entry_t *e, const jn_http_response_t *resp, char *out,
+                        size_t outlen)
+{
+    jn_sts_error_t se;
+    char *msg;
+
+    if (resp->body == NULL || jn_sts_parse_error(resp->body, resp->body_len, &se, NULL, 0) != 0) {
+        snprintf(out, outlen, "HTTP %ld (the body is not an STS ErrorResponse)", resp->status);
+        return;
+    }
+    msg = jn_redactor_scrub_dup(jn_redactor_global(), se.message, strlen(se.message));
+    snprintf(out, outlen, "HTTP %ld %s%s%.200s%s", resp->status, se.code, msg && msg[0] ? " (" : "",
+             msg ? msg : "", msg && msg[0] ? ")" : "");
+    free(msg);
+    if (strcmp(se.code, "AccessDenied") == 0) {
+        size_t n = strlen(out);
+        snprintf(out + n, outlen - n,
+                 ": role %s cannot be assumed with these base keys; check the role's trust "
+                 "policy and that external_id matches its sts:ExternalId condition (a missing or "
+                 "wrong ExternalId is reported as AccessDenied)",
+                 e->role_arn);
+    }
 }
 
 /* The credential document with the new refresh token, for the owner. */
@@ -536,28 +682,38 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
 {
     jn_token_entry_t *e = ud;
     jn_token_waiter_t *list = NULL, *w;
-    char err[512], why[256], msg[PROVIDER_MSG_MAX + 8];
+    char err[1024], why[WHY_MAX], msg[PROVIDER_MSG_MAX + 8];
     char *line = NULL, *rotated = NULL;
-    int ok = 0;
+    int ok = 0, aws = is_aws(e->grant);
 
     e->call = NULL;
     why[0] = '\0';
     if (resp->error != JN_HTTP_OK) {
         snprintf(why, sizeof(why), "%s", jn_http_error_name(resp->error));
     } else if (resp->status != 200 && resp->status != 201) {
-        provider_message(resp, msg, sizeof(msg));
-        snprintf(why, sizeof(why), "HTTP %ld%s%s%s", resp->status, msg[0] ? " (" : "", msg,
-                 msg[0] ? ")" : "");
-    } else if (take_token(e, resp, &rotated, why, sizeof(why)) == 0) {
+        if (aws) {
+            sts_refusal(e, resp, why, sizeof(why));
+        } else {
+            provider_message(resp, msg, sizeof(msg));
+            snprintf(why, sizeof(why), "HTTP %ld%s%s%s", resp->status, msg[0] ? " (" : "", msg,
+                     msg[0] ? ")" : "");
+        }
+    } else if ((aws ? take_aws(e, resp, why, sizeof(why))
+                    : take_token(e, resp, &rotated, why, sizeof(why))) == 0) {
         ok = 1;
     }
+    /* The body held the token (or the temporary keys). */
+    if (resp->body != NULL)
+        OPENSSL_cleanse(resp->body, resp->body_len);
     jn_http_response_free(resp);
     if (rotated != NULL)
         take_rotation(e, rotated);
-    if (strcmp(e->grant, "oauth2") == 0) {
+    if (backs_off(e->grant)) {
+        int max = aws ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES;
         e->failures = ok ? 0 : e->failures + 1;
-        if (e->failures >= OAUTH2_MAX_FAILURES)
-            e->reauth_until = (int64_t)time(NULL) + OAUTH2_REAUTH_BACKOFF_S;
+        if (e->failures >= max)
+            e->reauth_until = (int64_t)time(NULL) + (aws ? AWS_BACKOFF_S : OAUTH2_REAUTH_BACKOFF_S);
+        snprintf(e->last_why, sizeof(e->last_why), "%s", ok ? "" : why);
     }
     if (ok) {
         line = strdup(e->line);
@@ -567,7 +723,7 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
         }
     }
     /* Precisions keep the bound provable; the target and reason are short. */
-    snprintf(err, sizeof(err), "%.32s token exchange failed: %.200s: %.200s", e->grant, e->target,
+    snprintf(err, sizeof(err), "%.32s token exchange failed: %.300s: %.640s", e->grant, e->target,
              why);
     /* Deliver from a list of our own: a callback may cancel another waiter
      * (it unlinks itself from this list) or start a new exchange. */
@@ -582,14 +738,15 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
     jn_token_line_free(line);
 }
 
-static int start_exchange(jn_token_entry_t *e, const jn_auth_exchange_t *g, char *err,
-                          size_t errlen)
+static int start_exchange(jn_token_entry_t *e, const jn_auth_t *a, const jn_auth_exchange_t *g,
+                          char *err, size_t errlen)
 {
     exchange_req_t x = {0};
     jn_http_request_t req;
     char scheme[16], host[256];
     int port, rc;
-    const char *auth[1];
+    const char *auth[4];
+    size_t nauth = 0;
 
     if (strcmp(g->grant, "github_app") == 0)
         rc = build_github(g, &x, err, errlen);
@@ -597,7 +754,9 @@ static int start_exchange(jn_token_entry_t *e, const jn_auth_exchange_t *g, char
         rc = build_refresh(e, g, &x, err, errlen);
     else if (strcmp(g->grant, "service_account") == 0 || strcmp(g->grant, "jwt_bearer") == 0)
         rc = build_jwt_bearer(g, &x, err, errlen);
-    else
+    else if (is_aws(g->grant))
+        rc = build_assume_role(a, g, &x, err, errlen);
+    else /* client_credentials, private_key_jwt */
         rc = build_client_credentials(g, &x, err, errlen);
     if (rc != 0) {
         exchange_req_free(&x);
@@ -613,9 +772,12 @@ static int start_exchange(jn_token_entry_t *e, const jn_auth_exchange_t *g, char
     req.url = x.url.data;
     req.headers = x.headers;
     req.nheaders = x.nheaders;
-    auth[0] = x.auth_line;
+    if (x.auth_line != NULL)
+        auth[nauth++] = x.auth_line;
+    for (size_t i = 0; i < x.sig.nheaders && nauth < sizeof(auth) / sizeof(auth[0]); i++)
+        auth[nauth++] = x.sig.headers[i];
     req.auth_headers = auth;
-    req.nauth_headers = x.auth_line != NULL;
+    req.nauth_headers = nauth;
     req.body = x.body.data ? x.body.data : "";
     req.body_len = x.body.len;
     req.timeout_ms = EXCHANGE_TIMEOUT_MS;
@@ -652,7 +814,7 @@ static int exchange_target(const jn_auth_exchange_t *g, char *out, size_t outlen
 }
 
 int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn allowed,
-                       void *allowed_ud, jn_token_waiter_t *w, char **line, char *err,
+                       void *allowed_ud, jn_token_waiter_t *w, char **token, char *err,
                        size_t errlen)
 {
     jn_auth_exchange_t g;
@@ -660,7 +822,7 @@ int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn al
     char target[300], host[256];
     int port;
 
-    *line = NULL;
+    *token = NULL;
     if (!jn_auth_exchange(a, &g)) {
         snprintf(err, errlen, "the credential has no token exchange");
         return -1;
@@ -684,48 +846,138 @@ int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn al
         }
         e->rt = rt;
         memcpy(e->key, g.cache_key, sizeof(e->key));
-        e->grant = strcmp(g.grant, "github_app") == 0        ? "github_app"
-                   : strcmp(g.grant, "oauth2") == 0          ? "oauth2"
-                   : strcmp(g.grant, "service_account") == 0 ? "service_account"
-                   : strcmp(g.grant, "jwt_bearer") == 0      ? "jwt_bearer"
-                                                             : "client_credentials";
+        e->grant = g.grant; /* jn_auth_parse's static type name */
         snprintf(e->target, sizeof(e->target), "%s", target);
+        if (g.role_arn != NULL)
+            snprintf(e->role_arn, sizeof(e->role_arn), "%.200s%s", g.role_arn,
+                     strlen(g.role_arn) > 200 ? "..." : "");
         e->next = entries;
         entries = e;
     }
-    if (strcmp(e->grant, "oauth2") == 0) {
+    if (strcmp(e->grant, "oauth2") == 0)
         e->auth = a;
-        if (e->reauth_until != 0) {
-            if ((int64_t)time(NULL) < e->reauth_until) {
+    if (backs_off(e->grant) && e->reauth_until != 0) {
+        int64_t left = e->reauth_until - (int64_t)time(NULL);
+        int aws = is_aws(e->grant);
+        if (left > 0) {
+            if (aws)
+                snprintf(err, errlen,
+                         "aws_assume_role token exchange: %.300s: %d AssumeRole calls in a row "
+                         "failed; STS is not called again for %lld s (last error: %.640s)",
+                         e->target, AWS_MAX_FAILURES, (long long)left, e->last_why);
+            else
                 snprintf(err, errlen, "oauth2 token exchange: %s: " OAUTH2_REAUTH_MSG, e->target);
-                return -1;
-            }
-            e->reauth_until = 0;
-            e->failures = OAUTH2_MAX_FAILURES - 1; /* one more try, then back off again */
+            return -1;
         }
+        e->reauth_until = 0;
+        /* one more try, then back off again */
+        e->failures = (aws ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES) - 1;
     }
     if (e->line != NULL && (int64_t)time(NULL) < e->refresh_at && e->call == NULL) {
-        if ((*line = strdup(e->line)) == NULL) {
+        if ((*token = strdup(e->line)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
         return 1;
     }
-    if (e->call == NULL && start_exchange(e, &g, err, errlen) != 0)
+    if (e->call == NULL && start_exchange(e, a, &g, err, errlen) != 0)
         return -1;
     waiter_push(&e->waiters, w);
     return 0;
 }
 
-void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char *line)
+void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char *token)
 {
     jn_auth_exchange_t g;
     jn_token_entry_t *e;
 
-    if (line == NULL || !jn_auth_exchange(a, &g) || (e = find(rt, g.cache_key)) == NULL)
+    if (token == NULL || !jn_auth_exchange(a, &g) || (e = find(rt, g.cache_key)) == NULL)
         return;
-    if (e->line != NULL && strcmp(e->line, line) == 0)
+    if (e->line != NULL && strcmp(e->line, token) == 0)
         drop_token(e);
+}
+
+int jn_token_apply(const jn_auth_t *a, const char *token, const jn_auth_request_t *req,
+                   jn_auth_result_t *out, char *err, size_t errlen)
+{
+    jn_auth_exchange_t g;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (token == NULL || !jn_auth_exchange(a, &g)) {
+        snprintf(err, errlen, "no token, or the credential has no token exchange");
+        return -1;
+    }
+    if (is_aws(g.grant)) {
+        /* "<key id>\n<secret key>\n<session token>", split in a copy. */
+        char *copy = strdup(token), *secret, *session;
+        if (copy == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        secret = strchr(copy, '\n');
+        session = secret != NULL ? strchr(secret + 1, '\n') : NULL;
+        if (session == NULL) {
+            jn_token_line_free(copy);
+            snprintf(err, errlen, "aws_assume_role: malformed temporary keys");
+            return -1;
+        }
+        *secret++ = '\0';
+        *session++ = '\0';
+        jn_aws_keys_t keys = {copy, secret, session};
+        rc = jn_auth_apply_assumed(a, &keys, req, out, err, errlen);
+        OPENSSL_cleanse(copy, strlen(copy) + strlen(secret) + strlen(session) + 2);
+        free(copy);
+        return rc;
+    }
+    if ((out->headers = calloc(1, sizeof(*out->headers))) == NULL ||
+        (out->headers[0] = strdup(token)) == NULL) {
+        jn_auth_result_free(out);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    out->nheaders = 1;
+    return 0;
+}
+
+/* Whether an AWS error body names one of the codes AWS gives expired or
+ * unknown session credentials. The codes appear as an XML <Code> or in a
+ * JSON __type/code, delimited by non-name characters. */
+static int aws_token_error(const char *body, size_t len)
+{
+    static const char *const codes[] = {"ExpiredToken", "ExpiredTokenException",
+                                        "InvalidClientTokenId", "UnrecognizedClientException",
+                                        NULL};
+    if (body == NULL)
+        return 0;
+    if (len > 4096)
+        len = 4096; /* the code comes first in AWS's error documents */
+    for (size_t i = 0; codes[i] != NULL; i++) {
+        size_t n = strlen(codes[i]);
+        for (const char *p = body; p + n <= body + len; p++) {
+            p = memmem(p, (size_t)(body + len - p), codes[i], n);
+            if (p == NULL)
+                break;
+            int before = p > body && ((p[-1] >= 'A' && p[-1] <= 'Z') ||
+                                      (p[-1] >= 'a' && p[-1] <= 'z') || p[-1] == '_');
+            int after = p + n < body + len && ((p[n] >= 'A' && p[n] <= 'Z') ||
+                                               (p[n] >= 'a' && p[n] <= 'z') || p[n] == '_');
+            if (!before && !after)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int jn_token_refused(const jn_auth_t *a, long status, const char *body, size_t len)
+{
+    jn_auth_exchange_t g;
+
+    if (!jn_auth_exchange(a, &g))
+        return 0;
+    if (status == 401)
+        return 1;
+    return is_aws(g.grant) && (status == 400 || status == 403) && aws_token_error(body, len);
 }
 
 void jn_token_cache_forget(jn_runtime_t *rt, const jn_auth_t *a)

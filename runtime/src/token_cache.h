@@ -1,20 +1,31 @@
-/* Token-exchange grants (github_app, client_credentials, oauth2, and the JWT
- * bearer grant: service_account, jwt_bearer) and their tokens.
+/* Token-exchange grants (github_app, client_credentials, private_key_jwt,
+ * oauth2, the JWT bearer grant: service_account, jwt_bearer, and AWS STS
+ * AssumeRole: aws_assume_role) and their tokens.
  *
  * One cache per runtime, keyed by the credential version (jn_auth_exchange's
  * cache_key). A cached token is handed out until shortly before it expires
- * (github_app: 5 minutes before expires_at; client_credentials, oauth2 and
- * service_account: 60 s before expires_in runs out; jwt_bearer, whose
- * Salesforce response has no expires_in: 15 minutes). Exchanges are single-flight: while one is in
- * flight, every other caller for the same credential joins its waiter list and is called back once
- * when it finishes, with the token or with the error.
+ * (github_app: 5 minutes before expires_at; client_credentials,
+ * private_key_jwt, oauth2 and service_account: 60 s before expires_in runs
+ * out; jwt_bearer, whose Salesforce response has no expires_in: 15 minutes;
+ * aws_assume_role: 5 minutes before the temporary keys' Expiration, or half
+ * way through their life when that is shorter). Exchanges are single-flight:
+ * while one is in flight, every other caller for the same credential joins
+ * its waiter list and is called back once when it finishes, with the token or
+ * with the error.
+ *
+ * The token handed out is opaque: jn_token_apply turns it into what a request
+ * carries (the Authorization line of a bearer token; for aws_assume_role, the
+ * SigV4 signature made with the role's temporary keys, X-Amz-Security-Token
+ * included).
  *
  * oauth2 (refresh-token grant): a refresh token in the response replaces the
  * one in use for later refreshes of the entry at once, and is handed to
  * rt->on_credential_rotated so that the owner persists it. After
  * OAUTH2_MAX_FAILURES consecutive failed refreshes the entry needs
  * re-authorization: requests fail fast, without contacting the provider, for
- * a backoff period.
+ * a backoff period. aws_assume_role backs off the same way after
+ * AWS_MAX_FAILURES failed AssumeRole calls in a row (the error names the last
+ * failure).
  *
  * Tokens live in locked memory, are known to the global redactor while
  * cached, and are wiped when dropped. Errors never contain secrets.
@@ -29,9 +40,8 @@
 
 typedef struct jn_token_entry jn_token_entry_t;
 
-/* line: "Authorization: Bearer <token>" (valid only during the call), or NULL
- * with err set. */
-typedef void (*jn_token_ready_fn)(void *ud, const char *line, const char *err);
+/* token: the opaque token (valid only during the call), or NULL with err set. */
+typedef void (*jn_token_ready_fn)(void *ud, const char *token, const char *err);
 
 /* Embedded in the caller (a job); zero-initialize. */
 typedef struct jn_token_waiter {
@@ -44,17 +54,28 @@ typedef struct jn_token_waiter {
 /* Whether the exchange may go to host:port (the caller's egress policy). */
 typedef int (*jn_token_host_fn)(void *ud, const char *host, int port);
 
-/* Returns 1 with *line (malloc'ed, release with jn_token_line_free) when a
+/* Returns 1 with *token (malloc'ed, release with jn_token_line_free) when a
  * valid token is cached; 0 when the waiter was queued (w->cb runs later,
- * exactly once, unless jn_token_cache_cancel is called first); -1 with err. */
+ * exactly once, unless jn_token_cache_cancel is called first); -1 with err.
+ * The exchange host (token URL, API base, STS endpoint) must pass `allowed`. */
 int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn allowed,
-                       void *allowed_ud, jn_token_waiter_t *w, char **line, char *err,
+                       void *allowed_ud, jn_token_waiter_t *w, char **token, char *err,
                        size_t errlen);
+/* The auth lines `token` (from jn_token_cache_get or a waiter callback) gives
+ * req: its Authorization line, or for aws_assume_role the SigV4 lines signed
+ * with the temporary keys. 0, or -1 with err (no secret in it). */
+int jn_token_apply(const jn_auth_t *a, const char *token, const jn_auth_request_t *req,
+                   jn_auth_result_t *out, char *err, size_t errlen);
+/* 1 when the provider's answer to a request made with an exchanged token
+ * says the token is no good: HTTP 401, or for aws_assume_role a 400 or 403
+ * naming ExpiredToken, ExpiredTokenException, InvalidClientTokenId or
+ * UnrecognizedClientException. The caller then invalidates the token. */
+int jn_token_refused(const jn_auth_t *a, long status, const char *body, size_t len);
 /* Takes the waiter off its list (no-op when it is on none). */
 void jn_token_cache_cancel(jn_token_waiter_t *w);
-/* The provider refused `line` (HTTP 401): drop the cached token if it is still
- * that one, so that the next request exchanges again. */
-void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char *line);
+/* The provider refused `token` (jn_token_refused): drop the cached token if
+ * it is still that one, so that the next request exchanges again. */
+void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char *token);
 void jn_token_line_free(char *line);
 /* The owner is about to free `a`: entries stop referring to it (a rotation
  * that arrives later is reported with old = NULL). */

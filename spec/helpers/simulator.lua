@@ -70,6 +70,8 @@ function Simulator:fault(spec) return control(self, "POST", "/_sim/faults", spec
 function Simulator:clear_faults() return control(self, "DELETE", "/_sim/faults") end
 function Simulator:stats() return control(self, "GET", "/_sim/stats") end
 function Simulator:dataset() return control(self, "GET", "/_sim/dataset") end
+-- Arrival times (epoch ms) of the API requests since the last reset, oldest first.
+function Simulator:arrivals() return control(self, "GET", "/_sim/arrivals").arrivals end
 -- { token, limit, remaining, reset_in_seconds }
 function Simulator:rate_limit(spec) return control(self, "POST", "/_sim/rate_limit", spec) end
 

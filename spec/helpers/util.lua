@@ -51,4 +51,21 @@ function _M.genkey(dir, name)
   return pem, pub, _M.lines(pem)[3]
 end
 
+-- The binary with a vault: the master key file and the data directory set,
+-- the other variables that would change them unset. Returns a function(...)
+-- that runs `bin ...` with stdin from /dev/null and returns the exit code,
+-- stdout and stderr (kept in dir).
+function _M.vault_cli(bin, keyfile, data, dir)
+  return function(...)
+    local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
+                  _M.shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
+                  _M.shell_quote("JUNCTION_DATA_DIR=" .. data), _M.shell_quote(bin) }
+    for _, a in ipairs({ ... }) do cmd[#cmd + 1] = _M.shell_quote(a) end
+    local out, err = dir .. "/stdout", dir .. "/stderr"
+    local code = tonumber(_M.sh(table.concat(cmd, " ") .. " > " .. _M.shell_quote(out) ..
+      " 2> " .. _M.shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
+    return code, _M.read_file(out), _M.read_file(err)
+  end
+end
+
 return _M

@@ -9,6 +9,7 @@
 
 const http = require('node:http');
 const { createGithubProvider } = require('./providers/github');
+const { createAwsProvider } = require('./providers/aws');
 const { FaultRegistry, MODES, adhocFault, runFault } = require('./lib/faults');
 const { Stats } = require('./lib/stats');
 
@@ -34,6 +35,7 @@ const USAGE = `usage: node tools/simulator/server.js [options]
   --client-id ID           OAuth client for POST /oauth/token (client_credentials)
   --client-secret S        its secret (client_secret_basic)
   --client-key-file PEM    public key that verifies its private_key_jwt assertions
+  --client-key-id KID      the kid those assertions must name (default: any or none)
   --refresh-token T        initial refresh token for grant_type=refresh_token at
                            POST /oauth/token; each refresh rotates it
   --bearer-key-file PEM    public key that verifies JWT bearer assertions (RFC 7523,
@@ -42,6 +44,16 @@ const USAGE = `usage: node tools/simulator/server.js [options]
   --bearer-audience URL    the aud of Salesforce-style assertions (Google-style ones,
                            with a scope claim, name the token URL)
   --bearer-issuer A,B      accepted iss values (default: any)
+  --sts-access-key-id ID   base access key id accepted by STS at POST /sts/
+  --sts-secret-access-key S  its secret key (verifies the AssumeRole SigV4 signature)
+  --sts-session-token T    its session token, when the base keys are temporary
+  --sts-role-arn ARN       the role AssumeRole may assume
+  --sts-external-id ID     the ExternalId the role's trust policy requires (default: none)
+  --sts-max-session-duration N  the role's MaxSessionDuration in seconds (default 3600)
+  --sts-credential-ttl N   lifetime of temporary keys in seconds, overriding
+                           DurationSeconds (tests of expiry; default: DurationSeconds)
+  --aws-region R           the region requests must be signed for (default us-east-1)
+  --aws-service S          the service GET /aws/iam/users must be signed for (default iam)
   --plain-links            Link headers use /orgs/{org}/... instead of GitHub's
                            /organizations/{id}/... form
   --exit-on-stdin-close    exit when stdin reaches end of file
@@ -85,6 +97,8 @@ function parseArgs(argv) {
     '--huge-bytes': 'hugeBytes',
     '--secondary-concurrency': 'secondaryConcurrency',
     '--installation-token-ttl': 'installationTokenTtl',
+    '--sts-max-session-duration': 'stsMaxSessionDuration',
+    '--sts-credential-ttl': 'stsCredentialTtl',
   };
   const strings = {
     '--app-key-file': 'appKeyFile',
@@ -92,10 +106,18 @@ function parseArgs(argv) {
     '--client-id': 'clientId',
     '--client-secret': 'clientSecret',
     '--client-key-file': 'clientKeyFile',
+    '--client-key-id': 'clientKeyId',
     '--refresh-token': 'refreshToken',
     '--bearer-key-file': 'bearerKeyFile',
     '--bearer-audience': 'bearerAudience',
     '--bearer-issuer': 'bearerIssuer',
+    '--sts-access-key-id': 'stsAccessKeyId',
+    '--sts-secret-access-key': 'stsSecretAccessKey',
+    '--sts-session-token': 'stsSessionToken',
+    '--sts-role-arn': 'stsRoleArn',
+    '--sts-external-id': 'stsExternalId',
+    '--aws-region': 'awsRegion',
+    '--aws-service': 'awsService',
   };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -134,12 +156,15 @@ function parseArgs(argv) {
   if (o.port > 65535) fail('--port out of range');
   if (o.rateLimitStatus !== 403 && o.rateLimitStatus !== 429) fail('--rate-limit-status must be 403 or 429');
   if (o.provider !== 'github') fail(`unknown provider ${JSON.stringify(o.provider)} (available: github)`);
+  if ((o.stsAccessKeyId === undefined) !== (o.stsSecretAccessKey === undefined)) fail('--sts-access-key-id and --sts-secret-access-key go together');
+  if (o.stsCredentialTtl === 0) fail('--sts-credential-ttl must be positive');
   return o;
 }
 
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   const provider = createGithubProvider(opts);
+  const aws = createAwsProvider(opts);
   const faults = new FaultRegistry();
   const stats = new Stats();
   const log = opts.verbose ? (s) => process.stderr.write(`${s}\n`) : null;
@@ -176,16 +201,20 @@ function main() {
   function control(req, res, pathname) {
     const m = req.method;
     if (pathname === '/_sim/health' && m === 'GET') return sendControl(res, 200, { ok: true, provider: provider.name });
-    if (pathname === '/_sim/stats' && m === 'GET') return sendControl(res, 200, { ...stats.toJSON(), exchanges: provider.exchangeStats() });
+    if (pathname === '/_sim/stats' && m === 'GET') {
+      return sendControl(res, 200, { ...stats.toJSON(), exchanges: { ...provider.exchangeStats(), ...aws.exchangeStats() }, aws: aws.stats() });
+    }
+    if (pathname === '/_sim/arrivals' && m === 'GET') return sendControl(res, 200, stats.arrivalsJSON());
     if (pathname === '/_sim/dataset' && m === 'GET') return sendControl(res, 200, provider.summary());
     if (pathname === '/_sim/reset' && m === 'POST') {
       stats.reset();
       provider.resetBudgets();
       provider.resetExchanges();
+      aws.reset();
       if (provider.resetRefreshToken) provider.resetRefreshToken();
       return sendControl(res, 200, { ok: true });
     }
-    if (pathname === '/_sim/revoke_exchanged' && m === 'POST') return sendControl(res, 200, { revoked: provider.revokeExchanged() });
+    if (pathname === '/_sim/revoke_exchanged' && m === 'POST') return sendControl(res, 200, { revoked: provider.revokeExchanged() + aws.revoke() });
     if (pathname === '/_sim/faults') {
       if (m === 'GET') return sendControl(res, 200, { modes: MODES, faults: faults.list() });
       if (m === 'DELETE') return sendControl(res, 200, { cleared: faults.clear() });
@@ -242,6 +271,31 @@ function main() {
     if (pathname.startsWith('/_sim/')) return control(req, res, pathname);
 
     const method = req.method;
+    const awsKind = aws.route(method, pathname);
+    if (awsKind) {
+      // STS and the AWS API route read a body (it is signed) and can be faulted too.
+      const afault = faults.active ? faults.match(method, pathname, pathname, search, null) : null;
+      if (afault) {
+        stats.fault(afault.mode);
+        const info = { method, pathname, search, consume: false };
+        return runFault(afault, req, res, { provider, info, hugeBytes: opts.hugeBytes, onStatus });
+      }
+      const chunks = [];
+      let size = 0;
+      req.on('data', (c) => {
+        size += c.length;
+        if (size > 1024 * 1024) req.destroy();
+        else chunks.push(c);
+      });
+      req.on('end', () => {
+        const r = aws.handle(awsKind, req, pathname, search, Buffer.concat(chunks));
+        stats.status(r.status);
+        if (log) log(`${method} ${pathname} ${r.status}`);
+        res.writeHead(r.status, r.headers);
+        res.end(r.body);
+      });
+      return undefined;
+    }
     const which = provider.exchangePath(method, pathname);
     if (which) {
       // Token exchanges can be faulted too (e.g. an authorization server that hangs).

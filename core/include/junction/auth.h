@@ -37,8 +37,17 @@
  *                 "token_url": audience + "/services/oauth2/token" }   (Salesforce)
  *               Both are the JWT bearer grant (RFC 7523): the runtime signs an RS256
  *               assertion and POSTs grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.
- * Other auth types (aws_assume_role, private_key_jwt) need a token exchange
- * and are refused by jn_auth_parse until their grant is implemented.
+ *   private_key_jwt { "client_id"*, "private_key"* (PEM, RSA), "token_url"*, "scope",
+ *                 "audience", "key_id" (the assertion's kid) }
+ *               the client-credentials grant authenticated with a private_key_jwt
+ *               assertion: what client_credentials does with a private_key, as its own type.
+ *   aws_assume_role { "access_key_id"*, "secret_access_key"*, "session_token", "role_arn"*,
+ *                 "external_id", "session_name": "junction", "duration_seconds": 3600
+ *                 (900..43200), "region"*, "service"*,
+ *                 "sts_endpoint": "https://sts.<region>.amazonaws.com" }
+ *               STS AssumeRole, signed by the base keys (jn_auth_sign_assume_role); each
+ *               request is then signed with the role's temporary keys
+ *               (jn_auth_apply_assumed).
  */
 #ifndef JUNCTION_AUTH_H
 #define JUNCTION_AUTH_H
@@ -62,18 +71,25 @@ void jn_auth_each_secret(const jn_auth_t *a, void (*fn)(void *ud, const char *s,
                          void *ud);
 
 /* The grant of a token-exchange credential; pointers stay valid while the
- * credential lives. Secrets: the key, client_secret, refresh_token. */
+ * credential lives. Secrets: the key, client_secret, refresh_token. The base
+ * keys of aws_assume_role are not listed: they never leave the credential
+ * (jn_auth_sign_assume_role signs with them). */
 typedef struct jn_jwt_key jn_jwt_key_t;
 typedef struct {
-    const char *grant;       /* "github_app", "client_credentials", "oauth2", "service_account" or
-                                "jwt_bearer" */
+    const char *grant;       /* the auth type: "github_app", "client_credentials",
+                                "private_key_jwt", "oauth2", "service_account", "jwt_bearer" or
+                                "aws_assume_role" (a static string) */
     const char *cache_key;   /* hex SHA-256 of the type and document: one per credential version */
-    const jn_jwt_key_t *key; /* NULL for client_credentials with a secret */
+    const jn_jwt_key_t *key; /* NULL for client_credentials with a secret, oauth2, aws */
     const char *app_id, *installation_id, *api_base;                      /* github_app */
-    const char *client_id, *client_secret, *token_url, *scope, *audience; /* client_credentials */
+    const char *client_id, *client_secret, *token_url, *scope, *audience; /* client_credentials,
+                                                                             private_key_jwt */
     const char *refresh_token;                                            /* oauth2 */
     const char *client_email, *subject;  /* service_account (scope, token_url) */
     const char *consumer_key, *username; /* jwt_bearer (audience, token_url) */
+    /* aws_assume_role (token_url is the STS endpoint) */
+    const char *role_arn, *external_id, *session_name, *region, *service;
+    int duration_seconds;
 } jn_auth_exchange_t;
 
 /* 1 (and *out filled when non-NULL) for a token-exchange credential, else 0.
@@ -98,6 +114,24 @@ typedef struct {
 
 int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_result_t *out,
                   char *err, size_t errlen);
+
+/* Temporary AWS keys, as an aws_assume_role exchange obtains them. */
+typedef struct {
+    const char *access_key_id;
+    const char *secret_access_key;
+    const char *session_token; /* required: temporary keys always have one */
+} jn_aws_keys_t;
+
+/* aws_assume_role: SigV4-signs the credential's own STS AssumeRole request
+ * (service sts, the credential's region) with its base keys. */
+int jn_auth_sign_assume_role(const jn_auth_t *a, const jn_auth_request_t *req,
+                             jn_auth_result_t *out, char *err, size_t errlen);
+/* aws_assume_role: SigV4-signs a request to the provider with the role's
+ * temporary keys, for the credential's region and service; the session token
+ * goes in X-Amz-Security-Token (signed). */
+int jn_auth_apply_assumed(const jn_auth_t *a, const jn_aws_keys_t *keys,
+                          const jn_auth_request_t *req, jn_auth_result_t *out, char *err,
+                          size_t errlen);
 /* Wipes and frees what jn_auth_apply produced. */
 void jn_auth_result_free(jn_auth_result_t *r);
 

@@ -4,6 +4,8 @@
 
 const MAX_PATHS = 10000; // distinct paths tracked before folding into "(other)"
 const HISTOGRAM_SECONDS = 3600; // per-second buckets kept
+const MAX_ARRIVALS = 100000; // arrival times kept for GET /_sim/arrivals
+const { performance } = require('node:perf_hooks');
 
 function inc(map, key) {
   map.set(key, (map.get(key) || 0) + 1);
@@ -29,12 +31,17 @@ class Stats {
     this.byStatus = new Map();
     this.faults = new Map();
     this.perSecond = new Map();
+    this.arrivals = new Float64Array(MAX_ARRIVALS);
+    this.narrivals = 0;
     this.peakInFlight = this.inFlight;
     this.resetAt = Date.now();
   }
 
   request(pathname, route, tokenKey) {
     this.total++;
+    // Sub-millisecond epoch times of API requests, for checking rate limits over
+    // sliding windows; the ring keeps the newest MAX_ARRIVALS.
+    this.arrivals[this.narrivals++ % MAX_ARRIVALS] = performance.timeOrigin + performance.now();
     if (this.byPath.has(pathname) || this.byPath.size < MAX_PATHS) inc(this.byPath, pathname);
     else inc(this.byPath, '(other)');
     inc(this.byRoute, route);
@@ -67,6 +74,14 @@ class Stats {
 
   fault(mode) {
     inc(this.faults, mode);
+  }
+
+  arrivalsJSON() {
+    const n = Math.min(this.narrivals, MAX_ARRIVALS);
+    const start = this.narrivals > MAX_ARRIVALS ? this.narrivals % MAX_ARRIVALS : 0;
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = Math.round(this.arrivals[(start + i) % MAX_ARRIVALS] * 1000) / 1000;
+    return { arrivals: out, dropped: this.narrivals - n };
   }
 
   toJSON() {

@@ -955,7 +955,7 @@ function createGithubProvider(opts = {}) {
     if (!header || header.alg !== 'RS256' || !claims || typeof claims !== 'object') return { error: 'decode' };
     const ok = crypto.verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), key, Buffer.from(parts[2], 'base64url'));
     if (!ok) return { error: 'decode' };
-    return { claims };
+    return { claims, header };
   }
 
   const exchanged = new Set();
@@ -1038,6 +1038,7 @@ function createGithubProvider(opts = {}) {
         return refuse(401, 'invalid_client', 'Client assertion is not valid');
       }
       if (form.get('client_id') && form.get('client_id') !== opts.clientId) return refuse(401, 'invalid_client', 'client_id does not match the assertion');
+      if (opts.clientKeyId !== undefined && v.header.kid !== opts.clientKeyId) return refuse(401, 'invalid_client', 'Client assertion kid does not name a registered key');
     } else {
       return refuse(401, 'invalid_client', 'Client authentication required');
     }

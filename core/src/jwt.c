@@ -1209,6 +1209,18 @@ static int pubkey_load(const jn_jwt_pubkey_t *k, size_t idx, EVP_PKEY **out, cha
     return rc;
 }
 
+int jn_jwt_pubkey_check(const jn_jwt_pubkey_t *key, char *err, size_t errlen)
+{
+    EVP_PKEY *pkey = NULL;
+    int rc;
+    if (key == NULL)
+        return fail(JN_JWT_EINVAL, err, errlen, "jn_jwt_pubkey_check: no key");
+    rc = pubkey_load(key, 0, &pkey, err, errlen);
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    return rc;
+}
+
 /* 1 verified, 0 not, -1 out of memory. */
 static int rs256_verify(EVP_PKEY *pkey, const char *in, size_t len, const uint8_t *sig,
                         size_t sig_len)

@@ -22,6 +22,7 @@
 #include "junction/clock.h"
 #include "junction/log.h"
 #include "junction/redact.h"
+#include "junction/webhook.h"
 #include "runtime.h"
 
 int luaopen_cjson(lua_State *L);
@@ -556,6 +557,148 @@ static int testing_sandboxes(lua_State *L)
     return 1;
 }
 
+/* testing.webhook_verify(declaration, request, secrets) -> result
+ * The receiver's verification step, for specs. `declaration` is a preset name
+ * or a table shaped like a connector's `webhook` metadata, encoded to JSON the
+ * way the loader encodes metadata. `request` = { method, path, query, body,
+ * now_ms, headers = { {name, value}, ... } }; `secrets` = { secrets = {...},
+ * audience, jwks = "<JWK Set JSON>", keys = { { pem =, kid = } }, email }.
+ * Returns { verdict, reason, status, message, secret_index (1-based),
+ * delivery_id, event_type, content_type, body }. A declaration the parser
+ * refuses raises its message. */
+#define SPEC_WH_MAX 64
+
+/* stack: ... -> ... (reads t[key], a list of strings or of {a, b} pairs) */
+static size_t wh_list(lua_State *L, int t, const char *key, const char **a, const char **b,
+                      size_t *alen, size_t *blen)
+{
+    size_t n = 0;
+    int i;
+
+    lua_getfield(L, t, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    for (i = 1;; i++) {
+        lua_rawgeti(L, -1, i); /* stack: ... list item */
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        if (n == SPEC_WH_MAX)
+            luaL_error(L, "testing.webhook_verify: %s: at most %d entries", key, SPEC_WH_MAX);
+        if (b == NULL) {
+            a[n] = luaL_checklstring(L, -1, &alen[n]);
+        } else {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2); /* stack: ... list item first second */
+            a[n] = luaL_checklstring(L, -2, &alen[n]);
+            b[n] = luaL_checklstring(L, -1, &blen[n]);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1); /* the list keeps the strings alive */
+        n++;
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+static void wh_push_string(lua_State *L, const char *key, const char *value)
+{
+    if (value != NULL && value[0] != '\0') {
+        lua_pushstring(L, value);
+        lua_setfield(L, -2, key);
+    }
+}
+
+static int testing_webhook_verify(lua_State *L)
+{
+    const char *names[SPEC_WH_MAX], *values[SPEC_WH_MAX], *secret_text[SPEC_WH_MAX];
+    const char *pems[SPEC_WH_MAX], *kids[SPEC_WH_MAX];
+    size_t name_len[SPEC_WH_MAX], value_len[SPEC_WH_MAX], secret_len[SPEC_WH_MAX];
+    size_t pem_len[SPEC_WH_MAX], kid_len[SPEC_WH_MAX], nheaders, nsecrets, nkeys, i, body_len = 0;
+    jn_webhook_header_t headers[SPEC_WH_MAX];
+    jn_webhook_secret_t secret_list[SPEC_WH_MAX];
+    jn_jwt_pubkey_t keys[SPEC_WH_MAX];
+    jn_webhook_request_t req = {0};
+    jn_webhook_secrets_t sec = {0};
+    jn_webhook_scheme_t *scheme = NULL;
+    jn_webhook_result_t res;
+    jn_buf_t decl = {0};
+    char err[512];
+    int rc;
+
+    /* Everything that may raise is read first: nothing is allocated yet. */
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_type(L, 1) != LUA_TSTRING)
+        luaL_checktype(L, 1, LUA_TTABLE);
+    req.method = opt_string(L, 2, "method");
+    req.path = opt_string(L, 2, "path");
+    req.query = opt_string(L, 2, "query");
+    lua_getfield(L, 2, "body");
+    req.body = lua_isnil(L, -1) ? NULL : luaL_checklstring(L, -1, &body_len);
+    lua_pop(L, 1); /* the request table keeps the body alive */
+    req.body_len = body_len;
+    req.now_ms = (int64_t)opt_number(L, 2, "now_ms", (double)jn_now_ms());
+    nheaders = wh_list(L, 2, "headers", names, values, name_len, value_len);
+    for (i = 0; i < nheaders; i++)
+        headers[i] = (jn_webhook_header_t){names[i], name_len[i], values[i], value_len[i]};
+    req.headers = headers;
+    req.header_count = nheaders;
+    nsecrets = wh_list(L, 3, "secrets", secret_text, NULL, secret_len, NULL);
+    for (i = 0; i < nsecrets; i++)
+        secret_list[i] = (jn_webhook_secret_t){secret_text[i], secret_len[i]};
+    sec.secrets = secret_list;
+    sec.secret_count = nsecrets;
+    sec.audience = opt_string(L, 3, "audience");
+    sec.jwks_json = opt_string(L, 3, "jwks");
+    sec.email = opt_string(L, 3, "email");
+    nkeys = wh_list(L, 3, "keys", pems, kids, pem_len, kid_len);
+    for (i = 0; i < nkeys; i++)
+        keys[i] = (jn_jwt_pubkey_t){kid_len[i] ? kids[i] : NULL, pems[i], NULL, NULL};
+    sec.keys = keys;
+    sec.key_count = nkeys;
+
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        rc = jn_webhook_preset(lua_tostring(L, 1), &scheme, err, sizeof(err));
+    } else if ((rc = jn_json_canon_encode(L, 1, &decl, err, sizeof(err))) == 0) {
+        rc = jn_webhook_scheme_parse(decl.data, decl.len, &scheme, err, sizeof(err));
+    }
+    jn_buf_free(&decl);
+    if (rc != 0)
+        return luaL_error(L, "testing.webhook_verify: %s", err);
+    jn_webhook_verify(scheme, &req, &sec, &res);
+    jn_webhook_scheme_free(scheme);
+
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, res.verdict == JN_WEBHOOK_ACCEPTED    ? "accepted"
+                      : res.verdict == JN_WEBHOOK_CHALLENGE ? "challenge"
+                                                            : "rejected");
+    lua_setfield(L, -2, "verdict");
+    if (res.reason != 0)
+        wh_push_string(L, "reason", jn_webhook_reason_str(res.reason));
+    lua_pushinteger(L, res.status);
+    lua_setfield(L, -2, "status");
+    wh_push_string(L, "message", res.message);
+    if (res.secret_index >= 0) {
+        lua_pushinteger(L, res.secret_index + 1);
+        lua_setfield(L, -2, "secret_index");
+    }
+    wh_push_string(L, "delivery_id", res.delivery_id);
+    wh_push_string(L, "event_type", res.event_type);
+    wh_push_string(L, "content_type", res.content_type);
+    if (res.response_body != NULL) {
+        lua_pushlstring(L, res.response_body, res.response_len);
+        lua_setfield(L, -2, "body");
+    }
+    jn_webhook_result_clear(&res);
+    return 1;
+}
+
 static const luaL_Reg testing_functions[] = {
     {"run", testing_run},
     {"validate", testing_validate},
@@ -564,6 +707,7 @@ static const luaL_Reg testing_functions[] = {
     {"now_ms", testing_now_ms},
     {"rss", testing_rss},
     {"sandboxes", testing_sandboxes},
+    {"webhook_verify", testing_webhook_verify},
     {NULL, NULL},
 };
 

@@ -158,6 +158,12 @@ typedef struct {
     const char *e;
 } jn_jwt_pubkey_t;
 
+/* Checks that a verification key loads (PEM or n/e, RSA of at least 2048
+ * bits) without a token: 0, or JN_JWT_EKEY / JN_JWT_ENOMEM with a message.
+ * For configuration checks, and to tell an unusable configured key from a
+ * token whose kid has no key. */
+int jn_jwt_pubkey_check(const jn_jwt_pubkey_t *key, char *err, size_t errlen);
+
 /* Verifies an RS256 compact JWS: header, signature over the candidate keys,
  * then exp (required), nbf and iat against `now` with `leeway` seconds
  * (0..3600), aud (a string or an array of strings) against `audience`, and iss

@@ -32,7 +32,11 @@ local c = connector {
   auth_types = { "github_app", "oauth2", "api_key" },
   capabilities = { "evidence_collection" },
   required_scopes = { "read:org", "repo" },
-  rate_limits = { requests_per_second = 10, requests_per_hour = 5000, burst_size = 20 },
+  -- GitHub's documented limits for REST: 5,000 requests per hour per user or
+  -- app installation (primary), and at most 900 points per minute on one
+  -- endpoint family, a GET costing 1 point (secondary). The core enforces
+  -- both and follows x-ratelimit-* and retry-after on top.
+  rate_limits = { requests_per_minute = 900, requests_per_hour = 5000 },
   egress = { "api.github.com" },
   documentation_url = "https://docs.github.com/rest",
 }

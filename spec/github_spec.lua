@@ -18,6 +18,22 @@ local EVIDENCE_FIELDS = {
 
 local sim, truth
 
+-- These specs test the connector's own handling of what GitHub answers, so the
+-- core's traffic layer is told not to retry, not to trip and not to pace them
+-- (spec/traffic_spec.lua tests that layer). A file of the operator's format:
+local POLICY_FILE = os.tmpname()
+do
+  local f = assert(io.open(POLICY_FILE, "w"))
+  f:write(cjson.encode({
+    defaults = { retry = { max_attempts = 1 },
+                 breaker = { consecutive_failures = 1000, min_requests = 1000000 } },
+    providers = { github = { rate_limits = { requests_per_minute = 0,
+                                             requests_per_hour = 1000000000 } } },
+  }))
+  f:close()
+end
+local RUNTIME = { traffic_file = POLICY_FILE }
+
 local function config(extra)
   local cfg = { organization = "acme", base_url = sim:url() }
   for k, v in pairs(extra or {}) do cfg[k] = v end
@@ -34,7 +50,7 @@ local function collect(cfg, opts)
     if v == false then o[k] = nil else o[k] = v end
   end
   local started = T.now_ms()
-  local result, logs, raw = T.run(o)
+  local result, logs, raw = T.run(o, RUNTIME)
   result.elapsed_ms = T.now_ms() - started
   return result, logs, raw
 end
@@ -80,6 +96,7 @@ end)
 
 teardown(function()
   if sim then sim:stop() end
+  os.remove(POLICY_FILE)
 end)
 
 before_each(function()
@@ -96,8 +113,7 @@ describe("the GitHub connector", function()
     assert.are.same({ "evidence_collection" }, meta.capabilities)
     assert.are.same({ "read:org", "repo" }, meta.required_scopes)
     assert.are.same({ "api.github.com" }, meta.egress)
-    assert.are.same({ requests_per_second = 10, requests_per_hour = 5000, burst_size = 20 },
-      meta.rate_limits)
+    assert.are.same({ requests_per_minute = 900, requests_per_hour = 5000 }, meta.rate_limits)
     assert.are.equal("https://docs.github.com/rest", meta.documentation_url)
     assert.is_string(meta.display_name)
     assert.is_string(meta.description)

@@ -707,7 +707,8 @@ void jn_adaptive_read(const jn_adaptive_config_t *cfg, const jn_adaptive_respons
     /* A refused request's reset is when to come back, even without a count. */
     if (throttled && out->remaining < 0 && out->reset_ms > 0)
         block(out, out->reset_ms, JN_ADAPTIVE_BLOCK_RESET);
-    if (out->secondary)
+    /* GitHub: honour retry-after when present, otherwise wait at least a minute. */
+    if (out->secondary && retry_after < 0)
         block(out, add_sat(now, JN_ADAPTIVE_SECONDARY_WAIT_MS), JN_ADAPTIVE_BLOCK_SECONDARY);
 
     if (out->blocked_until_ms <= now) {

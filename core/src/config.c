@@ -46,8 +46,32 @@ static const key_schema_t schema[] = {
     {"http_max_response_bytes", T_SIZE, "33554432", 1, 4 * GB, NULL, 0,
      "largest response body accepted"},
     {"http_max_redirects", T_INT, "5", 0, 20, NULL, 0, "redirects followed per request"},
+    {"redis_url", T_STRING, "", 0, 0, NULL, 0,
+     "Redis of the cluster (redis://[[user]:password@]host[:port][/db] or unix:///path); "
+     "empty: embedded, nothing shared"},
+    {"redis_timeout_ms", T_INT, "100", 5, 10000, NULL, 0,
+     "Redis command timeout; past it the rate limiter uses its local share"},
+    {"cluster_nodes", T_INT, "1", 1, 10000, NULL, 0,
+     "processes sharing Redis: each falls back to 1/N of a rate limit while Redis is down"},
+    {"traffic_file", T_PATH, "", 0, 0, NULL, 0,
+     "JSON policy: per-provider in-flight bounds, breaker, retry, adaptive limiting and "
+     "rate-limit overrides per provider and organization"},
+    {"provider_max_in_flight", T_INT, "32", 1, 100000, NULL, 0,
+     "requests in flight at once per provider (unless the traffic file says otherwise)"},
     {"run_interval_s", T_INT, "3600", 1, 2592000, NULL, 0,
-     "interval between collections in `junction run`"},
+     "schedule (an interval in seconds) of integrations that name none"},
+    {"roles", T_LIST, "api,scheduler,worker", 0, 0, NULL, F_NONEMPTY,
+     "roles `junction run` plays: api, scheduler, worker"},
+    {"workers", T_LIST, "", 0, 0, NULL, 0, "worker pool size per provider, as provider:N"},
+    {"workers_default", T_INT, "16", 1, 100000, NULL, 0,
+     "worker pool size of a provider not named in workers"},
+    {"queue_visibility_timeout_s", T_INT, "60", 1, 86400, NULL, 0,
+     "lease of a claimed job; a job whose worker died is taken over after it"},
+    {"queue_max_attempts", T_INT, "3", 1, 100, NULL, 0, "attempts before a job is dead-lettered"},
+    {"queue_retry_base_s", T_INT, "30", 1, 86400, NULL, 0,
+     "delay before the first retry, doubled for each further one (at most 1 h)"},
+    {"catch_up_window_s", T_INT, "600", 0, 86400, NULL, 0,
+     "longest spread of the runs missed while the scheduler was down"},
 };
 
 #define NKEYS (sizeof(schema) / sizeof(schema[0]))

@@ -142,8 +142,8 @@ static void curl_init_once(void)
 const char *jn_http_error_name(jn_http_error_t err)
 {
     static const char *const names[] = {
-        "OK",         "EINVAL",  "ECONNECT", "ETIMEDOUT",  "ETLS",      "ETOOBIG",
-        "EREDIRECTS", "EDENIED", "EPROTO",   "ECANCELLED", "EINTERNAL",
+        "OK",      "EINVAL", "ECONNECT",   "ETIMEDOUT", "ETLS",     "ETOOBIG",      "EREDIRECTS",
+        "EDENIED", "EPROTO", "ECANCELLED", "EINTERNAL", "ECIRCUIT", "ERATELIMITED",
     };
 
     if ((unsigned)err >= sizeof names / sizeof names[0])
@@ -317,7 +317,7 @@ done:
 }
 
 /* scheme://host[:port]/path: no userinfo, query or fragment, which may carry secrets. */
-static void shown_url(const char *url, char *buf, size_t len)
+void jn_http_shown_url(const char *url, char *buf, size_t len)
 {
     const char *sep, *auth, *at, *rest;
     size_t alen;
@@ -921,7 +921,7 @@ static void fail(jn_http_call_t *call, jn_http_error_t err, const char *fmt, ...
     int n;
     va_list ap;
 
-    shown_url(call->url, shown, sizeof shown);
+    jn_http_shown_url(call->url, shown, sizeof shown);
     n = snprintf(resp->error_msg, sizeof resp->error_msg, "%s %s: ", call->method, shown);
     if (n >= 0 && (size_t)n < sizeof resp->error_msg) {
         va_start(ap, fmt);
@@ -1005,6 +1005,9 @@ static void fail_curl(jn_http_call_t *call, CURLcode rc)
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         fail(call, JN_HTTP_ETIMEDOUT, "timeout after %ld ms", call->timeout_ms);
     } else {
+        /* Failures after the request may have left: a retry could apply it twice. */
+        call->resp->maybe_sent =
+            rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR;
         fail(call, map_curl_error(rc, call->errbuf), "%s",
              call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
     }
@@ -1077,7 +1080,7 @@ static void follow_redirect(jn_http_call_t *call, const char *location, long sta
         fail(call, JN_HTTP_EPROTO, "malformed Location in %ld redirect", status);
         return;
     }
-    shown_url(next, shown, sizeof shown);
+    jn_http_shown_url(next, shown, sizeof shown);
     if (url_origin(next, &to) != 0)
         goto fail;
     why = "refused by policy";

@@ -173,3 +173,116 @@ int jn_store_audit_each(jn_store_t *s, int64_t from_seq, jn_store_audit_fn fn, v
 {
     return DISPATCH(audit_each, from_seq, fn, ud);
 }
+
+/* ---- integrations, queue, job history (schema version 3) ---- */
+
+int jn_store_integration_insert(jn_store_t *s, const jn_integration_t *it)
+{
+    return DISPATCH(integration_insert, it);
+}
+
+int jn_store_integration_upsert(jn_store_t *s, const jn_integration_t *it, int *changed)
+{
+    return DISPATCH(integration_upsert, it, changed);
+}
+
+int jn_store_integration_get(jn_store_t *s, const char *id, jn_integration_t *out, char **strings)
+{
+    return DISPATCH(integration_get, id, out, strings);
+}
+
+int jn_store_integration_each(jn_store_t *s, const jn_integration_filter_t *f,
+                              jn_store_integration_fn fn, void *ud)
+{
+    return DISPATCH(integration_each, f, fn, ud);
+}
+
+int jn_store_integration_set_enabled(jn_store_t *s, const char *id, int enabled)
+{
+    return DISPATCH(integration_set_enabled, id, enabled);
+}
+
+int jn_store_integration_delete(jn_store_t *s, const char *id)
+{
+    return DISPATCH(integration_delete, id);
+}
+
+int jn_store_integration_mark_slot(jn_store_t *s, const char *id, int64_t slot_ms)
+{
+    return DISPATCH(integration_mark_slot, id, slot_ms);
+}
+
+int jn_store_queue_insert(jn_store_t *s, const jn_queue_enqueue_t *in, int64_t now_ms,
+                          jn_queue_enqueued_t *out)
+{
+    return DISPATCH(queue_insert, in, now_ms, out);
+}
+
+int jn_store_queue_claim(jn_store_t *s, const jn_store_claim_t *c, jn_queue_job_t *out)
+{
+    return DISPATCH(queue_claim, c, out);
+}
+
+int jn_store_queue_finish(jn_store_t *s, const jn_store_queue_finish_t *f)
+{
+    return DISPATCH(queue_finish, f);
+}
+
+int jn_store_queue_extend(jn_store_t *s, const char *consumer, int64_t until_ms)
+{
+    return DISPATCH(queue_extend, consumer, until_ms);
+}
+
+int jn_store_queue_cancel(jn_store_t *s, const char *id, int64_t now_ms, jn_queue_state_t *before)
+{
+    return DISPATCH(queue_cancel, id, now_ms, before);
+}
+
+int jn_store_queue_cancelled_each(jn_store_t *s, const char *consumer, jn_queue_id_fn fn, void *ud)
+{
+    return DISPATCH(queue_cancelled_each, consumer, fn, ud);
+}
+
+int jn_store_queue_get(jn_store_t *s, const char *id, jn_queue_job_t *out)
+{
+    return DISPATCH(queue_get, id, out);
+}
+
+int jn_store_queue_each(jn_store_t *s, jn_queue_state_t state, const char *provider,
+                        jn_queue_job_fn fn, void *ud)
+{
+    return DISPATCH(queue_each, state, provider, fn, ud);
+}
+
+int jn_store_queue_stats(jn_store_t *s, int64_t now_ms, jn_queue_stat_fn fn, void *ud)
+{
+    return DISPATCH(queue_stats, now_ms, fn, ud);
+}
+
+int jn_store_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn fn, void *ud)
+{
+    return DISPATCH(job_each, f, fn, ud);
+}
+
+int jn_store_job_changes_compute(jn_store_t *s, const char *job_id, const char *integration_id,
+                                 int complete, jn_job_changes_t *out)
+{
+    return DISPATCH(job_changes_compute, job_id, integration_id, complete, out);
+}
+
+int jn_store_job_changes_each(jn_store_t *s, const char *job_id, const char *change, int64_t limit,
+                              jn_store_change_fn fn, void *ud)
+{
+    return DISPATCH(job_changes_each, job_id, change, limit, fn, ud);
+}
+
+int jn_store_evidence_export(jn_store_t *s, const jn_evidence_filter_t *f, jn_store_evidence_fn fn,
+                             void *ud)
+{
+    return DISPATCH(evidence_export, f, fn, ud);
+}
+
+int jn_store_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *count)
+{
+    return DISPATCH(run_evidence_count, run_id, count);
+}

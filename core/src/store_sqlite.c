@@ -112,6 +112,76 @@ static const migration_t migrations[] = {
               "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
               "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
               "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"),
+    /* Integrations hold no secret: a vault credential id or the name of an
+     * environment variable. `revision` grows with every change (a unique
+     * index makes the next one an index lookup), so a scheduler reads only
+     * what changed. queue_jobs is the embedded queue: an idempotency key is
+     * enqueued once (UNIQUE; NULLs never conflict), finished rows stay so a
+     * key stays taken, and the partial indexes cover only live jobs. */
+    MIGRATION(3, "integrations, embedded job queue, job history and changes",
+              "CREATE TABLE integrations ("
+              "  id TEXT NOT NULL PRIMARY KEY,"
+              "  organization_id TEXT NOT NULL,"
+              "  provider TEXT NOT NULL,"
+              "  credential_id TEXT,"
+              "  token_env TEXT,"
+              "  auth_scheme TEXT,"
+              "  config_json TEXT NOT NULL,"
+              "  schedule TEXT NOT NULL,"
+              "  jitter_ms INTEGER NOT NULL DEFAULT 0 CHECK (jitter_ms >= 0),"
+              "  priority TEXT NOT NULL CHECK (priority IN ('high', 'normal', 'low')),"
+              "  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),"
+              "  connector_version TEXT,"
+              "  created_ms INTEGER NOT NULL,"
+              "  updated_ms INTEGER NOT NULL,"
+              "  revision INTEGER NOT NULL,"
+              "  last_slot_ms INTEGER NOT NULL DEFAULT 0,"
+              "  CHECK (credential_id IS NULL OR token_env IS NULL));"
+              "CREATE UNIQUE INDEX integrations_revision ON integrations(revision);"
+              "CREATE TABLE queue_jobs ("
+              "  seq INTEGER PRIMARY KEY,"
+              "  id TEXT NOT NULL UNIQUE,"
+              "  idempotency_key TEXT UNIQUE,"
+              "  group_key TEXT,"
+              "  provider TEXT NOT NULL,"
+              "  organization_id TEXT NOT NULL,"
+              "  priority INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 2),"
+              "  payload TEXT NOT NULL,"
+              "  state TEXT NOT NULL"
+              "    CHECK (state IN ('queued', 'running', 'done', 'dead', 'cancelled')),"
+              "  ready_ms INTEGER NOT NULL,"
+              "  enqueued_ms INTEGER NOT NULL,"
+              "  attempts INTEGER NOT NULL DEFAULT 0,"
+              "  max_attempts INTEGER NOT NULL CHECK (max_attempts > 0),"
+              "  consumer TEXT,"
+              "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+              "  last_error TEXT,"
+              "  finished_ms INTEGER);"
+              "CREATE INDEX queue_claim ON queue_jobs(provider, priority, organization_id,"
+              "  enqueued_ms) WHERE state IN ('queued', 'running');"
+              "CREATE INDEX queue_group ON queue_jobs(group_key, state);"
+              "CREATE INDEX queue_consumer ON queue_jobs(consumer) WHERE state = 'running';"
+              "CREATE INDEX queue_state ON queue_jobs(state, provider, seq);"
+              "ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+              "ALTER TABLE jobs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 0;"
+              "ALTER TABLE jobs ADD COLUMN priority TEXT;"
+              "ALTER TABLE jobs ADD COLUMN trigger_kind TEXT;"
+              "ALTER TABLE jobs ADD COLUMN slot_id TEXT;"
+              "ALTER TABLE jobs ADD COLUMN retry_at_ms INTEGER NOT NULL DEFAULT 0;"
+              "ALTER TABLE jobs ADD COLUMN added INTEGER NOT NULL DEFAULT -1;"
+              "ALTER TABLE jobs ADD COLUMN changed INTEGER NOT NULL DEFAULT -1;"
+              "ALTER TABLE jobs ADD COLUMN removed INTEGER NOT NULL DEFAULT -1;"
+              "ALTER TABLE jobs ADD COLUMN baseline_job_id TEXT;"
+              "CREATE INDEX jobs_created ON jobs(created_ms);"
+              "CREATE INDEX jobs_integration_status ON jobs(integration_id, status, finished_ms);"
+              "CREATE TABLE job_changes ("
+              "  job_id TEXT NOT NULL,"
+              "  change TEXT NOT NULL CHECK (change IN ('added', 'changed', 'removed')),"
+              "  resource_type TEXT NOT NULL,"
+              "  resource_id TEXT NOT NULL,"
+              "  PRIMARY KEY (job_id, change, resource_type, resource_id)) WITHOUT ROWID;"
+              "ALTER TABLE evidence ADD COLUMN stored_ms INTEGER;"
+              "CREATE INDEX evidence_run ON evidence(run_id, resource_type, resource_id);"),
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -143,6 +213,42 @@ enum {
     ST_AUDIT_INSERT,
     ST_AUDIT_LAST,
     ST_AUDIT_EACH,
+    ST_INTEGRATION_INSERT,
+    ST_INTEGRATION_UPSERT,
+    ST_INTEGRATION_GET,
+    ST_INTEGRATION_EACH,
+    ST_INTEGRATION_CHANGED,
+    ST_INTEGRATION_ENABLE,
+    ST_INTEGRATION_DELETE,
+    ST_CHECKPOINT_DELETE,
+    ST_INTEGRATION_MARK,
+    ST_Q_GROUP_QUEUED,
+    ST_Q_INSERT,
+    ST_Q_BY_KEY,
+    ST_Q_PICK_AFTER,
+    ST_Q_PICK_ANY,
+    ST_Q_TAKE,
+    ST_Q_GET_SEQ,
+    ST_Q_GET,
+    ST_Q_FINISH,
+    ST_Q_EXTEND,
+    ST_Q_STATE,
+    ST_Q_CANCEL_QUEUED,
+    ST_Q_CANCEL_RUNNING,
+    ST_Q_CANCELLED,
+    ST_Q_EACH,
+    ST_Q_STATS,
+    ST_JOB_EACH,
+    ST_JOB_BASELINE,
+    ST_CHANGES_DELETE,
+    ST_CHANGES_ADDED,
+    ST_CHANGES_CHANGED,
+    ST_CHANGES_REMOVED,
+    ST_CHANGES_SET,
+    ST_CHANGES_EACH,
+    ST_EVIDENCE_EXPORT_ONE,
+    ST_EVIDENCE_EXPORT_ALL,
+    ST_RUN_EVIDENCE_COUNT,
     ST_COUNT
 };
 
@@ -151,7 +257,24 @@ enum {
     " collected_at, run_id, connector_version, checksum, data"
 #define JOB_COLUMNS                                                                                \
     "id, organization_id, integration_id, provider_type, connector_version, kind, status,"         \
-    " created_ms, started_ms, finished_ms, items, pages, error"
+    " created_ms, started_ms, finished_ms, items, pages, error, attempts, max_attempts,"           \
+    " priority, trigger_kind, slot_id, retry_at_ms, added, changed, removed, baseline_job_id"
+#define INTEGRATION_COLUMNS                                                                        \
+    "id, organization_id, provider, credential_id, token_env, auth_scheme, config_json,"           \
+    " schedule, jitter_ms, priority, enabled, connector_version, created_ms, updated_ms,"          \
+    " revision, last_slot_ms"
+#define QUEUE_COLUMNS                                                                              \
+    "id, idempotency_key, group_key, provider, organization_id, payload, consumer, last_error,"    \
+    " priority, state, attempts, max_attempts, cancel_requested, enqueued_ms, ready_ms,"           \
+    " finished_ms"
+/* A job another worker may take: waiting and due, or leased with the lease
+ * expired; and not of a group that has a job under a live lease. */
+#define QUEUE_PICKABLE                                                                             \
+    " provider = ?1 AND priority = ?2 AND state IN ('queued', 'running') AND ready_ms <= ?3"       \
+    " AND (group_key IS NULL OR NOT EXISTS (SELECT 1 FROM queue_jobs r"                            \
+    "   WHERE r.group_key = q.group_key AND r.state = 'running' AND r.ready_ms > ?3"               \
+    "   AND r.seq <> q.seq))"
+#define NEXT_REVISION "(SELECT coalesce(max(revision), 0) + 1 FROM integrations)"
 
 #define ORG_KEY_COLUMNS "org_id, dek_version, master_key_id, nonce, wrapped, created_at, state"
 #define CRED_COLUMNS                                                                               \
@@ -168,8 +291,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CHECKPOINT_SET] = "INSERT INTO checkpoints(integration_id, cursor, updated_at)"
                           " VALUES(?1, ?2, ?3) ON CONFLICT(integration_id) DO UPDATE"
                           " SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-    [ST_EVIDENCE_PUT] = "INSERT OR IGNORE INTO evidence(" EVIDENCE_COLUMNS ")"
-                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_EVIDENCE_PUT] = "INSERT OR IGNORE INTO evidence(" EVIDENCE_COLUMNS ", stored_ms)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_EVIDENCE_COUNT_ONE] = "SELECT count(*) FROM evidence WHERE integration_id = ?1",
     [ST_EVIDENCE_COUNT_ALL] = "SELECT count(*) FROM evidence",
     /* rowid order is insertion order: consumers replay evidence as it was collected. */
@@ -177,7 +300,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                              " WHERE integration_id = ?1 ORDER BY rowid",
     [ST_EVIDENCE_EACH_ALL] = "SELECT " EVIDENCE_COLUMNS " FROM evidence ORDER BY rowid",
     [ST_JOB_PUT] = "INSERT OR REPLACE INTO jobs(" JOB_COLUMNS ")"
-                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+                   " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     [ST_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
     [ST_ORG_KEY_INSERT] = "INSERT INTO org_keys(" ORG_KEY_COLUMNS ")"
                           " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -208,6 +332,126 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_AUDIT_LAST] = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
     [ST_AUDIT_EACH] = "SELECT " AUDIT_COLUMNS " FROM audit_log WHERE seq >= ?1 ORDER BY seq",
+    [ST_INTEGRATION_INSERT] = "INSERT INTO integrations(" INTEGRATION_COLUMNS ")"
+                              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+                              " ?14, " NEXT_REVISION ", 0)",
+    /* The update happens only when something differs, so importing the same
+     * file again leaves revisions (and the scheduler) alone. */
+    [ST_INTEGRATION_UPSERT] =
+        "INSERT INTO integrations(" INTEGRATION_COLUMNS ")"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce(?11, 1), ?12, ?13, "
+        "?14, " NEXT_REVISION ", 0)"
+        " ON CONFLICT(id) DO UPDATE SET organization_id = excluded.organization_id,"
+        " provider = excluded.provider, credential_id = excluded.credential_id,"
+        " token_env = excluded.token_env, auth_scheme = excluded.auth_scheme,"
+        " config_json = excluded.config_json, schedule = excluded.schedule,"
+        " jitter_ms = excluded.jitter_ms, priority = excluded.priority,"
+        " enabled = coalesce(?11, enabled), connector_version = excluded.connector_version,"
+        " updated_ms = excluded.updated_ms, revision = excluded.revision"
+        " WHERE organization_id IS NOT excluded.organization_id"
+        " OR provider IS NOT excluded.provider OR credential_id IS NOT excluded.credential_id"
+        " OR token_env IS NOT excluded.token_env OR auth_scheme IS NOT excluded.auth_scheme"
+        " OR config_json IS NOT excluded.config_json OR schedule IS NOT excluded.schedule"
+        " OR jitter_ms IS NOT excluded.jitter_ms OR priority IS NOT excluded.priority"
+        " OR (?11 IS NOT NULL AND enabled IS NOT ?11)"
+        " OR connector_version IS NOT excluded.connector_version",
+    [ST_INTEGRATION_GET] = "SELECT " INTEGRATION_COLUMNS " FROM integrations WHERE id = ?1",
+    [ST_INTEGRATION_EACH] = "SELECT " INTEGRATION_COLUMNS " FROM integrations"
+                            " WHERE (?1 IS NULL OR organization_id = ?1)"
+                            " AND (?2 IS NULL OR provider = ?2) AND (?3 < 0 OR enabled = ?3)"
+                            " AND (?4 IS NULL OR credential_id = ?4) ORDER BY id",
+    [ST_INTEGRATION_CHANGED] = "SELECT " INTEGRATION_COLUMNS " FROM integrations"
+                               " WHERE revision > ?5 AND (?1 IS NULL OR organization_id = ?1)"
+                               " AND (?2 IS NULL OR provider = ?2) AND (?3 < 0 OR enabled = ?3)"
+                               " AND (?4 IS NULL OR credential_id = ?4) ORDER BY revision",
+    [ST_INTEGRATION_ENABLE] = "UPDATE integrations SET enabled = ?2, updated_ms = ?3,"
+                              " revision = " NEXT_REVISION " WHERE id = ?1",
+    [ST_INTEGRATION_DELETE] = "DELETE FROM integrations WHERE id = ?1",
+    [ST_CHECKPOINT_DELETE] = "DELETE FROM checkpoints WHERE integration_id = ?1",
+    [ST_INTEGRATION_MARK] = "UPDATE integrations SET last_slot_ms = max(last_slot_ms, ?2)"
+                            " WHERE id = ?1",
+    [ST_Q_GROUP_QUEUED] = "SELECT id FROM queue_jobs WHERE group_key = ?1 AND state = 'queued'"
+                          " LIMIT 1",
+    [ST_Q_INSERT] = "INSERT INTO queue_jobs(id, idempotency_key, group_key, provider,"
+                    " organization_id, priority, payload, state, ready_ms, enqueued_ms,"
+                    " max_attempts) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)"
+                    " ON CONFLICT(idempotency_key) DO NOTHING",
+    [ST_Q_BY_KEY] = "SELECT id FROM queue_jobs WHERE idempotency_key = ?1",
+    /* Round robin over organizations: first those after the last one served
+     * (?4), in order; then from the start. Both walk the queue_claim index. */
+    [ST_Q_PICK_AFTER] =
+        "SELECT seq FROM queue_jobs q WHERE" QUEUE_PICKABLE " AND organization_id > ?4"
+        " ORDER BY organization_id, enqueued_ms, seq LIMIT 1",
+    [ST_Q_PICK_ANY] = "SELECT seq FROM queue_jobs q WHERE" QUEUE_PICKABLE
+                      " ORDER BY organization_id, enqueued_ms, seq LIMIT 1",
+    /* Checks again what the pick saw: another process may have taken it. */
+    [ST_Q_TAKE] = "UPDATE queue_jobs AS q SET state = 'running', ready_ms = ?4, consumer = ?5,"
+                  " attempts = attempts + 1 WHERE seq = ?6 AND" QUEUE_PICKABLE,
+    [ST_Q_GET_SEQ] = "SELECT " QUEUE_COLUMNS " FROM queue_jobs WHERE seq = ?1",
+    [ST_Q_GET] = "SELECT " QUEUE_COLUMNS " FROM queue_jobs WHERE id = ?1",
+    /* A job whose cancellation was requested while it ran does not go back
+     * to the queue. */
+    [ST_Q_FINISH] =
+        "UPDATE queue_jobs SET"
+        " state = CASE WHEN ?4 = 'queued' AND cancel_requested THEN 'cancelled' ELSE ?4 END,"
+        " ready_ms = CASE WHEN ?4 = 'queued' THEN ?5 ELSE ready_ms END,"
+        " attempts = attempts - ?6, last_error = coalesce(?7, last_error),"
+        " finished_ms = CASE WHEN ?4 = 'queued' AND NOT cancel_requested THEN NULL ELSE ?8 END,"
+        " consumer = NULL"
+        " WHERE id = ?1 AND state = 'running' AND consumer = ?2 AND attempts = ?3",
+    [ST_Q_EXTEND] = "UPDATE queue_jobs SET ready_ms = ?2 WHERE state = 'running' AND consumer = ?1",
+    [ST_Q_STATE] = "SELECT state FROM queue_jobs WHERE id = ?1",
+    [ST_Q_CANCEL_QUEUED] = "UPDATE queue_jobs SET state = 'cancelled', finished_ms = ?2,"
+                           " last_error = 'cancelled by request'"
+                           " WHERE id = ?1 AND state = 'queued'",
+    [ST_Q_CANCEL_RUNNING] = "UPDATE queue_jobs SET cancel_requested = 1"
+                            " WHERE id = ?1 AND state = 'running'",
+    [ST_Q_CANCELLED] = "SELECT id FROM queue_jobs WHERE state = 'running' AND consumer = ?1"
+                       " AND cancel_requested = 1",
+    [ST_Q_EACH] = "SELECT " QUEUE_COLUMNS " FROM queue_jobs WHERE state = ?1"
+                  " AND (?2 IS NULL OR provider = ?2) ORDER BY seq",
+    [ST_Q_STATS] = "SELECT provider, priority, sum(state = 'queued'),"
+                   " sum(state = 'queued' AND ready_ms <= ?1), sum(state = 'running'),"
+                   " sum(state = 'dead'), min(CASE WHEN state = 'queued' THEN enqueued_ms END)"
+                   " FROM queue_jobs WHERE state IN ('queued', 'running', 'dead')"
+                   " GROUP BY provider, priority ORDER BY provider, priority",
+    [ST_JOB_EACH] = "SELECT " JOB_COLUMNS " FROM jobs WHERE (?1 IS NULL OR integration_id = ?1)"
+                    " AND (?2 IS NULL OR status = ?2) ORDER BY created_ms DESC, rowid DESC"
+                    " LIMIT ?3",
+    [ST_JOB_BASELINE] = "SELECT id FROM jobs WHERE integration_id = ?1 AND status = 'succeeded'"
+                        " AND id <> ?2 ORDER BY finished_ms DESC, rowid DESC LIMIT 1",
+    [ST_CHANGES_DELETE] = "DELETE FROM job_changes WHERE job_id = ?1",
+    /* Run ids are job ids; evidence_run indexes (run_id, resource_type, resource_id). */
+    [ST_CHANGES_ADDED] = "INSERT OR IGNORE INTO job_changes(job_id, change, resource_type,"
+                         " resource_id) SELECT ?1, 'added', coalesce(e.resource_type, ''),"
+                         " coalesce(e.resource_id, '') FROM evidence e WHERE e.run_id = ?1"
+                         " AND NOT EXISTS (SELECT 1 FROM evidence p WHERE p.run_id = ?2"
+                         " AND p.resource_type = e.resource_type"
+                         " AND p.resource_id = e.resource_id)",
+    [ST_CHANGES_CHANGED] = "INSERT OR IGNORE INTO job_changes(job_id, change, resource_type,"
+                           " resource_id) SELECT ?1, 'changed', coalesce(e.resource_type, ''),"
+                           " coalesce(e.resource_id, '') FROM evidence e JOIN evidence p"
+                           " ON p.run_id = ?2 AND p.resource_type = e.resource_type"
+                           " AND p.resource_id = e.resource_id"
+                           " WHERE e.run_id = ?1 AND e.checksum IS NOT p.checksum",
+    [ST_CHANGES_REMOVED] = "INSERT OR IGNORE INTO job_changes(job_id, change, resource_type,"
+                           " resource_id) SELECT ?1, 'removed', coalesce(p.resource_type, ''),"
+                           " coalesce(p.resource_id, '') FROM evidence p WHERE p.run_id = ?2"
+                           " AND NOT EXISTS (SELECT 1 FROM evidence e WHERE e.run_id = ?1"
+                           " AND e.resource_type = p.resource_type"
+                           " AND e.resource_id = p.resource_id)",
+    [ST_CHANGES_SET] = "UPDATE jobs SET added = ?2, changed = ?3, removed = ?4,"
+                       " baseline_job_id = ?5 WHERE id = ?1",
+    [ST_CHANGES_EACH] = "SELECT change, resource_type, resource_id FROM job_changes"
+                        " WHERE job_id = ?1 AND (?2 IS NULL OR change = ?2)"
+                        " ORDER BY change, resource_type, resource_id LIMIT ?3",
+    [ST_EVIDENCE_EXPORT_ONE] = "SELECT " EVIDENCE_COLUMNS " FROM evidence WHERE integration_id = ?1"
+                               " AND (?2 IS NULL OR run_id = ?2)"
+                               " AND (?3 = 0 OR stored_ms >= ?3) ORDER BY rowid",
+    [ST_EVIDENCE_EXPORT_ALL] = "SELECT " EVIDENCE_COLUMNS " FROM evidence"
+                               " WHERE (?2 IS NULL OR run_id = ?2)"
+                               " AND (?3 = 0 OR stored_ms >= ?3) ORDER BY rowid",
+    [ST_RUN_EVIDENCE_COUNT] = "SELECT count(*) FROM evidence WHERE run_id = ?1",
 };
 
 typedef struct {
@@ -582,7 +826,8 @@ static int sqlite_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *in
         *inserted = 0;
     if (item->id == NULL || item->data == NULL)
         return fail_msg(ss, "evidence_put", item->id, item->id ? "data is NULL" : "id is NULL");
-    if (bind_texts(st, values, 11) != SQLITE_OK) {
+    if (bind_texts(st, values, 11) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 12, jn_now_ms()) != SQLITE_OK) {
         fail_db(ss, "evidence_put", item->id);
         stmt_done(st);
         return -1;
@@ -683,6 +928,8 @@ static int sqlite_job_put(jn_store_t *s, const jn_job_record_t *job)
                              status};
     const int64_t numbers[5] = {job->created_ms, job->started_ms, job->finished_ms, job->items,
                                 job->pages};
+    const char *texts3[3] = {job->priority, job->trigger, job->slot_id};
+    const int64_t numbers3[4] = {job->retry_at_ms, job->added, job->changed, job->removed};
     int i, rc;
 
     if (job->id == NULL)
@@ -694,6 +941,16 @@ static int sqlite_job_put(jn_store_t *s, const jn_job_record_t *job)
         rc = sqlite3_bind_int64(st, 8 + i, numbers[i]);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(st, 13, job->error, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 14, job->attempts);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 15, job->max_attempts);
+    for (i = 0; i < 3 && rc == SQLITE_OK; i++)
+        rc = sqlite3_bind_text(st, 16 + i, texts3[i], -1, SQLITE_STATIC);
+    for (i = 0; i < 4 && rc == SQLITE_OK; i++)
+        rc = sqlite3_bind_int64(st, 19 + i, numbers3[i]);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 23, job->baseline_job_id, -1, SQLITE_STATIC);
     if (rc != SQLITE_OK) {
         fail_db(ss, "job_put", job->id);
         stmt_done(st);
@@ -714,6 +971,10 @@ static const struct {
     {4, offsetof(jn_job_record_t, connector_version)},
     {5, offsetof(jn_job_record_t, kind)},
     {12, offsetof(jn_job_record_t, error)},
+    {15, offsetof(jn_job_record_t, priority)},
+    {16, offsetof(jn_job_record_t, trigger)},
+    {17, offsetof(jn_job_record_t, slot_id)},
+    {22, offsetof(jn_job_record_t, baseline_job_id)},
 };
 
 #define NJOB_TEXTS (sizeof(job_texts) / sizeof(job_texts[0]))
@@ -749,6 +1010,22 @@ static char *job_strings(sqlite3_stmt *st, jn_job_record_t *out)
     return block;
 }
 
+/* The number columns of a job row (JOB_COLUMNS order). */
+static void job_numbers(sqlite3_stmt *st, jn_job_record_t *out)
+{
+    out->created_ms = sqlite3_column_int64(st, 7);
+    out->started_ms = sqlite3_column_int64(st, 8);
+    out->finished_ms = sqlite3_column_int64(st, 9);
+    out->items = sqlite3_column_int64(st, 10);
+    out->pages = sqlite3_column_int64(st, 11);
+    out->attempts = sqlite3_column_int(st, 13);
+    out->max_attempts = sqlite3_column_int(st, 14);
+    out->retry_at_ms = sqlite3_column_int64(st, 18);
+    out->added = sqlite3_column_int64(st, 19);
+    out->changed = sqlite3_column_int64(st, 20);
+    out->removed = sqlite3_column_int64(st, 21);
+}
+
 static int sqlite_job_get(jn_store_t *s, const char *id, jn_job_record_t *out, char **strings)
 {
     sqlite_store_t *ss = to_sqlite(s);
@@ -778,11 +1055,7 @@ static int sqlite_job_get(jn_store_t *s, const char *id, jn_job_record_t *out, c
         return fail_msg(ss, "job_get", id, reason);
     }
     out->status = (jn_job_status_t)parsed;
-    out->created_ms = sqlite3_column_int64(st, 7);
-    out->started_ms = sqlite3_column_int64(st, 8);
-    out->finished_ms = sqlite3_column_int64(st, 9);
-    out->items = sqlite3_column_int64(st, 10);
-    out->pages = sqlite3_column_int64(st, 11);
+    job_numbers(st, out);
     *strings = job_strings(st, out);
     stmt_done(st);
     if (*strings == NULL) {
@@ -1166,6 +1439,886 @@ static int sqlite_audit_each(jn_store_t *s, int64_t from_seq, jn_store_audit_fn 
     return each_rows(ss, ST_AUDIT_EACH, "audit_each", NULL, audit_row, &cb);
 }
 
+/* ---- integrations, embedded queue, job history (schema version 3) ---- */
+
+static int sqlite_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *count);
+
+/* Opens a transaction unless the caller has one open; *own says whether
+ * tx_end must end it. */
+static int tx_begin(sqlite_store_t *ss, int *own)
+{
+    *own = sqlite3_get_autocommit(ss->db) != 0;
+    return *own ? exec_stmt(ss, ST_BEGIN, "begin", NULL) : 0;
+}
+
+/* Commits (rc >= 0) or rolls back (rc < 0) what tx_begin opened; returns rc,
+ * or -1 when the commit fails. The first error message is kept. */
+static int tx_end(sqlite_store_t *ss, int own, int rc)
+{
+    char keep[sizeof(ss->base.errmsg)];
+
+    if (!own)
+        return rc;
+    if (rc >= 0 && exec_stmt(ss, ST_COMMIT, "commit", NULL) == 0)
+        return rc;
+    memcpy(keep, ss->base.errmsg, sizeof(keep));
+    exec_stmt(ss, ST_ROLLBACK, "rollback", NULL);
+    memcpy(ss->base.errmsg, keep, sizeof(keep));
+    return -1;
+}
+
+typedef struct {
+    int col;
+    size_t offset;
+} text_col_t;
+
+/* Copies text columns into one malloc'ed block, pointing the struct's fields
+ * (at the offsets) into it; NULL columns leave NULL fields. */
+static char *row_strings(sqlite3_stmt *st, const text_col_t *cols, size_t n, void *out)
+{
+    size_t i, total = 1, len;
+    char *block, *p;
+
+    for (i = 0; i < n; i++)
+        if (sqlite3_column_type(st, cols[i].col) != SQLITE_NULL)
+            total += (size_t)sqlite3_column_bytes(st, cols[i].col) + 1;
+    block = malloc(total);
+    if (block == NULL)
+        return NULL;
+    p = block;
+    for (i = 0; i < n; i++) {
+        const char **field = (const char **)((char *)out + cols[i].offset);
+        const unsigned char *text = sqlite3_column_text(st, cols[i].col);
+
+        *field = NULL;
+        if (text == NULL)
+            continue;
+        len = (size_t)sqlite3_column_bytes(st, cols[i].col);
+        memcpy(p, text, len);
+        p[len] = '\0';
+        *field = p;
+        p += len + 1;
+    }
+    *p = '\0';
+    return block;
+}
+
+/* Points the struct's fields at the row's own text (valid until the next step). */
+static void row_texts(sqlite3_stmt *st, const text_col_t *cols, size_t n, void *out)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        *(const char **)((char *)out + cols[i].offset) = column_str(st, cols[i].col);
+}
+
+#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
+
+/* -- integrations -- */
+
+static const text_col_t integration_texts[] = {
+    {0, offsetof(jn_integration_t, id)},
+    {1, offsetof(jn_integration_t, organization_id)},
+    {2, offsetof(jn_integration_t, provider)},
+    {3, offsetof(jn_integration_t, credential_id)},
+    {4, offsetof(jn_integration_t, token_env)},
+    {5, offsetof(jn_integration_t, auth_scheme)},
+    {6, offsetof(jn_integration_t, config_json)},
+    {7, offsetof(jn_integration_t, schedule)},
+    {9, offsetof(jn_integration_t, priority)},
+    {11, offsetof(jn_integration_t, connector_version)},
+};
+
+static void integration_numbers(sqlite3_stmt *st, jn_integration_t *it)
+{
+    it->jitter_ms = sqlite3_column_int64(st, 8);
+    it->enabled = sqlite3_column_int(st, 10);
+    it->created_ms = sqlite3_column_int64(st, 12);
+    it->updated_ms = sqlite3_column_int64(st, 13);
+    it->revision = sqlite3_column_int64(st, 14);
+    it->last_slot_ms = sqlite3_column_int64(st, 15);
+}
+
+/* Binds ?1..?14 of the insert and upsert statements. */
+static int integration_bind(sqlite_store_t *ss, int id, const jn_integration_t *it,
+                            int keep_enabled)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+    const char *texts[8] = {it->id,        it->organization_id, it->provider,    it->credential_id,
+                            it->token_env, it->auth_scheme,     it->config_json, it->schedule};
+    int64_t now = jn_now_ms();
+    int rc = bind_texts(st, texts, 8);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 9, it->jitter_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 10, it->priority, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = keep_enabled && it->enabled < 0 ? sqlite3_bind_null(st, 11)
+                                             : sqlite3_bind_int(st, 11, it->enabled != 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 12, it->connector_version, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 13, it->created_ms > 0 ? it->created_ms : now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 14, it->updated_ms > 0 ? it->updated_ms : now);
+    return rc;
+}
+
+static int integration_check(sqlite_store_t *ss, const char *op, const jn_integration_t *it)
+{
+    if (it->id == NULL || it->organization_id == NULL || it->provider == NULL ||
+        it->config_json == NULL || it->schedule == NULL || it->priority == NULL)
+        return fail_msg(ss, op, it->id, "a required field is NULL");
+    return 0;
+}
+
+static int sqlite_integration_insert(jn_store_t *s, const jn_integration_t *it)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_INTEGRATION_INSERT];
+    int rc;
+
+    if (integration_check(ss, "integration_insert", it) != 0)
+        return -1;
+    if (integration_bind(ss, ST_INTEGRATION_INSERT, it, 0) != SQLITE_OK)
+        return bind_failed(ss, ST_INTEGRATION_INSERT, "integration_insert", it->id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_CONSTRAINT &&
+        sqlite3_extended_errcode(ss->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        stmt_done(st);
+        return 1;
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_INTEGRATION_INSERT, "integration_insert", it->id);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_integration_upsert(jn_store_t *s, const jn_integration_t *it, int *changed)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+
+    if (changed != NULL)
+        *changed = 0;
+    if (integration_check(ss, "integration_upsert", it) != 0)
+        return -1;
+    if (integration_bind(ss, ST_INTEGRATION_UPSERT, it, 1) != SQLITE_OK)
+        return bind_failed(ss, ST_INTEGRATION_UPSERT, "integration_upsert", it->id);
+    if (exec_stmt(ss, ST_INTEGRATION_UPSERT, "integration_upsert", it->id) != 0)
+        return -1;
+    if (changed != NULL)
+        *changed = sqlite3_changes(ss->db) > 0;
+    return 0;
+}
+
+static int sqlite_integration_get(jn_store_t *s, const char *id, jn_integration_t *out,
+                                  char **strings)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_INTEGRATION_GET];
+    int rc;
+
+    *strings = NULL;
+    memset(out, 0, sizeof(*out));
+    if (id == NULL)
+        return fail_msg(ss, "integration_get", NULL, "id is NULL");
+    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_INTEGRATION_GET, "integration_get", id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        stmt_done(st);
+        return 1;
+    }
+    if (rc != SQLITE_ROW)
+        return bind_failed(ss, ST_INTEGRATION_GET, "integration_get", id);
+    integration_numbers(st, out);
+    *strings = row_strings(st, integration_texts, NCOLS(integration_texts), out);
+    stmt_done(st);
+    if (*strings == NULL) {
+        memset(out, 0, sizeof(*out));
+        return fail_msg(ss, "integration_get", id, "out of memory");
+    }
+    return 0;
+}
+
+static int sqlite_integration_each(jn_store_t *s, const jn_integration_filter_t *f,
+                                   jn_store_integration_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    jn_integration_filter_t all = {NULL, NULL, -1, 0, NULL};
+    int id, rc;
+    sqlite3_stmt *st;
+    jn_integration_t it;
+
+    if (f == NULL)
+        f = &all;
+    id = f->after_revision > 0 ? ST_INTEGRATION_CHANGED : ST_INTEGRATION_EACH;
+    st = ss->stmt[id];
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "integration_each", NULL, "called from its own callback");
+    rc = sqlite3_bind_text(st, 1, f->organization_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, f->provider, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 3, f->enabled);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 4, f->credential_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && id == ST_INTEGRATION_CHANGED)
+        rc = sqlite3_bind_int64(st, 5, f->after_revision);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, id, "integration_each", NULL);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&it, 0, sizeof(it));
+        row_texts(st, integration_texts, NCOLS(integration_texts), &it);
+        integration_numbers(st, &it);
+        if (fn(ud, &it) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, id, "integration_each", NULL);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_integration_set_enabled(jn_store_t *s, const char *id, int enabled)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_INTEGRATION_ENABLE];
+
+    if (id == NULL)
+        return fail_msg(ss, "integration_set_enabled", NULL, "id is NULL");
+    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, enabled != 0) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, jn_now_ms()) != SQLITE_OK)
+        return bind_failed(ss, ST_INTEGRATION_ENABLE, "integration_set_enabled", id);
+    return exec_changes(ss, ST_INTEGRATION_ENABLE, "integration_set_enabled", id);
+}
+
+static int sqlite_integration_delete(jn_store_t *s, const char *id)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    int own, rc;
+
+    if (id == NULL)
+        return fail_msg(ss, "integration_delete", NULL, "id is NULL");
+    if (tx_begin(ss, &own) != 0)
+        return -1;
+    if (sqlite3_bind_text(ss->stmt[ST_INTEGRATION_DELETE], 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+        rc = bind_failed(ss, ST_INTEGRATION_DELETE, "integration_delete", id);
+    else
+        rc = exec_changes(ss, ST_INTEGRATION_DELETE, "integration_delete", id);
+    if (rc == 0) {
+        if (sqlite3_bind_text(ss->stmt[ST_CHECKPOINT_DELETE], 1, id, -1, SQLITE_STATIC) !=
+            SQLITE_OK)
+            rc = bind_failed(ss, ST_CHECKPOINT_DELETE, "integration_delete", id);
+        else if (exec_stmt(ss, ST_CHECKPOINT_DELETE, "integration_delete", id) != 0)
+            rc = -1;
+    }
+    return tx_end(ss, own, rc);
+}
+
+static int sqlite_integration_mark_slot(jn_store_t *s, const char *id, int64_t slot_ms)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_INTEGRATION_MARK];
+
+    if (id == NULL)
+        return fail_msg(ss, "integration_mark_slot", NULL, "id is NULL");
+    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, slot_ms) != SQLITE_OK)
+        return bind_failed(ss, ST_INTEGRATION_MARK, "integration_mark_slot", id);
+    return exec_changes(ss, ST_INTEGRATION_MARK, "integration_mark_slot", id);
+}
+
+/* -- the embedded queue -- */
+
+static const text_col_t queue_texts[] = {
+    {0, offsetof(jn_queue_job_t, id)},
+    {1, offsetof(jn_queue_job_t, idempotency_key)},
+    {2, offsetof(jn_queue_job_t, group_key)},
+    {3, offsetof(jn_queue_job_t, provider)},
+    {4, offsetof(jn_queue_job_t, organization_id)},
+    {5, offsetof(jn_queue_job_t, payload_json)},
+    {6, offsetof(jn_queue_job_t, consumer)},
+    {7, offsetof(jn_queue_job_t, last_error)},
+};
+
+static void queue_numbers(sqlite3_stmt *st, jn_queue_job_t *j)
+{
+    int state = jn_queue_state_parse(column_str(st, 9));
+
+    j->priority = (jn_priority_t)sqlite3_column_int(st, 8);
+    j->state = state < 0 ? JN_QSTATE_DEAD : (jn_queue_state_t)state;
+    j->attempts = sqlite3_column_int(st, 10);
+    j->max_attempts = sqlite3_column_int(st, 11);
+    j->cancel_requested = sqlite3_column_int(st, 12);
+    j->enqueued_ms = sqlite3_column_int64(st, 13);
+    j->ready_ms = sqlite3_column_int64(st, 14);
+    j->finished_ms = sqlite3_column_int64(st, 15);
+}
+
+/* Steps a bound single-row queue SELECT into *out (strings copied). 1: no row. */
+static int queue_row(sqlite_store_t *ss, int id, const char *op, const char *key,
+                     jn_queue_job_t *out)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+    int rc = sqlite3_step(st);
+
+    memset(out, 0, sizeof(*out));
+    if (rc == SQLITE_DONE) {
+        stmt_done(st);
+        return 1;
+    }
+    if (rc != SQLITE_ROW)
+        return bind_failed(ss, id, op, key);
+    queue_numbers(st, out);
+    out->strings_ = row_strings(st, queue_texts, NCOLS(queue_texts), out);
+    stmt_done(st);
+    if (out->strings_ == NULL) {
+        memset(out, 0, sizeof(*out));
+        return fail_msg(ss, op, key, "out of memory");
+    }
+    return 0;
+}
+
+/* One-column text lookup by a text key into buf; 1 when there is no row. */
+static int lookup_text(sqlite_store_t *ss, int id, const char *op, const char *key, char *buf,
+                       size_t len)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+    int rc;
+
+    if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, id, op, key);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        stmt_done(st);
+        return 1;
+    }
+    if (rc != SQLITE_ROW)
+        return bind_failed(ss, id, op, key);
+    snprintf(buf, len, "%s", column_str(st, 0) ? column_str(st, 0) : "");
+    stmt_done(st);
+    return 0;
+}
+
+static int queue_insert_locked(sqlite_store_t *ss, const jn_queue_enqueue_t *in, int64_t now,
+                               jn_queue_enqueued_t *out)
+{
+    sqlite3_stmt *st = ss->stmt[ST_Q_INSERT];
+    const char *texts[5] = {in->id, in->idempotency_key, in->group_key, in->provider,
+                            in->organization_id};
+    int rc;
+
+    if ((in->flags & JN_QUEUE_COALESCE) && in->group_key != NULL) {
+        rc = lookup_text(ss, ST_Q_GROUP_QUEUED, "queue_insert", in->group_key, out->id,
+                         sizeof(out->id));
+        if (rc <= 0) {
+            out->coalesced = rc == 0;
+            return rc;
+        }
+    }
+    rc = bind_texts(st, texts, 5);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 6, (int)in->priority);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 7, in->payload_json, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 8, in->not_before_ms > 0 ? in->not_before_ms : now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 9, now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 10, in->max_attempts);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_Q_INSERT, "queue_insert", in->id);
+    if (exec_stmt(ss, ST_Q_INSERT, "queue_insert", in->id) != 0)
+        return -1;
+    if (sqlite3_changes(ss->db) > 0) {
+        snprintf(out->id, sizeof(out->id), "%s", in->id);
+        out->created = 1;
+        return 0;
+    }
+    rc =
+        lookup_text(ss, ST_Q_BY_KEY, "queue_insert", in->idempotency_key, out->id, sizeof(out->id));
+    return rc == 1 ? fail_msg(ss, "queue_insert", in->idempotency_key, "key vanished") : rc;
+}
+
+static int sqlite_queue_insert(jn_store_t *s, const jn_queue_enqueue_t *in, int64_t now_ms,
+                               jn_queue_enqueued_t *out)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    int own;
+
+    memset(out, 0, sizeof(*out));
+    if (in->id == NULL || in->provider == NULL || in->organization_id == NULL ||
+        in->payload_json == NULL)
+        return fail_msg(ss, "queue_insert", in->id,
+                        "id, provider, organization or payload is NULL");
+    if ((unsigned)in->priority >= JN_PRIORITY_COUNT || in->max_attempts < 1)
+        return fail_msg(ss, "queue_insert", in->id, "invalid priority or max_attempts");
+    if (tx_begin(ss, &own) != 0)
+        return -1;
+    return tx_end(ss, own, queue_insert_locked(ss, in, now_ms, out));
+}
+
+/* Binds the pickable terms (?1 provider, ?2 priority, ?3 now) of a statement. */
+static int bind_pickable(sqlite3_stmt *st, const jn_store_claim_t *c, int priority)
+{
+    int rc = sqlite3_bind_text(st, 1, c->provider, -1, SQLITE_STATIC);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, priority);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, c->now_ms);
+    return rc;
+}
+
+/* The seq of the next job of one priority, 0 when none. */
+static int64_t queue_pick(sqlite_store_t *ss, const jn_store_claim_t *c, int priority, int *err)
+{
+    const char *after = c->after_org[priority];
+    int id = after != NULL ? ST_Q_PICK_AFTER : ST_Q_PICK_ANY, rc;
+    sqlite3_stmt *st;
+    int64_t seq = 0;
+
+    for (;;) {
+        st = ss->stmt[id];
+        rc = bind_pickable(st, c, priority);
+        if (rc == SQLITE_OK && id == ST_Q_PICK_AFTER)
+            rc = sqlite3_bind_text(st, 4, after, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            seq = sqlite3_column_int64(st, 0);
+        else if (rc != SQLITE_DONE) {
+            *err = bind_failed(ss, id, "queue_claim", c->provider);
+            return 0;
+        }
+        stmt_done(st);
+        if (seq != 0 || id == ST_Q_PICK_ANY)
+            return seq;
+        id = ST_Q_PICK_ANY; /* wrap around to the first organization */
+    }
+}
+
+static int sqlite_queue_claim(jn_store_t *s, const jn_store_claim_t *c, jn_queue_job_t *out)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_Q_TAKE];
+    int priority, tries, err = 0, rc;
+    int64_t seq;
+
+    memset(out, 0, sizeof(*out));
+    if (c->provider == NULL || c->consumer == NULL)
+        return fail_msg(ss, "queue_claim", NULL, "provider or consumer is NULL");
+    /* Without a transaction: the pick only reads, and the take re-checks in
+     * one UPDATE, so a job another process took in between is skipped. */
+    for (tries = 0; tries < 8; tries++) {
+        seq = 0;
+        for (priority = 0; priority < JN_PRIORITY_COUNT && seq == 0 && !err; priority++)
+            seq = queue_pick(ss, c, priority, &err);
+        if (err)
+            return -1;
+        if (seq == 0)
+            return 1;
+        rc = bind_pickable(st, c, priority - 1);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 4, c->lease_until_ms);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_text(st, 5, c->consumer, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 6, seq);
+        if (rc != SQLITE_OK)
+            return bind_failed(ss, ST_Q_TAKE, "queue_claim", c->provider);
+        if (exec_stmt(ss, ST_Q_TAKE, "queue_claim", c->provider) != 0)
+            return -1;
+        if (sqlite3_changes(ss->db) == 0)
+            continue;
+        if (sqlite3_bind_int64(ss->stmt[ST_Q_GET_SEQ], 1, seq) != SQLITE_OK)
+            return bind_failed(ss, ST_Q_GET_SEQ, "queue_claim", c->provider);
+        rc = queue_row(ss, ST_Q_GET_SEQ, "queue_claim", c->provider, out);
+        return rc == 1 ? fail_msg(ss, "queue_claim", c->provider, "claimed job vanished") : rc;
+    }
+    return 1;
+}
+
+static int sqlite_queue_finish(jn_store_t *s, const jn_store_queue_finish_t *f)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_Q_FINISH];
+    const char *state = jn_queue_state_name(f->state);
+    int rc;
+
+    if (f->id == NULL || f->consumer == NULL)
+        return fail_msg(ss, "queue_finish", f->id, "id or consumer is NULL");
+    rc = sqlite3_bind_text(st, 1, f->id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, f->consumer, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 3, f->attempts);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, f->ready_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 6, f->uncount ? 1 : 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 7, f->error, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 8, f->finished_ms);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_Q_FINISH, "queue_finish", f->id);
+    return exec_changes(ss, ST_Q_FINISH, "queue_finish", f->id);
+}
+
+static int sqlite_queue_extend(jn_store_t *s, const char *consumer, int64_t until_ms)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_Q_EXTEND];
+
+    if (consumer == NULL)
+        return fail_msg(ss, "queue_extend", NULL, "consumer is NULL");
+    if (sqlite3_bind_text(st, 1, consumer, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, until_ms) != SQLITE_OK)
+        return bind_failed(ss, ST_Q_EXTEND, "queue_extend", consumer);
+    return exec_stmt(ss, ST_Q_EXTEND, "queue_extend", consumer);
+}
+
+static int queue_cancel_locked(sqlite_store_t *ss, const char *id, int64_t now,
+                               jn_queue_state_t *before)
+{
+    char state[16];
+    int rc = lookup_text(ss, ST_Q_STATE, "queue_cancel", id, state, sizeof(state)), parsed, st;
+
+    if (rc != 0)
+        return rc;
+    parsed = jn_queue_state_parse(state);
+    *before = parsed < 0 ? JN_QSTATE_DEAD : (jn_queue_state_t)parsed;
+    if (*before != JN_QSTATE_QUEUED && *before != JN_QSTATE_RUNNING)
+        return 0;
+    st = *before == JN_QSTATE_QUEUED ? ST_Q_CANCEL_QUEUED : ST_Q_CANCEL_RUNNING;
+    if (sqlite3_bind_text(ss->stmt[st], 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        (st == ST_Q_CANCEL_QUEUED && sqlite3_bind_int64(ss->stmt[st], 2, now) != SQLITE_OK))
+        return bind_failed(ss, st, "queue_cancel", id);
+    return exec_stmt(ss, st, "queue_cancel", id);
+}
+
+static int sqlite_queue_cancel(jn_store_t *s, const char *id, int64_t now_ms,
+                               jn_queue_state_t *before)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    int own;
+
+    *before = JN_QSTATE_QUEUED;
+    if (id == NULL)
+        return fail_msg(ss, "queue_cancel", NULL, "id is NULL");
+    if (tx_begin(ss, &own) != 0)
+        return -1;
+    return tx_end(ss, own, queue_cancel_locked(ss, id, now_ms, before));
+}
+
+static int sqlite_queue_cancelled_each(jn_store_t *s, const char *consumer, jn_queue_id_fn fn,
+                                       void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_Q_CANCELLED];
+    int rc;
+
+    if (consumer == NULL)
+        return fail_msg(ss, "queue_cancelled_each", NULL, "consumer is NULL");
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "queue_cancelled_each", NULL, "called from its own callback");
+    if (sqlite3_bind_text(st, 1, consumer, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_Q_CANCELLED, "queue_cancelled_each", consumer);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (fn(ud, column_str(st, 0)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_Q_CANCELLED, "queue_cancelled_each", consumer);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_queue_get(jn_store_t *s, const char *id, jn_queue_job_t *out)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+
+    memset(out, 0, sizeof(*out));
+    if (id == NULL)
+        return fail_msg(ss, "queue_get", NULL, "id is NULL");
+    if (sqlite3_bind_text(ss->stmt[ST_Q_GET], 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_Q_GET, "queue_get", id);
+    return queue_row(ss, ST_Q_GET, "queue_get", id, out);
+}
+
+static int sqlite_queue_each(jn_store_t *s, jn_queue_state_t state, const char *provider,
+                             jn_queue_job_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_Q_EACH];
+    jn_queue_job_t j;
+    int rc;
+
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "queue_each", NULL, "called from its own callback");
+    if (sqlite3_bind_text(st, 1, jn_queue_state_name(state), -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, provider, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_Q_EACH, "queue_each", provider);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&j, 0, sizeof(j));
+        row_texts(st, queue_texts, NCOLS(queue_texts), &j);
+        queue_numbers(st, &j);
+        if (fn(ud, &j) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_Q_EACH, "queue_each", provider);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_queue_stats(jn_store_t *s, int64_t now_ms, jn_queue_stat_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_Q_STATS];
+    jn_queue_stat_t q;
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK)
+        return bind_failed(ss, ST_Q_STATS, "queue_stats", NULL);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        q.provider = column_str(st, 0);
+        q.priority = (jn_priority_t)sqlite3_column_int(st, 1);
+        q.queued = sqlite3_column_int64(st, 2);
+        q.ready = sqlite3_column_int64(st, 3);
+        q.running = sqlite3_column_int64(st, 4);
+        q.dead = sqlite3_column_int64(st, 5);
+        q.oldest_age_ms =
+            sqlite3_column_type(st, 6) == SQLITE_NULL ? 0 : now_ms - sqlite3_column_int64(st, 6);
+        if (q.oldest_age_ms < 0)
+            q.oldest_age_ms = 0;
+        if (fn(ud, &q) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_Q_STATS, "queue_stats", NULL);
+    stmt_done(st);
+    return 0;
+}
+
+/* -- job history -- */
+
+static int sqlite_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_JOB_EACH];
+    jn_job_record_t r;
+    int rc, parsed;
+
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "job_each", NULL, "called from its own callback");
+    rc = sqlite3_bind_text(st, 1, f ? f->integration_id : NULL, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, f ? f->status : NULL, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_JOB_EACH, "job_each", NULL);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&r, 0, sizeof(r));
+        parsed = jn_job_status_parse(column_str(st, 6));
+        r.status = parsed < 0 ? JN_JOB_FAILED : (jn_job_status_t)parsed;
+        job_numbers(st, &r);
+        for (size_t i = 0; i < NJOB_TEXTS; i++)
+            *(const char **)((char *)&r + job_texts[i].offset) = column_str(st, job_texts[i].col);
+        if (fn(ud, &r) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_JOB_EACH, "job_each", NULL);
+    stmt_done(st);
+    return 0;
+}
+
+/* Runs one INSERT ... SELECT of job_changes bound to (job, baseline); its row count. */
+static int64_t changes_insert(sqlite_store_t *ss, int id, const char *job_id, const char *base,
+                              int *err)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+
+    if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, base, -1, SQLITE_STATIC) != SQLITE_OK) {
+        *err = bind_failed(ss, id, "job_changes_compute", job_id);
+        return 0;
+    }
+    if (exec_stmt(ss, id, "job_changes_compute", job_id) != 0) {
+        *err = -1;
+        return 0;
+    }
+    return sqlite3_changes(ss->db);
+}
+
+static int changes_locked(sqlite_store_t *ss, const char *job_id, const char *integration_id,
+                          int complete, jn_job_changes_t *out)
+{
+    sqlite3_stmt *st = ss->stmt[ST_JOB_BASELINE];
+    int err = 0, rc;
+
+    if (sqlite3_bind_text(st, 1, integration_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_JOB_BASELINE, "job_changes_compute", job_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(out->baseline_job_id, sizeof(out->baseline_job_id), "%s",
+                 column_str(st, 0) ? column_str(st, 0) : "");
+    else if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_JOB_BASELINE, "job_changes_compute", job_id);
+    stmt_done(st);
+    if (sqlite3_bind_text(ss->stmt[ST_CHANGES_DELETE], 1, job_id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_CHANGES_DELETE, "job_changes_compute", job_id);
+    if (exec_stmt(ss, ST_CHANGES_DELETE, "job_changes_compute", job_id) != 0)
+        return -1;
+    if (out->baseline_job_id[0] == '\0') {
+        /* a first run: everything is new, nothing is listed */
+        if (sqlite_run_evidence_count(&ss->base, job_id, &out->added) != 0)
+            return -1;
+    } else {
+        out->added = changes_insert(ss, ST_CHANGES_ADDED, job_id, out->baseline_job_id, &err);
+        if (!err)
+            out->changed =
+                changes_insert(ss, ST_CHANGES_CHANGED, job_id, out->baseline_job_id, &err);
+        if (!err && complete)
+            out->removed =
+                changes_insert(ss, ST_CHANGES_REMOVED, job_id, out->baseline_job_id, &err);
+        if (err)
+            return -1;
+    }
+    st = ss->stmt[ST_CHANGES_SET];
+    rc = sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, out->added);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, out->changed);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, out->removed);
+    if (rc == SQLITE_OK)
+        rc = out->baseline_job_id[0]
+                 ? sqlite3_bind_text(st, 5, out->baseline_job_id, -1, SQLITE_STATIC)
+                 : sqlite3_bind_null(st, 5);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_CHANGES_SET, "job_changes_compute", job_id);
+    return exec_stmt(ss, ST_CHANGES_SET, "job_changes_compute", job_id);
+}
+
+static int sqlite_job_changes_compute(jn_store_t *s, const char *job_id, const char *integration_id,
+                                      int complete, jn_job_changes_t *out)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    int own;
+
+    memset(out, 0, sizeof(*out));
+    if (job_id == NULL || integration_id == NULL)
+        return fail_msg(ss, "job_changes_compute", job_id, "job or integration id is NULL");
+    if (tx_begin(ss, &own) != 0)
+        return -1;
+    return tx_end(ss, own, changes_locked(ss, job_id, integration_id, complete, out));
+}
+
+static int sqlite_job_changes_each(jn_store_t *s, const char *job_id, const char *change,
+                                   int64_t limit, jn_store_change_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_CHANGES_EACH];
+    jn_job_change_t c;
+    int rc;
+
+    if (job_id == NULL)
+        return fail_msg(ss, "job_changes_each", NULL, "job id is NULL");
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "job_changes_each", job_id, "called from its own callback");
+    if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, change, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, limit > 0 ? limit : -1) != SQLITE_OK)
+        return bind_failed(ss, ST_CHANGES_EACH, "job_changes_each", job_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        c.change = column_str(st, 0);
+        c.resource_type = column_str(st, 1);
+        c.resource_id = column_str(st, 2);
+        if (fn(ud, &c) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_CHANGES_EACH, "job_changes_each", job_id);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_evidence_export(jn_store_t *s, const jn_evidence_filter_t *f,
+                                  jn_store_evidence_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    jn_evidence_filter_t all = {0};
+    int id, rc;
+    sqlite3_stmt *st;
+    jn_evidence_t e;
+
+    if (f == NULL)
+        f = &all;
+    id = f->integration_id ? ST_EVIDENCE_EXPORT_ONE : ST_EVIDENCE_EXPORT_ALL;
+    st = ss->stmt[id];
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "evidence_export", NULL, "called from its own callback");
+    rc = f->integration_id ? sqlite3_bind_text(st, 1, f->integration_id, -1, SQLITE_STATIC)
+                           : SQLITE_OK;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, f->run_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, f->stored_since_ms);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, id, "evidence_export", f->integration_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        evidence_from_row(st, &e);
+        if (fn(ud, &e) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, id, "evidence_export", f->integration_id);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *count)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_RUN_EVIDENCE_COUNT];
+
+    *count = 0;
+    if (run_id == NULL)
+        return fail_msg(ss, "run_evidence_count", NULL, "run id is NULL");
+    if (sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        return bind_failed(ss, ST_RUN_EVIDENCE_COUNT, "run_evidence_count", run_id);
+    *count = sqlite3_column_int64(st, 0);
+    stmt_done(st);
+    return 0;
+}
+
 static const jn_store_ops_t sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -1193,4 +2346,25 @@ static const jn_store_ops_t sqlite_ops = {
     .audit_insert = sqlite_audit_insert,
     .audit_last = sqlite_audit_last,
     .audit_each = sqlite_audit_each,
+    .integration_insert = sqlite_integration_insert,
+    .integration_upsert = sqlite_integration_upsert,
+    .integration_get = sqlite_integration_get,
+    .integration_each = sqlite_integration_each,
+    .integration_set_enabled = sqlite_integration_set_enabled,
+    .integration_delete = sqlite_integration_delete,
+    .integration_mark_slot = sqlite_integration_mark_slot,
+    .queue_insert = sqlite_queue_insert,
+    .queue_claim = sqlite_queue_claim,
+    .queue_finish = sqlite_queue_finish,
+    .queue_extend = sqlite_queue_extend,
+    .queue_cancel = sqlite_queue_cancel,
+    .queue_cancelled_each = sqlite_queue_cancelled_each,
+    .queue_get = sqlite_queue_get,
+    .queue_each = sqlite_queue_each,
+    .queue_stats = sqlite_queue_stats,
+    .job_each = sqlite_job_each,
+    .job_changes_compute = sqlite_job_changes_compute,
+    .job_changes_each = sqlite_job_changes_each,
+    .evidence_export = sqlite_evidence_export,
+    .run_evidence_count = sqlite_run_evidence_count,
 };

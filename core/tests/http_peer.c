@@ -20,7 +20,9 @@ struct http_peer {
     unsigned connections;
     unsigned live;
     unsigned max_live;
-    unsigned refs; /* listener + connections not yet freed */
+    unsigned refs;     /* listener + connections not yet freed */
+    unsigned requests; /* requests dispatched */
+    unsigned flaky;    /* requests to /flaky/N so far */
     bool stopping;
     peer_conn_t *conns;
 };
@@ -305,7 +307,23 @@ static void dispatch(peer_conn_t *c, const peer_req_t *r)
     int i;
 
     c->head = strcmp(r->method, "HEAD") == 0;
-    if (strcmp(t, "/hello") == 0) {
+    c->peer->requests++;
+    if (sscanf(t, "/status/%d", &i) == 1 && i >= 200 && i <= 599) {
+        /* /status/C[?retry_after=V]: status C, with Retry-After: V */
+        const char *q = strstr(t, "?retry_after=");
+        char hdr[128] = "";
+        if (q)
+            snprintf(hdr, sizeof hdr, "Retry-After: %.64s\r\n", q + 13);
+        reply(c, i, hdr, "status", 6);
+    } else if (sscanf(t, "/flaky/%d", &i) == 1) {
+        /* the first N requests to any /flaky/N get 503, later ones 200 */
+        if (c->peer->flaky++ < (unsigned)i)
+            reply(c, 503, NULL, "unavailable", 11);
+        else
+            reply(c, 200, NULL, "recovered", 9);
+    } else if (strcmp(t, "/hang") == 0) {
+        c->busy = true; /* never answers; the connection stays open */
+    } else if (strcmp(t, "/hello") == 0) {
         reply_hello(c);
     } else if (strcmp(t, "/echo") == 0) {
         reply(c, 200, "Content-Type: text/plain\r\n", r->raw, r->raw_len);
@@ -497,6 +515,11 @@ http_peer_t *http_peer_start(uv_loop_t *loop)
 int http_peer_port(const http_peer_t *peer)
 {
     return peer->port;
+}
+
+unsigned http_peer_requests(const http_peer_t *peer)
+{
+    return peer->requests;
 }
 
 unsigned http_peer_connections(const http_peer_t *peer)

@@ -16,6 +16,9 @@
  *   /redirect?code=C&to=U  C (default 302) with "Location: U" (`to` must come last)
  *   /post303               303 to /echo
  *   /delayredir/N          after 100 ms, 302 to the relative "N-1"; /delayredir/0 is 200
+ *   /status/C[?retry_after=V]  status C (200..599), with "Retry-After: V" when given
+ *   /flaky/N               the peer's first N requests to /flaky/... get 503, later ones 200
+ *   /hang                  never answered (the connection stays open)
  *
  * Anything else is a 404. HEAD gets the headers without the body. Connections
  * are kept alive except where a behaviour closes them. A TLS ClientHello gets
@@ -30,6 +33,8 @@ typedef struct http_peer http_peer_t;
 
 http_peer_t *http_peer_start(uv_loop_t *loop);
 int http_peer_port(const http_peer_t *peer);
+/* Requests received so far. */
+unsigned http_peer_requests(const http_peer_t *peer);
 /* Connections accepted so far, open right now, and open at the same time at most. */
 unsigned http_peer_connections(const http_peer_t *peer);
 unsigned http_peer_live(const http_peer_t *peer);

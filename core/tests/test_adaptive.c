@@ -330,11 +330,13 @@ static void test_github_secondary_limit(void **state)
     jn_adaptive_decision_t d;
 
     (void)state;
-    /* Retry-After 30 s, but GitHub asks for at least a minute. */
+    /* GitHub: "If the retry-after response header is present, you should not
+     * retry your request until after that many seconds has elapsed.
+     * Otherwise, wait for at least one minute." */
     d = read_response(403, &short_wait, body, 50, NOW);
     assert_true(d.secondary);
-    assert_true(d.blocked_until_ms == NOW + 60000);
-    assert_int_equal(d.block_reason, JN_ADAPTIVE_BLOCK_SECONDARY);
+    assert_true(d.blocked_until_ms == NOW + 30000);
+    assert_int_equal(d.block_reason, JN_ADAPTIVE_BLOCK_RETRY_AFTER);
     assert_int_equal(d.factor_op, JN_ADAPTIVE_THROTTLED);
     assert_true(d.remaining == 4990);
 
@@ -345,6 +347,7 @@ static void test_github_secondary_limit(void **state)
     d = read_response(429, &none, body, 50, NOW);
     assert_true(d.secondary);
     assert_true(d.blocked_until_ms == NOW + 60000);
+    assert_int_equal(d.block_reason, JN_ADAPTIVE_BLOCK_SECONDARY);
 
     /* The older wording. */
     d = read_response(

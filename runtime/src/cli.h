@@ -8,6 +8,8 @@
 #include "junction/auth.h"
 #include "junction/config.h"
 #include "junction/keyprovider.h"
+#include "junction/queue.h"
+#include "junction/scheduler.h"
 #include "junction/store.h"
 #include "junction/vault.h"
 
@@ -16,9 +18,12 @@ int jn_cli_collect(int argc, char **argv);
 int jn_cli_connector(int argc, char **argv);
 int jn_cli_spec(int argc, char **argv);
 int jn_cli_script(int argc, char **argv);
-int jn_cli_creds(int argc, char **argv); /* creds put|list|rotate|rm */
-int jn_cli_keys(int argc, char **argv);  /* keys rotate */
-int jn_cli_audit(int argc, char **argv); /* audit verify */
+int jn_cli_creds(int argc, char **argv);        /* creds put|list|rotate|rm */
+int jn_cli_keys(int argc, char **argv);         /* keys rotate */
+int jn_cli_audit(int argc, char **argv);        /* audit verify */
+int jn_cli_integrations(int argc, char **argv); /* integrations add|list|show|... */
+int jn_cli_jobs(int argc, char **argv);         /* jobs list|show|cancel|stats */
+int jn_cli_evidence(int argc, char **argv);     /* evidence export */
 
 /* Shared by subcommands: the config from --config FILE (or JUNCTION_CONFIG)
  * plus the environment. Returns NULL after printing the error. */
@@ -49,5 +54,39 @@ int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credentia
  * the next start uses it. Failures are logged (without secrets); -1. */
 int jn_cli_store_rotated(jn_vault_t *v, const char *org, const char *credential_id,
                          const char *new_document_json);
+
+/* ---- integrations, runs and jobs (cli_integrations.c) ---- */
+
+/* What the integrations, jobs and evidence commands open: the config, the
+ * store in data_dir (or data_dir_override) and the embedded queue. */
+typedef struct {
+    jn_config_t *cfg;
+    jn_store_t *store;
+    jn_queue_t *queue;
+} jn_cli_env_t;
+
+/* 0, or the exit code after printing the reason. */
+int jn_cli_env_open(jn_cli_env_t *e, const char *config_file, const char *data_dir_override);
+void jn_cli_env_close(jn_cli_env_t *e);
+/* The embedded queue on `store` with the queue_* settings of cfg; consumer
+ * names this process as the holder of leases. NULL after printing the error. */
+jn_queue_t *jn_cli_open_queue(jn_store_t *store, const jn_config_t *cfg, const char *consumer);
+/* Enqueues a collection run of `it` and writes its job record (queued) in one
+ * store transaction. slot_ms > 0: a scheduled slot, enqueued at most once
+ * (its slot id is the idempotency key) and absorbed by a run of the
+ * integration still waiting in the queue; 0: a manual run. trigger:
+ * "schedule", "catch-up" or "manual". 0, or -1 with the reason in err. */
+int jn_cli_enqueue_run(jn_store_t *store, jn_queue_t *q, const jn_integration_t *it,
+                       const char *trigger, int64_t slot_ms, jn_priority_t priority,
+                       int max_attempts, jn_queue_enqueued_t *out, char *err, size_t errlen);
+/* Checks an integration or organization id: 1 to 128 of [A-Za-z0-9._:-]. */
+int jn_cli_check_id(const char *what, const char *id, char *err, size_t errlen);
+/* The canonical schedule text of `schedule` (NULL: every run_interval_s
+ * seconds) into buf and the jitter of `jitter` (NULL: none) in ms. */
+int jn_cli_schedule(const jn_config_t *cfg, const char *schedule, const char *jitter, char *buf,
+                    size_t len, int64_t *jitter_ms, char *err, size_t errlen);
+/* Parses the schedule and jitter an integration stores. */
+int jn_cli_integration_schedule(const jn_integration_t *it, jn_schedule_t *out, char *err,
+                                size_t errlen);
 
 #endif

@@ -1,9 +1,22 @@
 /* junction run: the runtime process.
  *
- * Embedded default: a SQLite store in data_dir, connectors loaded from
- * connectors_dir, the integrations listed in integrations_file collected on
- * their interval. A connector that fails to load or a job that fails is
- * logged and the process keeps serving everything else.
+ * Roles (--roles or the roles key, any subset; all by default):
+ *   scheduler  keeps every enabled integration of the store in the scheduler
+ *              (scheduler.h), refreshed from the store's revisions, and
+ *              enqueues each due run once per slot (the slot id is the
+ *              queue's idempotency key);
+ *   worker     claims queued runs in one pool per provider, each with its own
+ *              concurrency limit, so a slow provider never occupies every
+ *              worker; runs the connector's collect_evidence as a sandboxed
+ *              job, writes evidence in batches (the last batch carries the
+ *              checkpoint), keeps the job record current, acknowledges the job
+ *              only once it finished, retries failures with backoff;
+ *   api        accepted and does nothing yet: the HTTP API comes later.
+ *
+ * At start the integrations of integrations_file (if set) are imported into
+ * the store, so a file-based setup keeps working. A connector that fails to
+ * load or a job that fails is logged and the process keeps serving
+ * everything else.
  */
 #include <dirent.h>
 #include <getopt.h>
@@ -11,14 +24,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
 
 #include "cli.h"
 #include "job.h"
+#include "json_canon.h"
 #include "junction/clock.h"
+#include "junction/crypto.h"
+#include "junction/error.h"
+#include "junction/json.h"
 #include "junction/log.h"
+#include "junction/redact.h"
 #include "runtime.h"
 #include "token_cache.h"
 
@@ -30,41 +49,157 @@ typedef struct app app_t;
  * costs one disk sync per batch rather than one per item; the last batch
  * carries the checkpoint, so the cursor never runs ahead of stored evidence. */
 #define EVIDENCE_BATCH 256
+/* Workers look for queued jobs this often (and at once after a job ends or
+ * the scheduler enqueued). */
+#define POLL_MS 200
+/* The scheduler reads integrations changed in the store this often. */
+#define REFRESH_MS 2000
+/* The scheduler wakes at least this often (a wall-clock step is noticed). */
+#define SCHED_MAX_SLEEP_MS 1000
+/* Workers look for cancellation requests of their jobs this often. */
+#define CANCEL_POLL_MS 1000
+/* Decrypted credentials stay cached this long (locked memory, wiped on expiry). */
+#define VAULT_CACHE_TTL_MS (5 * 60 * 1000)
+#define VAULT_SWEEP_MS (30 * 1000)
+
+enum { ROLE_API = 1, ROLE_SCHEDULER = 2, ROLE_WORKER = 4 };
+enum { STOP_NONE = 0, STOP_SHUTDOWN, STOP_REQUEST };
 
 typedef struct {
     char *field[11];
 } item_copy_t;
 
+/* The workers of one provider. */
 typedef struct {
-    app_t *app;
-    char *id, *org, *provider, *config_json, *args_json, *token_env, *scheme;
-    char *auth;           /* "Authorization: ..." read once at start */
-    char *credential_id;  /* vault credential, decrypted for each run */
-    jn_auth_t *cred_auth; /* the running job's credential */
-    uint64_t interval_ms;
+    char *provider;
+    int limit;
+    int running;
     jn_connector_t *conn;
-    jn_job_t *job; /* running now, or NULL */
+} pool_t;
+
+/* One claimed job being run. */
+typedef struct run {
+    app_t *app;
+    pool_t *pool;
+    struct run *prev, *next;
+    jn_queue_job_t qjob;
+    jn_integration_t it;
+    char *it_strings;
+    char *integration_id, *trigger, *slot_id; /* from the payload */
+    int64_t created_ms;                       /* of the job record */
+    int64_t pages_before;                     /* requests of earlier attempts */
+    char *args_json;
+    jn_auth_t *cred_auth;
+    jn_job_t *job;
+    int stop;
     item_copy_t pending[EVIDENCE_BATCH];
     size_t npending;
-    uv_timer_t timer;
-    int64_t runs;
-} integration_t;
+} run_t;
+
+/* A token read from the environment for token_env integrations: read once,
+ * known to the redactor from then on. */
+typedef struct {
+    char *env, *scheme, *header; /* header NULL: unset */
+} env_token_t;
 
 struct app {
     uv_loop_t loop;
     jn_runtime_t rt;
     jn_config_t *cfg;
     jn_store_t *store;
+    jn_queue_t *queue;
     jn_keyprovider_t *kp;
-    jn_vault_t *vault; /* opened when an integration names a credential_id */
-    uv_timer_t sweep_timer;
+    jn_vault_t *vault;
+    int vault_tried;
+    unsigned roles;
+    char consumer[128];
+    /* scheduler */
+    jn_scheduler_t *sched;
+    int64_t revision;
+    int64_t next_refresh_ms;
+    uv_timer_t sched_timer;
+    /* worker */
     jn_connector_t **connectors;
     size_t nconnectors;
-    integration_t *integrations;
-    size_t nintegrations;
+    pool_t *pools;
+    size_t npools;
+    run_t *runs;
+    env_token_t *tokens;
+    size_t ntokens;
+    uv_timer_t poll_timer, kick_timer, heartbeat_timer, cancel_timer, sweep_timer;
+    int sweep_started;
     uv_signal_t sigint, sigterm;
     int stopping;
 };
+
+/* ---- roles and pools ------------------------------------------------------ */
+
+static int parse_roles(const char *const *items, size_t n, unsigned *roles, char *err,
+                       size_t errlen)
+{
+    size_t i;
+
+    *roles = 0;
+    for (i = 0; i < n; i++) {
+        if (strcmp(items[i], "api") == 0)
+            *roles |= ROLE_API;
+        else if (strcmp(items[i], "scheduler") == 0)
+            *roles |= ROLE_SCHEDULER;
+        else if (strcmp(items[i], "worker") == 0)
+            *roles |= ROLE_WORKER;
+        else
+            return jn_errorf(err, errlen, "unknown role '%s' (api, scheduler, worker)", items[i]);
+    }
+    if (*roles == 0)
+        return jn_errorf(err, errlen, "no role given (api, scheduler, worker)");
+    return 0;
+}
+
+/* Roles from "--roles a,b" (in place). */
+static int parse_roles_arg(char *arg, unsigned *roles, char *err, size_t errlen)
+{
+    const char *items[16];
+    size_t n = 0;
+    char *tok, *save = NULL;
+
+    for (tok = strtok_r(arg, ",", &save); tok != NULL && n < 16; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (*tok != '\0')
+            items[n++] = tok;
+    }
+    return parse_roles(items, n, roles, err, errlen);
+}
+
+/* "provider:N" entries of `workers`; the limit for provider, or the default. */
+static int worker_limit(const jn_config_t *cfg, const char *provider, int *limit, char *err,
+                        size_t errlen)
+{
+    const char *const *items;
+    size_t n, i, plen;
+    const char *colon;
+    char *end;
+    long v;
+
+    *limit = (int)jn_config_int(cfg, "workers_default");
+    items = jn_config_list(cfg, "workers", &n);
+    for (i = 0; i < n; i++) {
+        colon = strrchr(items[i], ':');
+        if (colon == NULL || colon == items[i])
+            return jn_errorf(err, errlen,
+                             "workers: entry '%s' must be provider:N with N from 1 to 100000",
+                             items[i]);
+        v = strtol(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end != '\0' || v < 1 || v > 100000)
+            return jn_errorf(err, errlen,
+                             "workers: entry '%s' must be provider:N with N from 1 to 100000",
+                             items[i]);
+        plen = (size_t)(colon - items[i]);
+        if (provider != NULL && strlen(provider) == plen && strncmp(items[i], provider, plen) == 0)
+            *limit = (int)v;
+    }
+    return 0;
+}
 
 /* ---- connectors --------------------------------------------------------- */
 
@@ -124,11 +259,90 @@ static jn_connector_t *find_connector(app_t *app, const char *provider)
     return NULL;
 }
 
+/* One pool per loaded connector (the first file of a provider wins). */
+static int create_pools(app_t *app, char *err, size_t errlen)
+{
+    const char *const *items;
+    size_t i, k, n;
+    char limits[32];
+
+    app->pools = calloc(app->nconnectors ? app->nconnectors : 1, sizeof(pool_t));
+    if (app->pools == NULL)
+        return jn_errorf(err, errlen, "out of memory");
+    for (i = 0; i < app->nconnectors; i++) {
+        jn_connector_t *c = app->connectors[i];
+        pool_t *p;
+        for (k = 0; k < app->npools; k++)
+            if (strcmp(app->pools[k].provider, c->provider_type) == 0)
+                break;
+        if (k < app->npools)
+            continue;
+        p = &app->pools[app->npools];
+        if (worker_limit(app->cfg, c->provider_type, &p->limit, err, errlen) != 0)
+            return -1;
+        p->provider = strdup(c->provider_type);
+        if (p->provider == NULL)
+            return jn_errorf(err, errlen, "out of memory");
+        p->conn = c;
+        app->npools++;
+        snprintf(limits, sizeof(limits), "%d", p->limit);
+        {
+            jn_log_field_t f[] = {{"provider", p->provider, 0}, {"workers", limits, 1}};
+            jn_log_fields(JN_LOG_DEBUG, "worker pool", f, 2);
+        }
+    }
+    /* a pool size for a provider without a connector is most likely a typo */
+    items = jn_config_list(app->cfg, "workers", &n);
+    for (i = 0; i < n; i++) {
+        size_t plen = (size_t)(strrchr(items[i], ':') - items[i]);
+        for (k = 0; k < app->npools; k++)
+            if (strlen(app->pools[k].provider) == plen &&
+                strncmp(app->pools[k].provider, items[i], plen) == 0)
+                break;
+        if (k == app->npools)
+            jn_log_warn("workers: '%s' names a provider without a loaded connector", items[i]);
+    }
+    return 0;
+}
+
 /* ---- integrations file -------------------------------------------------- */
+
+/* One element of the file, as read. */
+typedef struct {
+    char *id, *org, *provider, *token_env, *scheme, *credential_id, *config_json, *schedule,
+        *jitter, *priority, *version;
+    double interval_s; /* 0: not given */
+    int enabled;       /* -1: not given */
+} file_integration_t;
+
+typedef struct {
+    app_t *app;
+    const char *file;
+    const char *text;
+    file_integration_t *items;
+    size_t n;
+} parse_t;
+
+static void file_integration_free(file_integration_t *f)
+{
+    free(f->id);
+    free(f->org);
+    free(f->provider);
+    free(f->token_env);
+    free(f->scheme);
+    free(f->credential_id);
+    free(f->config_json);
+    free(f->schedule);
+    free(f->jitter);
+    free(f->priority);
+    free(f->version);
+}
 
 static char *field_string(lua_State *L, int t, const char *key, int required, const char *file,
                           int idx)
 {
+    char *s;
+
     lua_getfield(L, t, key);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -138,23 +352,18 @@ static char *field_string(lua_State *L, int t, const char *key, int required, co
     }
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "%s: integration [%d]: field '%s' must be a string", file, idx, key);
-    {
-        char *s = strdup(lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return s;
-    }
+    s = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (s == NULL)
+        luaL_error(L, "out of memory");
+    return s;
 }
-
-typedef struct {
-    app_t *app;
-    const char *file;
-    const char *text;
-} parse_t;
 
 static int parse_integrations_cb(lua_State *L)
 {
     parse_t *p = lua_touserdata(L, 1);
-    app_t *app = p->app;
+    jn_buf_t config = {0};
+    char why[256];
     int n, i, t;
 
     luaopen_cjson_safe(L);
@@ -166,20 +375,20 @@ static int parse_integrations_cb(lua_State *L)
                           lua_isstring(L, -1) ? lua_tostring(L, -1) : "not an array");
     lua_pop(L, 1);
     n = (int)lua_objlen(L, -1);
-    app->integrations = calloc(n ? (size_t)n : 1, sizeof(integration_t));
-    if (app->integrations == NULL)
+    p->items = calloc(n ? (size_t)n : 1, sizeof(file_integration_t));
+    if (p->items == NULL)
         return luaL_error(L, "out of memory");
     for (i = 1; i <= n; i++) {
-        integration_t *it = &app->integrations[app->nintegrations];
+        file_integration_t *it = &p->items[p->n];
         lua_rawgeti(L, -1, i);
         t = lua_gettop(L);
         if (lua_type(L, t) != LUA_TTABLE)
             return luaL_error(L, "%s: integration [%d] must be an object", p->file, i);
-        it->app = app;
-        app->nintegrations++;
+        p->n++;
+        it->enabled = -1;
         it->id = field_string(L, t, "id", 1, p->file, i);
-        for (size_t k = 0; k + 1 < app->nintegrations; k++)
-            if (strcmp(app->integrations[k].id, it->id) == 0)
+        for (size_t k = 0; k + 1 < p->n; k++)
+            if (strcmp(p->items[k].id, it->id) == 0)
                 return luaL_error(L, "%s: integration [%d]: id '%s' is used twice", p->file, i,
                                   it->id);
         it->provider = field_string(L, t, "provider", 1, p->file, i);
@@ -187,75 +396,351 @@ static int parse_integrations_cb(lua_State *L)
         it->token_env = field_string(L, t, "token_env", 0, p->file, i);
         it->scheme = field_string(L, t, "auth_scheme", 0, p->file, i);
         it->credential_id = field_string(L, t, "credential_id", 0, p->file, i);
+        it->schedule = field_string(L, t, "schedule", 0, p->file, i);
+        it->jitter = field_string(L, t, "jitter", 0, p->file, i);
+        it->priority = field_string(L, t, "priority", 0, p->file, i);
+        it->version = field_string(L, t, "connector_version", 0, p->file, i);
         if (it->credential_id && it->token_env)
             return luaL_error(L,
                               "%s: integration [%d]: 'credential_id' and 'token_env' exclude "
                               "each other",
                               p->file, i);
         lua_getfield(L, t, "interval_s");
-        it->interval_ms = lua_isnil(L, -1)
-                              ? (uint64_t)jn_config_int(app->cfg, "run_interval_s") * 1000
-                              : (uint64_t)(lua_tonumber(L, -1) * 1000);
         if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1))
             return luaL_error(L, "%s: integration [%d]: 'interval_s' must be a number >= 1",
                               p->file, i);
+        it->interval_s = lua_isnil(L, -1) ? 0 : lua_tonumber(L, -1);
         lua_pop(L, 1);
-        lua_getfield(L, 2, "encode"); /* stack: p cjson list item encode */
-        lua_getfield(L, t, "config");
+        if (it->interval_s > 0 && it->schedule)
+            return luaL_error(L,
+                              "%s: integration [%d]: 'interval_s' and 'schedule' exclude each"
+                              " other",
+                              p->file, i);
+        lua_getfield(L, t, "enabled");
+        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+            return luaL_error(L, "%s: integration [%d]: 'enabled' must be true or false", p->file,
+                              i);
+        it->enabled = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, t, "config"); /* stack: p cjson list item config */
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             lua_newtable(L);
         }
         if (lua_type(L, -1) != LUA_TTABLE)
             return luaL_error(L, "%s: integration [%d]: 'config' must be an object", p->file, i);
-        lua_call(L, 1, 1);
-        it->config_json = strdup(lua_tostring(L, -1));
+        /* canonical (sorted keys): the same file always gives the same text,
+         * so importing it again changes nothing */
+        if (jn_json_canon_encode(L, lua_gettop(L), &config, why, sizeof(why)) != 0) {
+            jn_buf_free(&config);
+            return luaL_error(L, "%s: integration [%d]: 'config': %s", p->file, i, why);
+        }
+        it->config_json = config.data ? config.data : strdup("{}");
+        memset(&config, 0, sizeof(config));
+        if (it->config_json == NULL)
+            return luaL_error(L, "out of memory");
         lua_pop(L, 2);
     }
     return 0;
 }
 
-static int load_integrations(app_t *app)
+/* Validates one element and fills `it` (pointing into f and sched). */
+static int file_entry(app_t *app, const char *file, int idx, file_integration_t *f,
+                      jn_integration_t *it, char *sched, size_t slen, char *err, size_t errlen)
 {
-    const char *file = jn_config_str(app->cfg, "integrations_file");
-    FILE *f;
+    char interval[32], why[512];
+
+    if (jn_cli_check_id("'id'", f->id, why, sizeof(why)) != 0 ||
+        jn_cli_check_id("'organization_id'", f->org, why, sizeof(why)) != 0)
+        return jn_errorf(err, errlen, "%s: integration [%d]: %s", file, idx, why);
+    if (f->interval_s > 0) {
+        snprintf(interval, sizeof(interval), "%llds", (long long)f->interval_s);
+        free(f->schedule);
+        f->schedule = strdup(interval);
+    }
+    if (jn_cli_schedule(app->cfg, f->schedule, f->jitter, sched, slen, &it->jitter_ms, why,
+                        sizeof(why)) != 0)
+        return jn_errorf(err, errlen, "%s: integration [%d]: %s", file, idx, why);
+    if (f->priority && jn_priority_parse(f->priority) < 0)
+        return jn_errorf(err, errlen,
+                         "%s: integration [%d]: 'priority' must be high, normal or low, got '%s'",
+                         file, idx, f->priority);
+    it->id = f->id;
+    it->organization_id = f->org;
+    it->provider = f->provider;
+    it->credential_id = f->credential_id;
+    it->token_env = f->token_env;
+    it->auth_scheme = f->scheme;
+    it->config_json = f->config_json;
+    it->schedule = sched;
+    it->priority = f->priority ? f->priority : "normal";
+    it->enabled = f->enabled;
+    it->connector_version = f->version;
+    return 0;
+}
+
+static char *read_file(const char *file)
+{
+    FILE *f = fopen(file, "rb");
     char *text;
     long n;
-    lua_State *L;
-    parse_t p;
-    int rc = 0;
 
-    if (file == NULL || *file == '\0')
-        return 0;
-    f = fopen(file, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "junction: cannot open integrations file '%s'\n", file);
-        return -1;
-    }
+    if (f == NULL)
+        return NULL;
     fseek(f, 0, SEEK_END);
     n = ftell(f);
     fseek(f, 0, SEEK_SET);
     text = calloc(1, (size_t)(n > 0 ? n : 0) + 1);
-    if (text == NULL || fread(text, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
+    if (text != NULL && n > 0 && fread(text, 1, (size_t)n, f) != (size_t)n) {
         free(text);
-        fprintf(stderr, "junction: cannot read integrations file '%s'\n", file);
-        return -1;
+        text = NULL;
     }
     fclose(f);
+    return text;
+}
+
+/* Upserts the file's integrations into the store: the file wins for the
+ * fields it names, an integration it no longer lists stays in the store. */
+static int import_integrations(app_t *app)
+{
+    const char *file = jn_config_str(app->cfg, "integrations_file");
+    parse_t p = {app, file, NULL, NULL, 0};
+    lua_State *L;
+    char sched[256], err[1024], nfile[16], nchanged[16];
+    int rc = 0, changed, nch = 0;
+    size_t i;
+
+    if (file == NULL || *file == '\0')
+        return 0;
+    if ((p.text = read_file(file)) == NULL) {
+        fprintf(stderr, "junction: cannot open integrations file '%s'\n", file);
+        return -1;
+    }
     L = luaL_newstate();
-    p = (parse_t){app, file, text};
     if (L == NULL || lua_cpcall(L, parse_integrations_cb, &p) != 0) {
         fprintf(stderr, "junction: %s\n", L ? lua_tostring(L, -1) : "out of memory");
         rc = -1;
     }
     if (L)
         lua_close(L);
-    free(text);
+    if (rc == 0 && jn_store_begin(app->store) != 0) {
+        fprintf(stderr, "junction: %s\n", jn_store_errmsg(app->store));
+        rc = -1;
+    }
+    for (i = 0; rc == 0 && i < p.n; i++) {
+        jn_integration_t it = {0};
+        if (file_entry(app, file, (int)i + 1, &p.items[i], &it, sched, sizeof(sched), err,
+                       sizeof(err)) != 0) {
+            fprintf(stderr, "junction: %s\n", err);
+            rc = -1;
+        } else if (jn_store_integration_upsert(app->store, &it, &changed) != 0) {
+            fprintf(stderr, "junction: %s: integration [%zu]: %s\n", file, i + 1,
+                    jn_store_errmsg(app->store));
+            rc = -1;
+        } else {
+            nch += changed;
+        }
+    }
+    if (rc == 0 && jn_store_commit(app->store) != 0) {
+        fprintf(stderr, "junction: %s\n", jn_store_errmsg(app->store));
+        rc = -1;
+    }
+    if (rc != 0 && jn_store_in_transaction(app->store))
+        jn_store_rollback(app->store);
+    if (rc == 0) {
+        snprintf(nfile, sizeof(nfile), "%zu", p.n);
+        snprintf(nchanged, sizeof(nchanged), "%d", nch);
+        jn_log_field_t f[] = {
+            {"file", file, 0}, {"integrations", nfile, 1}, {"changed", nchanged, 1}};
+        jn_log_fields(JN_LOG_INFO, "integrations imported", f, 3);
+    }
+    for (i = 0; i < p.n; i++)
+        file_integration_free(&p.items[i]);
+    free(p.items);
+    free((char *)p.text);
     return rc;
 }
 
-/* ---- collection runs ---------------------------------------------------- */
+/* ---- credentials ---------------------------------------------------------- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    app_t *app = t->data;
+
+    jn_vault_cache_sweep(app->vault);
+}
+
+/* The vault, opened when a run first needs it (once: a missing master key
+ * does not appear while the process runs). */
+static jn_vault_t *get_vault(app_t *app)
+{
+    jn_vault_opts_t vo = {0};
+
+    if (app->vault != NULL || app->vault_tried)
+        return app->vault;
+    app->vault_tried = 1;
+    vo.cache_ttl_ms = VAULT_CACHE_TTL_MS;
+    app->vault = jn_cli_open_vault(app->store, &vo, &app->kp);
+    if (app->vault == NULL)
+        return NULL;
+    uv_timer_init(&app->loop, &app->sweep_timer);
+    app->sweep_timer.data = app;
+    uv_timer_start(&app->sweep_timer, on_sweep, VAULT_SWEEP_MS, VAULT_SWEEP_MS);
+    app->sweep_started = 1;
+    return app->vault;
+}
+
+/* The Authorization line for a token_env integration, NULL when the variable
+ * is unset (logged once). */
+static const char *env_header(app_t *app, const char *env, const char *scheme)
+{
+    env_token_t *grown;
+    size_t i;
+
+    if (scheme == NULL)
+        scheme = "Bearer";
+    for (i = 0; i < app->ntokens; i++)
+        if (strcmp(app->tokens[i].env, env) == 0 && strcmp(app->tokens[i].scheme, scheme) == 0)
+            return app->tokens[i].header;
+    grown = realloc(app->tokens, (app->ntokens + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return NULL;
+    app->tokens = grown;
+    grown[app->ntokens].env = strdup(env);
+    grown[app->ntokens].scheme = strdup(scheme);
+    grown[app->ntokens].header = jn_cli_auth_header(NULL, env, scheme);
+    if (grown[app->ntokens].header == NULL)
+        jn_log_error("token_env %s: no credential; requests of its integrations go"
+                     " unauthenticated",
+                     env);
+    return grown[app->ntokens++].header;
+}
+
+/* oauth2: the provider rotated an integration's refresh token; the vault keeps
+ * the new one (the next run fetches it). */
+static void on_rotated(void *ud, const jn_auth_t *old, const char *doc)
+{
+    app_t *app = ud;
+    run_t *r;
+
+    for (r = app->runs; old != NULL && r != NULL; r = r->next) {
+        if (r->cred_auth == old && r->it.credential_id && app->vault) {
+            jn_cli_store_rotated(app->vault, r->it.organization_id, r->it.credential_id, doc);
+            return;
+        }
+    }
+    jn_log_error("the provider rotated a refresh token of a finished run; it is kept in memory "
+                 "only");
+}
+
+/* ---- scheduler ---------------------------------------------------------- */
+
+static void kick_workers(app_t *app);
+
+static int sched_set_cb(void *ud, const jn_integration_t *it)
+{
+    app_t *app = ud;
+    jn_schedule_t s;
+    char err[512];
+
+    if (it->revision > app->revision)
+        app->revision = it->revision;
+    if (!it->enabled) {
+        jn_scheduler_remove(app->sched, it->id);
+        return 0;
+    }
+    if (jn_cli_integration_schedule(it, &s, err, sizeof(err)) != 0) {
+        jn_log_error("integration %s: %s; it is not scheduled", it->id, err);
+        jn_scheduler_remove(app->sched, it->id);
+        return 0;
+    }
+    if (jn_scheduler_set(app->sched, it->id, &s, it->last_slot_ms) != 0)
+        jn_log_error("integration %s: out of memory; it is not scheduled", it->id);
+    return 0;
+}
+
+/* Reads the integrations changed since the last refresh (all the first time). */
+static void sched_refresh(app_t *app)
+{
+    jn_integration_filter_t f = {NULL, NULL, -1, app->revision, NULL};
+
+    if (jn_store_integration_each(app->store, &f, sched_set_cb, app) != 0)
+        jn_log_error("scheduler: cannot read integrations: %s", jn_store_errmsg(app->store));
+}
+
+static int on_fire(void *ud, const jn_scheduler_fire_t *fire)
+{
+    app_t *app = ud;
+    jn_integration_t it;
+    jn_queue_enqueued_t out;
+    char *strings = NULL, err[768];
+    int rc = jn_store_integration_get(app->store, fire->id, &it, &strings), prio;
+
+    if (rc != 0) {
+        if (rc < 0)
+            jn_log_error("scheduler: integration %s: %s", fire->id, jn_store_errmsg(app->store));
+        return rc > 0; /* removed since the last refresh: drop it */
+    }
+    if (!it.enabled) {
+        free(strings);
+        return 1;
+    }
+    prio = jn_priority_parse(it.priority);
+    if (jn_cli_enqueue_run(app->store, app->queue, &it,
+                           fire->kind == JN_FIRE_CATCH_UP ? "catch-up" : "schedule", fire->slot_ms,
+                           prio < 0 ? JN_PRIORITY_NORMAL : (jn_priority_t)prio, 0, &out, err,
+                           sizeof(err)) != 0) {
+        jn_log_error("scheduler: %s", err);
+    } else if (out.coalesced) {
+        jn_log_warn("integration %s: its previous run is still queued; this slot is skipped",
+                    it.id);
+    } else {
+        jn_log_field_t f[] = {
+            {"integration_id", it.id, 0},
+            {"job_id", out.id, 0},
+            {"trigger", fire->kind == JN_FIRE_CATCH_UP ? "catch-up" : "schedule", 0},
+            {"new", out.created ? "true" : "false", 1}};
+        jn_log_fields(JN_LOG_DEBUG, "run enqueued", f, 4);
+    }
+    free(strings);
+    return 0;
+}
+
+static void on_sched_timer(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    int64_t now = jn_now_ms(), next, wait;
+    size_t fired = 0;
+
+    if (app->stopping)
+        return;
+    if (now >= app->next_refresh_ms) {
+        sched_refresh(app);
+        app->next_refresh_ms = now + REFRESH_MS;
+    }
+    /* one transaction for every run due now: one disk sync per tick */
+    if (jn_store_begin(app->store) != 0) {
+        jn_log_error("scheduler: %s", jn_store_errmsg(app->store));
+    } else {
+        fired = jn_scheduler_tick(app->sched, now, on_fire, app);
+        if (jn_store_commit(app->store) != 0) {
+            jn_log_error("scheduler: cannot commit the runs enqueued: %s",
+                         jn_store_errmsg(app->store));
+            jn_store_rollback(app->store);
+        }
+    }
+    if (fired > 0 && (app->roles & ROLE_WORKER))
+        kick_workers(app);
+    next = jn_scheduler_next_fire(app->sched);
+    wait = next == INT64_MIN ? 0 : next == INT64_MAX ? SCHED_MAX_SLEEP_MS : next - now;
+    if (wait > SCHED_MAX_SLEEP_MS)
+        wait = SCHED_MAX_SLEEP_MS;
+    if (wait > app->next_refresh_ms - now)
+        wait = app->next_refresh_ms - now;
+    uv_timer_start(&app->sched_timer, on_sched_timer, (uint64_t)(wait > 0 ? wait : 0), 0);
+}
+
+/* ---- runs --------------------------------------------------------------- */
 
 static void item_free(item_copy_t *c)
 {
@@ -265,39 +750,39 @@ static void item_free(item_copy_t *c)
         free(c->field[i]);
 }
 
-/* Write the pending items (and, when given, the checkpoint) in one transaction. */
-static int flush_items(integration_t *it, const char *checkpoint)
+/* Writes the pending items (and, when given, the checkpoint) in one transaction. */
+static int flush_items(run_t *run, const char *checkpoint)
 {
-    jn_store_t *st = it->app->store;
+    jn_store_t *st = run->app->store;
     size_t i;
     int inserted, rc = -1;
 
     if (jn_store_begin(st) != 0)
         goto done;
-    for (i = 0; i < it->npending; i++) {
-        char **f = it->pending[i].field;
+    for (i = 0; i < run->npending; i++) {
+        char **f = run->pending[i].field;
         jn_evidence_t e = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]};
         if (jn_store_evidence_put(st, &e, &inserted) != 0)
             goto rollback;
     }
-    if (checkpoint && jn_store_checkpoint_set(st, it->id, checkpoint) != 0)
+    if (checkpoint && jn_store_checkpoint_set(st, run->it.id, checkpoint) != 0)
         goto rollback;
     rc = jn_store_commit(st);
     goto done;
 rollback:
-    jn_log_error("integration %s: cannot store evidence: %s", it->id, jn_store_errmsg(st));
+    jn_log_error("integration %s: cannot store evidence: %s", run->it.id, jn_store_errmsg(st));
     jn_store_rollback(st);
 done:
-    for (i = 0; i < it->npending; i++)
-        item_free(&it->pending[i]);
-    it->npending = 0;
+    for (i = 0; i < run->npending; i++)
+        item_free(&run->pending[i]);
+    run->npending = 0;
     return rc;
 }
 
 static int store_item(void *ud, jn_job_t *job, const jn_evidence_t *item, char *err, size_t n)
 {
-    integration_t *it = ud;
-    item_copy_t *c = &it->pending[it->npending];
+    run_t *run = ud;
+    item_copy_t *c = &run->pending[run->npending];
     const char *src[11] = {item->id,
                            item->organization_id,
                            item->integration_id,
@@ -321,199 +806,534 @@ static int store_item(void *ud, jn_job_t *job, const jn_evidence_t *item, char *
             return -1;
         }
     }
-    if (++it->npending == EVIDENCE_BATCH && flush_items(it, NULL) != 0) {
-        snprintf(err, n, "cannot store evidence: %s", jn_store_errmsg(it->app->store));
+    if (++run->npending == EVIDENCE_BATCH && flush_items(run, NULL) != 0) {
+        snprintf(err, n, "cannot store evidence: %s", jn_store_errmsg(run->app->store));
         return -1;
     }
     return 0;
 }
 
-static void record_job(integration_t *it, jn_job_t *job, jn_job_status_t status)
+/* Writes the job record as the run knows it. The error is redacted again:
+ * nothing stored may hold a known secret. */
+static void put_record(run_t *run, jn_job_status_t status, const char *error, int64_t started_ms,
+                       int64_t items, int64_t pages, int attempts, int64_t retry_at_ms,
+                       const jn_job_changes_t *changes)
 {
     jn_job_record_t r = {0};
+    char *clean = error ? jn_redactor_scrub_dup(jn_redactor_global(), error, strlen(error)) : NULL;
 
-    r.id = jn_job_id(job);
-    r.organization_id = it->org;
-    r.integration_id = it->id;
-    r.provider_type = it->provider;
-    r.connector_version = jn_job_connector(job)->version;
+    r.id = run->qjob.id;
+    r.organization_id = run->qjob.organization_id;
+    r.integration_id = run->integration_id ? run->integration_id : "";
+    r.provider_type = run->qjob.provider;
+    r.connector_version = run->pool->conn ? run->pool->conn->version : NULL;
     r.kind = "collect";
     r.status = status;
-    r.created_ms = r.started_ms = jn_job_started_ms(job);
-    r.finished_ms = status == JN_JOB_RUNNING ? 0 : jn_now_ms();
-    r.items = jn_job_items(job);
-    r.pages = jn_job_requests(job);
-    r.error = jn_job_error(job);
-    if (jn_store_job_put(it->app->store, &r) != 0)
-        jn_log_error("cannot record job %s: %s", r.id, jn_store_errmsg(it->app->store));
+    r.created_ms = run->created_ms;
+    r.started_ms = started_ms;
+    r.finished_ms = status == JN_JOB_QUEUED || status == JN_JOB_RUNNING ? 0 : jn_now_ms();
+    r.items = items;
+    r.pages = pages;
+    r.error = clean;
+    r.attempts = attempts;
+    r.max_attempts = run->qjob.max_attempts;
+    r.priority = jn_priority_name(run->qjob.priority);
+    r.trigger = run->trigger;
+    r.slot_id = run->slot_id;
+    r.retry_at_ms = retry_at_ms;
+    r.added = changes ? changes->added : -1;
+    r.changed = changes ? changes->changed : -1;
+    r.removed = changes ? changes->removed : -1;
+    r.baseline_job_id = changes && changes->baseline_job_id[0] ? changes->baseline_job_id : NULL;
+    if (jn_store_job_put(run->app->store, &r) != 0)
+        jn_log_error("cannot record job %s: %s", r.id, jn_store_errmsg(run->app->store));
+    free(clean);
 }
 
-static void on_job_done(void *ud, jn_job_t *job)
+static void run_free(run_t *run)
 {
-    integration_t *it = ud;
-    jn_job_status_t st = jn_job_status(job);
-    char items[32], ms[32];
-    jn_log_field_t f[] = {{"integration_id", it->id, 0},
-                          {"job_id", jn_job_id(job), 0},
-                          {"status", jn_job_status_name(st), 0},
-                          {"items", items, 1},
-                          {"duration_ms", ms, 1},
-                          {"error", jn_job_error(job) ? jn_job_error(job) : "", 0}};
-
-    it->job = NULL;
-    if (it->cred_auth) {
-        jn_token_cache_forget(&it->app->rt, it->cred_auth);
-        jn_auth_free(it->cred_auth);
-        it->cred_auth = NULL;
-    }
-    /* What a failed run collected is kept; only a successful run moves the cursor. */
-    flush_items(it, st == JN_JOB_SUCCEEDED ? jn_job_checkpoint_json(job) : NULL);
-    record_job(it, job, st);
-    snprintf(items, sizeof(items), "%" PRId64, jn_job_items(job));
-    snprintf(ms, sizeof(ms), "%" PRId64, jn_now_ms() - jn_job_started_ms(job));
-    jn_log_fields(st == JN_JOB_SUCCEEDED ? JN_LOG_INFO : JN_LOG_ERROR, "collection finished", f,
-                  jn_job_error(job) ? 6 : 5);
-}
-
-/* oauth2: the provider rotated an integration's refresh token; the vault keeps
- * the new one (the next run fetches it). */
-static void on_rotated(void *ud, const jn_auth_t *old, const char *doc)
-{
-    app_t *app = ud;
-
-    for (size_t i = 0; old != NULL && i < app->nintegrations; i++) {
-        integration_t *it = &app->integrations[i];
-        if (it->cred_auth == old && it->credential_id && app->vault) {
-            jn_cli_store_rotated(app->vault, it->org, it->credential_id, doc);
-            return;
-        }
-    }
-    jn_log_error("the provider rotated a refresh token of a finished run; it is kept in memory "
-                 "only");
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    integration_t *it = t->data;
-    jn_job_opts_t o = {0};
-    const char *auth[1];
-    char *checkpoint = NULL, err[512];
-
-    if (it->app->stopping)
-        return;
-    if (it->job) {
-        jn_log_warn("integration %s: previous collection still running; skipping this one", it->id);
-        return;
-    }
-    if (it->app->rt.jobs_running >= (size_t)jn_config_int(it->app->cfg, "max_concurrent_jobs")) {
-        jn_log_warn("integration %s: max_concurrent_jobs (%lld) reached; skipping this run", it->id,
-                    jn_config_int(it->app->cfg, "max_concurrent_jobs"));
-        return;
-    }
-    if (it->credential_id) {
-        /* fetched per run: a rotation or deletion takes effect at the next run
-         * (the vault's cache makes repeats cheap) */
-        char requester[300];
-        int rc;
-        snprintf(requester, sizeof(requester), "integration:%s", it->id);
-        rc = jn_cli_credential_auth(it->app->vault, it->org, it->credential_id, 0, requester,
-                                    &it->cred_auth, NULL, err, sizeof(err));
-        if (rc != 0) {
-            jn_log_field_t f[] = {{"integration_id", it->id, 0},
-                                  {"credential_id", it->credential_id, 0},
-                                  {"error", err, 0}};
-            jn_log_fields(JN_LOG_ERROR, "credential unavailable; run skipped", f, 3);
-            return;
-        }
-    }
-    if (jn_store_checkpoint_get(it->app->store, it->id, &checkpoint) < 0)
-        jn_log_error("integration %s: %s", it->id, jn_store_errmsg(it->app->store));
-    o.connector = it->conn;
-    o.entry = "collect_evidence";
-    o.args_json = it->args_json;
-    o.config_json = it->config_json;
-    o.checkpoint_json = checkpoint;
-    o.integration_id = it->id;
-    o.organization_id = it->org;
-    if (it->auth) {
-        auth[0] = it->auth;
-        o.auth_headers = auth;
-        o.nauth_headers = 1;
-    }
-    o.auth = it->cred_auth;
-    o.hooks = (jn_job_hooks_t){store_item, on_job_done, it};
-    if (jn_job_start(&it->app->rt, &o, &it->job, err, sizeof(err)) != 0) {
-        it->job = NULL;
-        if (it->cred_auth) {
-            jn_token_cache_forget(&it->app->rt, it->cred_auth);
-            jn_auth_free(it->cred_auth);
-            it->cred_auth = NULL;
-        }
-        jn_log_error("integration %s: cannot start a collection: %s", it->id, err);
-    } else {
-        it->runs++;
-        record_job(it, it->job, JN_JOB_RUNNING);
-    }
-    free(checkpoint);
-}
-
-static void start_integrations(app_t *app)
-{
+    app_t *app = run->app;
     size_t i;
 
-    for (i = 0; i < app->nintegrations; i++) {
-        integration_t *it = &app->integrations[i];
-        size_t n;
-
-        it->conn = find_connector(app, it->provider);
-        if (it->conn == NULL) {
-            jn_log_error("integration %s: no valid connector for provider '%s'; it will not run",
-                         it->id, it->provider);
-            continue;
-        }
-        if (it->credential_id && app->vault == NULL) {
-            jn_log_error("integration %s: credential_id is set but the vault is not available; "
-                         "it will not run",
-                         it->id);
-            it->conn = NULL;
-            continue;
-        }
-        if (it->token_env) {
-            it->auth = jn_cli_auth_header(NULL, it->token_env, it->scheme ? it->scheme : "Bearer");
-            if (it->auth == NULL)
-                jn_log_error("integration %s: no credential; requests go unauthenticated", it->id);
-        }
-        n = strlen(it->config_json) + 3;
-        it->args_json = malloc(n);
-        if (it->args_json)
-            snprintf(it->args_json, n, "[%s]", it->config_json);
-        uv_timer_init(&app->loop, &it->timer);
-        it->timer.data = it;
-        /* spread first runs over the first second so they do not start at once */
-        uv_timer_start(&it->timer, on_tick, (uint64_t)(i * 97 % 1000), it->interval_ms);
+    if (run->prev)
+        run->prev->next = run->next;
+    else
+        app->runs = run->next;
+    if (run->next)
+        run->next->prev = run->prev;
+    run->pool->running--;
+    for (i = 0; i < run->npending; i++)
+        item_free(&run->pending[i]);
+    if (run->cred_auth) {
+        jn_token_cache_forget(&app->rt, run->cred_auth);
+        jn_auth_free(run->cred_auth);
     }
+    jn_queue_job_clear(&run->qjob);
+    free(run->it_strings);
+    free(run->integration_id);
+    free(run->trigger);
+    free(run->slot_id);
+    free(run->args_json);
+    free(run);
+}
+
+/* Changes of the run against the previous complete one (see store.h). */
+static int compute_changes(run_t *run, int complete, jn_job_changes_t *out)
+{
+    if (jn_store_job_changes_compute(run->app->store, run->qjob.id, run->it.id, complete, out) == 0)
+        return 1;
+    jn_log_error("job %s: change detection failed: %s", run->qjob.id,
+                 jn_store_errmsg(run->app->store));
+    return 0;
+}
+
+/* The attempt failed before or while running: retried later, or, after its
+ * last attempt, dead-lettered and recorded failed (partial when the run
+ * stored evidence). */
+static void fail_attempt(run_t *run, const char *error, int64_t started_ms, int64_t pages,
+                         int64_t *retry_at)
+{
+    app_t *app = run->app;
+    int64_t stored = 0, at;
+    jn_job_changes_t ch;
+    int dead = 0, rc;
+
+    at = jn_now_ms() + jn_queue_backoff_ms(app->queue, run->qjob.id, run->qjob.attempts);
+    rc = jn_queue_nack(app->queue, &run->qjob, error, at, &dead);
+    if (rc != 0) {
+        if (rc < 0)
+            jn_log_error("job %s: %s", run->qjob.id, jn_queue_errmsg(app->queue));
+        else
+            jn_log_warn("job %s: its lease expired and another worker took it over", run->qjob.id);
+        return;
+    }
+    jn_store_run_evidence_count(app->store, run->qjob.id, &stored);
+    if (!dead) {
+        *retry_at = at;
+        put_record(run, JN_JOB_QUEUED, error, started_ms, stored, pages, run->qjob.attempts, at,
+                   NULL);
+        return;
+    }
+    put_record(run, stored > 0 ? JN_JOB_PARTIAL : JN_JOB_FAILED, error, started_ms, stored, pages,
+               run->qjob.attempts, 0,
+               stored > 0 && run->it.id && compute_changes(run, 0, &ch) ? &ch : NULL);
+}
+
+/* The run ends without its connector running (removed, disabled, cancelled,
+ * unusable credential, ...). cancel: finish it cancelled; else fail the
+ * attempt (retry or dead-letter). */
+static void end_early(run_t *run, int cancel, const char *reason)
+{
+    app_t *app = run->app;
+    int64_t retry_at = 0;
+    jn_log_field_t f[] = {{"integration_id", run->integration_id ? run->integration_id : "", 0},
+                          {"job_id", run->qjob.id, 0},
+                          {"reason", reason, 0}};
+
+    if (cancel) {
+        int rc = jn_queue_cancel_job(app->queue, &run->qjob, reason);
+        if (rc < 0)
+            jn_log_error("job %s: %s", run->qjob.id, jn_queue_errmsg(app->queue));
+        if (rc == 0)
+            put_record(run, JN_JOB_CANCELLED, reason, 0, 0, run->pages_before, run->qjob.attempts,
+                       0, NULL);
+    } else {
+        fail_attempt(run, reason, 0, run->pages_before, &retry_at);
+    }
+    jn_log_fields(cancel ? JN_LOG_WARN : JN_LOG_ERROR,
+                  cancel ? "run cancelled before it started" : "run could not start", f, 3);
+    run_free(run);
+}
+
+static void on_run_done(void *ud, jn_job_t *job)
+{
+    run_t *run = ud;
+    app_t *app = run->app;
+    jn_job_status_t st = jn_job_status(job);
+    const char *error = jn_job_error(job), *attempt_status;
+    int64_t pages = run->pages_before + jn_job_requests(job), stored = 0, retry_at = 0;
+    int64_t started = jn_job_started_ms(job);
+    jn_job_changes_t ch;
+    char items[32], ms[32], attempt[16], when[32];
+    int rc, nf;
+
+    run->job = NULL;
+    if (run->cred_auth) {
+        jn_token_cache_forget(&app->rt, run->cred_auth);
+        jn_auth_free(run->cred_auth);
+        run->cred_auth = NULL;
+    }
+    /* What a failed run collected is kept; only a successful run moves the cursor. */
+    if (flush_items(run, st == JN_JOB_SUCCEEDED ? jn_job_checkpoint_json(job) : NULL) != 0 &&
+        st == JN_JOB_SUCCEEDED) {
+        st = JN_JOB_FAILED;
+        error = "the evidence could not be stored (see the log)";
+    }
+    attempt_status = jn_job_status_name(st);
+    if (st == JN_JOB_FAILED && jn_job_items(job) > 0)
+        attempt_status = "partial";
+    switch (st) {
+    case JN_JOB_SUCCEEDED:
+        rc = jn_queue_ack(app->queue, &run->qjob);
+        if (rc != 0) {
+            jn_log_warn("job %s: not acknowledged: %s", run->qjob.id,
+                        rc > 0 ? "its lease expired and another worker took it over"
+                               : jn_queue_errmsg(app->queue));
+            break;
+        }
+        jn_store_run_evidence_count(app->store, run->qjob.id, &stored);
+        put_record(run, JN_JOB_SUCCEEDED, NULL, started, stored, pages, run->qjob.attempts, 0,
+                   compute_changes(run, 1, &ch) ? &ch : NULL);
+        break;
+    case JN_JOB_CANCELLED:
+        if (run->stop == STOP_SHUTDOWN) {
+            /* not the job's fault: back to the queue, the attempt not counted */
+            if (jn_queue_release(app->queue, &run->qjob) == 0) {
+                jn_store_run_evidence_count(app->store, run->qjob.id, &stored);
+                put_record(run, JN_JOB_QUEUED, "interrupted by a shutdown; it runs again", started,
+                           stored, pages, run->qjob.attempts - 1, 0, NULL);
+            }
+            break;
+        }
+        rc = jn_queue_cancel_job(app->queue, &run->qjob, error);
+        if (rc != 0)
+            break;
+        jn_store_run_evidence_count(app->store, run->qjob.id, &stored);
+        put_record(run, JN_JOB_CANCELLED, error, started, stored, pages, run->qjob.attempts, 0,
+                   stored > 0 && compute_changes(run, 0, &ch) ? &ch : NULL);
+        break;
+    default:
+        fail_attempt(run, error ? error : "failed", started, pages, &retry_at);
+        break;
+    }
+    snprintf(items, sizeof(items), "%" PRId64, jn_job_items(job));
+    snprintf(ms, sizeof(ms), "%" PRId64, jn_now_ms() - started);
+    snprintf(attempt, sizeof(attempt), "%d", run->qjob.attempts);
+    {
+        jn_log_field_t f[8] = {{"integration_id", run->it.id, 0},
+                               {"job_id", run->qjob.id, 0},
+                               {"status", attempt_status, 0},
+                               {"items", items, 1},
+                               {"duration_ms", ms, 1},
+                               {"attempt", attempt, 1}};
+        nf = 6;
+        if (error)
+            f[nf++] = (jn_log_field_t){"error", error, 0};
+        if (retry_at > 0)
+            f[nf++] =
+                (jn_log_field_t){"retry_at", jn_format_rfc3339(retry_at, when, sizeof(when)), 0};
+        jn_log_fields(st == JN_JOB_SUCCEEDED ? JN_LOG_INFO : JN_LOG_ERROR, "collection finished", f,
+                      (size_t)nf);
+    }
+    run_free(run);
+    kick_workers(app);
+}
+
+/* Reads the payload the scheduler or `integrations sync` wrote. */
+static int read_payload(run_t *run)
+{
+    jn_json_t *root = NULL;
+    const char *id, *trigger, *slot;
+    int rc = -1;
+
+    if (jn_json_parse(run->qjob.payload_json, strlen(run->qjob.payload_json), NULL, &root, NULL) !=
+        0)
+        return -1;
+    id = jn_json_string(jn_json_get(root, "integration_id"), NULL);
+    trigger = jn_json_string(jn_json_get(root, "trigger"), NULL);
+    slot = jn_json_string(jn_json_get(root, "slot_id"), NULL);
+    if (id != NULL) {
+        run->integration_id = strdup(id);
+        run->trigger = trigger ? strdup(trigger) : NULL;
+        run->slot_id = slot ? strdup(slot) : NULL;
+        rc = run->integration_id ? 0 : -1;
+    }
+    jn_json_free(root);
+    return rc;
+}
+
+/* Takes over the claimed job q and starts its run (or ends it at once). */
+static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
+{
+    run_t *run = calloc(1, sizeof(*run));
+    jn_job_record_t prev;
+    jn_job_opts_t o = {0};
+    const char *headers[1];
+    char *prev_strings = NULL, *checkpoint = NULL, err[768], requester[300];
+    int rc;
+    size_t n;
+
+    if (run == NULL) {
+        jn_log_error("job %s: out of memory; released", q->id);
+        jn_queue_release(app->queue, q);
+        jn_queue_job_clear(q);
+        return;
+    }
+    run->app = app;
+    run->pool = pool;
+    run->qjob = *q;
+    memset(q, 0, sizeof(*q));
+    run->next = app->runs;
+    if (app->runs)
+        app->runs->prev = run;
+    app->runs = run;
+    pool->running++;
+    run->created_ms = run->qjob.enqueued_ms;
+    if (jn_store_job_get(app->store, run->qjob.id, &prev, &prev_strings) == 0) {
+        run->created_ms = prev.created_ms > 0 ? prev.created_ms : run->created_ms;
+        run->pages_before = prev.pages;
+    }
+    free(prev_strings);
+    if (read_payload(run) != 0) {
+        end_early(run, 1, "the job's payload is not readable");
+        return;
+    }
+    rc = jn_store_integration_get(app->store, run->integration_id, &run->it, &run->it_strings);
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "integration '%s' %s", run->integration_id,
+                 rc > 0 ? "was removed" : "cannot be read");
+        if (rc < 0)
+            jn_log_error("%s: %s", err, jn_store_errmsg(app->store));
+        end_early(run, rc > 0, err);
+        return;
+    }
+    if (!run->it.enabled) {
+        end_early(run, 1, "the integration is disabled");
+        return;
+    }
+    if (run->qjob.cancel_requested) {
+        end_early(run, 1, "cancelled by request");
+        return;
+    }
+    if (run->qjob.attempts > run->qjob.max_attempts) {
+        end_early(run, 0,
+                  "the worker running its last attempt stopped without finishing"
+                  " (its lease expired)");
+        return;
+    }
+    if (run->it.connector_version && strcmp(run->it.connector_version, pool->conn->version) != 0) {
+        snprintf(err, sizeof(err),
+                 "the integration is pinned to connector version %s, but %s %s is loaded",
+                 run->it.connector_version, pool->provider, pool->conn->version);
+        end_early(run, 0, err);
+        return;
+    }
+    if (run->it.credential_id) {
+        if (get_vault(app) == NULL) {
+            end_early(run, 0,
+                      "credential_id is set but the vault is not available (no or an"
+                      " unusable master key)");
+            return;
+        }
+        /* fetched per run: a rotation or deletion takes effect at the next run
+         * (the vault's cache makes repeats cheap) */
+        snprintf(requester, sizeof(requester), "integration:%s", run->it.id);
+        rc = jn_cli_credential_auth(app->vault, run->it.organization_id, run->it.credential_id, 0,
+                                    requester, &run->cred_auth, NULL, err, sizeof(err));
+        if (rc != 0) {
+            jn_log_field_t f[] = {{"integration_id", run->it.id, 0},
+                                  {"credential_id", run->it.credential_id, 0},
+                                  {"error", err, 0}};
+            jn_log_fields(JN_LOG_ERROR, "credential unavailable", f, 3);
+            end_early(run, 0, err);
+            return;
+        }
+    } else if (run->it.token_env) {
+        headers[0] = env_header(app, run->it.token_env, run->it.auth_scheme);
+        if (headers[0] != NULL) {
+            o.auth_headers = headers;
+            o.nauth_headers = 1;
+        }
+    }
+    if (jn_store_checkpoint_get(app->store, run->it.id, &checkpoint) < 0)
+        jn_log_error("integration %s: %s", run->it.id, jn_store_errmsg(app->store));
+    n = strlen(run->it.config_json) + 3;
+    run->args_json = malloc(n);
+    if (run->args_json)
+        snprintf(run->args_json, n, "[%s]", run->it.config_json);
+    o.connector = pool->conn;
+    o.entry = "collect_evidence";
+    o.args_json = run->args_json;
+    o.config_json = run->it.config_json;
+    o.checkpoint_json = checkpoint;
+    /* the job id is the run id: a reclaimed job emits items with the same ids,
+     * which the store ignores as duplicates */
+    o.job_id = run->qjob.id;
+    o.integration_id = run->it.id;
+    o.organization_id = run->it.organization_id;
+    o.auth = run->cred_auth;
+    o.hooks = (jn_job_hooks_t){store_item, on_run_done, run};
+    put_record(run, JN_JOB_RUNNING, NULL, jn_now_ms(), 0, run->pages_before, run->qjob.attempts, 0,
+               NULL);
+    rc = jn_job_start(&app->rt, &o, &run->job, err, sizeof(err));
+    free(checkpoint);
+    if (rc != 0) {
+        run->job = NULL;
+        end_early(run, 0, err);
+    }
+}
+
+/* Claims jobs for every pool with a free worker. */
+static void fill_workers(app_t *app)
+{
+    long long max = jn_config_int(app->cfg, "max_concurrent_jobs");
+    jn_queue_job_t q;
+    size_t i;
+    int rc;
+
+    if (app->stopping)
+        return;
+    for (i = 0; i < app->npools; i++) {
+        pool_t *p = &app->pools[i];
+        /* runs that end at once (a removed integration) free their worker
+         * again: bound the claims of one pass */
+        int budget = p->limit + 64;
+        while (p->running < p->limit && (long long)app->rt.jobs_running < max && budget-- > 0) {
+            rc = jn_queue_claim(app->queue, p->provider, &q);
+            if (rc != 0) {
+                if (rc < 0)
+                    jn_log_error("queue: %s", jn_queue_errmsg(app->queue));
+                break;
+            }
+            start_run(app, p, &q);
+        }
+    }
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    fill_workers(t->data);
+}
+
+/* From inside a job's done hook the claim happens on the next loop turn. */
+static void kick_workers(app_t *app)
+{
+    if (!app->stopping && (app->roles & ROLE_WORKER))
+        uv_timer_start(&app->kick_timer, on_poll, 0, 0);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    app_t *app = t->data;
+
+    if (app->runs != NULL && jn_queue_heartbeat(app->queue) != 0)
+        jn_log_error("queue: cannot renew leases: %s", jn_queue_errmsg(app->queue));
+}
+
+typedef struct {
+    char (*ids)[JN_QUEUE_ID_LEN];
+    size_t n, cap;
+} id_list_t;
+
+static int collect_cancelled(void *ud, const char *id)
+{
+    id_list_t *l = ud;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char(*ids)[JN_QUEUE_ID_LEN] = realloc(l->ids, cap * sizeof(*ids));
+        if (ids == NULL)
+            return 1;
+        l->ids = ids;
+        l->cap = cap;
+    }
+    snprintf(l->ids[l->n++], JN_QUEUE_ID_LEN, "%s", id);
+    return 0;
+}
+
+/* Stops the jobs whose cancellation was requested (jobs cancel). The ids are
+ * collected first: cancelling runs the done hook, which uses the store. */
+static void on_cancel_poll(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    id_list_t l = {0};
+    run_t *r;
+    size_t i;
+
+    if (app->runs == NULL || app->stopping)
+        return;
+    if (jn_queue_poll_cancelled(app->queue, collect_cancelled, &l) != 0)
+        jn_log_error("queue: %s", jn_queue_errmsg(app->queue));
+    for (i = 0; i < l.n; i++) {
+        for (r = app->runs; r != NULL; r = r->next)
+            if (r->job != NULL && r->stop == STOP_NONE && strcmp(r->qjob.id, l.ids[i]) == 0)
+                break;
+        if (r != NULL) {
+            r->stop = STOP_REQUEST;
+            jn_job_cancel(r->job, "cancelled by request");
+        }
+    }
+    free(l.ids);
+}
+
+/* ---- start-up checks -------------------------------------------------- */
+
+typedef struct {
+    app_t *app;
+    size_t count;
+    int needs_vault;
+} survey_t;
+
+static int survey_cb(void *ud, const jn_integration_t *it)
+{
+    survey_t *s = ud;
+
+    s->count++;
+    if (it->credential_id)
+        s->needs_vault = 1;
+    if ((s->app->roles & ROLE_WORKER) && find_connector(s->app, it->provider) == NULL)
+        jn_log_error("integration %s: no valid connector for provider '%s'; it will not run",
+                     it->id, it->provider);
+    return 0;
+}
+
+/* Counts the enabled integrations, reports those that cannot run here, and
+ * opens the vault when one of them needs it. */
+static size_t survey(app_t *app)
+{
+    jn_integration_filter_t f = {NULL, NULL, 1, 0, NULL};
+    survey_t s = {app, 0, 0};
+
+    if (jn_store_integration_each(app->store, &f, survey_cb, &s) != 0)
+        jn_log_error("cannot read integrations: %s", jn_store_errmsg(app->store));
+    if (s.needs_vault && (app->roles & ROLE_WORKER) && get_vault(app) == NULL)
+        jn_log_error("integrations with a credential_id will not run: the vault is not available"
+                     " (no or an unusable master key)");
+    return s.count;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void close_timer(uv_timer_t *t)
+{
+    if (t->loop != NULL && !uv_is_closing((uv_handle_t *)t))
+        uv_close((uv_handle_t *)t, NULL);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     app_t *app = s->data;
-    size_t i;
+    run_t *r, *next;
 
     jn_log_info("signal %d: stopping", signum);
     app->stopping = 1;
-    for (i = 0; i < app->nintegrations; i++) {
-        integration_t *it = &app->integrations[i];
-        if (it->job)
-            jn_job_cancel(it->job, "runtime shutting down");
-        if (it->conn)
-            uv_close((uv_handle_t *)&it->timer, NULL);
+    /* running jobs go back to the queue: the next start runs them again */
+    for (r = app->runs; r != NULL; r = next) {
+        next = r->next;
+        if (r->job != NULL) {
+            r->stop = STOP_SHUTDOWN;
+            jn_job_cancel(r->job, "runtime shutting down");
+        }
     }
+    close_timer(&app->sched_timer);
+    close_timer(&app->poll_timer);
+    close_timer(&app->kick_timer);
+    close_timer(&app->heartbeat_timer);
+    close_timer(&app->cancel_timer);
+    if (app->sweep_started)
+        close_timer(&app->sweep_timer);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
-    if (app->vault)
-        uv_close((uv_handle_t *)&app->sweep_timer, NULL);
     jn_runtime_close(&app->rt);
 }
 
@@ -521,27 +1341,26 @@ static void app_free(app_t *app)
 {
     size_t i;
 
-    for (i = 0; i < app->nintegrations; i++) {
-        integration_t *it = &app->integrations[i];
-        free(it->id);
-        free(it->org);
-        free(it->provider);
-        free(it->config_json);
-        free(it->args_json);
-        free(it->token_env);
-        free(it->scheme);
-        free(it->credential_id);
-        if (it->cred_auth)
-            jn_auth_free(it->cred_auth);
-        if (it->auth) {
-            memset(it->auth, 0, strlen(it->auth));
-            free(it->auth);
+    while (app->runs != NULL)
+        run_free(app->runs);
+    for (i = 0; i < app->ntokens; i++) {
+        free(app->tokens[i].env);
+        free(app->tokens[i].scheme);
+        if (app->tokens[i].header) {
+            memset(app->tokens[i].header, 0, strlen(app->tokens[i].header));
+            free(app->tokens[i].header);
         }
     }
-    free(app->integrations);
+    free(app->tokens);
+    for (i = 0; i < app->npools; i++)
+        free(app->pools[i].provider);
+    free(app->pools);
     for (i = 0; i < app->nconnectors; i++)
         jn_connector_unref(app->connectors[i]);
     free(app->connectors);
+    jn_scheduler_destroy(app->sched);
+    if (app->queue)
+        jn_queue_destroy(app->queue);
     if (app->vault)
         jn_vault_destroy(app->vault);
     if (app->kp)
@@ -552,79 +1371,137 @@ static void app_free(app_t *app)
         jn_config_destroy(app->cfg);
 }
 
-static int open_store(app_t *app)
+/* "<host>:<pid>:<random>": the lease holder name of this process. */
+static void consumer_name(char *buf, size_t len)
 {
-    app->store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
-    return app->store ? 0 : -1;
+    char host[64] = "localhost", rnd[33] = "";
+
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    jn_random_id(rnd);
+    snprintf(buf, len, "%s:%ld:%.8s", host, (long)getpid(), rnd);
 }
 
-/* Decrypted credentials stay cached this long (locked memory, wiped on expiry). */
-#define VAULT_CACHE_TTL_MS (5 * 60 * 1000)
-#define VAULT_SWEEP_MS (30 * 1000)
-
-static void on_sweep(uv_timer_t *t)
-{
-    app_t *app = t->data;
-
-    jn_vault_cache_sweep(app->vault);
-}
-
-/* The vault, only when an integration uses a stored credential. */
-static void open_vault(app_t *app)
-{
-    jn_vault_opts_t vo = {0};
-    size_t i;
-
-    for (i = 0; i < app->nintegrations; i++)
-        if (app->integrations[i].credential_id)
-            break;
-    if (i == app->nintegrations)
-        return;
-    vo.cache_ttl_ms = VAULT_CACHE_TTL_MS;
-    app->vault = jn_cli_open_vault(app->store, &vo, &app->kp);
-    if (app->vault == NULL)
-        return;
-    uv_timer_init(&app->loop, &app->sweep_timer);
-    app->sweep_timer.data = app;
-    uv_timer_start(&app->sweep_timer, on_sweep, VAULT_SWEEP_MS, VAULT_SWEEP_MS);
-}
+static const char run_usage[] =
+    "usage: junction run [--config FILE] [--roles ROLES]\n"
+    "  --roles ROLES   comma-separated subset of api, scheduler, worker (default: the\n"
+    "                  roles key, all three): scheduler enqueues the integrations'\n"
+    "                  runs, worker runs queued jobs; api is accepted but does nothing\n"
+    "                  yet (the HTTP API is not implemented)\n";
 
 int jn_cli_run(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"roles", required_argument, 0, 'r'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *config = NULL;
+    char *roles_arg = NULL;
     app_t app;
     uint64_t t0 = jn_mono_ns();
-    char err[512], ms[32], nconn[16], nint[16];
+    char err[512], ms[32], nconn[16], nint[16], roles[64], dir[4096];
     int ch;
+    size_t count;
+    jn_scheduler_opts_t so = {0};
 
     memset(&app, 0, sizeof(app));
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch != 'c') {
-            fputs("usage: junction run [--config FILE]\n", ch == 'h' ? stdout : stderr);
+        if (ch == 'c') {
+            config = optarg;
+        } else if (ch == 'r') {
+            roles_arg = optarg;
+        } else {
+            fputs(run_usage, ch == 'h' ? stdout : stderr);
             return ch == 'h' ? 0 : 2;
         }
-        config = optarg;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "junction: unexpected argument '%s'\n\n%s", argv[optind], run_usage);
+        return 2;
     }
     if ((app.cfg = jn_cli_load_config(config)) == NULL)
         return 2;
-    if (open_store(&app) != 0 || load_integrations(&app) != 0) {
+    if (roles_arg != NULL) {
+        snprintf(dir, sizeof(dir), "%s", roles_arg);
+        if (parse_roles_arg(dir, &app.roles, err, sizeof(err)) != 0) {
+            fprintf(stderr, "junction: --roles: %s\n", err);
+            app_free(&app);
+            return 2;
+        }
+    } else {
+        size_t n;
+        const char *const *items = jn_config_list(app.cfg, "roles", &n);
+        if (parse_roles(items, n, &app.roles, err, sizeof(err)) != 0) {
+            fprintf(stderr, "junction: config: roles: %s\n", err);
+            app_free(&app);
+            return 2;
+        }
+    }
+    if (worker_limit(app.cfg, NULL, &ch, err, sizeof(err)) != 0) {
+        fprintf(stderr, "junction: config: %s\n", err);
         app_free(&app);
         return 2;
+    }
+    app.store = jn_cli_open_store(jn_config_str(app.cfg, "data_dir"));
+    if (app.store == NULL || import_integrations(&app) != 0) {
+        app_free(&app);
+        return 2;
+    }
+    consumer_name(app.consumer, sizeof(app.consumer));
+    app.queue = jn_cli_open_queue(app.store, app.cfg, app.consumer);
+    if (app.queue == NULL) {
+        app_free(&app);
+        return 1;
     }
     uv_loop_init(&app.loop);
     if (jn_runtime_init(&app.rt, &app.loop, app.cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "junction: %s\n", err);
+        uv_loop_close(&app.loop);
         app_free(&app);
         return 1;
     }
-    load_connectors(&app);
-    open_vault(&app);
     app.rt.on_credential_rotated = on_rotated;
     app.rt.rotated_ud = &app;
-    start_integrations(&app);
+    if (app.roles & ROLE_WORKER) {
+        load_connectors(&app);
+        if (create_pools(&app, err, sizeof(err)) != 0) {
+            fprintf(stderr, "junction: %s\n", err);
+            jn_runtime_close(&app.rt);
+            uv_run(&app.loop, UV_RUN_DEFAULT);
+            uv_loop_close(&app.loop);
+            app_free(&app);
+            return 2;
+        }
+    }
+    count = survey(&app);
+    uv_timer_init(&app.loop, &app.kick_timer);
+    app.kick_timer.data = &app;
+    if (app.roles & ROLE_SCHEDULER) {
+        so.catch_up_window_ms = jn_config_int(app.cfg, "catch_up_window_s") * 1000;
+        app.sched = jn_scheduler_create(&so);
+        if (app.sched == NULL) {
+            fprintf(stderr, "junction: out of memory\n");
+            app_free(&app);
+            return 1;
+        }
+        uv_timer_init(&app.loop, &app.sched_timer);
+        app.sched_timer.data = &app;
+        uv_timer_start(&app.sched_timer, on_sched_timer, 0, 0);
+    }
+    if (app.roles & ROLE_WORKER) {
+        uint64_t beat = (uint64_t)jn_config_int(app.cfg, "queue_visibility_timeout_s") * 1000 / 3;
+        uv_timer_init(&app.loop, &app.poll_timer);
+        uv_timer_init(&app.loop, &app.heartbeat_timer);
+        uv_timer_init(&app.loop, &app.cancel_timer);
+        app.poll_timer.data = app.heartbeat_timer.data = app.cancel_timer.data = &app;
+        uv_timer_start(&app.poll_timer, on_poll, 0, POLL_MS);
+        uv_timer_start(&app.heartbeat_timer, on_heartbeat, beat, beat > 0 ? beat : 1);
+        uv_timer_start(&app.cancel_timer, on_cancel_poll, CANCEL_POLL_MS, CANCEL_POLL_MS);
+    }
+    if (app.roles & ROLE_API)
+        jn_log_info("role api: the HTTP API is not implemented yet; nothing listens on %s",
+                    jn_config_str(app.cfg, "listen"));
     uv_signal_init(&app.loop, &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);
     app.sigint.data = app.sigterm.data = &app;
@@ -632,14 +1509,19 @@ int jn_cli_run(int argc, char **argv)
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     snprintf(ms, sizeof(ms), "%.2f", (double)(jn_mono_ns() - t0) / 1e6);
     snprintf(nconn, sizeof(nconn), "%zu", app.nconnectors);
-    snprintf(nint, sizeof(nint), "%zu", app.nintegrations);
+    snprintf(nint, sizeof(nint), "%zu", count);
+    snprintf(roles, sizeof(roles), "%s%s%s", app.roles & ROLE_API ? "api," : "",
+             app.roles & ROLE_SCHEDULER ? "scheduler," : "",
+             app.roles & ROLE_WORKER ? "worker," : "");
+    roles[strlen(roles) - 1] = '\0';
     {
         jn_log_field_t f[] = {{"version", JUNCTION_VERSION, 0},
                               {"data_dir", jn_config_str(app.cfg, "data_dir"), 0},
+                              {"roles", roles, 0},
                               {"connectors", nconn, 1},
                               {"integrations", nint, 1},
                               {"startup_ms", ms, 1}};
-        jn_log_fields(JN_LOG_INFO, "junction ready", f, 5);
+        jn_log_fields(JN_LOG_INFO, "junction ready", f, 6);
     }
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);

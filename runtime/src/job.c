@@ -117,7 +117,7 @@ static void job_finish(jn_job_t *job, jn_job_status_t status, const char *error)
     if (error)
         job->error = jn_redactor_scrub_dup(jn_redactor_global(), error, strlen(error));
     if (job->call) {
-        jn_http_call_cancel(job->call);
+        jn_traffic_cancel(job->call);
         job->call = NULL;
     }
     jn_ctx_abort_wait(job);
@@ -293,7 +293,17 @@ static void on_kick(uv_timer_t *t)
 {
     jn_job_t *job = t->data;
     prepare_t p = {job, 0};
+    char err[512];
+    int rc;
 
+    rc =
+        jn_runtime_rate_for(job->rt, job->conn->provider_type, job->opts.organization_id,
+                            &job->conn->rate_limits, &job->rate, &job->rate_scope, err, sizeof err);
+    if (rc < 0) {
+        job_finish(job, JN_JOB_FAILED, err);
+        return;
+    }
+    job->has_rate = rc == 0;
     if (jn_ctx_create(job) != 0 || lua_cpcall(job->L, prepare_cb, &p) != 0) {
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s", jn_sandbox_error_string(job->L, -1));

@@ -34,7 +34,12 @@ struct jn_job {
     int cjson_ref;
 
     job_wait_t wait;
-    jn_http_call_t *call;
+    jn_traffic_call_t *call; /* ctx.http in flight (junction/traffic.h) */
+    /* The lane's rate limits: the connector's rate_limits with the traffic
+     * file's layers, resolved when the job starts. */
+    jn_ratelimit_config_t rate;
+    int has_rate;
+    jn_traffic_scope_t rate_scope;
     /* Token exchanges (lua_api.c): the request waiting for the token, the
      * job's place on the exchange's waiter list, and the token line the call
      * in flight carries (to invalidate it on a 401). */
@@ -54,6 +59,7 @@ struct jn_job {
     char *checkpoint_json; /* set by ctx.checkpoint.set */
     int64_t items;
     int64_t requests;
+    int64_t attempts; /* requests sent, retries included */
     size_t memory_peak;
     uint64_t cpu_ns;
     int64_t started_ms;

@@ -43,8 +43,9 @@ int luaopen_cjson_safe(lua_State *L);
 
 static const char *const http_methods[] = {"GET",   "HEAD",   "POST",    "PUT",
                                            "PATCH", "DELETE", "OPTIONS", NULL};
-static const char *const http_options[] = {"method", "url",     "headers", "query",      "body",
-                                           "json",   "timeout", "auth",    "idempotent", NULL};
+static const char *const http_options[] = {"method",     "url",    "headers", "query",
+                                           "body",       "json",   "timeout", "auth",
+                                           "idempotent", "weight", NULL};
 /* Set by the transport, never by a connector. */
 static const char *const reserved_headers[] = {
     "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", NULL};
@@ -96,8 +97,10 @@ typedef struct {
     char *header_mem[CTX_MAX_HEADERS];
     size_t nheaders;
     int auth;
+    int idempotent; /* retried on timeouts and 5xx although not GET, PUT, ... */
     const char *method;
     double timeout_s;
+    double weight; /* 0: the rate limit's request_weight */
 } http_req_t;
 
 static void http_req_free(http_req_t *r)
@@ -309,6 +312,15 @@ static void read_request(lua_State *L, jn_job_t *job, http_req_t *r)
     r->timeout_s = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
     if (r->timeout_s < 0 || r->timeout_s > 3600)
         luaL_error(L, "ctx.http: 'timeout' must be between 0 and 3600 seconds");
+    lua_getfield(L, 1, "idempotent");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "ctx.http: 'idempotent' must be a boolean");
+    r->idempotent = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "weight");
+    r->weight = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
+    if (!(r->weight >= 0 && r->weight <= 1e6))
+        luaL_error(L, "ctx.http: 'weight' must be a number from 0 to 1e6 (0: the connector's "
+                      "request_weight)");
     (void)job;
 }
 
@@ -388,7 +400,7 @@ static void push_response(lua_State *L, jn_job_t *job, const jn_http_response_t 
     (void)job;
 }
 
-static void on_http_done(jn_http_response_t *resp, void *ud)
+static void on_http_done(jn_http_response_t *resp, const jn_traffic_info_t *info, void *ud)
 {
     jn_job_t *job = ud;
     lua_State *co = job->co;
@@ -398,6 +410,7 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
     job->call = NULL;
     job->wait = JOB_WAIT_NONE;
     job->requests++;
+    job->attempts += info->attempts;
     if (job->token_sent != NULL) {
         /* The provider refused the exchanged token: the next request
          * exchanges again (this one is not retried). */
@@ -429,9 +442,11 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
                      size_t errlen)
 {
     jn_http_request_t req = {0};
+    jn_traffic_opts_t topts = {0};
     jn_auth_result_t ares = {0};
     const char **auth_lines = NULL;
     size_t i, nauth;
+    char terr[256];
     int rc;
 
     req.method = rp->method;
@@ -481,11 +496,21 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
     req.redirect_policy = redirect_policy;
     req.policy_ud = job;
     req.priority = job->seq;
-    rc = jn_http_client_send(job->rt->http, &req, on_http_done, job, &job->call);
-    free(auth_lines); /* the client copied the request */
+    /* Through the traffic layer: the lane's breaker and rate limit, the
+     * provider's in-flight bound, retries. The call's deadline is the
+     * request's timeout (or the HTTP default) times the attempts allowed. */
+    topts.provider = job->conn->provider_type;
+    topts.organization = job->opts.organization_id;
+    topts.rate = job->has_rate ? &job->rate : NULL;
+    topts.scope = job->rate_scope;
+    topts.weight = rp->weight;
+    topts.idempotent = rp->idempotent;
+    rc = jn_traffic_send(job->rt->traffic, &topts, &req, on_http_done, job, &job->call, terr,
+                         sizeof terr);
+    free(auth_lines); /* the traffic layer copied the request */
     jn_auth_result_free(&ares);
     if (rc != JN_HTTP_OK) {
-        snprintf(err, errlen, "ctx.http: %s %s: %s", rp->method, host, jn_http_error_name(rc));
+        snprintf(err, errlen, "ctx.http: %s %s: %s", rp->method, host, terr);
         return -1;
     }
     jn_token_line_free(job->token_sent);

@@ -13,8 +13,12 @@ static void usage(FILE *out)
     fputs("usage: junction <command> [options]\n"
           "\n"
           "commands:\n"
-          "  run [--config FILE]                 run the runtime (embedded default: no config "
+          "  run [--config FILE] [--roles R,...] run the runtime (embedded default: no config "
           "needed)\n"
+          "  integrations add|list|show|disable|enable|rm|sync\n"
+          "                                      manage the integrations in the store\n"
+          "  jobs list|show|cancel|stats         job records and the job queue\n"
+          "  evidence export [options]           stored evidence as JSON lines\n"
           "  collect FILE [options]              run one collect_evidence, print items as JSON "
           "lines\n"
           "  connector validate FILE...          check connectors against the contract\n"
@@ -53,6 +57,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return jn_cli_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "integrations") == 0)
+        return jn_cli_integrations(argc - 1, argv + 1);
+    if (strcmp(argv[1], "jobs") == 0)
+        return jn_cli_jobs(argc - 1, argv + 1);
+    if (strcmp(argv[1], "evidence") == 0)
+        return jn_cli_evidence(argc - 1, argv + 1);
     if (strcmp(argv[1], "collect") == 0)
         return jn_cli_collect(argc - 1, argv + 1);
     if (strcmp(argv[1], "connector") == 0)

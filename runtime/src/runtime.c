@@ -42,6 +42,63 @@ int jn_runtime_host_allowed(const jn_runtime_t *rt, const char *host, int port)
     return 0;
 }
 
+/* The traffic layer, with the operator's policy file and, in a cluster, the
+ * shared Redis buckets. */
+static int init_traffic(jn_runtime_t *rt, const jn_config_t *cfg, char *err, size_t errlen)
+{
+    jn_traffic_config_t tcfg;
+    const char *file = jn_config_str(cfg, "traffic_file");
+    const char *url = jn_config_str(cfg, "redis_url");
+    char sub[400];
+
+    jn_traffic_config_init(&tcfg);
+    tcfg.defaults.max_in_flight = (unsigned)jn_config_int(cfg, "provider_max_in_flight");
+    if (file && *file) {
+        if ((rt->policy = jn_traffic_policy_load(file, err, errlen)) == NULL)
+            return -1;
+        tcfg.defaults = *jn_traffic_policy_defaults(rt->policy);
+    }
+    if (url && *url) {
+        jn_redis_opts_t ropts;
+        jn_redis_opts_init(&ropts);
+        ropts.command_timeout_ms = (long)jn_config_int(cfg, "redis_timeout_ms");
+        ropts.connect_timeout_ms = ropts.command_timeout_ms * 2;
+        if ((rt->redis = jn_redis_create(rt->loop, url, &ropts, sub, sizeof sub)) == NULL) {
+            snprintf(err, errlen, "redis_url: %s", sub);
+            return -1;
+        }
+        tcfg.redis = rt->redis;
+        tcfg.nodes = (unsigned)jn_config_int(cfg, "cluster_nodes");
+    }
+    if ((rt->traffic = jn_traffic_create(rt->loop, rt->http, &tcfg, sub, sizeof sub)) == NULL) {
+        snprintf(err, errlen, "traffic: %s", sub);
+        return -1;
+    }
+    if (rt->policy && jn_traffic_policy_apply(rt->policy, rt->traffic, sub, sizeof sub) != 0) {
+        snprintf(err, errlen, "traffic file: %s", sub);
+        return -1;
+    }
+    return 0;
+}
+
+int jn_runtime_rate_for(const jn_runtime_t *rt, const char *provider, const char *organization,
+                        const jn_rate_limits_t *declared, jn_ratelimit_config_t *out,
+                        jn_traffic_scope_t *scope, char *err, size_t errlen)
+{
+    jn_ratelimit_config_t d;
+
+    jn_ratelimit_config_init(&d);
+    if (declared) {
+        d.per_second = declared->requests_per_second;
+        d.per_minute = declared->requests_per_minute;
+        d.per_hour = declared->requests_per_hour;
+        d.burst = declared->burst_size;
+        if (declared->request_weight > 0)
+            d.weight = declared->request_weight;
+    }
+    return jn_traffic_policy_rate(rt->policy, provider, organization, &d, out, scope, err, errlen);
+}
+
 int jn_runtime_init(jn_runtime_t *rt, uv_loop_t *loop, const jn_config_t *cfg, char *err,
                     size_t errlen)
 {
@@ -64,10 +121,16 @@ int jn_runtime_init(jn_runtime_t *rt, uv_loop_t *loop, const jn_config_t *cfg, c
     hopts.max_response_bytes = (size_t)jn_config_int(cfg, "http_max_response_bytes");
     hopts.max_redirects = (int)jn_config_int(cfg, "http_max_redirects");
     hopts.user_agent = "junction/" JUNCTION_VERSION;
-    hopts.max_total_connections = 512;
+    /* Provider isolation comes from the traffic layer's per-provider bounds;
+     * the client's own queue is only a backstop against descriptor exhaustion. */
+    hopts.max_total_connections = 4096;
     rt->http = jn_http_client_create(loop, &hopts);
     if (rt->http == NULL)
         goto oom;
+    if (init_traffic(rt, cfg, err, errlen) != 0) {
+        jn_runtime_close(rt);
+        return -1;
+    }
     return 0;
 oom:
     snprintf(err, errlen, "out of memory initialising the runtime");
@@ -80,6 +143,13 @@ void jn_runtime_close(jn_runtime_t *rt)
     size_t i;
 
     jn_token_cache_release(rt);
+    jn_traffic_destroy(rt->traffic);
+    rt->traffic = NULL;
+    jn_traffic_policy_free(rt->policy);
+    rt->policy = NULL;
+    if (rt->redis)
+        jn_redis_close(rt->redis);
+    rt->redis = NULL;
     if (rt->http)
         jn_http_client_destroy(rt->http);
     rt->http = NULL;

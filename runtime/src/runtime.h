@@ -10,7 +10,10 @@
 
 #include "junction/config.h"
 #include "junction/http_client.h"
+#include "junction/redis.h"
 #include "junction/store.h"
+#include "junction/traffic.h"
+#include "connector.h"
 #include "sandbox.h"
 
 struct jn_auth;
@@ -18,7 +21,12 @@ struct jn_auth;
 typedef struct jn_runtime {
     uv_loop_t *loop;
     jn_http_client_t *http;
-    jn_store_t *store; /* NULL: nothing persisted */
+    /* Every ctx.http request goes through it: rate limits, breakers,
+     * per-provider in-flight bounds, retries (junction/traffic.h). */
+    jn_traffic_t *traffic;
+    jn_traffic_policy_t *policy; /* traffic_file; NULL: none */
+    jn_redis_t *redis;           /* redis_url; NULL: embedded */
+    jn_store_t *store;           /* NULL: nothing persisted */
     /* Hosts ("host" or "host:port") the operator allows although they resolve
      * to private or loopback addresses; they also count as egress for every
      * connector (a simulator, an on-premises server). */
@@ -44,6 +52,11 @@ int jn_runtime_init(jn_runtime_t *rt, uv_loop_t *loop, const jn_config_t *cfg, c
 int jn_runtime_allow_host(jn_runtime_t *rt, const char *host);
 /* 1 when host (with port) is in allow_hosts. */
 int jn_runtime_host_allowed(const jn_runtime_t *rt, const char *host, int port);
+/* The rate limits of a job's lane: the connector's declaration with the
+ * traffic file's layers. 0 (limited), 1 (no limit) or -1 with a message. */
+int jn_runtime_rate_for(const jn_runtime_t *rt, const char *provider, const char *organization,
+                        const jn_rate_limits_t *declared, jn_ratelimit_config_t *out,
+                        jn_traffic_scope_t *scope, char *err, size_t errlen);
 /* Closes the HTTP client; run the loop afterwards to release its handles. */
 void jn_runtime_close(jn_runtime_t *rt);
 

@@ -349,8 +349,37 @@ static void allow_hosts_of(lua_State *L, int t, jn_runtime_t *rt)
     lua_pop(L, 1);
 }
 
-/* testing.run(opts) -> result; testing.run({opts, opts, ...}) -> {result, ...}
- * Jobs in one call run concurrently on one loop. Also returns the raw log text. */
+/* Applies testing.run's second argument, { key = value, ... } of the
+ * runtime's configuration keys (traffic_file, redis_url, cluster_nodes, ...),
+ * to cfg. Returns 0, or -1 with the config's own message in err. */
+static int runtime_config_of(lua_State *L, int idx, jn_config_t *cfg, char *err, size_t errlen)
+{
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    if (!lua_istable(L, idx)) {
+        snprintf(err, errlen, "testing.run: the runtime configuration must be a table");
+        return -1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+            lua_pop(L, 2);
+            snprintf(err, errlen, "testing.run: runtime configuration keys and values are strings");
+            return -1;
+        }
+        if (jn_config_set(cfg, lua_tostring(L, -2), lua_tostring(L, -1), err, errlen) != 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* testing.run(opts [, runtime]) -> result; testing.run({opts, opts, ...} [, runtime])
+ * -> {result, ...}. Jobs in one call run concurrently on one loop, in one
+ * runtime configured by `runtime` ({ traffic_file = ..., redis_url = ... }).
+ * Also returns the raw log text. */
 static int testing_run(lua_State *L)
 {
     jn_config_t *cfg;
@@ -364,6 +393,7 @@ static int testing_run(lua_State *L)
     FILE *logs;
 
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2); /* opts, runtime (or nil): what follows goes above them */
     single = lua_objlen(L, 1) == 0;
     n = single ? 1 : (int)lua_objlen(L, 1);
     if (n > SPEC_MAX_JOBS)
@@ -374,8 +404,13 @@ static int testing_run(lua_State *L)
     cfg = jn_config_create();
     if (cfg == NULL)
         return luaL_error(L, "out of memory");
+    if (runtime_config_of(L, 2, cfg, err, sizeof(err)) != 0) {
+        jn_config_destroy(cfg);
+        return luaL_error(L, "%s", err);
+    }
     uv_loop_init(&loop);
     if (jn_runtime_init(&rt, &loop, cfg, err, sizeof(err)) != 0) {
+        uv_run(&loop, UV_RUN_DEFAULT); /* the handles of what init opened */
         uv_loop_close(&loop);
         jn_config_destroy(cfg);
         return luaL_error(L, "%s", err);

@@ -25,7 +25,8 @@
  *   -Limit, -Reset
  *   RateLimit, Beta-RateLimit  IETF structured form `"policy";r=0;t=30` (Jira)
  *   GitHub secondary limit   403 or 429 whose body mentions a "secondary rate
- *                            limit" (or the older "abuse detection"): at least 60 s
+ *                            limit" (or the older "abuse detection"): its Retry-After,
+ *                            or 60 s when it has none (GitHub's documented rule)
  * A numeric reset below 1e9 is seconds from now, from 1e9 on epoch seconds
  * (1e9 s is September 2001: no provider's window is that long). When the
  * remaining count is 0 the limiter is blocked until the reset. Every block is

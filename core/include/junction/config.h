@@ -26,8 +26,15 @@
  *   http_timeout_ms          int     60000    (1..3600000)
  *   http_max_response_bytes  size    33554432 (accepts k/m/g suffixes; 1..4g)
  *   http_max_redirects       int     5        (0..20)
- *   run_interval_s           int     3600     interval between collections in `junction run`
+ *   run_interval_s           int     3600     default schedule of integrations without one
  *                                             (1..2592000)
+ *   roles                    list    "api,scheduler,worker"  what `junction run` does
+ *   workers                  list    ""       worker pool size per provider, "provider:N"
+ *   workers_default          int     16       pool size of other providers (1..100000)
+ *   queue_visibility_timeout_s int   60       lease of a claimed job (1..86400)
+ *   queue_max_attempts       int     3        attempts before dead-lettering (1..100)
+ *   queue_retry_base_s       int     30       first retry delay, doubled per retry (1..86400)
+ *   catch_up_window_s        int     600      spread of missed runs after downtime (0..86400)
  */
 #ifndef JUNCTION_CONFIG_H
 #define JUNCTION_CONFIG_H

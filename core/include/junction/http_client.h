@@ -33,7 +33,10 @@ typedef enum {
     JN_HTTP_EDENIED,    /* refused by the address or redirect policy */
     JN_HTTP_EPROTO,     /* malformed HTTP from the peer, truncated body */
     JN_HTTP_ECANCELLED,
-    JN_HTTP_EINTERNAL
+    JN_HTTP_EINTERNAL,
+    /* From the traffic layer (junction/traffic.h), never from the client: */
+    JN_HTTP_ECIRCUIT,    /* the provider's circuit breaker is open */
+    JN_HTTP_ERATELIMITED /* the rate-limit wait would outlast the call's deadline */
 } jn_http_error_t;
 
 const char *jn_http_error_name(jn_http_error_t err);
@@ -100,6 +103,9 @@ typedef struct {
     char *effective_url;
     int redirects;
     double total_ms;
+    /* JN_HTTP_ECONNECT after the request may have reached the server (reset
+     * while sending or before an answer), rather than no connection at all. */
+    int maybe_sent;
 } jn_http_response_t;
 
 /* `resp` belongs to the callee: release it with jn_http_response_free. */
@@ -131,6 +137,10 @@ int jn_http_client_send(jn_http_client_t *client, const jn_http_request_t *req,
 /* Cancel a call in flight; its callback is not called. */
 void jn_http_call_cancel(jn_http_call_t *call);
 size_t jn_http_client_in_flight(const jn_http_client_t *client);
+
+/* Writes "scheme://host[:port]/path" of `url` into buf: no userinfo, query
+ * or fragment, which may carry secrets. The form error messages use. */
+void jn_http_shown_url(const char *url, char *buf, size_t len);
 
 const char *jn_http_response_header(const jn_http_response_t *resp, const char *name);
 void jn_http_response_free(jn_http_response_t *resp);

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "junction/queue.h"
+
 typedef struct jn_store jn_store_t;
 
 typedef struct {
@@ -59,6 +61,18 @@ typedef struct {
     int64_t items;
     int64_t pages;
     const char *error; /* already redacted by the caller */
+    /* Added with schema version 3 (queue). */
+    int attempts;
+    int max_attempts;
+    const char *priority; /* "high", "normal", "low" */
+    const char *trigger;  /* "schedule", "catch-up", "manual" */
+    const char *slot_id;  /* "<integration>@<slot time>" for scheduled runs */
+    int64_t retry_at_ms;  /* queued again after a failed attempt: when it retries */
+    /* Change detection (see jn_store_job_changes_compute); -1: not computed. */
+    int64_t added;
+    int64_t changed;
+    int64_t removed;
+    const char *baseline_job_id; /* the run compared against, NULL: none */
 } jn_job_record_t;
 
 /* Called per evidence row; return non-zero to stop. Strings valid during the call. */
@@ -122,6 +136,92 @@ typedef struct {
     const char *hash;          /* 64 lower-case hex */
 } jn_audit_record_t;
 
+/* ---- integrations, queue, job history (schema version 3) ---- */
+
+/* An organization's connection to a provider. No secret: the credential is a
+ * reference (a vault credential id or the name of an environment variable). */
+typedef struct {
+    const char *id;
+    const char *organization_id;
+    const char *provider;
+    const char *credential_id; /* NULL: none */
+    const char *token_env;     /* NULL: none; excludes credential_id */
+    const char *auth_scheme;   /* with token_env; NULL: "Bearer" */
+    const char *config_json;   /* non-secret JSON object */
+    const char *schedule;      /* canonical interval or cron text (scheduler.h) */
+    int64_t jitter_ms;
+    const char *priority;          /* "high", "normal", "low" */
+    int enabled;                   /* 1 or 0; integration_upsert: -1 keeps the stored value */
+    const char *connector_version; /* pin; NULL: whichever is loaded */
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t revision;     /* increases with every change (scheduler refresh) */
+    int64_t last_slot_ms; /* the last scheduled slot enqueued, 0: never */
+} jn_integration_t;
+
+/* Selects integrations; NULL / 0 / -1 fields match anything. */
+typedef struct {
+    const char *organization_id;
+    const char *provider;
+    int enabled;            /* -1: any */
+    int64_t after_revision; /* only those changed since (revision > after_revision) */
+    const char *credential_id;
+} jn_integration_filter_t;
+
+/* Selects job records, newest first. */
+typedef struct {
+    const char *integration_id; /* NULL: any */
+    const char *status;         /* NULL: any */
+    int64_t limit;              /* 0: no limit */
+} jn_job_filter_t;
+
+/* Resources a run added, changed or removed since the baseline run. */
+typedef struct {
+    int64_t added, changed, removed;
+    char baseline_job_id[64]; /* "" when there was none */
+} jn_job_changes_t;
+
+typedef struct {
+    const char *change; /* "added", "changed", "removed" */
+    const char *resource_type;
+    const char *resource_id;
+} jn_job_change_t;
+
+/* Selects evidence for export, in insertion order. */
+typedef struct {
+    const char *integration_id; /* NULL: any */
+    const char *run_id;         /* NULL: any */
+    int64_t stored_since_ms;    /* 0: any; else rows stored at or after (rows stored
+                                   before schema version 3 have no time and are left out) */
+} jn_evidence_filter_t;
+
+/* The state of one claim (the embedded queue's round robin lives in the caller). */
+typedef struct {
+    const char *provider;
+    const char *consumer;
+    int64_t now_ms;
+    int64_t lease_until_ms;
+    const char *
+        after_org[JN_PRIORITY_COUNT]; /* round robin: orgs after this first; NULL: from the start */
+} jn_store_claim_t;
+
+/* A transition of a leased job (ack, nack, release, cancel by its worker);
+ * applied only while `consumer` holds attempt `attempts` of job `id`. */
+typedef struct {
+    const char *id;
+    const char *consumer;
+    int attempts;
+    jn_queue_state_t state; /* QUEUED (retry, release), DONE, DEAD, CANCELLED */
+    int64_t ready_ms;       /* QUEUED: not before */
+    int uncount;            /* 1: the attempt does not count (release) */
+    const char *error;      /* NULL: keep the last one */
+    int64_t finished_ms;
+} jn_store_queue_finish_t;
+
+typedef int (*jn_store_integration_fn)(void *ud, const jn_integration_t *it);
+typedef int (*jn_store_job_fn)(void *ud, const jn_job_record_t *job);
+typedef int (*jn_store_change_fn)(void *ud, const jn_job_change_t *change);
+
 /* Return non-zero to stop. The callback must not call the store. */
 typedef int (*jn_store_org_key_fn)(void *ud, const jn_org_key_t *key);
 typedef int (*jn_store_credential_fn)(void *ud, const jn_credential_record_t *cred);
@@ -159,6 +259,34 @@ typedef struct jn_store_ops {
     int (*audit_insert)(jn_store_t *s, const jn_audit_record_t *rec);
     int (*audit_last)(jn_store_t *s, int64_t *seq, char hash[65]);
     int (*audit_each)(jn_store_t *s, int64_t from_seq, jn_store_audit_fn fn, void *ud);
+    /* Added with schema version 3 (integrations, embedded queue, job history). */
+    int (*integration_insert)(jn_store_t *s, const jn_integration_t *it);
+    int (*integration_upsert)(jn_store_t *s, const jn_integration_t *it, int *changed);
+    int (*integration_get)(jn_store_t *s, const char *id, jn_integration_t *out, char **strings);
+    int (*integration_each)(jn_store_t *s, const jn_integration_filter_t *f,
+                            jn_store_integration_fn fn, void *ud);
+    int (*integration_set_enabled)(jn_store_t *s, const char *id, int enabled);
+    int (*integration_delete)(jn_store_t *s, const char *id);
+    int (*integration_mark_slot)(jn_store_t *s, const char *id, int64_t slot_ms);
+    int (*queue_insert)(jn_store_t *s, const jn_queue_enqueue_t *in, int64_t now_ms,
+                        jn_queue_enqueued_t *out);
+    int (*queue_claim)(jn_store_t *s, const jn_store_claim_t *c, jn_queue_job_t *out);
+    int (*queue_finish)(jn_store_t *s, const jn_store_queue_finish_t *f);
+    int (*queue_extend)(jn_store_t *s, const char *consumer, int64_t until_ms);
+    int (*queue_cancel)(jn_store_t *s, const char *id, int64_t now_ms, jn_queue_state_t *before);
+    int (*queue_cancelled_each)(jn_store_t *s, const char *consumer, jn_queue_id_fn fn, void *ud);
+    int (*queue_get)(jn_store_t *s, const char *id, jn_queue_job_t *out);
+    int (*queue_each)(jn_store_t *s, jn_queue_state_t state, const char *provider,
+                      jn_queue_job_fn fn, void *ud);
+    int (*queue_stats)(jn_store_t *s, int64_t now_ms, jn_queue_stat_fn fn, void *ud);
+    int (*job_each)(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn fn, void *ud);
+    int (*job_changes_compute)(jn_store_t *s, const char *job_id, const char *integration_id,
+                               int complete, jn_job_changes_t *out);
+    int (*job_changes_each)(jn_store_t *s, const char *job_id, const char *change, int64_t limit,
+                            jn_store_change_fn fn, void *ud);
+    int (*evidence_export)(jn_store_t *s, const jn_evidence_filter_t *f, jn_store_evidence_fn fn,
+                           void *ud);
+    int (*run_evidence_count)(jn_store_t *s, const char *run_id, int64_t *count);
 } jn_store_ops_t;
 
 struct jn_store {
@@ -232,5 +360,69 @@ int jn_store_audit_insert(jn_store_t *s, const jn_audit_record_t *rec);
 int jn_store_audit_last(jn_store_t *s, int64_t *seq, char hash[65]);
 /* Entries with seq >= from_seq in seq order. */
 int jn_store_audit_each(jn_store_t *s, int64_t from_seq, jn_store_audit_fn fn, void *ud);
+
+/* ---- integrations (schema version 3) ----
+ * Every change but mark_slot raises the integration's revision above every
+ * other, so a scheduler reads only what changed (integration_each with
+ * after_revision). Like the vault operations these join an open transaction
+ * and otherwise run on their own. */
+
+/* Inserts a new integration (created_ms and updated_ms 0: now). 1 when the id exists. */
+int jn_store_integration_insert(jn_store_t *s, const jn_integration_t *it);
+/* Inserts, or updates the stored one when a field differs (it->enabled -1
+ * keeps the stored flag; created_ms and last_slot_ms are kept). *changed
+ * (may be NULL) is 1 when a row was written. */
+int jn_store_integration_upsert(jn_store_t *s, const jn_integration_t *it, int *changed);
+/* Fills *out; its strings live in *strings (free it). 1 when there is no such id. */
+int jn_store_integration_get(jn_store_t *s, const char *id, jn_integration_t *out, char **strings);
+/* Rows matching the filter (NULL: all), in id order (in revision order with
+ * after_revision). */
+int jn_store_integration_each(jn_store_t *s, const jn_integration_filter_t *f,
+                              jn_store_integration_fn fn, void *ud);
+/* 1 when there is no such id. */
+int jn_store_integration_set_enabled(jn_store_t *s, const char *id, int enabled);
+/* Deletes the integration and its checkpoint (its evidence and job records
+ * stay). 1 when there is no such id. */
+int jn_store_integration_delete(jn_store_t *s, const char *id);
+/* Records that the slot was enqueued (last_slot_ms only grows; the revision
+ * is not changed). 1 when there is no such id. */
+int jn_store_integration_mark_slot(jn_store_t *s, const char *id, int64_t slot_ms);
+
+/* ---- the embedded queue's table (schema version 3; see queue.h) ---- */
+
+int jn_store_queue_insert(jn_store_t *s, const jn_queue_enqueue_t *in, int64_t now_ms,
+                          jn_queue_enqueued_t *out);
+/* 1 when no job is ready. */
+int jn_store_queue_claim(jn_store_t *s, const jn_store_claim_t *c, jn_queue_job_t *out);
+/* 1 when the lease was lost (nothing changed). */
+int jn_store_queue_finish(jn_store_t *s, const jn_store_queue_finish_t *f);
+int jn_store_queue_extend(jn_store_t *s, const char *consumer, int64_t until_ms);
+int jn_store_queue_cancel(jn_store_t *s, const char *id, int64_t now_ms, jn_queue_state_t *before);
+int jn_store_queue_cancelled_each(jn_store_t *s, const char *consumer, jn_queue_id_fn fn, void *ud);
+int jn_store_queue_get(jn_store_t *s, const char *id, jn_queue_job_t *out);
+int jn_store_queue_each(jn_store_t *s, jn_queue_state_t state, const char *provider,
+                        jn_queue_job_fn fn, void *ud);
+int jn_store_queue_stats(jn_store_t *s, int64_t now_ms, jn_queue_stat_fn fn, void *ud);
+
+/* ---- job history (schema version 3) ---- */
+
+/* Job records matching the filter, newest first. */
+int jn_store_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn fn, void *ud);
+/* Compares the evidence of run `job_id` (its run id is the job id) with the
+ * latest other succeeded run of the integration: resources present now and
+ * not then are added, present in both with another checksum changed, and,
+ * only when `complete` (the run succeeded), present then and not now
+ * removed. Replaces what was recorded for the job before. Without a baseline
+ * every resource counts as added and none is listed. */
+int jn_store_job_changes_compute(jn_store_t *s, const char *job_id, const char *integration_id,
+                                 int complete, jn_job_changes_t *out);
+/* The recorded changes of a job (change NULL: all kinds), at most limit (0: all). */
+int jn_store_job_changes_each(jn_store_t *s, const char *job_id, const char *change, int64_t limit,
+                              jn_store_change_fn fn, void *ud);
+/* Evidence rows matching the filter, in insertion order. */
+int jn_store_evidence_export(jn_store_t *s, const jn_evidence_filter_t *f, jn_store_evidence_fn fn,
+                             void *ud);
+/* Rows stored for one run (run ids are unique to a job). */
+int jn_store_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *count);
 
 #endif

@@ -1,0 +1,716 @@
+/* The traffic layer against a real HTTP peer on loopback, and a real
+ * redis-server (JUNCTION_TEST_REDIS_URL, the ctest fixture) for the shared
+ * bucket. Assertions are about what the peer received and what each call
+ * reported, never about how fast anything went; the rate tests check a bound
+ * that measured times can only make easier to meet. */
+#include "junction/traffic.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "junction/clock.h"
+#include "junction/http_client.h"
+#include "junction/redis.h"
+
+#include "http_peer.c"
+
+#define WATCHDOG_MS 30000
+#define TICK_MS 5
+#define MAXC 64
+
+typedef struct fx fx_t;
+
+typedef struct {
+    fx_t *f;
+    int index;
+    int done;
+    int error;
+    long status;
+    char msg[256];
+    jn_traffic_info_t info;
+    int64_t at_ms; /* completion, monotonic */
+    jn_traffic_call_t *call;
+} result_t;
+
+struct fx {
+    uv_loop_t loop;
+    uv_timer_t ticker;
+    unsigned ticks;
+    http_peer_t *peer;
+    jn_http_client_t *http;
+    jn_traffic_t *t;
+    jn_redis_t *redis;
+    result_t r[MAXC];
+    int ndone;
+    int order[MAXC]; /* indexes in completion order */
+};
+
+static void on_tick(uv_timer_t *t)
+{
+    ((fx_t *)t->data)->ticks++;
+}
+
+#define RUN_UNTIL(f, cond)                                                                         \
+    do {                                                                                           \
+        (f)->ticks = 0;                                                                            \
+        uv_timer_start(&(f)->ticker, on_tick, TICK_MS, TICK_MS);                                   \
+        while (!(cond) && (f)->ticks < WATCHDOG_MS / TICK_MS)                                      \
+            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
+        uv_timer_stop(&(f)->ticker);                                                               \
+        assert_true(cond);                                                                         \
+    } while (0)
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(jn_mono_ns() / 1000000u);
+}
+
+static void fast_retry(jn_traffic_provider_config_t *pc)
+{
+    pc->retry.base_delay_ms = 2;
+    pc->retry.max_delay_ms = 10;
+}
+
+static fx_t *fx_new(const jn_traffic_config_t *cfg_in)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    jn_traffic_config_t cfg;
+    char err[256];
+
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->ticker);
+    f->ticker.data = f;
+    f->peer = http_peer_start(&f->loop);
+    assert_non_null(f->peer);
+    f->http = jn_http_client_create(&f->loop, NULL);
+    assert_non_null(f->http);
+    if (cfg_in) {
+        cfg = *cfg_in;
+    } else {
+        jn_traffic_config_init(&cfg);
+        fast_retry(&cfg.defaults);
+        cfg.seed = 42;
+    }
+    f->t = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    if (!f->t)
+        fail_msg("%s", err);
+    return f;
+}
+
+static void fx_free(fx_t *f)
+{
+    jn_traffic_destroy(f->t);
+    if (f->redis)
+        jn_redis_close(f->redis);
+    jn_http_client_destroy(f->http);
+    http_peer_stop(f->peer);
+    uv_close((uv_handle_t *)&f->ticker, NULL);
+    while (uv_run(&f->loop, UV_RUN_NOWAIT) != 0)
+        ;
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+}
+
+static void on_done(jn_http_response_t *resp, const jn_traffic_info_t *info, void *ud)
+{
+    result_t *r = ud;
+    r->done = 1;
+    r->error = resp->error;
+    r->status = resp->status;
+    snprintf(r->msg, sizeof r->msg, "%s", resp->error_msg);
+    r->info = *info;
+    r->at_ms = mono_ms();
+    r->f->order[r->f->ndone++] = r->index;
+    jn_http_response_free(resp);
+}
+
+static void send_one(fx_t *f, int i, const char *method, const char *path, const char *provider,
+                     const char *org, const jn_ratelimit_config_t *rate, long deadline_ms)
+{
+    jn_http_request_t req;
+    jn_traffic_opts_t o;
+    char url[256], err[256];
+
+    jn_http_request_init(&req);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", http_peer_port(f->peer), path);
+    req.method = method;
+    req.url = url;
+    memset(&o, 0, sizeof o);
+    o.provider = provider;
+    o.organization = org;
+    o.rate = rate;
+    o.deadline_ms = deadline_ms;
+    f->r[i].f = f;
+    f->r[i].index = i;
+    if (jn_traffic_send(f->t, &o, &req, on_done, &f->r[i], &f->r[i].call, err, sizeof err) != 0)
+        fail_msg("send: %s", err);
+}
+
+static void test_plain_request(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    (void)state;
+
+    send_one(f, 0, "GET", "/hello", "github", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].error, JN_HTTP_OK);
+    assert_int_equal(f->r[0].status, 200);
+    assert_int_equal(f->r[0].info.attempts, 1);
+    assert_int_equal(http_peer_requests(f->peer), 1);
+    fx_free(f);
+}
+
+static void test_retries_idempotent_until_success(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    (void)state;
+
+    send_one(f, 0, "GET", "/flaky/2", "github", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].status, 200);
+    assert_int_equal(f->r[0].info.attempts, 3);
+    assert_int_equal(http_peer_requests(f->peer), 3);
+    fx_free(f);
+}
+
+static void test_post_500_not_retried_get_500_retried(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    (void)state;
+
+    send_one(f, 0, "POST", "/status/500", "github", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].status, 500);
+    assert_int_equal(f->r[0].info.attempts, 1);
+
+    send_one(f, 1, "GET", "/status/500", "github", "acme2", NULL, 0);
+    RUN_UNTIL(f, f->r[1].done);
+    assert_int_equal(f->r[1].status, 500);
+    assert_int_equal(f->r[1].info.attempts, 4); /* max_attempts default */
+
+    send_one(f, 2, "GET", "/status/404", "github", "acme3", NULL, 0);
+    RUN_UNTIL(f, f->r[2].done);
+    assert_int_equal(f->r[2].status, 404);
+    assert_int_equal(f->r[2].info.attempts, 1);
+    fx_free(f);
+}
+
+static void test_retry_after_is_the_minimum_delay(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    (void)state;
+
+    /* 429 with Retry-After: 1 -> the retry waits at least a second. */
+    send_one(f, 0, "GET", "/status/429?retry_after=1", "slack", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].status, 429);
+    assert_true(f->r[0].info.attempts >= 2);
+    assert_true(f->r[0].info.retry_wait_ms >= 1000 * (int64_t)(f->r[0].info.attempts - 1) - 5);
+    fx_free(f);
+}
+
+static void test_breaker_opens_and_fails_fast(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_traffic_lane_status_t st;
+    unsigned before;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.defaults.retry.max_attempts = 1;
+    cfg.defaults.breaker.consecutive_failures = 3;
+    cfg.defaults.breaker.open_ms = 60000;
+    f = fx_new(&cfg);
+    for (int i = 0; i < 3; i++) {
+        send_one(f, i, "GET", "/status/503", "okta", "acme", NULL, 0);
+        RUN_UNTIL(f, f->r[i].done);
+        assert_int_equal(f->r[i].status, 503);
+    }
+    before = http_peer_requests(f->peer);
+    for (int i = 3; i < 8; i++) {
+        send_one(f, i, "GET", "/hello", "okta", "acme", NULL, 0);
+        RUN_UNTIL(f, f->r[i].done);
+        assert_int_equal(f->r[i].error, JN_HTTP_ECIRCUIT);
+        assert_non_null(strstr(f->r[i].msg, "provider 'okta' (organization 'acme')"));
+        assert_int_equal(f->r[i].info.attempts, 0);
+    }
+    /* nothing left for that provider and organization */
+    assert_int_equal(http_peer_requests(f->peer), before);
+    assert_int_equal(jn_traffic_lane_status(f->t, "okta", "acme", &st), 0);
+    assert_int_equal(st.breaker.state, JN_BREAKER_OPEN);
+    assert_int_equal(st.rejected_circuit, 5);
+    /* another organization of the same provider is not affected */
+    send_one(f, 8, "GET", "/hello", "okta", "globex", NULL, 0);
+    RUN_UNTIL(f, f->r[8].done);
+    assert_int_equal(f->r[8].status, 200);
+    fx_free(f);
+}
+
+static void test_half_open_lets_bounded_probes_then_closes(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_traffic_lane_status_t st;
+    unsigned before;
+    int ok = 0, circuit = 0;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.defaults.retry.max_attempts = 1;
+    cfg.defaults.breaker.consecutive_failures = 2;
+    cfg.defaults.breaker.open_ms = 100;
+    cfg.defaults.breaker.half_open_probes = 1;
+    cfg.defaults.breaker.half_open_successes = 1;
+    f = fx_new(&cfg);
+    for (int i = 0; i < 2; i++) {
+        send_one(f, i, "GET", "/status/502", "jira", "acme", NULL, 0);
+        RUN_UNTIL(f, f->r[i].done);
+    }
+    assert_int_equal(jn_traffic_lane_status(f->t, "jira", "acme", &st), 0);
+    assert_int_equal(st.breaker.state, JN_BREAKER_OPEN);
+    /* after the open time: one probe goes out, the others fail fast */
+    RUN_UNTIL(f, (jn_traffic_lane_status(f->t, "jira", "acme", &st),
+                  st.breaker.state == JN_BREAKER_HALF_OPEN));
+    before = http_peer_requests(f->peer);
+    for (int i = 2; i < 7; i++)
+        send_one(f, i, "GET", "/hello", "jira", "acme", NULL, 0);
+    RUN_UNTIL(f, f->ndone == 7);
+    for (int i = 2; i < 7; i++) {
+        if (f->r[i].error == JN_HTTP_OK && f->r[i].status == 200)
+            ok++;
+        else if (f->r[i].error == JN_HTTP_ECIRCUIT)
+            circuit++;
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(circuit, 4);
+    assert_int_equal(http_peer_requests(f->peer), before + 1);
+    /* the probe closed it */
+    send_one(f, 7, "GET", "/hello", "jira", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[7].done);
+    assert_int_equal(f->r[7].status, 200);
+    assert_int_equal(jn_traffic_lane_status(f->t, "jira", "acme", &st), 0);
+    assert_int_equal(st.breaker.state, JN_BREAKER_CLOSED);
+    fx_free(f);
+}
+
+static void test_client_errors_do_not_trip(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_traffic_lane_status_t st;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.defaults.breaker.consecutive_failures = 2;
+    f = fx_new(&cfg);
+    for (int i = 0; i < 10; i++)
+        send_one(f, i, "GET", "/status/404", "gitlab", "acme", NULL, 0);
+    RUN_UNTIL(f, f->ndone == 10);
+    assert_int_equal(jn_traffic_lane_status(f->t, "gitlab", "acme", &st), 0);
+    assert_int_equal(st.breaker.state, JN_BREAKER_CLOSED);
+    assert_int_equal(http_peer_requests(f->peer), 10);
+    fx_free(f);
+}
+
+/* Grants by time t never exceed burst + rate * t (+1 for the rounding of
+ * the time reads): completions come after grants, so they obey it too. */
+static void assert_rate_bound(fx_t *f, int n, int64_t t0, double burst, double per_second)
+{
+    for (int k = 0; k < n; k++) {
+        result_t *r = &f->r[f->order[k]];
+        double elapsed_s = (double)(r->at_ms - t0 + 1) / 1000.0;
+        double bound = burst + per_second * elapsed_s + 1;
+        if ((double)(k + 1) > bound)
+            fail_msg("%d requests completed %.3f s after the start: the limit allows %.1f", k + 1,
+                     elapsed_s, bound);
+    }
+}
+
+static void test_local_bucket_limits_and_keeps_order(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    jn_ratelimit_config_t rate;
+    jn_traffic_lane_status_t st;
+    int64_t t0;
+    (void)state;
+
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 40;
+    rate.burst = 5;
+    t0 = mono_ms();
+    for (int i = 0; i < 30; i++)
+        send_one(f, i, "GET", "/hello", "datadog", "acme", &rate, 0);
+    RUN_UNTIL(f, f->ndone == 30);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(f->r[i].status, 200);
+        /* first in, first out: a later call never got its token earlier
+         * (times are read in whole milliseconds, hence the 1) */
+        if (i > 0)
+            assert_true(f->r[i].info.rate_wait_ms + 1 >= f->r[i - 1].info.rate_wait_ms);
+    }
+    assert_rate_bound(f, 30, t0, 5, 40);
+    assert_true(f->r[29].info.rate_wait_ms > 0);
+    assert_int_equal(jn_traffic_lane_status(f->t, "datadog", "acme", &st), 0);
+    assert_true(st.has_limiter);
+    assert_false(st.shared);
+    assert_true(st.rate_waits > 0);
+    fx_free(f);
+}
+
+static void test_wait_beyond_deadline_fails_fast(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    jn_ratelimit_config_t rate;
+    (void)state;
+
+    jn_ratelimit_config_init(&rate);
+    rate.per_minute = 1; /* the next token is a minute away */
+    send_one(f, 0, "GET", "/hello", "linear", "acme", &rate, 500);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].status, 200);
+    send_one(f, 1, "GET", "/hello", "linear", "acme", &rate, 500);
+    RUN_UNTIL(f, f->r[1].done);
+    assert_int_equal(f->r[1].error, JN_HTTP_ERATELIMITED);
+    assert_non_null(strstr(f->r[1].msg, "beyond the request's deadline"));
+    assert_int_equal(f->r[1].info.attempts, 0);
+    assert_int_equal(http_peer_requests(f->peer), 1);
+    fx_free(f);
+}
+
+static void test_throttling_halves_the_factor(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_ratelimit_config_t rate;
+    jn_traffic_lane_status_t st;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.defaults.retry.max_attempts = 1;
+    f = fx_new(&cfg);
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 100;
+    send_one(f, 0, "GET", "/status/429", "github", "acme", &rate, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(jn_traffic_lane_status(f->t, "github", "acme", &st), 0);
+    assert_float_equal(st.factor, 0.5, 1e-9);
+    send_one(f, 1, "GET", "/status/503", "github", "acme", &rate, 0);
+    RUN_UNTIL(f, f->r[1].done);
+    assert_int_equal(jn_traffic_lane_status(f->t, "github", "acme", &st), 0);
+    assert_float_equal(st.factor, 0.375, 1e-9);
+    assert_float_equal(st.limiter.factor, 0.375, 1e-9);
+    fx_free(f);
+}
+
+static void test_hanging_provider_does_not_hold_another(void **state)
+{
+    jn_traffic_config_t cfg;
+    jn_traffic_provider_config_t slow;
+    fx_t *f;
+    char err[256];
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.defaults.retry.max_attempts = 1;
+    f = fx_new(&cfg);
+    slow = cfg.defaults;
+    slow.max_in_flight = 2;
+    assert_int_equal(jn_traffic_set_provider(f->t, "azure", &slow, err, sizeof err), 0);
+    for (int i = 0; i < 4; i++)
+        send_one(f, i, "GET", "/hang", "azure", "acme", NULL, 1500);
+    for (int i = 4; i < 24; i++)
+        send_one(f, i, "GET", "/hello", "gcp", "acme", NULL, 0);
+    RUN_UNTIL(f, f->ndone == 24);
+    /* every healthy call finished before any hanging one gave up */
+    for (int k = 0; k < 20; k++)
+        assert_true(f->order[k] >= 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(f->r[i].error, JN_HTTP_ETIMEDOUT);
+    /* two were sent and timed out; two never got a slot */
+    assert_int_equal(f->r[0].info.attempts + f->r[1].info.attempts + f->r[2].info.attempts +
+                         f->r[3].info.attempts,
+                     2);
+    fx_free(f);
+}
+
+static void test_cancel_in_every_state(void **state)
+{
+    jn_traffic_config_t cfg;
+    jn_traffic_provider_config_t one;
+    fx_t *f;
+    jn_ratelimit_config_t rate;
+    char err[256];
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    f = fx_new(&cfg);
+    one = cfg.defaults;
+    one.max_in_flight = 1;
+    assert_int_equal(jn_traffic_set_provider(f->t, "slack", &one, err, sizeof err), 0);
+    jn_ratelimit_config_init(&rate);
+    rate.per_minute = 2;
+    send_one(f, 0, "GET", "/hang", "slack", "acme", &rate, 0);  /* sending */
+    send_one(f, 1, "GET", "/hello", "slack", "acme", &rate, 0); /* waits for the slot */
+    send_one(f, 2, "GET", "/hello", "slack", "acme", &rate, 0); /* waits for a token */
+    RUN_UNTIL(f, http_peer_requests(f->peer) == 1);
+    jn_traffic_cancel(f->r[2].call);
+    jn_traffic_cancel(f->r[1].call);
+    jn_traffic_cancel(f->r[0].call);
+    /* and one destroyed with the traffic layer while waiting */
+    send_one(f, 3, "GET", "/hello", "slack", "acme", &rate, 0);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->ndone, 0);
+    fx_free(f);
+}
+
+/* ---- Redis ---- */
+
+static jn_redis_t *redis_connect(fx_t *f, const char *url)
+{
+    char err[256];
+    jn_redis_t *r = jn_redis_create(&f->loop, url, NULL, err, sizeof err);
+    jn_redis_status_t st;
+    if (!r)
+        fail_msg("redis: %s", err);
+    RUN_UNTIL(f, (jn_redis_status(r, &st), st.state != JN_REDIS_CONNECTING));
+    return r;
+}
+
+static const char *redis_url(void)
+{
+    const char *url = getenv("JUNCTION_TEST_REDIS_URL");
+    if (!url || !*url)
+        fail_msg("JUNCTION_TEST_REDIS_URL is not set (ctest sets it with the redis fixture)");
+    return url;
+}
+
+typedef struct {
+    int done;
+} del_t;
+
+static void on_del_reply(int status, const redisReply *reply, const char *error, void *ud)
+{
+    (void)status, (void)reply, (void)error;
+    ((del_t *)ud)->done = 1;
+}
+
+static void del_keys(fx_t *f, const char *lane_key)
+{
+    char adapt[160];
+    const char *argv[3] = {"DEL", lane_key, adapt};
+    del_t d = {0};
+    snprintf(adapt, sizeof adapt, "%s:adapt", lane_key);
+    assert_int_equal(jn_redis_command(f->redis, 0, 3, argv, NULL, on_del_reply, &d), 0);
+    RUN_UNTIL(f, d.done);
+}
+
+static void test_shared_bucket_across_two_layers(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_traffic_t *t2;
+    jn_redis_t *r2;
+    jn_ratelimit_config_t rate;
+    jn_traffic_lane_status_t st;
+    char err[256];
+    int64_t t0;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    f = fx_new(&cfg);
+    jn_traffic_destroy(f->t);
+    f->redis = redis_connect(f, redis_url());
+    r2 = redis_connect(f, redis_url());
+    del_keys(f, "jn:rl:{github:shared-org}");
+    cfg.redis = f->redis;
+    cfg.nodes = 2;
+    f->t = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    assert_non_null(f->t);
+    cfg.redis = r2;
+    t2 = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    assert_non_null(t2);
+
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 40;
+    rate.burst = 4;
+    t0 = mono_ms();
+    for (int i = 0; i < 40; i++) {
+        jn_traffic_t *which = i % 2 ? t2 : f->t;
+        jn_http_request_t req;
+        jn_traffic_opts_t o;
+        char url[128];
+        jn_http_request_init(&req);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/hello", http_peer_port(f->peer));
+        req.url = url;
+        memset(&o, 0, sizeof o);
+        o.provider = "github";
+        o.organization = "shared-org";
+        o.rate = &rate;
+        f->r[i].f = f;
+        f->r[i].index = i;
+        assert_int_equal(jn_traffic_send(which, &o, &req, on_done, &f->r[i], NULL, err, sizeof err),
+                         0);
+    }
+    RUN_UNTIL(f, f->ndone == 40);
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(f->r[i].status, 200);
+        assert_true(f->r[i].info.shared_limiter);
+    }
+    /* the two layers together obey one bucket, not one each */
+    assert_rate_bound(f, 40, t0, 4, 40);
+    assert_int_equal(jn_traffic_lane_status(f->t, "github", "shared-org", &st), 0);
+    assert_true(st.shared);
+    assert_false(st.degraded);
+    jn_traffic_destroy(t2);
+    jn_redis_close(r2);
+    fx_free(f);
+}
+
+static void test_redis_unreachable_falls_back_at_once(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_ratelimit_config_t rate;
+    jn_traffic_lane_status_t st;
+    char err[256];
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    f = fx_new(&cfg);
+    jn_traffic_destroy(f->t);
+    /* nothing listens on port 1 */
+    f->redis = redis_connect(f, "redis://127.0.0.1:1/0");
+    cfg.redis = f->redis;
+    cfg.nodes = 4;
+    f->t = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    assert_non_null(f->t);
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 400;
+    rate.burst = 40; /* local share: 100/s, burst 10 */
+    for (int i = 0; i < 10; i++)
+        send_one(f, i, "GET", "/hello", "okta", "acme", &rate, 0);
+    RUN_UNTIL(f, f->ndone == 10);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(f->r[i].status, 200);
+        assert_false(f->r[i].info.shared_limiter);
+    }
+    assert_int_equal(jn_traffic_lane_status(f->t, "okta", "acme", &st), 0);
+    assert_true(st.shared);
+    assert_true(st.degraded);
+    assert_true(st.degraded_since_ms > 0);
+    assert_float_equal(st.limiter.capacity[JN_RATELIMIT_SECOND], 10.0, 1e-9);
+    fx_free(f);
+}
+
+/* ---- the policy file ---- */
+
+static void test_policy_layers_rate_limits(void **state)
+{
+    const char *doc = "{\"defaults\":{\"max_in_flight\":8,\"retry\":{\"max_attempts\":2}},"
+                      "\"providers\":{\"github\":{\"max_in_flight\":4,"
+                      "\"rate_limits\":{\"requests_per_hour\":4000},\"rate_limit_scope\":\"app\","
+                      "\"organizations\":{\"acme\":{\"rate_limits\":{\"requests_per_second\":2,"
+                      "\"burst_size\":3}}}}}}";
+    char err[256];
+    jn_traffic_policy_t *p = jn_traffic_policy_parse(doc, strlen(doc), err, sizeof err);
+    jn_ratelimit_config_t declared, out;
+    jn_traffic_scope_t scope;
+    (void)state;
+
+    if (!p)
+        fail_msg("%s", err);
+    assert_int_equal(jn_traffic_policy_defaults(p)->max_in_flight, 8);
+    assert_int_equal(jn_traffic_policy_defaults(p)->retry.max_attempts, 2);
+    jn_ratelimit_config_init(&declared);
+    declared.per_hour = 5000;
+    declared.per_second = 10;
+    declared.burst = 20;
+    /* provider layer: per_hour replaced, per_second kept */
+    assert_int_equal(
+        jn_traffic_policy_rate(p, "github", "globex", &declared, &out, &scope, err, sizeof err), 0);
+    assert_float_equal(out.per_hour, 4000, 0);
+    assert_float_equal(out.per_second, 10, 0);
+    assert_float_equal(out.burst, 20, 0);
+    assert_int_equal(scope, JN_TRAFFIC_SCOPE_APP);
+    /* organization layer on top */
+    assert_int_equal(
+        jn_traffic_policy_rate(p, "github", "acme", &declared, &out, &scope, err, sizeof err), 0);
+    assert_float_equal(out.per_second, 2, 0);
+    assert_float_equal(out.burst, 3, 0);
+    assert_float_equal(out.per_hour, 4000, 0);
+    /* a provider the file does not name: the declaration as is */
+    assert_int_equal(
+        jn_traffic_policy_rate(p, "okta", "acme", &declared, &out, &scope, err, sizeof err), 0);
+    assert_float_equal(out.per_hour, 5000, 0);
+    assert_int_equal(scope, JN_TRAFFIC_SCOPE_ORGANIZATION);
+    /* no declaration and no layer: no limit */
+    assert_int_equal(
+        jn_traffic_policy_rate(NULL, "okta", "acme", NULL, &out, &scope, err, sizeof err), 1);
+    jn_traffic_policy_free(p);
+}
+
+static void test_policy_errors_name_the_path(void **state)
+{
+    static const struct {
+        const char *doc, *want;
+    } cases[] = {
+        {"[]", "expected a JSON object"},
+        {"{\"provider\":{}}", "unknown key 'provider'"},
+        {"{\"defaults\":{\"max_in_flight\":0}}", "defaults.max_in_flight"},
+        {"{\"defaults\":{\"breaker\":{\"open_ms\":1}}}", "defaults: breaker.open_ms"},
+        {"{\"providers\":{\"github\":{\"rate_limits\":{\"per_second\":1}}}}",
+         "providers.github.rate_limits: unknown key 'per_second'"},
+        {"{\"providers\":{\"github\":{\"rate_limits\":{\"requests_per_hour\":-1}}}}",
+         "providers.github.rate_limits.requests_per_hour"},
+        {"{\"providers\":{\"github\":{\"rate_limit_scope\":\"global\"}}}",
+         "providers.github.rate_limit_scope"},
+        {"{\"providers\":{\"git hub\":{}}}", "'git hub' is not a provider type"},
+        {"{\"providers\":{\"github\":{\"organizations\":{\"acme\":{\"burst\":1}}}}}",
+         "providers.github.organizations.acme: unknown key 'burst'"},
+        {"{\"defaults\":", "not valid JSON"},
+    };
+    char err[256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        jn_traffic_policy_t *p =
+            jn_traffic_policy_parse(cases[i].doc, strlen(cases[i].doc), err, sizeof err);
+        assert_null(p);
+        if (!strstr(err, cases[i].want))
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, err, cases[i].want);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_request),
+        cmocka_unit_test(test_retries_idempotent_until_success),
+        cmocka_unit_test(test_post_500_not_retried_get_500_retried),
+        cmocka_unit_test(test_retry_after_is_the_minimum_delay),
+        cmocka_unit_test(test_breaker_opens_and_fails_fast),
+        cmocka_unit_test(test_half_open_lets_bounded_probes_then_closes),
+        cmocka_unit_test(test_client_errors_do_not_trip),
+        cmocka_unit_test(test_local_bucket_limits_and_keeps_order),
+        cmocka_unit_test(test_wait_beyond_deadline_fails_fast),
+        cmocka_unit_test(test_throttling_halves_the_factor),
+        cmocka_unit_test(test_hanging_provider_does_not_hold_another),
+        cmocka_unit_test(test_cancel_in_every_state),
+        cmocka_unit_test(test_shared_bucket_across_two_layers),
+        cmocka_unit_test(test_redis_unreachable_falls_back_at_once),
+        cmocka_unit_test(test_policy_layers_rate_limits),
+        cmocka_unit_test(test_policy_errors_name_the_path),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -26,6 +26,7 @@ enum {
     AUTH_API_KEY,
     AUTH_BASIC,
     AUTH_AWS_SIGV4,
+    AUTH_OAUTH_CLIENT, /* not applied to requests: the client of oauth2 / client_credentials */
     AUTH_GITHUB_APP,
     AUTH_CLIENT_CREDENTIALS,
     AUTH_OAUTH2,
@@ -84,6 +85,19 @@ struct jn_auth {
     char *external_id;
     char *session_name;
     int duration_seconds;
+    /* oauth_client (its scopes are in `scope`) */
+    char *authorize_url;
+    char *redirect_uri;
+    /* jn_auth_set_origin: where the document was read from */
+    char *origin_org, *origin_id;
+    int64_t origin_version;
+    int origin_current;
+    /* jn_auth_bind_client: the oauth_client whose client_id, client_secret or
+     * private_key (and token_url / scope when the document has none) were
+     * copied in */
+    char *client_org, *client_cred;
+    int64_t client_version;
+    int token_url_bound;
     char exchange_key[2 * JN_SHA256_LEN + 1];
 };
 
@@ -133,10 +147,22 @@ static const char *const aws_assume_role_fields[] = {"access_key_id",
                                                      "sts_endpoint",
                                                      NULL};
 
-static const char *const supported_types[] = {
-    "api_key", "basic",           "aws_sigv4",  "github_app",      "client_credentials",
-    "oauth2",  "service_account", "jwt_bearer", "private_key_jwt", "aws_assume_role",
-    NULL};
+static const char *const oauth_client_fields[] = {
+    "client_id",     "client_secret", "private_key",  "token_url",
+    "authorize_url", "scopes",        "redirect_uri", NULL};
+
+static const char *const supported_types[] = {"api_key",
+                                              "basic",
+                                              "aws_sigv4",
+                                              "github_app",
+                                              "client_credentials",
+                                              "oauth2",
+                                              "service_account",
+                                              "jwt_bearer",
+                                              "private_key_jwt",
+                                              "aws_assume_role",
+                                              "oauth_client",
+                                              NULL};
 
 /* Headers a credential may not set: they frame the request. */
 static const char *const reserved_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
@@ -651,17 +677,36 @@ static int get_kid(ctx_t *c, jn_auth_t *a, const char *field)
     return 0;
 }
 
+/* BYOC: a client_credentials or oauth2 document without client_id names no
+ * client of its own; the organization's oauth_client for the provider is
+ * bound to it before use (jn_auth_bind_client). It may then not carry the
+ * client's secret or key either, and token_url may come from the client. */
+static int no_own_client(ctx_t *c, jn_auth_t *a)
+{
+    const char *stray = a->client_secret != NULL ? "client_secret"
+                        : a->private_key != NULL ? "private_key"
+                                                 : NULL;
+    if (stray != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field '%s' needs 'client_id' (leave out all three to use "
+                    "the organization's oauth_client for the provider)",
+                    c->type, stray);
+    return a->token_url != NULL ? check_base_url(c, "token_url", a->token_url) : 0;
+}
+
 /* The OAuth 2.0 client-credentials grant, shared by client_credentials (a
  * client secret or a private key) and private_key_jwt (a private key, whose
  * JWT header may name a key_id). */
 static int parse_client(ctx_t *c, jn_auth_t *a, int key_only)
 {
-    if (get_string(c, "client_id", 1, &a->client_id) < 0 ||
+    if (get_string(c, "client_id", key_only, &a->client_id) < 0 ||
         (!key_only && get_string(c, "client_secret", 0, &a->client_secret) < 0) ||
         get_pem(c, "private_key", key_only, &a->private_key, &a->key) < 0 ||
-        get_string(c, "token_url", 1, &a->token_url) < 0 ||
+        get_string(c, "token_url", a->client_id != NULL, &a->token_url) < 0 ||
         get_string(c, "scope", 0, &a->scope) < 0 || get_string(c, "audience", 0, &a->audience) < 0)
         return -1;
+    if (a->client_id == NULL)
+        return no_own_client(c, a);
     if ((a->client_secret == NULL) == (a->private_key == NULL))
         return fail(c->err, c->errlen,
                     "%s credential: give exactly one of 'client_secret' (client_secret_basic) "
@@ -692,12 +737,14 @@ static int parse_private_key_jwt(ctx_t *c, jn_auth_t *a)
 
 static int parse_oauth2(ctx_t *c, jn_auth_t *a)
 {
-    if (get_string(c, "client_id", 1, &a->client_id) < 0 ||
+    if (get_string(c, "client_id", 0, &a->client_id) < 0 ||
         get_string(c, "client_secret", 0, &a->client_secret) < 0 ||
-        get_string(c, "token_url", 1, &a->token_url) < 0 ||
+        get_string(c, "token_url", a->client_id != NULL, &a->token_url) < 0 ||
         get_string(c, "refresh_token", 1, &a->refresh_token) < 0 ||
         get_string(c, "scope", 0, &a->scope) < 0)
         return -1;
+    if (a->client_id == NULL)
+        return no_own_client(c, a);
     if (strchr(a->client_id, ':') != NULL && a->client_secret != NULL)
         return fail(c->err, c->errlen,
                     "%s credential: field 'client_id' contains ':', which client_secret_basic "
@@ -860,6 +907,84 @@ static int parse_aws_assume_role(ctx_t *c, jn_auth_t *a)
     return check_base_url(c, "sts_endpoint", a->token_url);
 }
 
+/* An absolute http(s) URL without userinfo or fragment; a query is allowed
+ * (authorization endpoints often carry one). */
+static int check_url_with_query(ctx_t *c, const char *field, const char *url)
+{
+    const char *rest = strncmp(url, "https://", 8) == 0  ? url + 8
+                       : strncmp(url, "http://", 7) == 0 ? url + 7
+                                                         : NULL;
+    size_t authority = rest != NULL ? strcspn(rest, "/?") : 0;
+    if (rest == NULL || authority == 0 || memchr(rest, '@', authority) != NULL ||
+        strpbrk(url, "# ") != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field '%s' must be an http(s) URL without user or fragment",
+                    c->type, field);
+    return 0;
+}
+
+/* RFC 6749 section 3.3: scope tokens of %x21 / %x23-5B / %x5D-7E, separated
+ * by single spaces. */
+static int valid_scopes(const char *s)
+{
+    int in_token = 0;
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == ' ') {
+            if (!in_token)
+                return 0;
+            in_token = 0;
+        } else if (ch >= 0x21 && ch <= 0x7e && ch != '"' && ch != '\\') {
+            in_token = 1;
+        } else {
+            return 0;
+        }
+    }
+    return in_token;
+}
+
+/* BYOC: an organization's own OAuth client for a provider. It is not applied
+ * to requests; its client_id and client_secret or private_key (and token_url,
+ * scopes) serve the oauth2 and client_credentials credentials of the
+ * organization that name no client (jn_auth_bind_client). authorize_url and
+ * redirect_uri are kept for the authorization-code flow. */
+static int parse_oauth_client(ctx_t *c, jn_auth_t *a)
+{
+    if (get_string(c, "client_id", 1, &a->client_id) < 0 ||
+        get_string(c, "client_secret", 0, &a->client_secret) < 0 ||
+        get_pem(c, "private_key", 0, &a->private_key, &a->key) < 0 ||
+        get_string(c, "token_url", 0, &a->token_url) < 0 ||
+        get_string(c, "authorize_url", 0, &a->authorize_url) < 0 ||
+        get_string(c, "scopes", 0, &a->scope) < 0 ||
+        get_string(c, "redirect_uri", 0, &a->redirect_uri) < 0)
+        return -1;
+    if (a->client_secret != NULL && a->private_key != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: give at most one of 'client_secret' (client_secret_basic) "
+                    "and 'private_key' (private_key_jwt)",
+                    c->type);
+    if (a->key != NULL && strcmp(jn_jwt_key_type(a->key), "RSA") != 0)
+        return fail(c->err, c->errlen, "%s credential: field 'private_key' must be an RSA key",
+                    c->type);
+    if (strchr(a->client_id, ':') != NULL && a->client_secret != NULL)
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'client_id' contains ':', which client_secret_basic "
+                    "cannot carry",
+                    c->type);
+    if (a->token_url != NULL && check_base_url(c, "token_url", a->token_url) < 0)
+        return -1;
+    if (a->authorize_url != NULL && check_url_with_query(c, "authorize_url", a->authorize_url) < 0)
+        return -1;
+    if (a->redirect_uri != NULL && check_url_with_query(c, "redirect_uri", a->redirect_uri) < 0)
+        return -1;
+    if (a->scope != NULL && !valid_scopes(a->scope))
+        return fail(c->err, c->errlen,
+                    "%s credential: field 'scopes' must be scope names separated by single "
+                    "spaces (printable ASCII without '\"' and '\\')",
+                    c->type);
+    return 0;
+}
+
 /* The parser of each supported type, in the order of supported_types. */
 static const struct {
     int kind;
@@ -876,6 +1001,7 @@ static const struct {
     {AUTH_JWT_BEARER, jwt_bearer_fields, parse_jwt_bearer},
     {AUTH_PRIVATE_KEY_JWT, private_key_jwt_fields, parse_private_key_jwt},
     {AUTH_AWS_ASSUME_ROLE, aws_assume_role_fields, parse_aws_assume_role},
+    {AUTH_OAUTH_CLIENT, oauth_client_fields, parse_oauth_client},
 };
 
 typedef char auth_parsers_match_types[sizeof(auth_parsers) / sizeof(auth_parsers[0]) ==
@@ -932,8 +1058,9 @@ int jn_auth_parse(const char *auth_type, const void *doc, size_t len, jn_auth_t 
     a->kind = auth_parsers[i].kind;
     rc = check_fields(&c, auth_parsers[i].fields) < 0 ? -1 : auth_parsers[i].parse(&c, a);
     jn_json_free(root);
-    if (rc == 0 && IS_EXCHANGE(a->kind)) {
-        /* Identifies the credential version: same document, same cached token. */
+    if (rc == 0 && (IS_EXCHANGE(a->kind) || a->kind == AUTH_OAUTH_CLIENT)) {
+        /* Identifies the credential version: same document, same cached token
+         * (for an oauth_client: what a binding adds to its credential's). */
         uint8_t digest[JN_SHA256_LEN];
         size_t tl = strlen(c.type);
         unsigned char *idsrc = malloc(tl + 1 + len);
@@ -995,6 +1122,12 @@ void jn_auth_free(jn_auth_t *a)
     str_free(a->role_arn);
     str_free(a->external_id);
     str_free(a->session_name);
+    str_free(a->authorize_url);
+    str_free(a->redirect_uri);
+    free(a->origin_org);
+    free(a->origin_id);
+    free(a->client_org);
+    free(a->client_cred);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
 }
@@ -1060,8 +1193,140 @@ int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out)
             out->region = a->region;
             out->service = a->service;
         }
+        out->client_org = a->client_org;
+        out->client_credential = a->client_cred;
+        out->client_version = a->client_version;
+        out->token_url_bound = a->token_url_bound;
     }
     return 1;
+}
+
+/* Origin and BYOC clients. */
+
+int jn_auth_set_origin(jn_auth_t *a, const char *org_id, const char *credential_id, int64_t version,
+                       int current)
+{
+    char *org, *id;
+
+    if (a == NULL || org_id == NULL || credential_id == NULL)
+        return -1;
+    org = strdup(org_id);
+    id = strdup(credential_id);
+    if (org == NULL || id == NULL) {
+        free(org);
+        free(id);
+        return -1;
+    }
+    free(a->origin_org);
+    free(a->origin_id);
+    a->origin_org = org;
+    a->origin_id = id;
+    a->origin_version = version;
+    a->origin_current = current;
+    return 0;
+}
+
+int jn_auth_origin(const jn_auth_t *a, jn_auth_origin_t *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (a == NULL || a->origin_org == NULL)
+        return 0;
+    if (out != NULL) {
+        out->org_id = a->origin_org;
+        out->credential_id = a->origin_id;
+        out->version = a->origin_version;
+        out->current = a->origin_current;
+    }
+    return 1;
+}
+
+int jn_auth_wants_client(const jn_auth_t *a)
+{
+    return a != NULL && (a->kind == AUTH_OAUTH2 || a->kind == AUTH_CLIENT_CREDENTIALS) &&
+           a->client_id == NULL;
+}
+
+int jn_auth_is_client(const jn_auth_t *a)
+{
+    return a != NULL && a->kind == AUTH_OAUTH_CLIENT;
+}
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    char *d = NULL;
+    if (s != NULL && (d = strdup(s)) == NULL)
+        *oom = 1;
+    return d;
+}
+
+int jn_auth_bind_client(jn_auth_t *a, const jn_auth_t *client, const char *client_org,
+                        const char *client_credential, int64_t client_version, char *err,
+                        size_t errlen)
+{
+    char kerr[256], joined[4 * JN_SHA256_LEN + 2];
+    uint8_t digest[JN_SHA256_LEN];
+    jn_jwt_key_t *key = NULL;
+    int oom = 0;
+
+    if (!jn_auth_wants_client(a) || !jn_auth_is_client(client) || client_org == NULL ||
+        client_credential == NULL)
+        return fail(err, errlen,
+                    "jn_auth_bind_client: an oauth2 or client_credentials credential without "
+                    "client_id and an oauth_client credential are needed");
+    if (a->token_url == NULL && client->token_url == NULL)
+        return fail(err, errlen,
+                    "%s credential names no token_url, and oauth_client '%s' of organization "
+                    "'%s' has none either: add token_url to one of them",
+                    a->type, client_credential, client_org);
+    if (a->kind == AUTH_CLIENT_CREDENTIALS && client->client_secret == NULL &&
+        client->private_key == NULL)
+        return fail(err, errlen,
+                    "oauth_client '%s' of organization '%s' has neither client_secret nor "
+                    "private_key: the client-credentials grant needs one",
+                    client_credential, client_org);
+    if (client->private_key != NULL &&
+        jn_jwt_key_load_pem(client->private_key, strlen(client->private_key), &key, kerr,
+                            sizeof(kerr)) != 0)
+        return fail(err, errlen, "oauth_client '%s' of organization '%s': private_key: %s",
+                    client_credential, client_org, kerr);
+    char *id = dup_or_null(client->client_id, &oom);
+    char *secret = dup_or_null(client->client_secret, &oom);
+    char *pem = dup_or_null(client->private_key, &oom);
+    char *url = a->token_url == NULL ? dup_or_null(client->token_url, &oom) : NULL;
+    char *scope = a->kind == AUTH_CLIENT_CREDENTIALS && a->scope == NULL
+                      ? dup_or_null(client->scope, &oom)
+                      : NULL;
+    char *corg = dup_or_null(client_org, &oom), *ccred = dup_or_null(client_credential, &oom);
+    if (oom) {
+        str_free(id);
+        str_free(secret);
+        str_free(pem);
+        str_free(url);
+        str_free(scope);
+        free(corg);
+        free(ccred);
+        jn_jwt_key_free(key);
+        return fail(err, errlen, "%s credential: out of memory", a->type);
+    }
+    a->client_id = id;
+    a->client_secret = secret;
+    a->private_key = pem;
+    a->key = key;
+    if (url != NULL) {
+        a->token_url = url;
+        a->token_url_bound = 1;
+    }
+    if (scope != NULL)
+        a->scope = scope;
+    a->client_org = corg;
+    a->client_cred = ccred;
+    a->client_version = client_version;
+    /* Another client, another token: the cache key covers both documents. */
+    snprintf(joined, sizeof(joined), "%s:%s", a->exchange_key, client->exchange_key);
+    jn_sha256(joined, strlen(joined), digest);
+    jn_hex_encode(digest, sizeof(digest), a->exchange_key);
+    return 0;
 }
 
 /* Applying. */
@@ -1337,6 +1602,10 @@ int jn_auth_apply(const jn_auth_t *a, const jn_auth_request_t *req, jn_auth_resu
                     "%s: the credential's token comes from its exchange, not from "
                     "jn_auth_apply",
                     a->type);
+    if (a->kind == AUTH_OAUTH_CLIENT)
+        return fail(err, errlen,
+                    "oauth_client: an OAuth client is not applied to requests; it serves the "
+                    "organization's oauth2 and client_credentials credentials");
     if (split_headers(req, &rh, err, errlen) < 0)
         return -1;
 

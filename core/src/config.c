@@ -72,15 +72,63 @@ static const key_schema_t schema[] = {
      "delay before the first retry, doubled for each further one (at most 1 h)"},
     {"catch_up_window_s", T_INT, "600", 0, 86400, NULL, 0,
      "longest spread of the runs missed while the scheduler was down"},
+    /* The connector registry (docs/operations.md, "Connector deploys"). */
+    {"connector_mode", T_ENUM, "development", 0, 0, "development,production", 0,
+     "development: connectors_dir is watched and redeployed on save; production: deploys only "
+     "on request, and only connectors signed with a trusted key load"},
+    {"connector_trusted_keys", T_LIST, "", 0, 0, NULL, 0,
+     "Ed25519 public key files (PEM) connector signatures are checked against"},
+    {"connector_poll_ms", T_INT, "25", 5, 60000, NULL, 0,
+     "how often `junction run` looks for deploys made by the CLI (one query on the store)"},
+    /* The HTTP server (docs/operations.md, "HTTP server"); ranges as the server checks them. */
+    {"http_server_max_connections", T_INT, "1024", 1, 1000000, NULL, 0,
+     "HTTP connections open at once; more are answered 503"},
+    {"http_server_max_header_bytes", T_SIZE, "16k", 256, 1 * MB, NULL, 0,
+     "bytes of a request line and headers; more is 431"},
+    {"http_server_max_headers", T_INT, "100", 1, 10000, NULL, 0,
+     "header lines of a request; more is 431"},
+    {"http_server_max_body_bytes", T_SIZE, "1m", 0, 4 * GB, NULL, 0,
+     "request body of routes without a limit of their own; more is 413"},
+    {"http_server_max_pipeline", T_INT, "16", 1, 1024, NULL, 0,
+     "requests of one connection in flight at once"},
+    {"http_server_max_output_bytes", T_SIZE, "1m", 1 * KB, 4 * GB, NULL, 0,
+     "response bytes a client has not read before it is disconnected"},
+    {"http_server_header_timeout_ms", T_INT, "10000", 1, 3600000, NULL, 0,
+     "time to receive a request's head (slow clients get 408)"},
+    {"http_server_body_timeout_ms", T_INT, "30000", 1, 86400000, NULL, 0,
+     "time to receive a request's body after its head"},
+    {"http_server_keepalive_timeout_ms", T_INT, "15000", 1, 3600000, NULL, 0,
+     "idle time of a kept-alive connection before it is closed"},
+    {"http_server_write_timeout_ms", T_INT, "30000", 1, 3600000, NULL, 0,
+     "time a client may take no response bytes before it is disconnected"},
+    {"http_server_rate_per_s", T_INT, "100", 0, 10000000, NULL, 0,
+     "requests per second per client address (0: no limit); more is 429"},
+    {"http_server_rate_burst", T_INT, "200", 0, 10000000, NULL, 0,
+     "burst of requests per client address"},
+    {"http_server_trusted_proxies", T_LIST, "", 0, 0, NULL, 0,
+     "proxies (addresses or CIDRs) whose X-Forwarded-For is believed"},
+    /* The HTTP API (docs/operations.md, "HTTP API"). */
+    {"api_admin_token_file", T_PATH, "", 0, 0, NULL, 0,
+     "file (mode 0600) holding the API's admin token; empty: JUNCTION_API_ADMIN_TOKEN or none"},
+    {"api_public_url", T_STRING, "", 0, 0, NULL, 0,
+     "base URL clients and providers reach the API at (OAuth redirect URIs); empty: "
+     "http://<listen>"},
+    {"api_oauth_clients_file", T_PATH, "", 0, 0, NULL, 0,
+     "JSON file (mode 0600) of OAuth clients per provider for the connect flow"},
+    {"api_webhook_max_body_bytes", T_SIZE, "1m", 1 * KB, 64 * MB, NULL, 0,
+     "largest webhook delivery accepted; more is 413"},
 };
 
 #define NKEYS (sizeof(schema) / sizeof(schema[0]))
 
 /* JUNCTION_* variables that belong to other features, not to this schema. */
 static const char *const env_not_config[] = {
-    "JUNCTION_CONFIG",      "JUNCTION_MASTER_KEY", "JUNCTION_MASTER_KEY_FILE",
-    "JUNCTION_BIN",         /* the binary under test, for specs and benchmarks */
-    "JUNCTION_VECTORS_DIR", /* published test vectors, for tests */
+    "JUNCTION_CONFIG",
+    "JUNCTION_MASTER_KEY",
+    "JUNCTION_MASTER_KEY_FILE",
+    "JUNCTION_API_ADMIN_TOKEN", /* the admin token itself (api_admin_token_file is the key) */
+    "JUNCTION_BIN",             /* the binary under test, for specs and benchmarks */
+    "JUNCTION_VECTORS_DIR",     /* published test vectors, for tests */
 };
 
 #define ENV_PREFIX "JUNCTION_"
@@ -184,7 +232,7 @@ static void known_keys(char *buf, size_t len)
 /* "unknown key 'x' (did you mean 'y'?)" or "... (known keys: ...)". */
 static void unknown_key_msg(char *buf, size_t len, const char *name)
 {
-    char keys[512];
+    char keys[2048];
     int s = suggest_key(name);
 
     if (s >= 0) {
@@ -469,7 +517,7 @@ static int unquote(char *value, const char *key, char *reason, size_t len)
 
 static int parse_line(file_parse_t *fp, char *line)
 {
-    char reason[768], *eq, *key, *value;
+    char reason[2304], *eq, *key, *value;
     value_t *v;
     int i;
 
@@ -595,7 +643,7 @@ static void env_name(char *buf, size_t len, const char *key)
 
 static int env_unknown(const char *name, const char *key, char *err, size_t errlen)
 {
-    char keys[512], suggestion[128];
+    char keys[2048], suggestion[128];
     int s = suggest_key(key);
 
     if (s >= 0) {

@@ -286,3 +286,72 @@ int jn_store_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *coun
 {
     return DISPATCH(run_evidence_count, run_id, count);
 }
+
+int jn_store_api_token_insert(jn_store_t *s, const jn_api_token_t *t)
+{
+    return DISPATCH(api_token_insert, t);
+}
+
+int jn_store_api_token_get(jn_store_t *s, const char *id, jn_store_api_token_fn fn, void *ud)
+{
+    return DISPATCH(api_token_get, id, fn, ud);
+}
+
+int jn_store_api_token_each(jn_store_t *s, const char *org, jn_store_api_token_fn fn, void *ud)
+{
+    return DISPATCH(api_token_each, org, fn, ud);
+}
+
+int jn_store_api_token_revoke(jn_store_t *s, const char *id, int64_t now_ms)
+{
+    return DISPATCH(api_token_revoke, id, now_ms);
+}
+
+int jn_store_evidence_page(jn_store_t *s, const char *integration_id, const char *resource_type,
+                           int64_t after_seq, int64_t limit, jn_store_evidence_page_fn fn, void *ud)
+{
+    return DISPATCH(evidence_page, integration_id, resource_type, after_seq, limit, fn, ud);
+}
+
+int jn_store_job_counts(jn_store_t *s, jn_store_job_count_fn fn, void *ud)
+{
+    return DISPATCH(job_counts, fn, ud);
+}
+
+int jn_store_connector_version_put(jn_store_t *s, const jn_connector_version_t *v)
+{
+    return DISPATCH(connector_version_put, v);
+}
+
+int jn_store_connector_version_get(jn_store_t *s, const char *provider, const char *sha256,
+                                   jn_store_connector_version_fn fn, void *ud)
+{
+    return DISPATCH(connector_version_get, provider, sha256, fn, ud);
+}
+
+int jn_store_connector_deploy_insert(jn_store_t *s, jn_connector_deploy_t *d)
+{
+    return DISPATCH(connector_deploy_insert, d);
+}
+
+int jn_store_connector_deploy_each(jn_store_t *s, const char *provider, int64_t limit,
+                                   jn_store_connector_deploy_fn fn, void *ud)
+{
+    return DISPATCH(connector_deploy_each, provider, limit, fn, ud);
+}
+
+int jn_store_connector_deploy_get(jn_store_t *s, int64_t id, jn_store_connector_deploy_fn fn,
+                                  void *ud)
+{
+    return DISPATCH(connector_deploy_get, id, fn, ud);
+}
+
+int jn_store_connector_live_each(jn_store_t *s, jn_store_connector_deploy_fn fn, void *ud)
+{
+    return DISPATCH(connector_live_each, fn, ud);
+}
+
+int jn_store_connector_deploy_last(jn_store_t *s, int64_t *id)
+{
+    return DISPATCH(connector_deploy_last, id);
+}

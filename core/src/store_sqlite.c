@@ -182,6 +182,52 @@ static const migration_t migrations[] = {
               "  PRIMARY KEY (job_id, change, resource_type, resource_id)) WITHOUT ROWID;"
               "ALTER TABLE evidence ADD COLUMN stored_ms INTEGER;"
               "CREATE INDEX evidence_run ON evidence(run_id, resource_type, resource_id);"),
+    /* API tokens are stored as a salted SHA-256 of their secret part only:
+     * the store never holds a usable token. A revoked token keeps its row
+     * (revoked_ms > 0) so that `tokens list` still shows it. The evidence
+     * index serves the API's paged listing by integration and resource type. */
+    MIGRATION(4, "API tokens, evidence paging",
+              "CREATE TABLE api_tokens ("
+              "  id TEXT NOT NULL PRIMARY KEY,"
+              "  organization_id TEXT NOT NULL,"
+              "  scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),"
+              "  salt BLOB NOT NULL,"
+              "  hash BLOB NOT NULL,"
+              "  label TEXT,"
+              "  created_ms INTEGER NOT NULL,"
+              "  revoked_ms INTEGER NOT NULL DEFAULT 0);"
+              "CREATE INDEX api_tokens_org ON api_tokens(organization_id, id);"
+              "CREATE INDEX evidence_page ON evidence(integration_id, resource_type);"),
+    /* The connector registry (runtime/src/registry.c). A version is its
+     * source text, kept so that a restart or a rollback loads exactly what was
+     * deployed (and verifies its signature again); a deploy row records each
+     * deploy, rollback or re-signing, and the newest row of a provider names
+     * its live version. A running process notices a deploy made by another
+     * (the CLI) by polling max(id). Self-contained: nothing else refers to
+     * this entry's number. */
+    MIGRATION(5, "connector registry: versions and deploy history",
+              "CREATE TABLE connector_versions ("
+              "  provider TEXT NOT NULL,"
+              "  source_sha256 TEXT NOT NULL CHECK (length(source_sha256) = 64),"
+              "  version TEXT NOT NULL,"
+              "  name TEXT NOT NULL,"
+              "  source TEXT NOT NULL,"
+              "  signature TEXT,"
+              "  key_id TEXT,"
+              "  created_ms INTEGER NOT NULL,"
+              "  PRIMARY KEY (provider, source_sha256)) WITHOUT ROWID;"
+              "CREATE TABLE connector_deploys ("
+              "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+              "  provider TEXT NOT NULL,"
+              "  version TEXT NOT NULL,"
+              "  source_sha256 TEXT NOT NULL,"
+              "  action TEXT NOT NULL CHECK (action IN ('deploy', 'rollback', 'resign')),"
+              "  actor TEXT NOT NULL,"
+              "  key_id TEXT,"
+              "  deployed_ms INTEGER NOT NULL,"
+              "  FOREIGN KEY (provider, source_sha256)"
+              "    REFERENCES connector_versions(provider, source_sha256));"
+              "CREATE INDEX connector_deploys_provider ON connector_deploys(provider, id);"),
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -249,6 +295,12 @@ enum {
     ST_EVIDENCE_EXPORT_ONE,
     ST_EVIDENCE_EXPORT_ALL,
     ST_RUN_EVIDENCE_COUNT,
+    ST_TOKEN_INSERT,
+    ST_TOKEN_GET,
+    ST_TOKEN_EACH,
+    ST_TOKEN_REVOKE,
+    ST_EVIDENCE_PAGE,
+    ST_JOB_COUNTS,
     ST_COUNT
 };
 
@@ -281,6 +333,7 @@ enum {
     "id, org_id, provider, auth_type, version, state, dek_version, nonce, ciphertext,"             \
     " metadata_json, created_at, rotated_at"
 #define AUDIT_COLUMNS "seq, ts, actor, action, org_id, credential_id, detail_json, prev_hash, hash"
+#define TOKEN_COLUMNS "id, organization_id, scope, salt, hash, label, created_ms, revoked_ms"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -452,6 +505,18 @@ static const char *const stmt_sql[ST_COUNT] = {
                                " WHERE (?2 IS NULL OR run_id = ?2)"
                                " AND (?3 = 0 OR stored_ms >= ?3) ORDER BY rowid",
     [ST_RUN_EVIDENCE_COUNT] = "SELECT count(*) FROM evidence WHERE run_id = ?1",
+    [ST_TOKEN_INSERT] = "INSERT INTO api_tokens(" TOKEN_COLUMNS ")"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_TOKEN_GET] = "SELECT " TOKEN_COLUMNS " FROM api_tokens WHERE id = ?1",
+    [ST_TOKEN_EACH] = "SELECT " TOKEN_COLUMNS " FROM api_tokens"
+                      " WHERE (?1 IS NULL OR organization_id = ?1) ORDER BY organization_id, id",
+    [ST_TOKEN_REVOKE] = "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0",
+    /* rowid is the cursor: insertion order, stable while rows are only added. */
+    [ST_EVIDENCE_PAGE] = "SELECT rowid, " EVIDENCE_COLUMNS " FROM evidence"
+                         " WHERE integration_id = ?1 AND (?2 IS NULL OR resource_type = ?2)"
+                         " AND rowid > ?3 ORDER BY rowid LIMIT ?4",
+    [ST_JOB_COUNTS] = "SELECT coalesce(kind, ''), coalesce(status, ''), count(*) FROM jobs"
+                      " GROUP BY 1, 2 ORDER BY 1, 2",
 };
 
 typedef struct {
@@ -723,6 +788,22 @@ fail:
 int jn_store_sqlite_latest_version(void)
 {
     return NMIGRATIONS;
+}
+
+/* ---- tuning (the webhook intake's connection) ---- */
+
+int jn_store_sqlite_cache(jn_store_t *s, int64_t kib)
+{
+    sqlite_store_t *ss;
+    char sql[64];
+
+    if (s == NULL || s->ops != &sqlite_ops)
+        return 1;
+    ss = to_sqlite(s);
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%lld", (long long)(kib > 0 ? kib : 2000));
+    if (sqlite3_exec(ss->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return fail_db(ss, "cache_size", NULL);
+    return 0;
 }
 
 /* ---- operations ---- */
@@ -2319,6 +2400,446 @@ static int sqlite_run_evidence_count(jn_store_t *s, const char *run_id, int64_t 
     return 0;
 }
 
+/* ---- API tokens, evidence paging, job counts (schema version 4) ---- */
+
+static int sqlite_api_token_insert(jn_store_t *s, const jn_api_token_t *t)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_TOKEN_INSERT];
+    int rc;
+
+    if (t->id == NULL || t->organization_id == NULL || t->scope == NULL || t->salt == NULL ||
+        t->hash == NULL)
+        return fail_msg(ss, "api_token_insert", t->id, "id, organization, scope or hash is NULL");
+    rc = sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, t->organization_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 3, t->scope, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 4, t->salt, (int)t->salt_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 5, t->hash, (int)t->hash_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 6, t->label, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, t->created_ms > 0 ? t->created_ms : jn_now_ms());
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 8, t->revoked_ms);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_TOKEN_INSERT, "api_token_insert", t->id);
+    return exec_stmt(ss, ST_TOKEN_INSERT, "api_token_insert", t->id);
+}
+
+static void token_from_row(sqlite3_stmt *st, jn_api_token_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->id = column_str(st, 0);
+    t->organization_id = column_str(st, 1);
+    t->scope = column_str(st, 2);
+    t->salt = sqlite3_column_blob(st, 3);
+    t->salt_len = (size_t)sqlite3_column_bytes(st, 3);
+    t->hash = sqlite3_column_blob(st, 4);
+    t->hash_len = (size_t)sqlite3_column_bytes(st, 4);
+    t->label = column_str(st, 5);
+    t->created_ms = sqlite3_column_int64(st, 6);
+    t->revoked_ms = sqlite3_column_int64(st, 7);
+}
+
+/* Rows of a token statement (already bound) through fn; *found counts them. */
+static int token_rows(sqlite_store_t *ss, int id, const char *op, const char *key,
+                      jn_store_api_token_fn fn, void *ud, int *found)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+    jn_api_token_t t;
+    int rc;
+
+    *found = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        token_from_row(st, &t);
+        (*found)++;
+        if (fn(ud, &t) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, id, op, key);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_api_token_get(jn_store_t *s, const char *id, jn_store_api_token_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_TOKEN_GET];
+    int found;
+
+    if (id == NULL || fn == NULL)
+        return fail_msg(ss, "api_token_get", NULL, "id or callback is NULL");
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "api_token_get", id, "called from its own callback");
+    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_TOKEN_GET, "api_token_get", id);
+    if (token_rows(ss, ST_TOKEN_GET, "api_token_get", id, fn, ud, &found) != 0)
+        return -1;
+    return found ? 0 : 1;
+}
+
+static int sqlite_api_token_each(jn_store_t *s, const char *org, jn_store_api_token_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_TOKEN_EACH];
+    int found;
+
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "api_token_each", org, "called from its own callback");
+    if (sqlite3_bind_text(st, 1, org, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, ST_TOKEN_EACH, "api_token_each", org);
+    return token_rows(ss, ST_TOKEN_EACH, "api_token_each", org, fn, ud, &found);
+}
+
+static int sqlite_api_token_revoke(jn_store_t *s, const char *id, int64_t now_ms)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_TOKEN_REVOKE];
+
+    if (id == NULL)
+        return fail_msg(ss, "api_token_revoke", NULL, "id is NULL");
+    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, now_ms > 0 ? now_ms : jn_now_ms()) != SQLITE_OK)
+        return bind_failed(ss, ST_TOKEN_REVOKE, "api_token_revoke", id);
+    if (exec_stmt(ss, ST_TOKEN_REVOKE, "api_token_revoke", id) != 0)
+        return -1;
+    return sqlite3_changes(ss->db) > 0 ? 0 : 1;
+}
+
+static int sqlite_evidence_page(jn_store_t *s, const char *integration_id,
+                                const char *resource_type, int64_t after_seq, int64_t limit,
+                                jn_store_evidence_page_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_EVIDENCE_PAGE];
+    jn_evidence_t e;
+    int rc;
+
+    if (integration_id == NULL || fn == NULL)
+        return fail_msg(ss, "evidence_page", NULL, "integration or callback is NULL");
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "evidence_page", integration_id, "called from its own callback");
+    rc = sqlite3_bind_text(st, 1, integration_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, resource_type, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, after_seq);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, limit > 0 ? limit : -1);
+    if (rc != SQLITE_OK)
+        return bind_failed(ss, ST_EVIDENCE_PAGE, "evidence_page", integration_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+
+        memset(&e, 0, sizeof(e));
+        e.id = column_str(st, 1);
+        e.organization_id = column_str(st, 2);
+        e.integration_id = column_str(st, 3);
+        e.provider_type = column_str(st, 4);
+        e.resource_type = column_str(st, 5);
+        e.resource_id = column_str(st, 6);
+        e.collected_at = column_str(st, 7);
+        e.run_id = column_str(st, 8);
+        e.connector_version = column_str(st, 9);
+        e.checksum = column_str(st, 10);
+        e.data = column_str(st, 11);
+        if (fn(ud, seq, &e) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_EVIDENCE_PAGE, "evidence_page", integration_id);
+    stmt_done(st);
+    return 0;
+}
+
+static int sqlite_job_counts(jn_store_t *s, jn_store_job_count_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st = ss->stmt[ST_JOB_COUNTS];
+    int rc;
+
+    if (sqlite3_stmt_busy(st))
+        return fail_msg(ss, "job_counts", NULL, "called from its own callback");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (fn(ud, column_str(st, 0), column_str(st, 1), sqlite3_column_int64(st, 2)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return bind_failed(ss, ST_JOB_COUNTS, "job_counts", NULL);
+    stmt_done(st);
+    return 0;
+}
+
+/* ---- connector registry (schema version 5) ----
+ * Deploys are rare: these statements are prepared per call rather than kept
+ * in the statement cache. */
+
+#define CONNECTOR_VERSION_COLUMNS                                                                  \
+    "provider, version, source_sha256, source, signature, key_id, created_ms, name"
+#define CONNECTOR_DEPLOY_COLUMNS                                                                   \
+    "id, provider, version, source_sha256, action, actor, key_id, deployed_ms"
+
+static sqlite3_stmt *prepare_once(sqlite_store_t *ss, const char *sql, const char *op,
+                                  const char *key)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(ss->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fail_db(ss, op, key);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+static int sqlite_connector_version_put(jn_store_t *s, const jn_connector_version_t *v)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st;
+    int rc;
+
+    if (v->provider == NULL || v->version == NULL || v->source_sha256 == NULL || v->source == NULL)
+        return fail_msg(ss, "connector_version_put", v->provider,
+                        "provider, version, hash or source is NULL");
+    st = prepare_once(ss,
+                      "INSERT INTO connector_versions(" CONNECTOR_VERSION_COLUMNS ")"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                      " ON CONFLICT(provider, source_sha256) DO UPDATE SET"
+                      " signature = coalesce(excluded.signature, signature),"
+                      " key_id = CASE WHEN excluded.signature IS NULL THEN key_id"
+                      " ELSE excluded.key_id END",
+                      "connector_version_put", v->provider);
+    if (st == NULL)
+        return -1;
+    rc = sqlite3_bind_text(st, 1, v->provider, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, v->version, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 3, v->source_sha256, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 4, v->source, (int)v->source_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 5, v->signature, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 6, v->key_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, v->created_ms > 0 ? v->created_ms : jn_now_ms());
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 8, v->name ? v->name : "", -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    if (rc != SQLITE_OK)
+        fail_db(ss, "connector_version_put", v->provider);
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int sqlite_connector_version_get(jn_store_t *s, const char *provider, const char *sha256,
+                                        jn_store_connector_version_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    jn_connector_version_t v;
+    sqlite3_stmt *st;
+    int rc, found = 0;
+
+    if (provider == NULL || sha256 == NULL || fn == NULL)
+        return fail_msg(ss, "connector_version_get", provider,
+                        "provider, hash or callback is NULL");
+    st = prepare_once(ss,
+                      "SELECT " CONNECTOR_VERSION_COLUMNS " FROM connector_versions"
+                      " WHERE provider = ?1 AND source_sha256 = ?2",
+                      "connector_version_get", provider);
+    if (st == NULL)
+        return -1;
+    rc = sqlite3_bind_text(st, 1, provider, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, sha256, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&v, 0, sizeof(v));
+        v.provider = column_str(st, 0);
+        v.version = column_str(st, 1);
+        v.source_sha256 = column_str(st, 2);
+        v.source = column_str(st, 3);
+        v.source_len = (size_t)sqlite3_column_bytes(st, 3);
+        v.signature = column_str(st, 4);
+        v.key_id = column_str(st, 5);
+        v.created_ms = sqlite3_column_int64(st, 6);
+        v.name = column_str(st, 7);
+        found = 1;
+        fn(ud, &v);
+        rc = SQLITE_DONE;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_db(ss, "connector_version_get", provider);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return found ? 0 : 1;
+}
+
+static int sqlite_connector_deploy_insert(jn_store_t *s, jn_connector_deploy_t *d)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    const char *texts[5] = {d->provider, d->version, d->source_sha256, d->action, d->actor};
+    sqlite3_stmt *st;
+    int rc;
+
+    if (!d->provider || !d->version || !d->source_sha256 || !d->action || !d->actor)
+        return fail_msg(ss, "connector_deploy_insert", d->provider,
+                        "provider, version, hash, action or actor is NULL");
+    st = prepare_once(ss,
+                      "INSERT INTO connector_deploys(provider, version, source_sha256, action,"
+                      " actor, key_id, deployed_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      "connector_deploy_insert", d->provider);
+    if (st == NULL)
+        return -1;
+    if (d->deployed_ms <= 0)
+        d->deployed_ms = jn_now_ms();
+    rc = bind_texts(st, texts, 5);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 6, d->key_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, d->deployed_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    if (rc != SQLITE_OK) {
+        fail_db(ss, "connector_deploy_insert", d->provider);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    d->id = sqlite3_last_insert_rowid(ss->db);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* Runs a bound deploy query, calling fn per row; *found counts the rows. */
+static int deploy_rows(sqlite_store_t *ss, sqlite3_stmt *st, const char *op, const char *key,
+                       jn_store_connector_deploy_fn fn, void *ud, int *found)
+{
+    jn_connector_deploy_t d;
+    int rc;
+
+    *found = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&d, 0, sizeof(d));
+        d.id = sqlite3_column_int64(st, 0);
+        d.provider = column_str(st, 1);
+        d.version = column_str(st, 2);
+        d.source_sha256 = column_str(st, 3);
+        d.action = column_str(st, 4);
+        d.actor = column_str(st, 5);
+        d.key_id = column_str(st, 6);
+        d.deployed_ms = sqlite3_column_int64(st, 7);
+        (*found)++;
+        if (fn(ud, &d) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        fail_db(ss, op, key);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sqlite_connector_deploy_each(jn_store_t *s, const char *provider, int64_t limit,
+                                        jn_store_connector_deploy_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st;
+    int found;
+
+    if (fn == NULL)
+        return fail_msg(ss, "connector_deploy_each", provider, "callback is NULL");
+    st = prepare_once(ss,
+                      "SELECT " CONNECTOR_DEPLOY_COLUMNS " FROM connector_deploys"
+                      " WHERE (?1 IS NULL OR provider = ?1) ORDER BY id DESC LIMIT ?2",
+                      "connector_deploy_each", provider);
+    if (st == NULL)
+        return -1;
+    if (sqlite3_bind_text(st, 1, provider, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1) != SQLITE_OK) {
+        fail_db(ss, "connector_deploy_each", provider);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    return deploy_rows(ss, st, "connector_deploy_each", provider, fn, ud, &found);
+}
+
+static int sqlite_connector_deploy_get(jn_store_t *s, int64_t id, jn_store_connector_deploy_fn fn,
+                                       void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st;
+    int found;
+
+    if (fn == NULL)
+        return fail_msg(ss, "connector_deploy_get", NULL, "callback is NULL");
+    st =
+        prepare_once(ss, "SELECT " CONNECTOR_DEPLOY_COLUMNS " FROM connector_deploys WHERE id = ?1",
+                     "connector_deploy_get", NULL);
+    if (st == NULL)
+        return -1;
+    if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+        fail_db(ss, "connector_deploy_get", NULL);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    if (deploy_rows(ss, st, "connector_deploy_get", NULL, fn, ud, &found) != 0)
+        return -1;
+    return found ? 0 : 1;
+}
+
+static int sqlite_connector_live_each(jn_store_t *s, jn_store_connector_deploy_fn fn, void *ud)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st;
+    int found;
+
+    if (fn == NULL)
+        return fail_msg(ss, "connector_live_each", NULL, "callback is NULL");
+    st = prepare_once(ss,
+                      "SELECT " CONNECTOR_DEPLOY_COLUMNS " FROM connector_deploys"
+                      " WHERE id IN (SELECT max(id) FROM connector_deploys GROUP BY provider)"
+                      " ORDER BY provider",
+                      "connector_live_each", NULL);
+    if (st == NULL)
+        return -1;
+    return deploy_rows(ss, st, "connector_live_each", NULL, fn, ud, &found);
+}
+
+static int sqlite_connector_deploy_last(jn_store_t *s, int64_t *id)
+{
+    sqlite_store_t *ss = to_sqlite(s);
+    sqlite3_stmt *st;
+    int rc;
+
+    st = prepare_once(ss, "SELECT coalesce(max(id), 0) FROM connector_deploys",
+                      "connector_deploy_last", NULL);
+    if (st == NULL)
+        return -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else
+        fail_db(ss, "connector_deploy_last", NULL);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
 static const jn_store_ops_t sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -2367,4 +2888,17 @@ static const jn_store_ops_t sqlite_ops = {
     .job_changes_each = sqlite_job_changes_each,
     .evidence_export = sqlite_evidence_export,
     .run_evidence_count = sqlite_run_evidence_count,
+    .api_token_insert = sqlite_api_token_insert,
+    .api_token_get = sqlite_api_token_get,
+    .api_token_each = sqlite_api_token_each,
+    .api_token_revoke = sqlite_api_token_revoke,
+    .evidence_page = sqlite_evidence_page,
+    .job_counts = sqlite_job_counts,
+    .connector_version_put = sqlite_connector_version_put,
+    .connector_version_get = sqlite_connector_version_get,
+    .connector_deploy_insert = sqlite_connector_deploy_insert,
+    .connector_deploy_each = sqlite_connector_deploy_each,
+    .connector_deploy_get = sqlite_connector_deploy_get,
+    .connector_live_each = sqlite_connector_live_each,
+    .connector_deploy_last = sqlite_connector_deploy_last,
 };

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "junction/clock.h"
+#include "junction/log.h"
 #include "junction/redis_sync.h"
 
 #define LANE_BUCKETS 1024 /* hash chains; lanes are never removed */
@@ -55,9 +56,10 @@ struct lane {
     /* bucket */
     int has_rate;
     jn_ratelimit_config_t rate;
-    jn_ratelimit_t *local; /* full limits (local mode) or the fallback share (Redis) */
-    uv_timer_t *ltimer;    /* next jn_ratelimit_poll */
-    char *rkey;            /* Redis key (shared mode) */
+    jn_ratelimit_t *local;   /* full limits (local mode) or the fallback share (Redis) */
+    double local_max_weight; /* the local bucket's smallest window capacity */
+    uv_timer_t *ltimer;      /* next jn_ratelimit_poll */
+    char *rkey;              /* Redis key (shared mode) */
     call_t *rq_head, *rq_tail;
     int rq_busy;        /* a decision for the head is in flight or its timer armed */
     uv_timer_t *rtimer; /* retry of the head's decision */
@@ -78,9 +80,15 @@ struct jn_traffic {
     lane_t *lanes[LANE_BUCKETS];
     prov_t *provs[LANE_BUCKETS];
     call_t *calls; /* every live call */
-    size_t refs;   /* live calls + open handles */
+    size_t ncalls, nlanes, nprovs;
+    size_t refs; /* live calls + open handles */
     int destroyed;
     uint64_t seq;
+    /* Redis unreachable as far as the last decision knows: logged once per
+     * outage, not once per lane. */
+    int degraded;
+    int64_t degraded_since_wall, degraded_since_mono;
+    uint64_t fallbacks;
 };
 
 struct jn_traffic_call {
@@ -105,7 +113,7 @@ struct jn_traffic_call {
     jn_http_request_t req; /* pointers into the copies above */
     double weight;
     int idempotent;
-    int64_t deadline, step_start;
+    int64_t started, deadline, step_start, sent_at;
     jn_traffic_info_t info;
     jn_http_response_t *errresp; /* allocated up front: failing never needs memory */
     jn_traffic_done_fn done;
@@ -225,23 +233,29 @@ static void timer_free(jn_traffic_t *t, uv_timer_t *tm)
     uv_close((uv_handle_t *)tm, on_handle_closed);
 }
 
+/* Overwrites a string that may hold a credential, then frees it. */
+static void wipe_free(char *s)
+{
+    if (s) {
+        volatile char *p = s;
+        while (*p)
+            *p++ = 0;
+        free(s);
+    }
+}
+
 static void call_release_memory(call_t *c)
 {
     for (size_t i = 0; i < c->nheaders; i++)
         free(c->headers[i]);
-    for (size_t i = 0; i < c->nauth_headers; i++) {
-        if (c->auth_headers[i]) {
-            /* credential lines: wipe before freeing */
-            volatile char *p = c->auth_headers[i];
-            while (*p)
-                *p++ = 0;
-            free(c->auth_headers[i]);
-        }
-    }
+    /* the credential's lines, and the URL (a credential may be a query
+     * parameter of it) */
+    for (size_t i = 0; i < c->nauth_headers; i++)
+        wipe_free(c->auth_headers[i]);
     free(c->headers);
     free(c->auth_headers);
     free(c->method);
-    free(c->url);
+    wipe_free(c->url);
     free(c->body);
     free(c->errresp);
 }
@@ -268,6 +282,8 @@ static void call_free(call_t *c)
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
     c->all_prev = c->all_next = NULL;
+    if (c->state != ST_DONE)
+        t->ncalls--;
     c->state = ST_DONE;
     if (c->redis_pending)
         return;
@@ -292,6 +308,7 @@ static prov_t *prov_get(jn_traffic_t *t, const char *name)
     p->cfg = t->cfg.defaults;
     p->next = t->provs[h];
     t->provs[h] = p;
+    t->nprovs++;
     return p;
 }
 
@@ -328,6 +345,7 @@ static lane_t *lane_get(jn_traffic_t *t, prov_t *p, const char *org, int with_br
     }
     l->next = t->lanes[h];
     t->lanes[h] = l;
+    t->nlanes++;
     return l;
 fail:
     jn_breaker_destroy(l->breaker);
@@ -335,6 +353,20 @@ fail:
     free(l->org);
     free(l);
     return NULL;
+}
+
+/* The smallest capacity of the enabled windows (at factor 1): no request
+ * heavier than that can ever be granted. */
+static double max_weight(const jn_ratelimit_config_t *r)
+{
+    double m = INFINITY;
+    if (r->per_second > 0)
+        m = fmin(m, r->burst > 0 ? r->burst : r->per_second);
+    if (r->per_minute > 0)
+        m = fmin(m, r->per_minute);
+    if (r->per_hour > 0)
+        m = fmin(m, r->per_hour);
+    return m;
 }
 
 static int same_rate(const jn_ratelimit_config_t *a, const jn_ratelimit_config_t *b)
@@ -385,6 +417,7 @@ static int lane_set_rate(lane_t *l, const jn_ratelimit_config_t *rate, char *err
     } else if ((l->local = jn_ratelimit_create(&local, err, errlen)) == NULL) {
         return -1;
     }
+    l->local_max_weight = max_weight(&local);
     if (t->cfg.redis && !l->rkey) {
         size_t n = strlen(l->provider) + strlen(l->org) + sizeof("jn:rl:{}:");
         if ((l->rkey = malloc(n)) == NULL) {
@@ -401,6 +434,28 @@ static int lane_set_rate(lane_t *l, const jn_ratelimit_config_t *rate, char *err
 
 /* ---- completion ---- */
 
+static void notify(const call_t *c, jn_traffic_event_kind_t kind, const jn_http_response_t *resp,
+                   int64_t latency_ms, int will_retry, int throttled)
+{
+    jn_traffic_event_t ev;
+
+    if (!c->t->cfg.observer)
+        return;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = kind;
+    ev.provider = c->prov->name;
+    ev.organization = c->lane->org;
+    ev.method = c->method;
+    ev.attempt = c->info.attempts;
+    ev.error = resp->error;
+    ev.status = resp->error == JN_HTTP_OK ? (int)resp->status : 0;
+    ev.latency_ms = latency_ms;
+    ev.will_retry = will_retry;
+    ev.throttled = throttled;
+    ev.info = kind == JN_TRAFFIC_EVENT_DONE ? &c->info : NULL;
+    c->t->cfg.observer(c->t->cfg.observer_ud, &ev);
+}
+
 static void finish(call_t *c, jn_http_response_t *resp)
 {
     jn_traffic_done_fn done = c->done;
@@ -408,6 +463,8 @@ static void finish(call_t *c, jn_http_response_t *resp)
     jn_traffic_info_t info = c->info;
     int cancelled = c->cancelled;
 
+    if (!cancelled)
+        notify(c, JN_TRAFFIC_EVENT_DONE, resp, now_ms() - c->started, 0, 0);
     call_free(c);
     if (!cancelled)
         done(resp, &info, ud);
@@ -448,10 +505,16 @@ static void fail_circuit(call_t *c, int64_t retry_at)
     int64_t left = retry_at - now_ms();
     jn_breaker_status(c->lane->breaker, now_ms(), &st);
     c->lane->rejected_circuit++;
-    fail(c, JN_HTTP_ECIRCUIT,
-         "provider '%s' (organization '%s'): circuit breaker %s after repeated failures "
-         "(%" PRIu64 " trips); no request is sent for %.1f s",
-         c->prov->name, lane_org(c), st.state_name, st.trips, left > 0 ? (double)left / 1e3 : 0.0);
+    if (st.state == JN_BREAKER_HALF_OPEN)
+        fail(c, JN_HTTP_ECIRCUIT,
+             "provider '%s' (organization '%s'): circuit breaker half-open after repeated "
+             "failures: %u probe request(s) in flight; others fail until the probes succeed",
+             c->prov->name, lane_org(c), st.probes_in_flight);
+    else
+        fail(c, JN_HTTP_ECIRCUIT,
+             "provider '%s' (organization '%s'): circuit breaker open after repeated failures "
+             "(%" PRIu64 " trips); no request is sent for %.1f s",
+             c->prov->name, lane_org(c), st.trips, left > 0 ? (double)left / 1e3 : 0.0);
 }
 
 /* ---- the steps ---- */
@@ -517,9 +580,13 @@ static void token_local(call_t *c)
     lane_t *l = c->blane;
     char err[256];
     int64_t wait = 0;
+    /* On the fallback share a request that fits the shared bucket but not
+     * the share takes the whole share: it still passes, no more often than
+     * the share refills. */
+    double weight = fmin(c->weight, l->local_max_weight);
 
     if (jn_ratelimit_waiting(l->local) == 0) {
-        int rc = jn_ratelimit_take(l->local, now_ms(), c->weight, &wait, err, sizeof err);
+        int rc = jn_ratelimit_take(l->local, now_ms(), weight, &wait, err, sizeof err);
         if (rc == 1) {
             on_token_granted(c);
             return;
@@ -533,13 +600,63 @@ static void token_local(call_t *c)
             return;
         }
     }
-    if (jn_ratelimit_enqueue(l->local, &c->waiter, c->weight, c->deadline, on_local_waiter, c, err,
+    if (jn_ratelimit_enqueue(l->local, &c->waiter, weight, c->deadline, on_local_waiter, c, err,
                              sizeof err) != 0) {
         fail(c, JN_HTTP_EINVAL, "provider '%s': rate limit: %s", c->prov->name, err);
         return;
     }
     c->state = ST_TOKEN_LOCAL;
     lane_poll(l);
+}
+
+/* The first lane to lose Redis says so for the whole layer; the first
+ * shared decision after that says it is over. `why` comes from the Redis
+ * client, whose messages never hold the password. */
+static void traffic_degrade(jn_traffic_t *t, const char *why)
+{
+    char share[32];
+    jn_log_field_t f[3];
+
+    if (t->degraded)
+        return;
+    t->degraded = 1;
+    t->degraded_since_wall = jn_now_ms();
+    t->degraded_since_mono = now_ms();
+    t->fallbacks++;
+    snprintf(share, sizeof share, "%u", t->cfg.nodes);
+    f[0] = (jn_log_field_t){"redis", jn_redis_name(t->cfg.redis), 0};
+    f[1] = (jn_log_field_t){"reason", why && *why ? why : "unreachable", 0};
+    f[2] = (jn_log_field_t){"share_divisor", share, 1};
+    jn_log_fields(JN_LOG_WARN,
+                  "traffic: Redis unreachable; rate limits fall back to the local share", f, 3);
+}
+
+static void traffic_recover(jn_traffic_t *t)
+{
+    char ms[32];
+    jn_log_field_t f[2];
+
+    if (!t->degraded)
+        return;
+    t->degraded = 0;
+    snprintf(ms, sizeof ms, "%" PRId64, now_ms() - t->degraded_since_mono);
+    t->degraded_since_wall = 0;
+    f[0] = (jn_log_field_t){"redis", jn_redis_name(t->cfg.redis), 0};
+    f[1] = (jn_log_field_t){"degraded_ms", ms, 1};
+    jn_log_fields(JN_LOG_INFO, "traffic: Redis reachable again; rate limits are shared", f, 2);
+}
+
+/* `why` NULL: no new failure, the lane only stays on its local share. */
+static void lane_mark_degraded(lane_t *l, const char *why)
+{
+    if (!l->degraded) {
+        l->degraded = 1;
+        l->degraded_since_wall = jn_now_ms();
+        l->fallbacks++;
+    } else if (!why) {
+        return;
+    }
+    traffic_degrade(l->t, why);
 }
 
 static int redis_usable(lane_t *l)
@@ -549,12 +666,10 @@ static int redis_usable(lane_t *l)
     if (!t->cfg.redis)
         return 0;
     jn_redis_status(t->cfg.redis, &st);
-    if (st.state != JN_REDIS_CONNECTED) {
-        if (!l->degraded) {
-            l->degraded = 1;
-            l->degraded_since_wall = jn_now_ms();
-            l->fallbacks++;
-        }
+    /* A client that has not connected yet holds the command until its first
+     * connection succeeds or fails (within its connect timeout). */
+    if (st.state != JN_REDIS_CONNECTED && st.state != JN_REDIS_CONNECTING) {
+        lane_mark_degraded(l, st.last_error);
         return 0;
     }
     if (l->degraded && now_ms() < l->degraded_retry_at)
@@ -601,14 +716,10 @@ static void rq_unlink(lane_t *l, call_t *c)
 
 /* Redis is unreachable: every call queued for the shared bucket moves, in
  * order, to the local fallback share. */
-static void lane_degrade(lane_t *l)
+static void lane_degrade(lane_t *l, const char *why)
 {
     call_t *c;
-    if (!l->degraded) {
-        l->degraded = 1;
-        l->degraded_since_wall = jn_now_ms();
-        l->fallbacks++;
-    }
+    lane_mark_degraded(l, why);
     l->degraded_retry_at = now_ms() + DEGRADED_RETRY_MS;
     while ((c = l->rq_head) != NULL) {
         rq_unlink(l, c);
@@ -632,7 +743,6 @@ static void on_redis_take(int status, const jn_redis_bucket_result_t *res, const
     jn_traffic_t *t = c->t;
     lane_t *l = c->blane;
 
-    (void)error;
     c->redis_pending = 0;
     if (t->destroyed || c->state == ST_DONE) {
         /* cancelled meanwhile: the reply frees it */
@@ -646,13 +756,14 @@ static void on_redis_take(int status, const jn_redis_bucket_result_t *res, const
     }
     l->rq_busy = 0;
     if (status != JN_REDIS_OK) {
-        lane_degrade(l);
+        lane_degrade(l, error);
         return;
     }
     if (l->degraded) {
         l->degraded = 0;
         l->degraded_since_wall = 0;
     }
+    traffic_recover(t);
     l->shared_last = 1;
     c->info.shared_limiter = 1;
     if (res->factor > 0 && res->factor <= 1)
@@ -671,7 +782,7 @@ static void on_redis_take(int status, const jn_redis_bucket_result_t *res, const
         return;
     }
     if (!l->rtimer && (l->rtimer = timer_new(t, l)) == NULL) {
-        lane_degrade(l);
+        lane_degrade(l, "out of memory");
         return;
     }
     l->rq_busy = 1;
@@ -687,7 +798,7 @@ static void redis_kick(lane_t *l)
     if (l->rq_busy || (c = l->rq_head) == NULL)
         return;
     if (!redis_usable(l)) {
-        lane_degrade(l);
+        lane_degrade(l, NULL);
         return;
     }
     bc.per_second = l->rate.per_second;
@@ -695,7 +806,7 @@ static void redis_kick(lane_t *l)
     bc.per_hour = l->rate.per_hour;
     bc.burst = l->rate.burst;
     if (jn_redis_bucket_take(l->t->cfg.redis, l->rkey, &bc, c->weight, on_redis_take, c) != 0) {
-        lane_degrade(l);
+        lane_degrade(l, "the decision could not be sent");
         return;
     }
     c->redis_pending = 1;
@@ -802,8 +913,10 @@ static void on_redis_adjusted(int status, double factor, const char *error, void
 }
 
 /* Step 5: what the response says about the provider. Returns the
- * provider's minimum delay before another request (Retry-After), in ms. */
-static int64_t observe(call_t *c, const jn_http_response_t *resp)
+ * provider's minimum delay before another request, in ms: its Retry-After,
+ * or the time until its spent budget resets. *throttled is set when the
+ * response is a rate limit (a 429, or a 403 that says it is one). */
+static int64_t observe(call_t *c, const jn_http_response_t *resp, int *throttled)
 {
     jn_adaptive_header_t hs[64];
     jn_adaptive_response_t ar;
@@ -826,13 +939,11 @@ static int64_t observe(call_t *c, const jn_http_response_t *resp)
     ar.latency_ms = (int64_t)resp->total_ms;
     ar.now_ms = wall;
     jn_adaptive_read(acfg, &ar, &d);
+    *throttled = d.factor_op == JN_ADAPTIVE_THROTTLED;
     if (d.blocked_until_ms > wall)
         block = d.blocked_until_ms - wall;
     if (!l)
-        return d.block_reason == JN_ADAPTIVE_BLOCK_RETRY_AFTER ||
-                       d.block_reason == JN_ADAPTIVE_BLOCK_SECONDARY
-                   ? block
-                   : 0;
+        return block;
     if (block > 0)
         jn_ratelimit_block_until(l->local, mono + block);
     if (d.factor_op != JN_ADAPTIVE_NONE) {
@@ -858,10 +969,7 @@ static int64_t observe(call_t *c, const jn_http_response_t *resp)
     if (block > 0 && l->t->cfg.redis && !l->degraded)
         jn_redis_bucket_adjust(l->t->cfg.redis, l->rkey, JN_REDIS_ADJUST_RETRY_AFTER, block,
                                acfg->min_factor, on_redis_adjusted, NULL);
-    return d.block_reason == JN_ADAPTIVE_BLOCK_RETRY_AFTER ||
-                   d.block_reason == JN_ADAPTIVE_BLOCK_SECONDARY
-               ? block
-               : 0;
+    return block;
 }
 
 static void on_backoff_done(uv_timer_t *tm)
@@ -872,33 +980,42 @@ static void on_backoff_done(uv_timer_t *tm)
     step_breaker(c);
 }
 
+static void record_outcome(call_t *c, jn_breaker_outcome_t outcome)
+{
+    if (c->has_ticket) {
+        jn_breaker_record(c->lane->breaker, now_ms(), &c->ticket, outcome);
+        c->has_ticket = 0;
+    }
+}
+
 static void on_http_done(jn_http_response_t *resp, void *ud)
 {
     call_t *c = ud;
     jn_retry_transport_t tr = transport_of(resp);
     int status = resp->error == JN_HTTP_OK ? (int)resp->status : 0;
-    jn_breaker_outcome_t outcome;
+    int64_t latency = now_ms() - c->sent_at, retry_after;
+    int throttled = 0;
     jn_retry_input_t in;
     jn_retry_decision_t dec;
-    int64_t retry_after;
     char err[256];
 
     c->hcall = NULL;
     c->state = ST_NEW;
     release_slot(c);
-    if ((int)tr < 0)
-        outcome = JN_BREAKER_NEUTRAL;
-    else
-        outcome = jn_breaker_classify(status, tr != JN_RETRY_TRANSPORT_NONE);
-    if (c->has_ticket) {
-        jn_breaker_record(c->lane->breaker, now_ms(), &c->ticket, outcome);
-        c->has_ticket = 0;
-    }
-    if ((int)tr < 0) {
+    if ((int)tr < 0) { /* not the provider's doing: refused by policy, too big, ... */
+        record_outcome(c, JN_BREAKER_NEUTRAL);
+        notify(c, JN_TRAFFIC_EVENT_ATTEMPT, resp, latency, 0, 0);
         finish(c, resp);
         return;
     }
-    retry_after = observe(c, resp);
+    retry_after = observe(c, resp, &throttled);
+    /* A 403 that says it is a rate limit (GitHub's primary limit with its
+     * remaining count at 0, its secondary limits) is a 429 under another
+     * status: it counts against the breaker and is retried like one, once
+     * the provider's wait is over. */
+    if (status == 403 && throttled)
+        status = 429;
+    record_outcome(c, jn_breaker_classify(status, tr != JN_RETRY_TRANSPORT_NONE));
     memset(&in, 0, sizeof in);
     in.attempt = c->info.attempts;
     in.http_status = status;
@@ -909,9 +1026,11 @@ static void on_http_done(jn_http_response_t *resp, void *ud)
     in.deadline_ms = c->deadline;
     if (jn_retry_decide(c->lane->retry, &in, &dec, err, sizeof err) != 0 ||
         dec.verdict != JN_RETRY_YES) {
+        notify(c, JN_TRAFFIC_EVENT_ATTEMPT, resp, latency, 0, throttled);
         finish(c, resp);
         return;
     }
+    notify(c, JN_TRAFFIC_EVENT_ATTEMPT, resp, latency, 1, throttled);
     jn_http_response_free(resp);
     c->lane->retries++;
     c->state = ST_BACKOFF;
@@ -941,11 +1060,14 @@ static void step_send(call_t *c)
     c->info.attempts++;
     c->lane->requests++;
     c->state = ST_SENDING;
+    c->sent_at = now_ms();
     rc = jn_http_client_send(c->t->http, &req, on_http_done, c, &c->hcall);
     if (rc != JN_HTTP_OK) {
+        /* refused by the client: nothing left */
         c->hcall = NULL;
-        jn_breaker_record(c->lane->breaker, now_ms(), &c->ticket, JN_BREAKER_NEUTRAL);
-        c->has_ticket = 0;
+        c->info.attempts--;
+        c->lane->requests--;
+        record_outcome(c, JN_BREAKER_NEUTRAL);
         release_slot(c);
         fail(c, (jn_http_error_t)rc, "%s", jn_http_error_name((jn_http_error_t)rc));
     }
@@ -1062,6 +1184,8 @@ int jn_traffic_send(jn_traffic_t *t, const jn_traffic_opts_t *opts, const jn_htt
     call_t *c;
     prov_t *p;
     lane_t *lane, *blane = NULL;
+    double weight;
+    long deadline_ms;
 
     if (out)
         *out = NULL;
@@ -1088,9 +1212,19 @@ int jn_traffic_send(jn_traffic_t *t, const jn_traffic_opts_t *opts, const jn_htt
         snprintf(err, errlen, "out of memory");
         return JN_HTTP_EINTERNAL;
     }
+    weight = opts->weight > 0 ? opts->weight : (opts->rate ? opts->rate->weight : 1);
     if (opts->rate) {
         if (jn_ratelimit_config_validate(opts->rate, err, errlen) != 0)
             return JN_HTTP_EINVAL;
+        /* Refused here rather than in the bucket: the shared one would only
+         * say so from Redis, and a request that can never pass must not wait. */
+        if (weight < JN_RATELIMIT_MIN_WEIGHT || weight > max_weight(opts->rate)) {
+            snprintf(err, errlen,
+                     "traffic: a request weight of %g does not fit the rate limit of provider "
+                     "'%s' (from 0.001 to %g, the smallest capacity of its windows)",
+                     weight, opts->provider, max_weight(opts->rate));
+            return JN_HTTP_EINVAL;
+        }
         blane = opts->scope == JN_TRAFFIC_SCOPE_APP ? lane_get(t, p, "*", 0) : lane;
         if (!blane) {
             snprintf(err, errlen, "out of memory");
@@ -1116,16 +1250,22 @@ int jn_traffic_send(jn_traffic_t *t, const jn_traffic_opts_t *opts, const jn_htt
     c->lane = lane;
     c->blane = blane;
     c->prov = p;
-    c->weight = opts->weight > 0 ? opts->weight : (opts->rate ? opts->rate->weight : 1);
+    c->weight = weight;
     c->idempotent = jn_retry_is_idempotent(c->method, opts->idempotent);
-    c->deadline =
-        now_ms() + (opts->deadline_ms > 0 ? opts->deadline_ms : t->cfg.default_deadline_ms);
+    /* Without a deadline of its own a call gets the default one, but never
+     * less than its request's timeout: one attempt may always use all of it. */
+    deadline_ms = opts->deadline_ms > 0 ? opts->deadline_ms : t->cfg.default_deadline_ms;
+    if (opts->deadline_ms == 0 && req->timeout_ms > deadline_ms)
+        deadline_ms = req->timeout_ms;
+    c->started = now_ms();
+    c->deadline = c->started + deadline_ms;
     c->done = done;
     c->ud = ud;
     c->all_next = t->calls;
     if (t->calls)
         t->calls->all_prev = c;
     t->calls = c;
+    t->ncalls++;
     if (out)
         *out = c;
     /* The first step runs from the loop, never inside this call: a caller
@@ -1253,6 +1393,18 @@ static void lane_status(jn_traffic_t *t, lane_t *l, jn_traffic_lane_status_t *st
     st->rejected_circuit = l->rejected_circuit;
     st->rejected_rate = l->rejected_rate;
     st->fallbacks = l->fallbacks;
+}
+
+void jn_traffic_status(jn_traffic_t *t, jn_traffic_status_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->shared = t->cfg.redis != NULL;
+    out->degraded = t->degraded;
+    out->degraded_since_ms = t->degraded ? t->degraded_since_wall : 0;
+    out->fallbacks = t->fallbacks;
+    out->calls = t->ncalls;
+    out->lanes = t->nlanes;
+    out->providers = t->nprovs;
 }
 
 void jn_traffic_each_lane(jn_traffic_t *t, jn_traffic_lane_fn fn, void *ud)

@@ -55,6 +55,18 @@ static int valid_name(const char *s, size_t n)
     return 1;
 }
 
+/* As the traffic layer accepts them: the platform's ids, any printable
+ * ASCII but the braces of the Redis hash tag the lane's key is built with. */
+static int valid_org(const char *s, size_t n)
+{
+    if (n == 0 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '{' || s[i] == '}')
+            return 0;
+    return 1;
+}
+
 static int parse_rate(const jn_json_t *obj, const char *where, rate_override_t *out, char *err,
                       size_t errlen)
 {
@@ -179,10 +191,10 @@ static int parse_orgs(const jn_json_t *obj, const char *where, prov_entry_t *pe,
         size_t len;
         const char *org = jn_json_name(m, &len);
         org_entry_t *oe = &pe->orgs[pe->norgs];
-        if (!valid_name(org, len))
+        if (!valid_org(org, len))
             return jn_errorf(err, errlen,
-                             "%s.organizations: '%.64s' is not an organization id (1-128 letters, "
-                             "digits, '_', '-', '.')",
+                             "%s.organizations: '%.64s' is not an organization id (1-128 printable "
+                             "ASCII characters other than space, '{' and '}')",
                              where, org);
         snprintf(w, sizeof w, "%s.organizations.%s", where, org);
         if (!jn_json_is_object(m))
@@ -203,6 +215,13 @@ static int parse_orgs(const jn_json_t *obj, const char *where, prov_entry_t *pe,
 }
 
 jn_traffic_policy_t *jn_traffic_policy_parse(const char *json, size_t len, char *err, size_t errlen)
+{
+    return jn_traffic_policy_parse_over(json, len, NULL, err, errlen);
+}
+
+jn_traffic_policy_t *jn_traffic_policy_parse_over(const char *json, size_t len,
+                                                  const jn_traffic_provider_config_t *base,
+                                                  char *err, size_t errlen)
 {
     jn_json_t *root = NULL;
     jn_json_error_t jerr;
@@ -229,7 +248,10 @@ jn_traffic_policy_t *jn_traffic_policy_parse(const char *json, size_t len, char 
         jn_errorf(err, errlen, "out of memory");
         goto fail;
     }
-    jn_traffic_provider_config_init(&p->defaults);
+    if (base)
+        p->defaults = *base;
+    else
+        jn_traffic_provider_config_init(&p->defaults);
     if ((defs = jn_json_get(root, "defaults")) != NULL) {
         if (!jn_json_is_object(defs)) {
             jn_errorf(err, errlen, "defaults: expected an object, got %s", jn_json_type_name(defs));
@@ -287,6 +309,13 @@ fail:
 
 jn_traffic_policy_t *jn_traffic_policy_load(const char *path, char *err, size_t errlen)
 {
+    return jn_traffic_policy_load_over(path, NULL, err, errlen);
+}
+
+jn_traffic_policy_t *jn_traffic_policy_load_over(const char *path,
+                                                 const jn_traffic_provider_config_t *base,
+                                                 char *err, size_t errlen)
+{
     FILE *f;
     struct stat st;
     char *buf;
@@ -310,7 +339,7 @@ jn_traffic_policy_t *jn_traffic_policy_load(const char *path, char *err, size_t 
     }
     n = fread(buf, 1, (size_t)st.st_size, f);
     fclose(f);
-    p = jn_traffic_policy_parse(buf, n, sub, sizeof sub);
+    p = jn_traffic_policy_parse_over(buf, n, base, sub, sizeof sub);
     free(buf);
     if (!p)
         jn_errorf(err, errlen, "traffic file '%s': %s", path, sub);

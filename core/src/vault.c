@@ -1768,3 +1768,187 @@ done:
         *stats = st;
     return rc;
 }
+
+/* ---- sealing for shared infrastructure ----
+ *
+ * A sealed blob is for the other processes of one deployment (same store,
+ * same master key), through infrastructure that must not be able to read it
+ * (Redis). The key is derived from the organization's data key with
+ * HKDF-SHA256 (RFC 5869), so it exists only where the data key can be
+ * unwrapped and changes with an organization-key rotation; the blob names the
+ * data-key version it was sealed under, so a process can open what another
+ * sealed while a rotation is under way. The context (where the blob is
+ * kept, a Redis key) is associated data: a blob copied to another context or
+ * organization does not open. */
+
+#define SEAL_MAGIC "JNS1"
+#define SEAL_HEADER (4 + 8 + NONCE_LEN)
+#define SEAL_CONTEXT_MAX 256
+#define SEAL_AAD_FMT "junction:seal:v1|org=%s|dek_version=%" PRId64 "|context=%s"
+
+/* HKDF-SHA256 with one output block: PRK = HMAC(salt, dek); OKM = HMAC(PRK,
+ * info || 0x01). */
+static int seal_key(const char *org, int64_t dek_version, const uint8_t dek[DEK_LEN],
+                    uint8_t key[DEK_LEN])
+{
+    static const char salt[] = "junction:seal:v1";
+    uint8_t prk[JN_SHA256_LEN];
+    char info[AAD_MAX];
+    int n = snprintf(info, sizeof(info) - 1, "org=%s|dek_version=%" PRId64, org, dek_version);
+    int rc;
+
+    if (n < 0 || (size_t)n >= sizeof(info) - 1)
+        return -1;
+    info[n] = 0x01;
+    rc = jn_hmac_sha256(salt, sizeof(salt) - 1, dek, DEK_LEN, prk);
+    if (rc == 0)
+        rc = jn_hmac_sha256(prk, sizeof(prk), info, (size_t)n + 1, key);
+    OPENSSL_cleanse(prk, sizeof(prk));
+    return rc;
+}
+
+static int check_context(jn_vault_t *v, const char *context)
+{
+    size_t i, n = context != NULL ? strlen(context) : 0;
+
+    if (n == 0 || n > SEAL_CONTEXT_MAX)
+        return verr(v, JN_VAULT_EINVAL,
+                    "invalid seal context: expected 1 to %d printable"
+                    " characters",
+                    SEAL_CONTEXT_MAX);
+    for (i = 0; i < n; i++)
+        if ((unsigned char)context[i] < 0x20 || (unsigned char)context[i] > 0x7e)
+            return verr(v, JN_VAULT_EINVAL,
+                        "invalid seal context: expected 1 to %d printable"
+                        " characters",
+                        SEAL_CONTEXT_MAX);
+    return 0;
+}
+
+/* The sealing key of org for data-key version `version` (0: the highest live
+ * one, whose number goes to *used). */
+static int org_seal_key(jn_vault_t *v, const char *org, int64_t version, int64_t *used,
+                        uint8_t key[DEK_LEN])
+{
+    org_keys_t ks;
+    int64_t live_max, all_max;
+    size_t live_count;
+    const org_key_t *k;
+    uint8_t dek[DEK_LEN];
+    char who[PREFIX_MAX];
+    int rc = load_org_keys(v, org, &ks);
+
+    if (rc != 0)
+        return rc;
+    snprintf(who, sizeof(who), "organization '%s'", org);
+    org_key_versions(&ks, &live_max, &all_max, &live_count);
+    if (version == 0)
+        version = live_max;
+    k = version > 0 ? find_org_key(&ks, version) : NULL;
+    if (k == NULL) {
+        rc = version == 0
+                 ? verr(v, JN_VAULT_ENOTFOUND, "%s has no data key (it has no credentials)", who)
+                 : verr(v, JN_VAULT_ENOTFOUND,
+                        "%s has no data key version %" PRId64
+                        " (the blob was sealed under a key since retired, or elsewhere)",
+                        who, version);
+        goto done;
+    }
+    rc = unwrap_dek(v, who, org, k, dek);
+    if (rc == 0 && seal_key(org, version, dek, key) != 0)
+        rc = verr(v, JN_VAULT_ERROR, "%s: deriving the sealing key failed", who);
+    OPENSSL_cleanse(dek, sizeof(dek));
+    *used = version;
+done:
+    org_keys_free(&ks);
+    return rc;
+}
+
+int jn_vault_seal(jn_vault_t *v, const char *org_id, const char *context, const void *plain,
+                  size_t len, uint8_t **out, size_t *out_len)
+{
+    uint8_t key[DEK_LEN], *blob;
+    char aad[AAD_MAX + SEAL_CONTEXT_MAX];
+    int64_t version = 0;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (out_len != NULL)
+        *out_len = 0;
+    if (out == NULL || out_len == NULL || (plain == NULL && len > 0) || len > JN_VAULT_SECRET_MAX)
+        return verr(v, JN_VAULT_EINVAL, "jn_vault_seal: no output, or 0 to %d bytes expected",
+                    JN_VAULT_SECRET_MAX);
+    if ((rc = check_ids(v, 1, P_ORG, org_id)) != 0 || (rc = check_context(v, context)) != 0)
+        return rc;
+    if ((rc = org_seal_key(v, org_id, 0, &version, key)) != 0)
+        return rc;
+    if ((blob = malloc(SEAL_HEADER + len + TAG_LEN)) == NULL) {
+        OPENSSL_cleanse(key, sizeof(key));
+        return verr(v, JN_VAULT_ERROR, "organization '%s': out of memory", org_id);
+    }
+    memcpy(blob, SEAL_MAGIC, 4);
+    for (int i = 0; i < 8; i++)
+        blob[4 + i] = (uint8_t)((uint64_t)version >> (56 - 8 * i));
+    snprintf(aad, sizeof(aad), SEAL_AAD_FMT, org_id, version, context);
+    if (jn_random_bytes(blob + 12, NONCE_LEN) != 0 ||
+        gcm_seal(key, blob + 12, aad, plain, len, blob + SEAL_HEADER) != 0) {
+        OPENSSL_cleanse(key, sizeof(key));
+        free(blob);
+        return verr(v, JN_VAULT_ERROR, "organization '%s': sealing failed", org_id);
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    *out = blob;
+    *out_len = SEAL_HEADER + len + TAG_LEN;
+    return 0;
+}
+
+int jn_vault_unseal(jn_vault_t *v, const char *org_id, const char *context, const void *blob,
+                    size_t len, jn_secret_t *out)
+{
+    const uint8_t *b = blob;
+    uint8_t key[DEK_LEN];
+    char aad[AAD_MAX + SEAL_CONTEXT_MAX];
+    uint64_t version = 0;
+    int64_t used = 0;
+    int rc;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (out == NULL || (blob == NULL && len > 0))
+        return verr(v, JN_VAULT_EINVAL, "jn_vault_unseal: no blob or no output");
+    if ((rc = check_ids(v, 1, P_ORG, org_id)) != 0 || (rc = check_context(v, context)) != 0)
+        return rc;
+    if (len < SEAL_HEADER + TAG_LEN || len > SEAL_HEADER + JN_VAULT_SECRET_MAX + TAG_LEN ||
+        memcmp(b, SEAL_MAGIC, 4) != 0)
+        return verr(v, JN_VAULT_EDECRYPT,
+                    "organization '%s': not a sealed blob (%zu bytes; truncated, or written by "
+                    "something else)",
+                    org_id, len);
+    for (int i = 0; i < 8; i++)
+        version = version << 8 | b[4 + i];
+    if (version == 0 || version > INT64_MAX)
+        return verr(v, JN_VAULT_EDECRYPT, "organization '%s': the sealed blob names no data key",
+                    org_id);
+    if ((rc = org_seal_key(v, org_id, (int64_t)version, &used, key)) != 0)
+        return rc;
+    snprintf(aad, sizeof(aad), SEAL_AAD_FMT, org_id, used, context);
+    out->len = len - SEAL_HEADER - TAG_LEN;
+    if ((out->data = jn_secmem_alloc(out->len + 1)) == NULL) {
+        OPENSSL_cleanse(key, sizeof(key));
+        out->len = 0;
+        return verr(v, JN_VAULT_ERROR, "organization '%s': out of memory", org_id);
+    }
+    rc = gcm_open(key, b + 12, aad, b + SEAL_HEADER, len - SEAL_HEADER, out->data);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc != 0) {
+        jn_secret_free(out);
+        return rc == 1 ? verr(v, JN_VAULT_EDECRYPT,
+                              "organization '%s': the sealed blob does not open here: it was "
+                              "sealed for another context or organization, or altered",
+                              org_id)
+                       : verr(v, JN_VAULT_ERROR, "organization '%s': unsealing failed", org_id);
+    }
+    out->data[out->len] = '\0';
+    return 0;
+}

@@ -585,11 +585,11 @@ static void test_types_and_arguments(void **state)
     expect_parse_error("hmac", "{}",
                        "unknown auth type 'hmac' (expected api_key, basic, aws_sigv4, github_app, "
                        "client_credentials, oauth2, service_account, jwt_bearer, "
-                       "private_key_jwt, aws_assume_role)");
+                       "private_key_jwt, aws_assume_role, oauth_client)");
     expect_parse_error("a\nb", "{}",
                        "unknown auth type 'a?b' (expected api_key, basic, aws_sigv4, github_app, "
                        "client_credentials, oauth2, service_account, jwt_bearer, "
-                       "private_key_jwt, aws_assume_role)");
+                       "private_key_jwt, aws_assume_role, oauth_client)");
     expect_parse_error(NULL, "{}", "jn_auth_parse: no auth type, document or output pointer");
     expect_parse_error("api_key", NULL, "jn_auth_parse: no auth type, document or output pointer");
     char err[128];
@@ -769,8 +769,12 @@ static void test_oauth2(void **state)
 
     expect_parse_error("oauth2", "{\"client_id\":\"cid\"," OAUTH_URL "}",
                        "oauth2 credential: field 'refresh_token' is required");
-    expect_parse_error("oauth2", "{\"refresh_token\":\"" CANARY "\"," OAUTH_URL "}",
-                       "oauth2 credential: field 'client_id' is required");
+    /* Without client_id it names no client (BYOC): not its secret either. */
+    expect_parse_error("oauth2",
+                       "{\"client_secret\":\"" CANARY "\",\"refresh_token\":\"" CANARY
+                       "\"," OAUTH_URL "}",
+                       "oauth2 credential: field 'client_secret' needs 'client_id' (leave out all "
+                       "three to use the organization's oauth_client for the provider)");
     expect_parse_error("oauth2", "{\"client_id\":\"c\",\"refresh_token\":\"" CANARY "\"}",
                        "oauth2 credential: field 'token_url' is required");
     expect_parse_error("oauth2", "{\"client_id\":\"c\"," OAUTH_URL ",\"refresh_token\":\"\"}",

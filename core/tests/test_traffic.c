@@ -18,6 +18,7 @@
 
 #include "junction/clock.h"
 #include "junction/http_client.h"
+#include "junction/log.h"
 #include "junction/redis.h"
 
 #include "http_peer.c"
@@ -613,6 +614,253 @@ static void test_redis_unreachable_falls_back_at_once(void **state)
     fx_free(f);
 }
 
+/* A 403 that says it is a rate limit (here with its Retry-After) is a 429
+ * under another status: retried after the wait, and counted by the breaker.
+ * A plain 403 is neither. */
+static void test_rate_limit_403_is_retried_like_429(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_traffic_lane_status_t st;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    fast_retry(&cfg.defaults);
+    cfg.defaults.retry.max_attempts = 2;
+    cfg.defaults.breaker.consecutive_failures = 2;
+    cfg.defaults.breaker.open_ms = 60000;
+    f = fx_new(&cfg);
+    send_one(f, 0, "GET", "/status/403?retry_after=1", "github", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].status, 403);
+    assert_int_equal(f->r[0].info.attempts, 2);
+    assert_true(f->r[0].info.retry_wait_ms >= 1000 - 5);
+    /* both attempts were failures: the breaker is open */
+    assert_int_equal(jn_traffic_lane_status(f->t, "github", "acme", &st), 0);
+    assert_int_equal(st.breaker.state, JN_BREAKER_OPEN);
+
+    send_one(f, 1, "GET", "/status/403", "github", "globex", NULL, 0);
+    send_one(f, 2, "GET", "/status/403", "github", "globex", NULL, 0);
+    RUN_UNTIL(f, f->r[1].done && f->r[2].done);
+    assert_int_equal(f->r[1].info.attempts, 1);
+    assert_int_equal(f->r[2].info.attempts, 1);
+    assert_int_equal(jn_traffic_lane_status(f->t, "github", "globex", &st), 0);
+    assert_int_equal(st.breaker.state, JN_BREAKER_CLOSED);
+    fx_free(f);
+}
+
+/* Without a deadline of its own a call is not cut shorter than its request's
+ * timeout by the default deadline. */
+static void test_default_deadline_leaves_the_request_its_timeout(void **state)
+{
+    jn_traffic_config_t cfg;
+    fx_t *f;
+    jn_http_request_t req;
+    jn_traffic_opts_t o;
+    char url[128], err[256];
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.default_deadline_ms = 150;
+    f = fx_new(&cfg);
+    jn_http_request_init(&req);
+    /* six hops, 100 ms each */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/delayredir/5", http_peer_port(f->peer));
+    req.url = url;
+    req.timeout_ms = 10000;
+    memset(&o, 0, sizeof o);
+    o.provider = "workday";
+    o.organization = "acme";
+    f->r[0].f = f;
+    assert_int_equal(jn_traffic_send(f->t, &o, &req, on_done, &f->r[0], NULL, err, sizeof err), 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].error, JN_HTTP_OK);
+    assert_int_equal(f->r[0].status, 200);
+    /* a request without a timeout of its own gets the default deadline */
+    send_one(f, 1, "GET", "/delayredir/5", "workday", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[1].done);
+    assert_int_equal(f->r[1].error, JN_HTTP_ETIMEDOUT);
+    fx_free(f);
+}
+
+static void test_weight_that_cannot_fit_is_refused(void **state)
+{
+    fx_t *f = fx_new(NULL);
+    jn_ratelimit_config_t rate;
+    jn_http_request_t req;
+    jn_traffic_opts_t o;
+    char url[128], err[256];
+    (void)state;
+
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 10;
+    rate.burst = 5;
+    rate.per_hour = 1000;
+    jn_http_request_init(&req);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hello", http_peer_port(f->peer));
+    req.url = url;
+    memset(&o, 0, sizeof o);
+    o.provider = "datadog";
+    o.organization = "acme";
+    o.rate = &rate;
+    o.weight = 6;
+    assert_int_equal(jn_traffic_send(f->t, &o, &req, on_done, &f->r[0], NULL, err, sizeof err),
+                     JN_HTTP_EINVAL);
+    assert_non_null(strstr(err, "a request weight of 6 does not fit the rate limit of provider "
+                                "'datadog' (from 0.001 to 5,"));
+    o.weight = 5;
+    f->r[0].f = f;
+    assert_int_equal(jn_traffic_send(f->t, &o, &req, on_done, &f->r[0], NULL, err, sizeof err), 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(f->r[0].status, 200);
+    assert_int_equal(http_peer_requests(f->peer), 1);
+    fx_free(f);
+}
+
+/* ---- the observer ---- */
+
+#define MAXEV 32
+
+typedef struct {
+    jn_traffic_event_t ev[MAXEV];
+    char method[MAXEV][8];
+    int n;
+    fx_t *f;
+    int done_before[MAXEV]; /* calls completed when the event came */
+} events_t;
+
+static void on_event(void *ud, const jn_traffic_event_t *ev)
+{
+    events_t *e = ud;
+    if (e->n >= MAXEV)
+        fail_msg("too many events");
+    e->ev[e->n] = *ev;
+    e->ev[e->n].info = NULL; /* only valid during the call */
+    snprintf(e->method[e->n], sizeof e->method[e->n], "%s", ev->method);
+    if (ev->kind == JN_TRAFFIC_EVENT_DONE) {
+        assert_non_null(ev->info);
+        assert_int_equal(ev->info->attempts, ev->attempt);
+    } else {
+        assert_null(ev->info);
+    }
+    e->done_before[e->n] = e->f->ndone;
+    e->n++;
+}
+
+static void test_observer_sees_every_attempt_and_call(void **state)
+{
+    jn_traffic_config_t cfg;
+    events_t e;
+    fx_t *f;
+    (void)state;
+
+    memset(&e, 0, sizeof e);
+    jn_traffic_config_init(&cfg);
+    fast_retry(&cfg.defaults);
+    cfg.defaults.breaker.consecutive_failures = 3;
+    cfg.defaults.breaker.open_ms = 60000;
+    cfg.observer = on_event;
+    cfg.observer_ud = &e;
+    f = fx_new(&cfg);
+    e.f = f;
+    send_one(f, 0, "GET", "/flaky/2", "okta", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(e.n, 4);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(e.ev[i].kind, JN_TRAFFIC_EVENT_ATTEMPT);
+        assert_string_equal(e.ev[i].provider, "okta");
+        assert_string_equal(e.ev[i].organization, "acme");
+        assert_string_equal(e.method[i], "GET");
+        assert_int_equal(e.ev[i].attempt, (unsigned)i + 1);
+        assert_int_equal(e.ev[i].error, JN_HTTP_OK);
+        assert_int_equal(e.ev[i].status, i < 2 ? 503 : 200);
+        assert_int_equal(e.ev[i].will_retry, i < 2);
+        assert_true(e.ev[i].latency_ms >= 0);
+    }
+    /* the call's end, before its callback */
+    assert_int_equal(e.ev[3].kind, JN_TRAFFIC_EVENT_DONE);
+    assert_int_equal(e.ev[3].attempt, 3);
+    assert_int_equal(e.ev[3].status, 200);
+    assert_int_equal(e.done_before[3], 0);
+
+    /* three failures trip the breaker; the next call is refused by it */
+    e.n = 0;
+    send_one(f, 1, "GET", "/status/500", "okta", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[1].done);
+    send_one(f, 2, "POST", "/hello", "okta", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[2].done);
+    assert_int_equal(f->r[2].error, JN_HTTP_ECIRCUIT);
+    assert_int_equal(e.ev[e.n - 1].kind, JN_TRAFFIC_EVENT_DONE);
+    assert_int_equal(e.ev[e.n - 1].error, JN_HTTP_ECIRCUIT);
+    assert_int_equal(e.ev[e.n - 1].attempt, 0);
+    assert_string_equal(e.method[e.n - 1], "POST");
+    /* a 429 is marked throttled */
+    e.n = 0;
+    send_one(f, 3, "GET", "/status/429", "slack", "acme", NULL, 0);
+    RUN_UNTIL(f, f->r[3].done);
+    assert_true(e.ev[0].throttled);
+    assert_int_equal(e.ev[0].status, 429);
+    fx_free(f);
+}
+
+static FILE *capture_log(char **buf, size_t *len)
+{
+    FILE *mem = open_memstream(buf, len);
+    assert_non_null(mem);
+    jn_log_set_stream(mem);
+    return mem;
+}
+
+/* Redis unreachable: the layer's status says so, and one log line names the
+ * server (never its password), not one per lane. */
+static void test_degraded_status_and_one_log_line(void **state)
+{
+    jn_traffic_config_t cfg;
+    jn_traffic_status_t ts;
+    jn_ratelimit_config_t rate;
+    fx_t *f;
+    char err[256], *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *mem;
+    const char *hit;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    f = fx_new(&cfg);
+    jn_traffic_status(f->t, &ts);
+    assert_false(ts.shared);
+    jn_traffic_destroy(f->t);
+    f->redis = redis_connect(f, "redis://:CANARYtrafficPW@127.0.0.1:1/0");
+    cfg.redis = f->redis;
+    cfg.nodes = 2;
+    f->t = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    assert_non_null(f->t);
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 100;
+    mem = capture_log(&logbuf, &loglen);
+    for (int i = 0; i < 6; i++)
+        send_one(f, i, "GET", "/hello", "okta", i % 2 ? "acme" : "globex", &rate, 0);
+    RUN_UNTIL(f, f->ndone == 6);
+    jn_log_set_stream(stderr);
+    fclose(mem);
+    jn_traffic_status(f->t, &ts);
+    assert_true(ts.shared);
+    assert_true(ts.degraded);
+    assert_true(ts.degraded_since_ms > 0);
+    assert_int_equal(ts.fallbacks, 1);
+    assert_int_equal(ts.calls, 0);
+    assert_int_equal(ts.lanes, 2);
+    assert_int_equal(ts.providers, 1);
+    hit = strstr(logbuf, "traffic: Redis unreachable; rate limits fall back to the local share");
+    assert_non_null(hit);
+    assert_null(strstr(hit + 1, "traffic: Redis unreachable"));
+    assert_non_null(strstr(logbuf, "\"redis\":\"redis 127.0.0.1:1\""));
+    assert_non_null(strstr(logbuf, "\"share_divisor\":2"));
+    assert_null(strstr(logbuf, "CANARY"));
+    free(logbuf);
+    fx_free(f);
+}
+
 /* ---- the policy file ---- */
 
 static void test_policy_layers_rate_limits(void **state)
@@ -709,6 +957,11 @@ int main(void)
         cmocka_unit_test(test_cancel_in_every_state),
         cmocka_unit_test(test_shared_bucket_across_two_layers),
         cmocka_unit_test(test_redis_unreachable_falls_back_at_once),
+        cmocka_unit_test(test_rate_limit_403_is_retried_like_429),
+        cmocka_unit_test(test_default_deadline_leaves_the_request_its_timeout),
+        cmocka_unit_test(test_weight_that_cannot_fit_is_refused),
+        cmocka_unit_test(test_observer_sees_every_attempt_and_call),
+        cmocka_unit_test(test_degraded_status_and_one_log_line),
         cmocka_unit_test(test_policy_layers_rate_limits),
         cmocka_unit_test(test_policy_errors_name_the_path),
     };

@@ -12,6 +12,7 @@
 #include "junction/scheduler.h"
 #include "junction/store.h"
 #include "junction/vault.h"
+#include "registry.h"
 
 int jn_cli_run(int argc, char **argv);
 int jn_cli_collect(int argc, char **argv);
@@ -55,10 +56,40 @@ int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credentia
 int jn_cli_store_rotated(jn_vault_t *v, const char *org, const char *credential_id,
                          const char *new_document_json);
 
+/* ---- BYOC OAuth clients (cli_creds.c) ---- */
+
+/* The reserved organization whose oauth_client credentials are the platform's
+ * default clients, one per provider. */
+#define JN_CLI_PLATFORM_ORG "_platform"
+#define JN_CLI_ID_MAX 128
+/* The oauth_client credential for `provider` that serves `org`: its own, else
+ * the platform default. 1 with *client_org (org or JN_CLI_PLATFORM_ORG) and
+ * client_id; 0 when there is none; or a JN_VAULT_* code with err (also when
+ * an organization has more than one for the provider). */
+int jn_cli_oauth_client_of(jn_vault_t *v, const char *org, const char *provider,
+                           const char **client_org, char client_id[JN_CLI_ID_MAX + 1], char *err,
+                           size_t errlen);
+/* When `a` (credential_id of org, for provider) names no OAuth client
+ * (jn_auth_wants_client), reads that oauth_client for `requester` (an audited
+ * access in the client's organization), binds it to `a` and appends
+ * "oauth_client.use" to the audit log of org. 0 (also when `a` needs no
+ * client), or a JN_VAULT_* code with a precise err (no client: ENOTFOUND). */
+int jn_cli_bind_oauth_client(jn_vault_t *v, const char *org, const char *provider,
+                             const char *credential_id, const char *requester, jn_auth_t *a,
+                             char *err, size_t errlen);
+
+/* The connector registry the config describes (connector_mode,
+ * connector_trusted_keys) on `store`; loop may be NULL (no watch, no poll).
+ * *keys receives the trusted keys to free after the registry. NULL with the
+ * reason in err (cli_connector.c). */
+jn_registry_t *jn_cli_open_registry(const jn_config_t *cfg, jn_store_t *store, uv_loop_t *loop,
+                                    jn_trusted_keys_t **keys, char *err, size_t errlen);
+
 /* ---- integrations, runs and jobs (cli_integrations.c) ---- */
 
 /* What the integrations, jobs and evidence commands open: the config, the
- * store in data_dir (or data_dir_override) and the embedded queue. */
+ * store in data_dir (or data_dir_override) and the queue (embedded, or in
+ * cluster mode the Redis queue with Redis attached to the store). */
 typedef struct {
     jn_config_t *cfg;
     jn_store_t *store;
@@ -68,8 +99,9 @@ typedef struct {
 /* 0, or the exit code after printing the reason. */
 int jn_cli_env_open(jn_cli_env_t *e, const char *config_file, const char *data_dir_override);
 void jn_cli_env_close(jn_cli_env_t *e);
-/* The embedded queue on `store` with the queue_* settings of cfg; consumer
- * names this process as the holder of leases. NULL after printing the error. */
+/* The queue with the queue_* settings of cfg: embedded on `store`, or the
+ * Redis queue when redis_url is set; consumer names this process as the
+ * holder of leases. NULL after printing the error. */
 jn_queue_t *jn_cli_open_queue(jn_store_t *store, const jn_config_t *cfg, const char *consumer);
 /* Enqueues a collection run of `it` and writes its job record (queued) in one
  * store transaction. slot_ms > 0: a scheduled slot, enqueued at most once
@@ -79,6 +111,18 @@ jn_queue_t *jn_cli_open_queue(jn_store_t *store, const jn_config_t *cfg, const c
 int jn_cli_enqueue_run(jn_store_t *store, jn_queue_t *q, const jn_integration_t *it,
                        const char *trigger, int64_t slot_ms, jn_priority_t priority,
                        int max_attempts, jn_queue_enqueued_t *out, char *err, size_t errlen);
+/* ---- cluster mode (cli_cluster.c) ---- */
+
+/* 1 when redis_url is set: the queue, job records, checkpoints and evidence
+ * are shared through Redis. */
+int jn_cli_cluster_mode(const jn_config_t *cfg);
+/* In cluster mode attaches Redis to the store (store_redis.h) and returns 1;
+ * 0 when embedded; -1 after printing the error. */
+int jn_cli_cluster_store(jn_store_t *store, const jn_config_t *cfg);
+/* The Redis Streams queue of redis_url (queue_redis.h). NULL after printing
+ * the error. */
+jn_queue_t *jn_cli_open_redis_queue(const jn_config_t *cfg, const jn_queue_opts_t *opts);
+
 /* Checks an integration or organization id: 1 to 128 of [A-Za-z0-9._:-]. */
 int jn_cli_check_id(const char *what, const char *id, char *err, size_t errlen);
 /* The canonical schedule text of `schedule` (NULL: every run_interval_s

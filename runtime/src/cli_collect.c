@@ -10,6 +10,7 @@
 #include "json_canon.h"
 #include "junction/log.h"
 #include "runtime.h"
+#include "token_cache.h"
 
 typedef struct {
     int done;
@@ -141,6 +142,12 @@ typedef struct {
     const char *org, *credential_id;
 } rotation_owner_t;
 
+/* The vault that seals the tokens shared through Redis (token_cache.h). */
+static jn_vault_t *collect_vault(void *ud)
+{
+    return ud;
+}
+
 /* oauth2: the provider rotated the refresh token; the vault keeps the new one. */
 static void on_rotated(void *ud, const jn_auth_t *old, const char *doc)
 {
@@ -227,6 +234,7 @@ int jn_cli_collect(int argc, char **argv)
         owner = (rotation_owner_t){vault, a.org ? a.org : "local", a.credential};
         rt.on_credential_rotated = on_rotated;
         rt.rotated_ud = &owner;
+        jn_token_cache_use_vault(&rt, collect_vault, vault);
     }
     opts.connector = conn;
     opts.entry = "collect_evidence";

@@ -151,6 +151,7 @@ jn_vault_t *jn_cli_open_vault(jn_store_t *store, const jn_vault_opts_t *opts, jn
 typedef struct {
     const char *id;
     char auth_type[64];
+    char provider[72];
     int found;
 } find_cred_t;
 
@@ -161,6 +162,7 @@ static int find_cred_cb(void *ud, const jn_credential_info_t *info)
     if (strcmp(info->id, f->id) != 0)
         return 0;
     snprintf(f->auth_type, sizeof(f->auth_type), "%s", info->auth_type ? info->auth_type : "");
+    snprintf(f->provider, sizeof(f->provider), "%s", info->provider ? info->provider : "");
     f->found = 1;
     return 1;
 }
@@ -169,8 +171,9 @@ int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credentia
                            int64_t version, const char *requester, jn_auth_t **out,
                            int64_t *version_out, char *err, size_t errlen)
 {
-    find_cred_t f = {credential_id, "", 0};
+    find_cred_t f = {credential_id, "", "", 0};
     jn_secret_t secret = {0};
+    int64_t got = 0;
     char perr[512];
     int rc;
 
@@ -184,11 +187,13 @@ int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credentia
         snprintf(err, errlen, "no credential '%s' in organization '%s'", credential_id, org);
         return JN_VAULT_ENOTFOUND;
     }
-    rc = jn_vault_get_version(v, org, credential_id, version, requester, &secret, version_out);
+    rc = jn_vault_get_version(v, org, credential_id, version, requester, &secret, &got);
     if (rc != 0) {
         snprintf(err, errlen, "%s", jn_vault_errmsg(v));
         return rc;
     }
+    if (version_out != NULL)
+        *version_out = got;
     rc = jn_auth_parse(f.auth_type, secret.data, secret.len, out, perr, sizeof(perr));
     jn_secret_free(&secret);
     if (rc != 0) {
@@ -197,7 +202,20 @@ int jn_cli_credential_auth(jn_vault_t *v, const char *org, const char *credentia
         *out = NULL;
         return JN_VAULT_EINVAL;
     }
-    return 0;
+    /* Its origin lets the runtime share its tokens across processes; a
+     * credential that names no OAuth client gets its organization's. */
+    if (jn_auth_set_origin(*out, org, credential_id, got, version == 0) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = JN_VAULT_ERROR;
+    } else {
+        rc = jn_cli_bind_oauth_client(v, org, f.provider, credential_id, requester, *out, err,
+                                      errlen);
+    }
+    if (rc != 0) {
+        jn_auth_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int jn_cli_store_rotated(jn_vault_t *v, const char *org, const char *credential_id,

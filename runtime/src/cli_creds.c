@@ -53,7 +53,12 @@ static const char creds_usage[] =
     "  basic      {\"username\": \"...\", \"password\": \"...\"}\n"
     "  aws_sigv4  {\"access_key_id\": \"...\", \"secret_access_key\": \"...\", \"region\": "
     "\"...\",\n"
-    "              \"service\": \"...\"}\n";
+    "              \"service\": \"...\"}\n"
+    "  oauth_client {\"client_id\": \"...\", \"client_secret\": \"...\", \"token_url\": \"...\"}\n"
+    "             the organization's own OAuth client for PROVIDER (one per provider): the\n"
+    "             oauth2 and client_credentials credentials of the organization that name\n"
+    "             no client_id use it; in organization " JN_CLI_PLATFORM_ORG " it is the platform\n"
+    "             default for organizations that have none\n";
 
 static const char keys_usage[] =
     "usage: junction keys rotate [--org ORG] [--config FILE] [--data-dir DIR]\n"
@@ -296,8 +301,10 @@ static int read_document(const char *path, char **doc, size_t *len)
     return 0;
 }
 
-/* Validates the document for auth_type; 0 or the exit code after printing. */
-static int validate_document(const char *auth_type, const char *doc, size_t len, const char *path)
+/* Validates the document for auth_type; 0 or the exit code after printing.
+ * *wants_client (if given): 1 when it names no OAuth client (BYOC). */
+static int validate_document(const char *auth_type, const char *doc, size_t len, const char *path,
+                             int *wants_client)
 {
     jn_auth_t *a = NULL;
     char err[512];
@@ -313,6 +320,8 @@ static int validate_document(const char *auth_type, const char *doc, size_t len,
         free(clean);
         return 2;
     }
+    if (wants_client != NULL)
+        *wants_client = jn_auth_wants_client(a);
     jn_auth_free(a);
     return 0;
 }
@@ -469,7 +478,170 @@ static int missing(const char *what, const char *usage)
     return 2;
 }
 
+/* ---- BYOC: the OAuth client of a credential --------------------------------
+ *
+ * An oauth2 or client_credentials credential without client_id uses the
+ * oauth_client credential of its organization for its provider, else the
+ * platform default: the oauth_client for the provider in the reserved
+ * organization JN_CLI_PLATFORM_ORG. One oauth_client per organization and
+ * provider (creds put refuses a second one). */
+
+typedef struct {
+    const char *provider;
+    char id[JN_CLI_ID_MAX + 1];
+    int count;
+} client_find_t;
+
+static int client_find_cb(void *ud, const jn_credential_info_t *info)
+{
+    client_find_t *f = ud;
+
+    if (info->state == NULL || strcmp(info->state, "current") != 0 || info->auth_type == NULL ||
+        strcmp(info->auth_type, "oauth_client") != 0 || info->provider == NULL ||
+        strcmp(info->provider, f->provider) != 0)
+        return 0;
+    if (f->count++ == 0)
+        snprintf(f->id, sizeof(f->id), "%s", info->id);
+    return 0;
+}
+
+/* The oauth_client credential of one organization for provider: 1 (its id
+ * in id), 0 none, or a JN_VAULT_* code with err. */
+static int org_client(jn_vault_t *v, const char *org, const char *provider,
+                      char id[JN_CLI_ID_MAX + 1], char *err, size_t errlen)
+{
+    client_find_t f = {provider, "", 0};
+    int rc = jn_vault_list(v, org, client_find_cb, &f);
+
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", jn_vault_errmsg(v));
+        return rc;
+    }
+    if (f.count > 1) {
+        snprintf(err, errlen,
+                 "organization '%s' has %d oauth_client credentials for provider '%s'; keep one "
+                 "(junction creds rm --org %s --id ID)",
+                 org, f.count, provider, org);
+        return JN_VAULT_ESTATE;
+    }
+    memcpy(id, f.id, sizeof(f.id));
+    return f.count;
+}
+
+int jn_cli_oauth_client_of(jn_vault_t *v, const char *org, const char *provider,
+                           const char **client_org, char client_id[JN_CLI_ID_MAX + 1], char *err,
+                           size_t errlen)
+{
+    int rc = org_client(v, org, provider, client_id, err, errlen);
+
+    *client_org = org;
+    if (rc == 0 && strcmp(org, JN_CLI_PLATFORM_ORG) != 0) {
+        *client_org = JN_CLI_PLATFORM_ORG;
+        rc = org_client(v, JN_CLI_PLATFORM_ORG, provider, client_id, err, errlen);
+    }
+    if (rc == 0)
+        *client_org = NULL;
+    return rc;
+}
+
+int jn_cli_bind_oauth_client(jn_vault_t *v, const char *org, const char *provider,
+                             const char *credential_id, const char *requester, jn_auth_t *a,
+                             char *err, size_t errlen)
+{
+    const char *corg = NULL;
+    char cid[JN_CLI_ID_MAX + 1], who[256], detail[512], perr[512];
+    jn_secret_t secret = {0};
+    jn_auth_t *client = NULL;
+    int64_t version = 0;
+    int rc;
+
+    if (!jn_auth_wants_client(a))
+        return 0;
+    rc = jn_cli_oauth_client_of(v, org, provider, &corg, cid, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        snprintf(err, errlen,
+                 "credential '%s' (%s) names no OAuth client (no client_id), and there is none "
+                 "to use: organization '%s' has no oauth_client credential for provider '%s', "
+                 "nor is there a platform default (an oauth_client for '%s' in organization "
+                 "'" JN_CLI_PLATFORM_ORG "'); store one with 'junction creds put --org %s "
+                 "--provider %s --auth-type oauth_client --from-file FILE.json'",
+                 credential_id, jn_auth_type(a), org, provider, provider, org, provider);
+        return JN_VAULT_ENOTFOUND;
+    }
+    /* The client's access is audited in its own organization, naming whose
+     * credential it serves. */
+    snprintf(who, sizeof(who), "%.100s (oauth_client of %.60s/%.60s)", requester, org,
+             credential_id);
+    rc = jn_vault_get_version(v, corg, cid, 0, who, &secret, &version);
+    if (rc != 0) {
+        snprintf(err, errlen, "oauth_client '%s' of organization '%s': %s", cid, corg,
+                 jn_vault_errmsg(v));
+        return rc;
+    }
+    rc = jn_auth_parse("oauth_client", secret.data, secret.len, &client, perr, sizeof(perr));
+    jn_secret_free(&secret);
+    if (rc == 0)
+        rc = jn_auth_bind_client(a, client, corg, cid, version, perr, sizeof(perr));
+    jn_auth_free(client);
+    if (rc != 0) {
+        snprintf(err, errlen, "oauth_client '%s' of organization '%s' is not usable: %s", cid, corg,
+                 perr);
+        return JN_VAULT_EINVAL;
+    }
+    snprintf(detail, sizeof(detail),
+             "{\"client_organization\":\"%s\",\"client_credential\":\"%s\",\"version\":%" PRId64
+             "}",
+             corg, cid, version);
+    if (jn_vault_audit(v, org, credential_id, requester, "oauth_client.use", detail) != 0) {
+        snprintf(err, errlen, "cannot audit the use of oauth_client '%s': %s", cid,
+                 jn_vault_errmsg(v));
+        return JN_VAULT_ERROR;
+    }
+    return 0;
+}
+
 /* ---- creds put ------------------------------------------------------------ */
+
+/* One oauth_client per organization and provider; a credential that names
+ * no client is stored, with a warning when there is no client to use yet.
+ * 0, or the exit code after printing. */
+static int check_client_put(jn_vault_t *v, const creds_args_t *a, int wants_client)
+{
+    char cid[JN_CLI_ID_MAX + 1], err[512];
+    const char *corg = NULL;
+    int rc;
+
+    if (strcmp(a->auth_type, "oauth_client") == 0) {
+        rc = org_client(v, a->org, a->provider, cid, err, sizeof(err));
+        if (rc < 0) {
+            fprintf(stderr, "junction: %s\n", err);
+            return vault_exit(rc);
+        }
+        if (rc > 0) {
+            fprintf(stderr,
+                    "junction: organization '%s' already has an oauth_client for provider '%s' "
+                    "(credential %s); replace its document with 'junction creds rotate --org %s "
+                    "--id %s --from-file FILE.json --promote'\n",
+                    a->org, a->provider, cid, a->org, cid);
+            return 2;
+        }
+        return 0;
+    }
+    if (!wants_client)
+        return 0;
+    rc = jn_cli_oauth_client_of(v, a->org, a->provider, &corg, cid, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "junction: warning: %s\n", err);
+    else if (rc == 0)
+        fprintf(stderr,
+                "junction: warning: this %s credential names no client_id: it uses the "
+                "oauth_client of organization '%s' for provider '%s' (or the platform default), "
+                "and there is none yet; its exchanges fail until one is stored\n",
+                a->auth_type, a->org, a->provider);
+    return 0;
+}
 
 static int creds_put(const creds_args_t *a)
 {
@@ -477,7 +649,7 @@ static int creds_put(const creds_args_t *a)
     jn_buf_t meta = {0}, out = {0};
     char *doc = NULL, id[JN_VAULT_ID_LEN];
     size_t len = 0;
-    int rc;
+    int rc, wants_client = 0;
 
     if (!a->org)
         return missing("--org ORG", creds_usage);
@@ -487,9 +659,15 @@ static int creds_put(const creds_args_t *a)
         return missing("--auth-type TYPE", creds_usage);
     if (!a->from_file)
         return missing("--from-file FILE.json", creds_usage);
+    if (strcmp(a->org, JN_CLI_PLATFORM_ORG) == 0 && strcmp(a->auth_type, "oauth_client") != 0) {
+        fprintf(stderr,
+                "junction: organization '" JN_CLI_PLATFORM_ORG "' is reserved for the platform's "
+                "default OAuth clients (auth type oauth_client)\n");
+        return 2;
+    }
     if ((rc = read_document(a->from_file, &doc, &len)) != 0)
         return rc;
-    if ((rc = validate_document(a->auth_type, doc, len, a->from_file)) != 0)
+    if ((rc = validate_document(a->auth_type, doc, len, a->from_file, &wants_client)) != 0)
         goto done;
     if (build_metadata(&meta, a->provider, a->auth_type, a->label, NULL, 0, doc, len) != 0) {
         fprintf(stderr, "junction: out of memory\n");
@@ -498,6 +676,10 @@ static int creds_put(const creds_args_t *a)
     }
     if ((rc = env_open(&e, a, 1, NULL)) != 0)
         goto done;
+    if ((rc = check_client_put(e.vault, a, wants_client)) != 0) {
+        env_close(&e);
+        goto done;
+    }
     rc = jn_vault_put(e.vault, a->org, a->provider, a->auth_type, doc, len, meta.data, ACTOR, id);
     if (rc != 0) {
         fprintf(stderr, "junction: cannot store the credential: %s\n", jn_vault_errmsg(e.vault));
@@ -525,17 +707,55 @@ done:
 typedef struct {
     jn_buf_t line;     /* the credential being assembled */
     jn_buf_t versions; /* its versions */
-    char id[128];
+    char id[JN_CLI_ID_MAX + 1];
+    char org[JN_CLI_ID_MAX + 1], provider[72], auth_type[72];
     char *metadata; /* of the current version (else the first seen) */
     int meta_current;
     int count;
     int err;
+    jn_vault_t *vault;
 } list_state_t;
+
+/* ,"oauth_client":{...}: which OAuth client an oauth2 or client_credentials
+ * credential uses: its own ("credential"), its organization's or the
+ * platform's oauth_client for the provider (credential ids only), or none. */
+static void list_client(list_state_t *st)
+{
+    char cid[JN_CLI_ID_MAX + 1], err[512];
+    const char *fields, *corg = NULL;
+    size_t vlen = 0;
+    int rc;
+
+    if (strcmp(st->auth_type, "oauth2") != 0 && strcmp(st->auth_type, "client_credentials") != 0)
+        return;
+    if ((fields = js_get(st->metadata, "fields", &vlen)) == NULL)
+        return;
+    jn_buf_puts(&st->line, ",\"oauth_client\":{\"source\":");
+    if (memmem(fields, vlen, "\"client_id\"", 11) != NULL) {
+        jn_buf_puts(&st->line, "\"credential\"}");
+        return;
+    }
+    rc = jn_cli_oauth_client_of(st->vault, st->org, st->provider, &corg, cid, err, sizeof(err));
+    if (rc > 0) {
+        buf_str(&st->line, strcmp(corg, st->org) == 0 ? "organization" : "platform");
+        jn_buf_puts(&st->line, ",\"organization_id\":");
+        buf_str(&st->line, corg);
+        jn_buf_puts(&st->line, ",\"id\":");
+        buf_str(&st->line, cid);
+    } else if (rc == 0) {
+        jn_buf_puts(&st->line, "\"none\"");
+    } else {
+        jn_buf_puts(&st->line, "\"error\",\"error\":");
+        buf_str(&st->line, err);
+    }
+    jn_buf_puts(&st->line, "}");
+}
 
 static void list_flush(list_state_t *st)
 {
     if (st->id[0] == '\0')
         return;
+    list_client(st);
     jn_buf_puts(&st->line, ",\"metadata\":");
     jn_buf_puts(&st->line, st->metadata ? st->metadata : "null");
     jn_buf_puts(&st->line, ",\"versions\":[");
@@ -561,6 +781,10 @@ static int list_cb(void *ud, const jn_credential_info_t *info)
     if (strcmp(st->id, info->id) != 0) {
         list_flush(st);
         snprintf(st->id, sizeof(st->id), "%s", info->id);
+        snprintf(st->org, sizeof(st->org), "%s", info->org_id ? info->org_id : "");
+        snprintf(st->provider, sizeof(st->provider), "%s", info->provider ? info->provider : "");
+        snprintf(st->auth_type, sizeof(st->auth_type), "%s",
+                 info->auth_type ? info->auth_type : "");
         jn_buf_puts(&st->line, "{\"id\":");
         buf_str(&st->line, info->id);
         jn_buf_puts(&st->line, ",\"organization_id\":");
@@ -598,6 +822,7 @@ static int creds_list(const creds_args_t *a)
     if ((rc = env_open(&e, a, 1, NULL)) != 0)
         return rc;
     memset(&st, 0, sizeof(st));
+    st.vault = e.vault;
     rc = jn_vault_list(e.vault, a->org, list_cb, &st);
     if (rc == 0)
         list_flush(&st);
@@ -855,7 +1080,7 @@ static int creds_rotate(const creds_args_t *a)
         rc = 2;
         goto close;
     }
-    if ((rc = validate_document(ci.auth_type, doc, len, a->from_file)) != 0)
+    if ((rc = validate_document(ci.auth_type, doc, len, a->from_file, NULL)) != 0)
         goto close;
     if (!a->label)
         label_raw = js_get(ci.metadata, "label", &label_len);

@@ -59,7 +59,7 @@ int jn_cli_env_open(jn_cli_env_t *e, const char *config_file, const char *data_d
     if ((e->cfg = jn_cli_load_config(config_file)) == NULL)
         return 2;
     dir = data_dir_override ? data_dir_override : jn_config_str(e->cfg, "data_dir");
-    if ((e->store = jn_cli_open_store(dir)) == NULL ||
+    if ((e->store = jn_cli_open_store(dir)) == NULL || jn_cli_cluster_store(e->store, e->cfg) < 0 ||
         (e->queue = jn_cli_open_queue(e->store, e->cfg, "cli")) == NULL) {
         jn_cli_env_close(e);
         return 1;
@@ -92,6 +92,8 @@ jn_queue_t *jn_cli_open_queue(jn_store_t *store, const jn_config_t *cfg, const c
     o.max_attempts = (int)jn_config_int(cfg, "queue_max_attempts");
     o.retry_base_ms = jn_config_int(cfg, "queue_retry_base_s") * 1000;
     o.retry_max_ms = RETRY_MAX_MS;
+    if (jn_cli_cluster_mode(cfg))
+        return jn_cli_open_redis_queue(cfg, &o);
     q = jn_queue_open_store(store, &o, err, sizeof(err));
     if (q == NULL)
         fprintf(stderr, "junction: %s\n", err);

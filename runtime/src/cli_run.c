@@ -11,7 +11,15 @@
  *              job, writes evidence in batches (the last batch carries the
  *              checkpoint), keeps the job record current, acknowledges the job
  *              only once it finished, retries failures with backoff;
- *   api        accepted and does nothing yet: the HTTP API comes later.
+ *   api        serves the HTTP API on `listen` (api*.c): management,
+ *              credentials, webhooks, OAuth connect, /metrics; with the
+ *              worker role, queued webhook deliveries run handle_webhook.
+ *
+ * With redis_url set the process runs in cluster mode (cli_cluster.c): the
+ * queue is on Redis Streams, job records, checkpoints and evidence go to
+ * Redis (the stream evidence.raw), so any number of scheduler and worker
+ * processes share the work. A connector with the streaming capability runs
+ * its stream(ctx, cursor) as a supervised, long-lived job (see "streaming").
  *
  * At start the integrations of integrations_file (if set) are imported into
  * the store, so a file-based setup keeps working. A connector that fails to
@@ -29,6 +37,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "api.h"
 #include "cli.h"
 #include "job.h"
 #include "json_canon.h"
@@ -63,7 +72,9 @@ typedef struct app app_t;
 #define VAULT_SWEEP_MS (30 * 1000)
 
 enum { ROLE_API = 1, ROLE_SCHEDULER = 2, ROLE_WORKER = 4 };
-enum { STOP_NONE = 0, STOP_SHUTDOWN, STOP_REQUEST };
+/* Why the runtime stopped a job: a shutdown, a cancellation request, or
+ * (streams) the evidence of a segment could not be stored. */
+enum { STOP_NONE = 0, STOP_SHUTDOWN, STOP_REQUEST, STOP_SINK };
 
 typedef struct {
     char *field[11];
@@ -91,9 +102,23 @@ typedef struct run {
     char *args_json;
     jn_auth_t *cred_auth;
     jn_job_t *job;
+    jn_connector_t *conn; /* the version this run's jobs use (a registry reference) */
     int stop;
     item_copy_t pending[EVIDENCE_BATCH];
     size_t npending;
+    /* streaming: the job runs stream(ctx, cursor) in segments (see "streaming") */
+    int stream;
+    int segment;           /* segments started by this process */
+    char run_id[96];       /* of the running segment */
+    item_copy_t *spending; /* items emitted since the cursor last moved */
+    size_t nspending, capspending;
+    char *cursor_seen; /* the cursor as it was at the last item (NULL: not set) */
+    int progressed;    /* the segment committed a cursor */
+    int failures;      /* segments in a row that committed nothing */
+    int64_t stream_started_ms;
+    int64_t stream_items, stream_pages;
+    int64_t restart_at_ms; /* waiting to start the next segment (job NULL); 0: not */
+    int64_t recorded_ms;   /* when the record last showed the stream's progress */
 } run_t;
 
 /* A token read from the environment for token_env integrations: read once,
@@ -123,14 +148,24 @@ struct app {
     size_t nconnectors;
     pool_t *pools;
     size_t npools;
+    size_t pools_cap; /* providers deployed later get a pool while there is room */
+    jn_registry_t *registry;
+    jn_trusted_keys_t *trusted_keys;
+    char registry_err[1024]; /* why the registry could not start */
     run_t *runs;
     env_token_t *tokens;
     size_t ntokens;
     uv_timer_t poll_timer, kick_timer, heartbeat_timer, cancel_timer, sweep_timer;
+    uv_timer_t stream_timer; /* commits idle streams' cursors, restarts segments */
     int sweep_started;
     uv_signal_t sigint, sigterm;
     int stopping;
+    struct api_role *api; /* the HTTP API and the webhook worker (end of this file) */
 };
+
+static int api_role_start(app_t *app, char *err, size_t errlen);
+static void api_role_stop(app_t *app);
+static void api_role_free(app_t *app);
 
 /* ---- roles and pools ------------------------------------------------------ */
 
@@ -203,50 +238,100 @@ static int worker_limit(const jn_config_t *cfg, const char *provider, int *limit
 
 /* ---- connectors --------------------------------------------------------- */
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
+/* Providers deployed after the start get a pool of their own while the
+ * pools array has room (pools are never moved: runs point into it). */
+#define POOL_SPARE 256
 
-    return a >= b && strcmp(s + a - b, suffix) == 0;
+static int add_pool(app_t *app, const char *provider, jn_connector_t *c, char *err, size_t errlen);
+static void kick_workers(app_t *app);
+
+/* A version went live (deploy, rollback, a deploy by the CLI read from the
+ * store, a save in development mode): runs started from now on use it;
+ * runs in flight keep theirs. */
+static void on_connector_live(void *ud, const jn_registry_event_t *ev)
+{
+    app_t *app = ud;
+    jn_connector_t *live = (jn_connector_t *)jn_registry_live(app->registry, ev->provider);
+    char err[256];
+    size_t i;
+
+    if (app->pools == NULL || live == NULL)
+        return; /* before the pools exist: create_pools takes the live versions */
+    for (i = 0; i < app->npools; i++) {
+        if (strcmp(app->pools[i].provider, ev->provider) == 0) {
+            app->pools[i].conn = live;
+            return;
+        }
+    }
+    if (add_pool(app, ev->provider, live, err, sizeof(err)) != 0)
+        jn_log_error("connector %s: no worker pool: %s", ev->provider, err);
+    else
+        kick_workers(app);
 }
 
-static void load_connectors(app_t *app)
+/* The registry: the store's live versions, then connectors_dir; polling for
+ * deploys made by the CLI; in development mode, watching the directory. */
+static int registry_start(app_t *app, char *err, size_t errlen)
 {
     const char *dir = jn_config_str(app->cfg, "connectors_dir");
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[4096], *errors;
-    jn_connector_t *c, **grown;
+    char why[512];
+    size_t i, n;
 
-    if (d == NULL) {
-        jn_log_warn("connectors directory '%s' cannot be read; no connectors loaded", dir);
+    app->registry =
+        jn_cli_open_registry(app->cfg, app->store, &app->loop, &app->trusted_keys, err, errlen);
+    if (app->registry == NULL)
+        return -1;
+    if (jn_registry_add_listener(app->registry, on_connector_live, app) != 0)
+        return jn_errorf(err, errlen, "out of memory");
+    jn_registry_sync(app->registry);
+    jn_registry_scan_dir(app->registry, dir, "connectors_dir");
+    if (jn_registry_poll(app->registry, (uint64_t)jn_config_int(app->cfg, "connector_poll_ms"), err,
+                         errlen) != 0)
+        return -1;
+    if (jn_registry_mode(app->registry) == JN_CONNECTOR_DEVELOPMENT &&
+        jn_registry_watch(app->registry, dir, why, sizeof(why)) != 0)
+        jn_log_warn("connectors directory '%s' is not watched: %s", dir, why);
+    n = jn_registry_provider_count(app->registry);
+    app->connectors = calloc(n ? n : 1, sizeof(*app->connectors));
+    if (app->connectors == NULL)
+        return jn_errorf(err, errlen, "out of memory");
+    for (i = 0; i < n; i++)
+        app->connectors[app->nconnectors++] = jn_connector_ref((jn_connector_t *)jn_registry_live(
+            app->registry, jn_registry_provider(app->registry, i)));
+    {
+        jn_log_field_t f[] = {{"mode", jn_config_str(app->cfg, "connector_mode"), 0},
+                              {"connectors_dir", dir, 0}};
+        jn_log_fields(JN_LOG_INFO, "connector registry ready", f, 2);
+    }
+    return 0;
+}
+
+/* Connectors come from the connector registry (registry.h): the versions
+ * the store records as live (deploys and rollbacks survive a restart), then
+ * the files of connectors_dir that are new or newer (signed ones only, in
+ * production mode). app->connectors is a snapshot of the live versions at
+ * start; worker runs take the live version when they start. */
+static void load_connectors(app_t *app)
+{
+    char err[1024];
+
+    if (app->registry != NULL || app->registry_err[0] != '\0')
         return;
+    if (registry_start(app, err, sizeof(err)) != 0) {
+        snprintf(app->registry_err, sizeof(app->registry_err), "%s", err);
+        jn_log_error("connector registry: %s", err);
     }
-    while ((e = readdir(d)) != NULL) {
-        if (!ends_with(e->d_name, ".lua") || e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        c = jn_connector_load_file(path, &errors);
-        if (c == NULL) {
-            jn_log_field_t f[] = {{"file", path, 0}, {"errors", errors ? errors : "", 0}};
-            jn_log_fields(JN_LOG_ERROR, "connector rejected", f, 2);
-            free(errors);
-            continue;
-        }
-        grown = realloc(app->connectors, (app->nconnectors + 1) * sizeof(*grown));
-        if (grown == NULL) {
-            jn_connector_unref(c);
-            break;
-        }
-        app->connectors = grown;
-        app->connectors[app->nconnectors++] = c;
-        {
-            jn_log_field_t f[] = {
-                {"provider", c->provider_type, 0}, {"version", c->version, 0}, {"file", path, 0}};
-            jn_log_fields(JN_LOG_INFO, "connector loaded", f, 3);
-        }
-    }
-    closedir(d);
+}
+
+/* The version a run uses: the live one, or the integration's pinned
+ * version (loaded from the store's history when it is not live). */
+static int run_connector(run_t *run, char *err, size_t errlen)
+{
+    if (run->app->registry == NULL)
+        return jn_errorf(err, errlen, "the connector registry is not available");
+    run->conn = jn_registry_acquire(run->app->registry, run->pool->provider,
+                                    run->it.connector_version, err, errlen);
+    return run->conn != NULL ? 0 : -1;
 }
 
 static jn_connector_t *find_connector(app_t *app, const char *provider)
@@ -259,6 +344,33 @@ static jn_connector_t *find_connector(app_t *app, const char *provider)
     return NULL;
 }
 
+/* A pool for a provider first deployed while the process runs. */
+static int add_pool(app_t *app, const char *provider, jn_connector_t *c, char *err, size_t errlen)
+{
+    pool_t *p;
+    char limits[32];
+
+    if (!(app->roles & ROLE_WORKER) || app->stopping)
+        return 0;
+    if (app->npools == app->pools_cap)
+        return jn_errorf(err, errlen, "%zu providers have pools already; restart to add more",
+                         app->pools_cap);
+    p = &app->pools[app->npools];
+    memset(p, 0, sizeof(*p));
+    if (worker_limit(app->cfg, provider, &p->limit, err, errlen) != 0)
+        return -1;
+    if ((p->provider = strdup(provider)) == NULL)
+        return jn_errorf(err, errlen, "out of memory");
+    p->conn = c;
+    app->npools++;
+    snprintf(limits, sizeof(limits), "%d", p->limit);
+    {
+        jn_log_field_t f[] = {{"provider", p->provider, 0}, {"workers", limits, 1}};
+        jn_log_fields(JN_LOG_INFO, "worker pool added", f, 2);
+    }
+    return 0;
+}
+
 /* One pool per loaded connector (the first file of a provider wins). */
 static int create_pools(app_t *app, char *err, size_t errlen)
 {
@@ -266,7 +378,10 @@ static int create_pools(app_t *app, char *err, size_t errlen)
     size_t i, k, n;
     char limits[32];
 
-    app->pools = calloc(app->nconnectors ? app->nconnectors : 1, sizeof(pool_t));
+    if (app->registry_err[0] != '\0')
+        return jn_errorf(err, errlen, "connector registry: %s", app->registry_err);
+    app->pools_cap = app->nconnectors + POOL_SPARE;
+    app->pools = calloc(app->pools_cap, sizeof(pool_t));
     if (app->pools == NULL)
         return jn_errorf(err, errlen, "out of memory");
     for (i = 0; i < app->nconnectors; i++) {
@@ -633,6 +748,13 @@ static void on_rotated(void *ud, const jn_auth_t *old, const char *doc)
                  "only");
 }
 
+/* The vault that seals the tokens shared through Redis (token_cache.h): open
+ * whenever a run uses a vault credential. */
+static jn_vault_t *run_vault(void *ud)
+{
+    return ((app_t *)ud)->vault;
+}
+
 /* ---- scheduler ---------------------------------------------------------- */
 
 static void kick_workers(app_t *app);
@@ -750,39 +872,52 @@ static void item_free(item_copy_t *c)
         free(c->field[i]);
 }
 
-/* Writes the pending items (and, when given, the checkpoint) in one transaction. */
-static int flush_items(run_t *run, const char *checkpoint)
+/* Writes items (and, when given, the checkpoint) in one transaction: the
+ * evidence sink, the store's tables (embedded) or the stream evidence.raw
+ * with the cursor in one script (cluster, store_redis.h). */
+static int write_items(app_t *app, const char *integration_id, const item_copy_t *items, size_t n,
+                       const char *checkpoint)
 {
-    jn_store_t *st = run->app->store;
+    jn_store_t *st = app->store;
     size_t i;
-    int inserted, rc = -1;
+    int inserted;
 
     if (jn_store_begin(st) != 0)
-        goto done;
-    for (i = 0; i < run->npending; i++) {
-        char **f = run->pending[i].field;
+        goto failed;
+    for (i = 0; i < n; i++) {
+        char *const *f = items[i].field;
         jn_evidence_t e = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]};
         if (jn_store_evidence_put(st, &e, &inserted) != 0)
             goto rollback;
     }
-    if (checkpoint && jn_store_checkpoint_set(st, run->it.id, checkpoint) != 0)
+    if (checkpoint && jn_store_checkpoint_set(st, integration_id, checkpoint) != 0)
         goto rollback;
-    rc = jn_store_commit(st);
-    goto done;
+    if (jn_store_commit(st) == 0)
+        return 0;
 rollback:
-    jn_log_error("integration %s: cannot store evidence: %s", run->it.id, jn_store_errmsg(st));
+    jn_log_error("integration %s: cannot store evidence: %s", integration_id, jn_store_errmsg(st));
     jn_store_rollback(st);
-done:
+    return -1;
+failed:
+    jn_log_error("integration %s: cannot store evidence: %s", integration_id, jn_store_errmsg(st));
+    return -1;
+}
+
+/* Writes the pending items (and, when given, the checkpoint) in one transaction. */
+static int flush_items(run_t *run, const char *checkpoint)
+{
+    int rc = write_items(run->app, run->it.id, run->pending, run->npending, checkpoint);
+    size_t i;
+
     for (i = 0; i < run->npending; i++)
         item_free(&run->pending[i]);
     run->npending = 0;
     return rc;
 }
 
-static int store_item(void *ud, jn_job_t *job, const jn_evidence_t *item, char *err, size_t n)
+/* A copy of an emitted item (the job's strings are valid during the hook only). */
+static int item_copy(item_copy_t *c, const jn_evidence_t *item)
 {
-    run_t *run = ud;
-    item_copy_t *c = &run->pending[run->npending];
     const char *src[11] = {item->id,
                            item->organization_id,
                            item->integration_id,
@@ -796,15 +931,25 @@ static int store_item(void *ud, jn_job_t *job, const jn_evidence_t *item, char *
                            item->data};
     size_t i;
 
-    (void)job;
     for (i = 0; i < 11; i++) {
         c->field[i] = strdup(src[i] ? src[i] : "");
         if (c->field[i] == NULL) {
             item_free(c);
             memset(c, 0, sizeof(*c));
-            snprintf(err, n, "out of memory");
             return -1;
         }
+    }
+    return 0;
+}
+
+static int store_item(void *ud, jn_job_t *job, const jn_evidence_t *item, char *err, size_t n)
+{
+    run_t *run = ud;
+
+    (void)job;
+    if (item_copy(&run->pending[run->npending], item) != 0) {
+        snprintf(err, n, "out of memory");
+        return -1;
     }
     if (++run->npending == EVIDENCE_BATCH && flush_items(run, NULL) != 0) {
         snprintf(err, n, "cannot store evidence: %s", jn_store_errmsg(run->app->store));
@@ -826,8 +971,8 @@ static void put_record(run_t *run, jn_job_status_t status, const char *error, in
     r.organization_id = run->qjob.organization_id;
     r.integration_id = run->integration_id ? run->integration_id : "";
     r.provider_type = run->qjob.provider;
-    r.connector_version = run->pool->conn ? run->pool->conn->version : NULL;
-    r.kind = "collect";
+    r.connector_version = run->conn ? run->conn->version : NULL;
+    r.kind = run->stream ? "stream" : "collect";
     r.status = status;
     r.created_ms = run->created_ms;
     r.started_ms = started_ms;
@@ -864,10 +1009,15 @@ static void run_free(run_t *run)
     run->pool->running--;
     for (i = 0; i < run->npending; i++)
         item_free(&run->pending[i]);
+    for (i = 0; i < run->nspending; i++)
+        item_free(&run->spending[i]);
+    free(run->spending);
+    free(run->cursor_seen);
     if (run->cred_auth) {
         jn_token_cache_forget(&app->rt, run->cred_auth);
         jn_auth_free(run->cred_auth);
     }
+    jn_connector_unref(run->conn);
     jn_queue_job_clear(&run->qjob);
     free(run->it_strings);
     free(run->integration_id);
@@ -945,6 +1095,8 @@ static void end_early(run_t *run, int cancel, const char *reason)
     run_free(run);
 }
 
+static void stream_done(run_t *run, jn_job_t *job);
+
 static void on_run_done(void *ud, jn_job_t *job)
 {
     run_t *run = ud;
@@ -957,6 +1109,10 @@ static void on_run_done(void *ud, jn_job_t *job)
     char items[32], ms[32], attempt[16], when[32];
     int rc, nf;
 
+    if (run->stream) {
+        stream_done(run, job);
+        return;
+    }
     run->job = NULL;
     if (run->cred_auth) {
         jn_token_cache_forget(&app->rt, run->cred_auth);
@@ -1052,6 +1208,45 @@ static int read_payload(run_t *run)
     return rc;
 }
 
+/* The credential of the run's integration into o: a vault credential
+ * (fetched per run: a rotation or deletion takes effect at the next run; the
+ * vault's cache makes repeats cheap) or a token_env header (headers[0]).
+ * 0, or -1 with the reason. */
+static int run_auth(run_t *run, jn_job_opts_t *o, const char **headers, char *err, size_t errlen)
+{
+    app_t *app = run->app;
+    char requester[300];
+    int rc;
+
+    if (run->it.credential_id) {
+        if (get_vault(app) == NULL)
+            return jn_errorf(err, errlen,
+                             "credential_id is set but the vault is not available (no or an"
+                             " unusable master key)");
+        snprintf(requester, sizeof(requester), "integration:%s", run->it.id);
+        rc = jn_cli_credential_auth(app->vault, run->it.organization_id, run->it.credential_id, 0,
+                                    requester, &run->cred_auth, NULL, err, errlen);
+        if (rc != 0) {
+            jn_log_field_t f[] = {{"integration_id", run->it.id, 0},
+                                  {"credential_id", run->it.credential_id, 0},
+                                  {"error", err, 0}};
+            jn_log_fields(JN_LOG_ERROR, "credential unavailable", f, 3);
+            return -1;
+        }
+        o->auth = run->cred_auth;
+    } else if (run->it.token_env) {
+        headers[0] = env_header(app, run->it.token_env, run->it.auth_scheme);
+        if (headers[0] != NULL) {
+            o->auth_headers = headers;
+            o->nauth_headers = 1;
+        }
+    }
+    return 0;
+}
+
+static int stream_wanted(const run_t *run);
+static void stream_first(run_t *run);
+
 /* Takes over the claimed job q and starts its run (or ends it at once). */
 static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
 {
@@ -1059,7 +1254,7 @@ static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
     jn_job_record_t prev;
     jn_job_opts_t o = {0};
     const char *headers[1];
-    char *prev_strings = NULL, *checkpoint = NULL, err[768], requester[300];
+    char *prev_strings = NULL, *checkpoint = NULL, err[768];
     int rc;
     size_t n;
 
@@ -1111,39 +1306,17 @@ static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
                   " (its lease expired)");
         return;
     }
-    if (run->it.connector_version && strcmp(run->it.connector_version, pool->conn->version) != 0) {
-        snprintf(err, sizeof(err),
-                 "the integration is pinned to connector version %s, but %s %s is loaded",
-                 run->it.connector_version, pool->provider, pool->conn->version);
+    if (run_connector(run, err, sizeof(err)) != 0) {
         end_early(run, 0, err);
         return;
     }
-    if (run->it.credential_id) {
-        if (get_vault(app) == NULL) {
-            end_early(run, 0,
-                      "credential_id is set but the vault is not available (no or an"
-                      " unusable master key)");
-            return;
-        }
-        /* fetched per run: a rotation or deletion takes effect at the next run
-         * (the vault's cache makes repeats cheap) */
-        snprintf(requester, sizeof(requester), "integration:%s", run->it.id);
-        rc = jn_cli_credential_auth(app->vault, run->it.organization_id, run->it.credential_id, 0,
-                                    requester, &run->cred_auth, NULL, err, sizeof(err));
-        if (rc != 0) {
-            jn_log_field_t f[] = {{"integration_id", run->it.id, 0},
-                                  {"credential_id", run->it.credential_id, 0},
-                                  {"error", err, 0}};
-            jn_log_fields(JN_LOG_ERROR, "credential unavailable", f, 3);
-            end_early(run, 0, err);
-            return;
-        }
-    } else if (run->it.token_env) {
-        headers[0] = env_header(app, run->it.token_env, run->it.auth_scheme);
-        if (headers[0] != NULL) {
-            o.auth_headers = headers;
-            o.nauth_headers = 1;
-        }
+    if (stream_wanted(run)) {
+        stream_first(run);
+        return;
+    }
+    if (run_auth(run, &o, headers, err, sizeof(err)) != 0) {
+        end_early(run, 0, err);
+        return;
     }
     if (jn_store_checkpoint_get(app->store, run->it.id, &checkpoint) < 0)
         jn_log_error("integration %s: %s", run->it.id, jn_store_errmsg(app->store));
@@ -1151,7 +1324,7 @@ static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
     run->args_json = malloc(n);
     if (run->args_json)
         snprintf(run->args_json, n, "[%s]", run->it.config_json);
-    o.connector = pool->conn;
+    o.connector = run->conn;
     o.entry = "collect_evidence";
     o.args_json = run->args_json;
     o.config_json = run->it.config_json;
@@ -1161,7 +1334,6 @@ static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
     o.job_id = run->qjob.id;
     o.integration_id = run->it.id;
     o.organization_id = run->it.organization_id;
-    o.auth = run->cred_auth;
     o.hooks = (jn_job_hooks_t){store_item, on_run_done, run};
     put_record(run, JN_JOB_RUNNING, NULL, jn_now_ms(), 0, run->pages_before, run->qjob.attempts, 0,
                NULL);
@@ -1170,6 +1342,390 @@ static void start_run(app_t *app, pool_t *pool, jn_queue_job_t *q)
     if (rc != 0) {
         run->job = NULL;
         end_early(run, 0, err);
+    }
+}
+
+/* ---- streaming ----------------------------------------------------------
+ * A connector with the streaming capability tails a source in
+ * stream(ctx, cursor). A claimed job of such an integration runs as long as
+ * the worker holds it (its lease renewed by the heartbeat), in segments:
+ * each segment is a sandboxed job started from the last committed cursor.
+ *
+ * The cursor is committed together with the evidence it covers: items are
+ * held until the connector moves its cursor (ctx.checkpoint.set, after
+ * emitting the items of a page), then the items emitted before the move are
+ * written with the new cursor in one transaction (one script in the
+ * cluster). Nothing emitted after the last move is written without a cursor
+ * that covers it: a segment that ends (or a process that dies) leaves those
+ * items to the next segment, which emits them again from the cursor. So a
+ * crash or a restart neither loses nor duplicates items, and each segment
+ * has a run id of its own (<job id>.<attempt>.<segment>).
+ *
+ * Backpressure: the write is synchronous, so ctx.emit does not return while
+ * a commit is being written (a slow sink slows the stream down), and at most
+ * STREAM_MAX_PENDING items are held: a connector that emits more without
+ * moving its cursor gets an error from ctx.emit.
+ *
+ * Supervision: a segment that ends (stream returned, failed, timed out after
+ * job_timeout_s, or its evidence could not be stored) is started again, at
+ * once when it committed a cursor, else after a backoff that doubles from
+ * queue_retry_base_s up to STREAM_RESTART_MAX_MS. Cancelling the job (jobs
+ * cancel) stops the stream; the integration's next slot starts a new one
+ * (disable the integration to stop streaming). A shutdown gives the job
+ * back to the queue, and another worker resumes it from its cursor. */
+
+/* Items a stream may hold before it moves its cursor. */
+#define STREAM_MAX_PENDING 5000
+/* A running stream's job record shows its progress this often. */
+#define STREAM_RECORD_MS 5000
+/* A stream's cursor, set while it waits (no item since), is committed this often. */
+#define STREAM_TICK_MS 250
+#define STREAM_RESTART_MIN_MS 1000
+#define STREAM_RESTART_MAX_MS (5 * 60 * 1000)
+
+/* A connector that only streams streams every integration; one that also
+ * collects streams the integrations whose config says "stream": true. */
+static int stream_wanted(const run_t *run)
+{
+    const jn_connector_t *c = run->conn;
+    jn_json_t *root = NULL;
+    int want;
+
+    if (!(c->functions & JN_FN_STREAM) || !jn_strlist_contains(&c->capabilities, "streaming"))
+        return 0;
+    if (!(c->functions & JN_FN_COLLECT_EVIDENCE))
+        return 1;
+    if (jn_json_parse(run->it.config_json, strlen(run->it.config_json), NULL, &root, NULL) != 0)
+        return 0;
+    want = jn_json_is_true(jn_json_get(root, "stream"));
+    jn_json_free(root);
+    return want;
+}
+
+static int same_text(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void stream_drop_pending(run_t *run)
+{
+    size_t i;
+
+    for (i = 0; i < run->nspending; i++)
+        item_free(&run->spending[i]);
+    run->nspending = 0;
+}
+
+/* The cursor moved: it covers every item held. */
+static int stream_commit(run_t *run, const char *cursor)
+{
+    char *seen = strdup(cursor);
+
+    if (seen == NULL ||
+        write_items(run->app, run->it.id, run->spending, run->nspending, cursor) != 0) {
+        free(seen);
+        return -1;
+    }
+    run->stream_items += (int64_t)run->nspending;
+    stream_drop_pending(run);
+    free(run->cursor_seen);
+    run->cursor_seen = seen;
+    run->progressed = 1;
+    if (jn_now_ms() - run->recorded_ms >= STREAM_RECORD_MS) {
+        run->recorded_ms = jn_now_ms();
+        put_record(run, JN_JOB_RUNNING, NULL, run->stream_started_ms, run->stream_items,
+                   run->pages_before + run->stream_pages, run->qjob.attempts, 0, NULL);
+    }
+    return 0;
+}
+
+static int stream_item(void *ud, jn_job_t *job, const jn_evidence_t *item, char *err, size_t n)
+{
+    run_t *run = ud;
+    const char *cursor = jn_job_checkpoint_json(job);
+
+    if (!same_text(cursor, run->cursor_seen) && stream_commit(run, cursor) != 0) {
+        snprintf(err, n, "cannot store evidence: %s", jn_store_errmsg(run->app->store));
+        return -1;
+    }
+    if (run->nspending >= STREAM_MAX_PENDING) {
+        snprintf(err, n,
+                 "%d items were emitted since the cursor last moved; a streaming connector"
+                 " sets ctx.checkpoint after the items of each page (at most %d)",
+                 STREAM_MAX_PENDING, STREAM_MAX_PENDING);
+        return -1;
+    }
+    if (run->nspending == run->capspending) {
+        size_t cap = run->capspending ? run->capspending * 2 : 64;
+        item_copy_t *grown = realloc(run->spending, cap * sizeof(*grown));
+        if (grown == NULL) {
+            snprintf(err, n, "out of memory");
+            return -1;
+        }
+        run->spending = grown;
+        run->capspending = cap;
+    }
+    if (item_copy(&run->spending[run->nspending], item) != 0) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    run->nspending++;
+    return 0;
+}
+
+/* Starts the next segment from the committed cursor. 0, or -1 with the reason. */
+static int stream_launch(run_t *run, char *err, size_t errlen)
+{
+    app_t *app = run->app;
+    jn_job_opts_t o = {0};
+    const char *headers[1];
+    char *cursor = NULL;
+    size_t n;
+    int rc;
+
+    if (run_auth(run, &o, headers, err, errlen) != 0)
+        return -1;
+    /* a stream never starts from scratch because the cursor could not be read */
+    rc = jn_store_checkpoint_get(app->store, run->it.id, &cursor);
+    if (rc < 0) {
+        jn_errorf(err, errlen, "cannot read the stream's cursor: %s", jn_store_errmsg(app->store));
+        goto failed;
+    }
+    free(run->args_json);
+    n = (cursor ? strlen(cursor) : 0) + 3;
+    if ((run->args_json = malloc(n)) == NULL) {
+        jn_errorf(err, errlen, "out of memory");
+        goto failed;
+    }
+    snprintf(run->args_json, n, "[%s]", cursor ? cursor : "");
+    free(run->cursor_seen);
+    run->cursor_seen = NULL; /* what the segment sets is compared with nothing */
+    run->progressed = 0;
+    run->segment++;
+    snprintf(run->run_id, sizeof(run->run_id), "%s.%d.%d", run->qjob.id, run->qjob.attempts,
+             run->segment);
+    o.connector = run->conn;
+    o.entry = "stream";
+    o.args_json = run->args_json;
+    o.config_json = run->it.config_json;
+    o.checkpoint_json = cursor;
+    o.job_id = run->qjob.id;
+    o.run_id = run->run_id;
+    o.integration_id = run->it.id;
+    o.organization_id = run->it.organization_id;
+    o.hooks = (jn_job_hooks_t){stream_item, on_run_done, run};
+    rc = jn_job_start(&app->rt, &o, &run->job, err, errlen);
+    free(cursor);
+    if (rc != 0) {
+        run->job = NULL;
+        goto failed_auth;
+    }
+    return 0;
+failed:
+    free(cursor);
+failed_auth:
+    if (run->cred_auth) {
+        jn_token_cache_forget(&app->rt, run->cred_auth);
+        jn_auth_free(run->cred_auth);
+        run->cred_auth = NULL;
+    }
+    return -1;
+}
+
+static void stream_log(run_t *run, const char *msg, const char *status, const char *error,
+                       int64_t restart_in_ms)
+{
+    char items[32], seg[16], wait[32];
+    jn_log_field_t f[7] = {
+        {"integration_id", run->it.id, 0}, {"job_id", run->qjob.id, 0}, {"run_id", run->run_id, 0}};
+    size_t nf = 3;
+
+    snprintf(items, sizeof(items), "%" PRId64, run->stream_items);
+    snprintf(seg, sizeof(seg), "%d", run->segment);
+    f[nf++] = (jn_log_field_t){"items", items, 1};
+    f[nf++] = (jn_log_field_t){"segment", seg, 1};
+    if (status)
+        f[nf++] = (jn_log_field_t){"status", status, 0};
+    if (error) {
+        f[nf++] = (jn_log_field_t){"error", error, 0};
+    } else if (restart_in_ms > 0) {
+        snprintf(wait, sizeof(wait), "%" PRId64, restart_in_ms);
+        f[nf++] = (jn_log_field_t){"restart_in_ms", wait, 1};
+    }
+    jn_log_fields(error ? JN_LOG_ERROR : JN_LOG_INFO, msg, f, nf);
+}
+
+/* The stream's first segment, from start_run. */
+static void stream_first(run_t *run)
+{
+    char err[768];
+
+    run->stream = 1;
+    run->stream_started_ms = jn_now_ms();
+    put_record(run, JN_JOB_RUNNING, NULL, run->stream_started_ms, 0, run->pages_before,
+               run->qjob.attempts, 0, NULL);
+    if (stream_launch(run, err, sizeof(err)) != 0) {
+        end_early(run, 0, err);
+        return;
+    }
+    stream_log(run, "stream started", NULL, NULL, 0);
+}
+
+/* The stream ends for good (cancelled, integration removed or disabled). */
+static void stream_end(run_t *run, const char *reason)
+{
+    app_t *app = run->app;
+    int rc = jn_queue_cancel_job(app->queue, &run->qjob, reason);
+
+    if (rc < 0)
+        jn_log_error("job %s: %s", run->qjob.id, jn_queue_errmsg(app->queue));
+    if (rc == 0)
+        put_record(run, JN_JOB_CANCELLED, reason, run->stream_started_ms, run->stream_items,
+                   run->pages_before + run->stream_pages, run->qjob.attempts, 0, NULL);
+    stream_log(run, "stream stopped", "cancelled", NULL, 0);
+    run_free(run);
+    kick_workers(app);
+}
+
+/* A shutdown: the job goes back to the queue, the attempt not counted. */
+static void stream_release(run_t *run)
+{
+    app_t *app = run->app;
+
+    if (jn_queue_release(app->queue, &run->qjob) == 0)
+        put_record(run, JN_JOB_QUEUED, "interrupted by a shutdown; it resumes from its cursor",
+                   run->stream_started_ms, run->stream_items, run->pages_before + run->stream_pages,
+                   run->qjob.attempts - 1, 0, NULL);
+    stream_log(run, "stream released", "queued", NULL, 0);
+    run_free(run);
+}
+
+/* The next segment starts after `delay` (at once: the next tick). */
+static void stream_schedule(run_t *run, const char *error)
+{
+    app_t *app = run->app;
+    int64_t delay = STREAM_RESTART_MIN_MS;
+
+    if (run->progressed)
+        run->failures = 0;
+    else
+        run->failures++;
+    if (run->failures > 0)
+        delay = jn_queue_backoff_ms(app->queue, run->qjob.id, run->failures);
+    if (delay > STREAM_RESTART_MAX_MS)
+        delay = STREAM_RESTART_MAX_MS;
+    run->restart_at_ms = jn_now_ms() + delay;
+    put_record(run, JN_JOB_RUNNING, error, run->stream_started_ms, run->stream_items,
+               run->pages_before + run->stream_pages, run->qjob.attempts, 0, NULL);
+}
+
+static void stream_done(run_t *run, jn_job_t *job)
+{
+    app_t *app = run->app;
+    jn_job_status_t st = jn_job_status(job);
+    const char *cursor = jn_job_checkpoint_json(job), *error = jn_job_error(job);
+    char why[1024] = "";
+
+    run->job = NULL;
+    if (run->cred_auth) {
+        jn_token_cache_forget(&app->rt, run->cred_auth);
+        jn_auth_free(run->cred_auth);
+        run->cred_auth = NULL;
+    }
+    run->stream_pages += jn_job_requests(job);
+    /* a segment that made progress and reached job_timeout_s just ends: the
+     * next one starts at once (its time budget is per segment) */
+    if (error && !(st == JN_JOB_FAILED && run->progressed &&
+                   jn_now_ms() - jn_job_started_ms(job) >=
+                       (int64_t)(jn_job_opts(job)->timeout_ns / 1000000)))
+        snprintf(why, sizeof(why), "%s", error);
+    /* what the last cursor covers is kept; items after it come again from it */
+    if (run->stop != STOP_SINK && !same_text(cursor, run->cursor_seen) &&
+        stream_commit(run, cursor) != 0)
+        snprintf(why, sizeof(why), "the evidence could not be stored: %s",
+                 jn_store_errmsg(app->store));
+    stream_drop_pending(run);
+    if (run->stop == STOP_SHUTDOWN) {
+        stream_release(run);
+        return;
+    }
+    if (run->stop == STOP_REQUEST) {
+        stream_end(run, why[0] ? why : "cancelled by request");
+        return;
+    }
+    run->stop = STOP_NONE;
+    stream_schedule(run, why[0] ? why : NULL);
+    stream_log(run, "stream segment ended", jn_job_status_name(st), why[0] ? why : NULL,
+               run->restart_at_ms - jn_now_ms());
+}
+
+/* The segment's wait is over: the integration is read again (it may have
+ * been changed, disabled or removed) and the next segment starts. */
+static void stream_restart(run_t *run)
+{
+    app_t *app = run->app;
+    jn_integration_t it;
+    char *strings = NULL, err[768];
+    int rc;
+
+    run->restart_at_ms = 0;
+    rc = jn_store_integration_get(app->store, run->integration_id, &it, &strings);
+    if (rc > 0 || (rc == 0 && !it.enabled)) {
+        free(strings);
+        stream_end(run, rc > 0 ? "the integration was removed" : "the integration is disabled");
+        return;
+    }
+    if (rc == 0) {
+        free(run->it_strings);
+        run->it = it;
+        run->it_strings = strings;
+    }
+    if (rc < 0 || stream_launch(run, err, sizeof(err)) != 0) {
+        if (rc < 0)
+            snprintf(err, sizeof(err), "cannot read the integration: %s",
+                     jn_store_errmsg(app->store));
+        stream_schedule(run, err);
+        stream_log(run, "stream segment could not start", NULL, err, 0);
+    }
+}
+
+/* Commits the cursor of streams that moved it and wait (no item since), and
+ * starts the segments whose wait is over. */
+static void on_stream_tick(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    int64_t now = jn_now_ms();
+    run_t *r, *next;
+
+    if (app->stopping)
+        return;
+    for (r = app->runs; r != NULL; r = next) {
+        next = r->next;
+        if (!r->stream)
+            continue;
+        if (r->job != NULL) {
+            const char *cursor = jn_job_checkpoint_json(r->job);
+            if (r->stop == STOP_NONE && !same_text(cursor, r->cursor_seen) &&
+                stream_commit(r, cursor) != 0) {
+                r->stop = STOP_SINK;
+                jn_job_cancel(r->job, "the evidence could not be stored");
+            }
+        } else if (r->restart_at_ms > 0 && now >= r->restart_at_ms) {
+            stream_restart(r);
+        }
+    }
+}
+
+/* jobs cancel of a stream waiting between two segments. */
+static void stream_cancel_waiting(app_t *app, const char *id)
+{
+    run_t *r;
+
+    for (r = app->runs; r != NULL; r = r->next) {
+        if (r->stream && r->job == NULL && strcmp(r->qjob.id, id) == 0) {
+            stream_end(r, "cancelled by request");
+            return;
+        }
     }
 }
 
@@ -1261,6 +1817,8 @@ static void on_cancel_poll(uv_timer_t *t)
         if (r != NULL) {
             r->stop = STOP_REQUEST;
             jn_job_cancel(r->job, "cancelled by request");
+        } else {
+            stream_cancel_waiting(app, l.ids[i]);
         }
     }
     free(l.ids);
@@ -1317,12 +1875,15 @@ static void on_signal(uv_signal_t *s, int signum)
 
     jn_log_info("signal %d: stopping", signum);
     app->stopping = 1;
+    api_role_stop(app);
     /* running jobs go back to the queue: the next start runs them again */
     for (r = app->runs; r != NULL; r = next) {
         next = r->next;
         if (r->job != NULL) {
             r->stop = STOP_SHUTDOWN;
             jn_job_cancel(r->job, "runtime shutting down");
+        } else if (r->stream) {
+            stream_release(r); /* between two segments */
         }
     }
     close_timer(&app->sched_timer);
@@ -1330,10 +1891,12 @@ static void on_signal(uv_signal_t *s, int signum)
     close_timer(&app->kick_timer);
     close_timer(&app->heartbeat_timer);
     close_timer(&app->cancel_timer);
+    close_timer(&app->stream_timer);
     if (app->sweep_started)
         close_timer(&app->sweep_timer);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+    jn_registry_close(app->registry);
     jn_runtime_close(&app->rt);
 }
 
@@ -1341,6 +1904,7 @@ static void app_free(app_t *app)
 {
     size_t i;
 
+    api_role_free(app);
     while (app->runs != NULL)
         run_free(app->runs);
     for (i = 0; i < app->ntokens; i++) {
@@ -1358,6 +1922,8 @@ static void app_free(app_t *app)
     for (i = 0; i < app->nconnectors; i++)
         jn_connector_unref(app->connectors[i]);
     free(app->connectors);
+    jn_registry_destroy(app->registry);
+    jn_trusted_keys_free(app->trusted_keys);
     jn_scheduler_destroy(app->sched);
     if (app->queue)
         jn_queue_destroy(app->queue);
@@ -1386,8 +1952,8 @@ static const char run_usage[] =
     "usage: junction run [--config FILE] [--roles ROLES]\n"
     "  --roles ROLES   comma-separated subset of api, scheduler, worker (default: the\n"
     "                  roles key, all three): scheduler enqueues the integrations'\n"
-    "                  runs, worker runs queued jobs; api is accepted but does nothing\n"
-    "                  yet (the HTTP API is not implemented)\n";
+    "                  runs, worker runs queued jobs (and webhook deliveries), api\n"
+    "                  serves the HTTP API on `listen`\n";
 
 int jn_cli_run(int argc, char **argv)
 {
@@ -1444,10 +2010,14 @@ int jn_cli_run(int argc, char **argv)
         return 2;
     }
     app.store = jn_cli_open_store(jn_config_str(app.cfg, "data_dir"));
-    if (app.store == NULL || import_integrations(&app) != 0) {
+    if (app.store == NULL || jn_cli_cluster_store(app.store, app.cfg) < 0 ||
+        import_integrations(&app) != 0) {
         app_free(&app);
         return 2;
     }
+    if (jn_cli_cluster_mode(app.cfg))
+        jn_log_info("cluster mode: jobs on Redis Streams; job records, checkpoints and evidence"
+                    " (the stream evidence.raw) in Redis");
     consumer_name(app.consumer, sizeof(app.consumer));
     app.queue = jn_cli_open_queue(app.store, app.cfg, app.consumer);
     if (app.queue == NULL) {
@@ -1463,6 +2033,8 @@ int jn_cli_run(int argc, char **argv)
     }
     app.rt.on_credential_rotated = on_rotated;
     app.rt.rotated_ud = &app;
+    /* Token exchanges shared with the other processes through Redis. */
+    jn_token_cache_use_vault(&app.rt, run_vault, &app);
     if (app.roles & ROLE_WORKER) {
         load_connectors(&app);
         if (create_pools(&app, err, sizeof(err)) != 0) {
@@ -1498,15 +2070,23 @@ int jn_cli_run(int argc, char **argv)
         uv_timer_start(&app.poll_timer, on_poll, 0, POLL_MS);
         uv_timer_start(&app.heartbeat_timer, on_heartbeat, beat, beat > 0 ? beat : 1);
         uv_timer_start(&app.cancel_timer, on_cancel_poll, CANCEL_POLL_MS, CANCEL_POLL_MS);
+        uv_timer_init(&app.loop, &app.stream_timer);
+        app.stream_timer.data = &app;
+        uv_timer_start(&app.stream_timer, on_stream_tick, STREAM_TICK_MS, STREAM_TICK_MS);
     }
-    if (app.roles & ROLE_API)
-        jn_log_info("role api: the HTTP API is not implemented yet; nothing listens on %s",
-                    jn_config_str(app.cfg, "listen"));
     uv_signal_init(&app.loop, &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);
     app.sigint.data = app.sigterm.data = &app;
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    if (api_role_start(&app, err, sizeof(err)) != 0) {
+        fprintf(stderr, "junction: %s\n", err);
+        on_signal(&app.sigint, 0);
+        uv_run(&app.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&app.loop);
+        app_free(&app);
+        return 2;
+    }
     snprintf(ms, sizeof(ms), "%.2f", (double)(jn_mono_ns() - t0) / 1e6);
     snprintf(nconn, sizeof(nconn), "%zu", app.nconnectors);
     snprintf(nint, sizeof(nint), "%zu", count);
@@ -1528,4 +2108,160 @@ int jn_cli_run(int argc, char **argv)
     app_free(&app);
     jn_log_info("junction stopped");
     return 0;
+}
+
+/* ---- the api role ------------------------------------------------------------
+ * Kept apart from the rest of the process: the HTTP API (api.h) with its own
+ * store connection for the webhook intake, and, with the worker role, the
+ * webhook worker. */
+
+struct api_role {
+    uv_timer_t reap; /* destroys the API on the loop once its shutdown is over */
+    jn_api_t *api;
+    jn_webhook_worker_t *worker;
+    jn_store_t *intake_store;
+    jn_queue_t *intake_queue;
+};
+
+static jn_vault_t *api_role_vault(void *ud)
+{
+    return get_vault(ud);
+}
+
+static void api_role_enqueued(void *ud)
+{
+    app_t *app = ud;
+
+    kick_workers(app);
+    if (app->api && app->api->worker)
+        jn_webhook_worker_kick(app->api->worker);
+}
+
+static int api_role_ready(void *ud, char *why, size_t len)
+{
+    app_t *app = ud;
+    jn_redis_status_t st;
+
+    if (app->rt.redis == NULL)
+        return 0;
+    jn_redis_status(app->rt.redis, &st);
+    if (st.state == JN_REDIS_CONNECTED)
+        return 0;
+    snprintf(why, len, "%s: %s", jn_redis_name(app->rt.redis), jn_redis_state_name(st.state));
+    return -1;
+}
+
+static int api_role_start(app_t *app, char *err, size_t errlen)
+{
+    struct api_role *ar;
+
+    if (!(app->roles & (ROLE_API | ROLE_WORKER)))
+        return 0;
+    if ((ar = calloc(1, sizeof(*ar))) == NULL)
+        return jn_errorf(err, errlen, "out of memory");
+    app->api = ar;
+    if (!(app->roles & ROLE_WORKER))
+        load_connectors(app); /* the API needs the connectors' declarations */
+    if (app->roles & ROLE_WORKER) {
+        jn_webhook_worker_opts_t wo = {0};
+        wo.loop = &app->loop;
+        wo.rt = &app->rt;
+        wo.cfg = app->cfg;
+        wo.store = app->store;
+        wo.queue = app->queue;
+        wo.connectors = app->connectors;
+        wo.nconnectors = app->nconnectors;
+        wo.vault = api_role_vault;
+        wo.vault_ud = app;
+        if ((ar->worker = jn_webhook_worker_start(&wo, err, errlen)) == NULL)
+            return -1;
+    }
+    if (app->roles & ROLE_API) {
+        jn_api_opts_t o = {0};
+        ar->intake_store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
+        if (ar->intake_store == NULL)
+            return jn_errorf(err, errlen, "the webhook intake cannot open the store");
+        ar->intake_queue = jn_cli_open_queue(ar->intake_store, app->cfg, app->consumer);
+        if (ar->intake_queue == NULL)
+            return jn_errorf(err, errlen, "the webhook intake cannot open the queue");
+        o.loop = &app->loop;
+        o.rt = &app->rt;
+        o.cfg = app->cfg;
+        o.store = app->store;
+        o.queue = app->queue;
+        o.intake_store = ar->intake_store;
+        o.intake_queue = ar->intake_queue;
+        o.vault = api_role_vault;
+        o.vault_ud = app;
+        o.connectors = app->connectors;
+        o.nconnectors = app->nconnectors;
+        if (app->rt.redis != NULL) {
+            o.ready = api_role_ready;
+            o.ready_ud = app;
+        }
+        o.enqueued = api_role_enqueued;
+        o.enqueued_ud = app;
+        if (jn_api_create(&o, &ar->api, err, errlen) != 0 ||
+            jn_api_listen(ar->api, err, errlen) != 0)
+            return -1;
+        {
+            char port[16];
+            snprintf(port, sizeof(port), "%d", jn_api_port(ar->api));
+            jn_log_field_t f[] = {{"listen", jn_config_str(app->cfg, "listen"), 0},
+                                  {"port", port, 1}};
+            jn_log_fields(JN_LOG_INFO, "api listening", f, 2);
+        }
+    }
+    return 0;
+}
+
+static void api_role_reap(uv_timer_t *t)
+{
+    struct api_role *ar = t->data;
+
+    jn_api_destroy(ar->api);
+    ar->api = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* The server's shutdown is over: the API is destroyed on the next loop turn
+ * (not from inside the server's own callback), while the loop still runs the
+ * close callbacks that release it. */
+static void api_role_down(void *ud)
+{
+    struct api_role *ar = ud;
+
+    uv_timer_start(&ar->reap, api_role_reap, 0, 0);
+}
+
+/* On a signal: the API stops accepting and finishes what it holds (the
+ * intake commits its last group); webhook jobs go back to the queue. */
+static void api_role_stop(app_t *app)
+{
+    struct api_role *ar = app->api;
+
+    if (ar == NULL)
+        return;
+    if (ar->api) {
+        uv_timer_init(&app->loop, &ar->reap);
+        ar->reap.data = ar;
+        jn_api_shutdown(ar->api, 5000, api_role_down, ar);
+    }
+    jn_webhook_worker_stop(ar->worker);
+}
+
+static void api_role_free(app_t *app)
+{
+    struct api_role *ar = app->api;
+
+    if (ar == NULL)
+        return;
+    jn_api_destroy(ar->api);
+    jn_webhook_worker_destroy(ar->worker);
+    if (ar->intake_queue)
+        jn_queue_destroy(ar->intake_queue);
+    if (ar->intake_store)
+        jn_store_close(ar->intake_store);
+    free(ar);
+    app->api = NULL;
 }

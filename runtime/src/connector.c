@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,10 @@
 
 #include "json_canon.h"
 #include "sandbox.h"
+
+/* Connector objects alive (see jn_connector_alive). Jobs may run on several
+ * loops in tests, so the counter is atomic. */
+static _Atomic long connectors_alive;
 
 #define CONNECTOR_MAX_SOURCE (1024 * 1024)
 #define CONNECTOR_LOAD_MEMORY (32u * 1024 * 1024)
@@ -520,16 +525,60 @@ done:
     return buf;
 }
 
+char *jn_connector_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    return read_file(path, len, err, errlen);
+}
+
+static jn_connector_t *connector_alloc(void)
+{
+    jn_connector_t *c = calloc(1, sizeof(*c));
+
+    if (c != NULL) {
+        c->refcount = 1;
+        atomic_fetch_add(&connectors_alive, 1);
+    }
+    return c;
+}
+
+long jn_connector_alive(void)
+{
+    return atomic_load(&connectors_alive);
+}
+
+jn_connector_t *jn_connector_load_checked(const char *name, const char *src, size_t len,
+                                          jn_connector_check_fn check, void *ud, char **errors)
+{
+    char err[512], *msg;
+
+    *errors = NULL;
+    if (check != NULL && check(ud, name, src, len, err, sizeof(err)) != 0) {
+        msg = malloc(strlen(name) + strlen(err) + 4);
+        if (msg)
+            sprintf(msg, "%s: %s\n", name, err);
+        *errors = msg;
+        return NULL;
+    }
+    return jn_connector_load_source(name, src, len, errors);
+}
+
 jn_connector_t *jn_connector_load_source(const char *name, const char *src, size_t len,
                                          char **errors)
 {
     validation_t v = {0};
 
     *errors = NULL;
-    v.c = calloc(1, sizeof(*v.c));
+    if (len > CONNECTOR_MAX_SOURCE) {
+        char *msg = malloc(strlen(name) + 96);
+        if (msg)
+            sprintf(msg, "%s: the source is %zu bytes; a connector may be at most %d bytes\n", name,
+                    len, CONNECTOR_MAX_SOURCE);
+        *errors = msg;
+        return NULL;
+    }
+    v.c = connector_alloc();
     if (v.c == NULL)
         return NULL;
-    v.c->refcount = 1;
     v.c->path = strdup(name);
     v.c->chunkname = malloc(strlen(name) + 2);
     v.c->source = malloc(len + 1);
@@ -604,6 +653,7 @@ void jn_connector_unref(jn_connector_t *c)
     strlist_free(&c->egress);
     free(c->metadata_json);
     free(c);
+    atomic_fetch_sub(&connectors_alive, 1);
 }
 
 int jn_strlist_contains(const jn_strlist_t *l, const char *s)
@@ -636,12 +686,11 @@ int jn_connector_egress_allows(const jn_connector_t *c, const char *host)
 jn_connector_t *jn_connector_new_script(const char *name, const char *src, size_t len,
                                         const char *const *egress, size_t negress)
 {
-    jn_connector_t *c = calloc(1, sizeof(*c));
+    jn_connector_t *c = connector_alloc();
     size_t i;
 
     if (c == NULL)
         return NULL;
-    c->refcount = 1;
     c->path = strdup(name);
     c->chunkname = malloc(strlen(name) + 2);
     c->source = malloc(len + 1);
@@ -661,4 +710,68 @@ jn_connector_t *jn_connector_new_script(const char *name, const char *src, size_
         if ((c->egress.items[c->egress.count] = strdup(egress[i])) != NULL)
             c->egress.count++;
     return c;
+}
+
+/* A dot-separated pre-release identifier list compared as semver says:
+ * numeric identifiers numerically and below alphanumeric ones, the others in
+ * ASCII order, a shorter list first when all its identifiers are equal. */
+static int prerelease_compare(const char *a, const char *b)
+{
+    while (*a && *b) {
+        size_t la = strcspn(a, "."), lb = strcspn(b, ".");
+        int na = la > 0 && strspn(a, "0123456789") >= la;
+        int nb = lb > 0 && strspn(b, "0123456789") >= lb;
+        int c;
+
+        if (na && nb) {
+            if (la != lb) /* no leading zeros: the longer number is larger */
+                return la < lb ? -1 : 1;
+            c = strncmp(a, b, la);
+        } else if (na != nb) {
+            return na ? -1 : 1;
+        } else {
+            c = strncmp(a, b, la < lb ? la : lb);
+            if (c == 0 && la != lb)
+                c = la < lb ? -1 : 1;
+        }
+        if (c != 0)
+            return c < 0 ? -1 : 1;
+        a += la + (a[la] == '.');
+        b += lb + (b[lb] == '.');
+    }
+    return *a ? 1 : *b ? -1 : 0;
+}
+
+int jn_semver_compare(const char *a, const char *b)
+{
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        size_t la = strspn(a, "0123456789"), lb = strspn(b, "0123456789");
+        int c;
+
+        if (la != lb)
+            return la < lb ? -1 : 1;
+        c = strncmp(a, b, la);
+        if (c != 0)
+            return c < 0 ? -1 : 1;
+        a += la;
+        b += lb;
+        if (i < 2) {
+            a += *a == '.';
+            b += *b == '.';
+        }
+    }
+    /* "-pre" sorts before the release; "+build" does not count */
+    if (*a == '-' && *b == '-') {
+        char pa[128], pb[128];
+        snprintf(pa, sizeof(pa), "%.*s", (int)strcspn(a + 1, "+"), a + 1);
+        snprintf(pb, sizeof(pb), "%.*s", (int)strcspn(b + 1, "+"), b + 1);
+        return prerelease_compare(pa, pb);
+    }
+    if (*a == '-')
+        return -1;
+    if (*b == '-')
+        return 1;
+    return 0;
 }

@@ -65,6 +65,30 @@ int jn_strlist_contains(const jn_strlist_t *l, const char *s);
 /* 1 when `host` matches an entry ("api.github.com" or "*.example.com"). */
 int jn_connector_egress_allows(const jn_connector_t *c, const char *host);
 
+/* Called with a file's bytes before anything is compiled (the signature
+ * check of the connector registry). Return 0 to go on, or -1 with the reason
+ * in err: the load fails with "<name>: <reason>" and nothing is compiled. */
+typedef int (*jn_connector_check_fn)(void *ud, const char *name, const char *src, size_t len,
+                                     char *err, size_t errlen);
+
+/* jn_connector_load_source with a check first (check may be NULL). */
+jn_connector_t *jn_connector_load_checked(const char *name, const char *src, size_t len,
+                                          jn_connector_check_fn check, void *ud, char **errors);
+
+/* Reads a connector (or signature) file of at most the connector size limit
+ * (1 MiB): malloc'ed, NUL-terminated, length in *len; NULL with the reason in
+ * err. */
+char *jn_connector_read_file(const char *path, size_t *len, char *err, size_t errlen);
+
+/* Connector objects alive in the process (loaded and not yet released): a
+ * replaced version counts until its last job has ended. */
+long jn_connector_alive(void);
+
+/* Semantic version precedence (semver.org 2.0.0): <0, 0 or >0 as a sorts
+ * before, with or after b. Build metadata ("+...") is ignored; a pre-release
+ * sorts before its release. Both must be valid connector versions. */
+int jn_semver_compare(const char *a, const char *b);
+
 /* A bare script run as a job's function (no metadata table): used by specs and
  * tools that exercise the Lua API directly. egress may be NULL. */
 jn_connector_t *jn_connector_new_script(const char *name, const char *src, size_t len,

@@ -246,7 +246,7 @@ static void check_options(lua_State *L, int idx)
         if (lua_type(L, -1) != LUA_TSTRING || !in_list(http_options, lua_tostring(L, -1)))
             luaL_error(L,
                        "ctx.http: unknown option '%s' (expected method, url, headers, query, "
-                       "body, json, timeout, auth, idempotent)",
+                       "body, json, timeout, auth, idempotent, weight)",
                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     }
 }
@@ -498,15 +498,19 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
     req.priority = job->seq;
     /* Through the traffic layer: the lane's breaker and rate limit, the
      * provider's in-flight bound, retries. The call's deadline is the
-     * request's timeout (or the HTTP default) times the attempts allowed. */
+     * traffic layer's default (never shorter than the request's timeout). */
     topts.provider = job->conn->provider_type;
     topts.organization = job->opts.organization_id;
     topts.rate = job->has_rate ? &job->rate : NULL;
     topts.scope = job->rate_scope;
     topts.weight = rp->weight;
     topts.idempotent = rp->idempotent;
-    rc = jn_traffic_send(job->rt->traffic, &topts, &req, on_http_done, job, &job->call, terr,
-                         sizeof terr);
+    if (job->rt->transport != NULL) /* connector tests: record or replay */
+        rc = job->rt->transport->send(job->rt->transport, job, rp->url.data, &topts, &req,
+                                      on_http_done, job, terr, sizeof terr);
+    else
+        rc = jn_traffic_send(job->rt->traffic, &topts, &req, on_http_done, job, &job->call, terr,
+                             sizeof terr);
     free(auth_lines); /* the traffic layer copied the request */
     jn_auth_result_free(&ares);
     if (rc != JN_HTTP_OK) {
@@ -535,6 +539,8 @@ static void pending_free(pending_http_t *p)
 
 void jn_ctx_abort_wait(jn_job_t *job)
 {
+    if (job->rt->transport != NULL)
+        job->rt->transport->cancel(job->rt->transport, job);
     jn_token_cache_cancel(&job->token_waiter);
     pending_free(job->token_pending);
     job->token_pending = NULL;

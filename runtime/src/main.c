@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "api.h"
 #include "cli.h"
 #include "junction/log.h"
 #include "junction/redact.h"
@@ -22,7 +23,10 @@ static void usage(FILE *out)
           "  collect FILE [options]              run one collect_evidence, print items as JSON "
           "lines\n"
           "  connector validate FILE...          check connectors against the contract\n"
+          "  connector new|test|deploy|rollback|history|keygen|sign\n"
+          "                                      the authoring kit, hot deploys and signing\n"
           "  creds put|list|rotate|rm [options]  manage the credentials in the vault\n"
+          "  tokens create|list|revoke           organization tokens of the HTTP API\n"
           "  keys rotate [--org ORG]             re-wrap data keys under the current master key\n"
           "                                      (or, with --org, rotate that org's data key)\n"
           "  audit verify [--anchor SEQ:HASH]    verify the hash chain of the audit log\n"
@@ -67,6 +71,8 @@ int main(int argc, char **argv)
         return jn_cli_collect(argc - 1, argv + 1);
     if (strcmp(argv[1], "connector") == 0)
         return jn_cli_connector(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokens") == 0)
+        return jn_cli_tokens(argc - 1, argv + 1);
     if (strcmp(argv[1], "creds") == 0)
         return jn_cli_creds(argc - 1, argv + 1);
     if (strcmp(argv[1], "keys") == 0)

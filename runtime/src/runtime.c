@@ -54,7 +54,8 @@ static int init_traffic(jn_runtime_t *rt, const jn_config_t *cfg, char *err, siz
     jn_traffic_config_init(&tcfg);
     tcfg.defaults.max_in_flight = (unsigned)jn_config_int(cfg, "provider_max_in_flight");
     if (file && *file) {
-        if ((rt->policy = jn_traffic_policy_load(file, err, errlen)) == NULL)
+        /* provider_max_in_flight is the base the file's defaults layer on */
+        if ((rt->policy = jn_traffic_policy_load_over(file, &tcfg.defaults, err, errlen)) == NULL)
             return -1;
         tcfg.defaults = *jn_traffic_policy_defaults(rt->policy);
     }

@@ -17,6 +17,21 @@
 #include "sandbox.h"
 
 struct jn_auth;
+struct jn_job;
+
+/* A stand-in for the traffic layer under ctx.http: connector tests record
+ * the exchanges the traffic layer returns, or replay recorded ones without
+ * any network (runtime/src/replay.h). */
+typedef struct jn_transport {
+    /* Starts the request of `job`; `url` is the URL as the connector built it
+     * (before a credential was applied). Calls done later on the loop, never
+     * before returning 0; or returns a jn_http_error_t with err set. */
+    int (*send)(struct jn_transport *t, struct jn_job *job, const char *url,
+                const jn_traffic_opts_t *opts, const jn_http_request_t *req,
+                jn_traffic_done_fn done, void *ud, char *err, size_t errlen);
+    /* The job ends: its request in flight, if any, is dropped (done is not called). */
+    void (*cancel)(struct jn_transport *t, struct jn_job *job);
+} jn_transport_t;
 
 typedef struct jn_runtime {
     uv_loop_t *loop;
@@ -44,6 +59,7 @@ typedef struct jn_runtime {
     void (*on_credential_rotated)(void *ud, const struct jn_auth *old,
                                   const char *new_document_json);
     void *rotated_ud;
+    jn_transport_t *transport; /* NULL: ctx.http goes through the traffic layer */
 } jn_runtime_t;
 
 /* Fill from the config (limits, HTTP defaults, allow_hosts); the loop is the caller's. */

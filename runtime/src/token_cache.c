@@ -24,8 +24,10 @@
 #include "junction/log.h"
 #include "junction/net.h"
 #include "junction/redact.h"
+#include "junction/redis_sync.h"
 #include "junction/secmem.h"
 #include "junction/sts.h"
+#include "junction/vault.h"
 
 #define GITHUB_MARGIN_S 300 /* refresh 5 minutes before expires_at */
 #define OAUTH_MARGIN_S 60   /* refresh 60 s before expires_in runs out */
@@ -45,6 +47,15 @@
 #define AWS_MAX_FAILURES 3 /* consecutive failed AssumeRole calls before backing off */
 #define AWS_BACKOFF_S 300
 #define WHY_MAX 640 /* a reason: STS's message and the AccessDenied advice fit */
+/* Sharing through Redis (see token_cache.h). The lock outlives the longest
+ * exchange; a waiter gives up on the holder a little after its lock would
+ * have expired (by then it has taken the lock itself). */
+#define CELL_LOCK_MS (EXCHANGE_TIMEOUT_MS + 5000)
+#define CELL_WAIT_MS (CELL_LOCK_MS + 5000)
+#define SHARED_FAILURE_MS 1000 /* how long a failed exchange's verdict is kept */
+#define CELL_KEY_MAX 320
+#define ID_MAX 128
+#define REQUESTER "token-refresh"
 
 struct jn_token_entry {
     jn_token_entry_t *next;
@@ -70,10 +81,37 @@ struct jn_token_entry {
     /* aws_assume_role */
     char role_arn[208];     /* for messages (shortened) */
     char last_why[WHY_MAX]; /* why the last exchange failed */
+    /* Sharing through Redis: the cell's key, "" when the entry is not shared
+     * (no Redis, no vault, or a credential that did not come from the
+     * vault). */
+    char cell[CELL_KEY_MAX];
+    char org[ID_MAX + 1], cred_id[ID_MAX + 1]; /* the credential's origin */
+    int follow_current;                        /* oauth2 read as the current version */
+    int64_t known_version;             /* oauth2: the newest version whose refresh token we hold */
+    jn_redis_cell_wait_t *wait;        /* acquiring the cell */
+    char lock[JN_REDIS_TOKEN_LEN + 1]; /* leading: the lock's token; "" otherwise */
+    uint8_t *blob;                     /* the sealed value the token came from (not secret) */
+    size_t blob_len;
+    struct withdrawal *withdrawing; /* a refused token's shared copy being withdrawn */
 };
 
+/* A withdrawal in flight; its entry is NULL once the entry is released. */
+typedef struct withdrawal {
+    jn_token_entry_t *e;
+} withdrawal_t;
+
+/* The vault of each runtime that has one (jn_token_cache_use_vault). */
+typedef struct vault_hook {
+    struct vault_hook *next;
+    jn_runtime_t *rt;
+    jn_token_vault_fn get;
+    void *ud;
+} vault_hook_t;
+
 static jn_token_entry_t *entries;
+static vault_hook_t *hooks;
 static unsigned long exchanges;
+static int redis_trouble_logged;
 
 unsigned long jn_token_cache_exchanges(void)
 {
@@ -301,6 +339,20 @@ static int build_refresh(const jn_token_entry_t *e, const jn_auth_exchange_t *g,
             snprintf(err, errlen, "out of memory");
             return -1;
         }
+    } else if (g->key) {
+        /* a BYOC client with a private key: private_key_jwt (RFC 7523 section 2.2) */
+        char *jwt = NULL, jerr[256];
+        if (jn_jwt_client_assertion(g->key, "RS256", g->client_id, g->token_url,
+                                    (int64_t)time(NULL), ASSERTION_LIFETIME_S, &jwt, jerr,
+                                    sizeof(jerr)) != 0) {
+            snprintf(err, errlen, "cannot sign the client assertion: %s", jerr);
+            return -1;
+        }
+        form_append(&x->body, "client_id", g->client_id);
+        form_append(&x->body, "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+        form_append(&x->body, "client_assertion", jwt);
+        jn_jwt_token_free(jwt);
     } else {
         form_append(&x->body, "client_id", g->client_id);
     }
@@ -618,12 +670,15 @@ static void sts_refusal(const jn_token_entry_t *e, const jn_http_response_t *res
     }
 }
 
-/* The credential document with the new refresh token, for the owner. */
+/* The credential document with the new refresh token, for the owner: the
+ * credential's own fields only (not those of a BYOC client bound to it). */
 static char *rotated_document(const jn_auth_exchange_t *g, const char *refresh)
 {
     jn_buf_t b = {0};
     const char *names[] = {"client_id", "client_secret", "token_url", "refresh_token", "scope"};
-    const char *values[] = {g->client_id, g->client_secret, g->token_url, refresh, g->scope};
+    int byoc = g->client_credential != NULL;
+    const char *values[] = {byoc ? NULL : g->client_id, byoc ? NULL : g->client_secret,
+                            g->token_url_bound ? NULL : g->token_url, refresh, g->scope};
     int rc = 0;
 
     rc |= jn_buf_puts(&b, "{");
@@ -646,14 +701,17 @@ static char *rotated_document(const jn_auth_exchange_t *g, const char *refresh)
     return b.data;
 }
 
+static const jn_auth_t *entry_auth(const jn_token_entry_t *e);
+
 /* The provider rotated the refresh token: later refreshes use it at once, the
  * redactor knows it, and the owner is told so that it persists it. */
 static void take_rotation(jn_token_entry_t *e, char *rotated)
 {
+    const jn_auth_t *owner = entry_auth(e);
     jn_auth_exchange_t g;
     char *doc;
 
-    if (e->refresh == NULL && e->auth != NULL && jn_auth_exchange(e->auth, &g) &&
+    if (e->refresh == NULL && owner != NULL && jn_auth_exchange(owner, &g) &&
         strcmp(g.refresh_token, rotated) == 0) {
         jn_secmem_free(rotated); /* the same one back: nothing rotated */
         return;
@@ -665,7 +723,7 @@ static void take_rotation(jn_token_entry_t *e, char *rotated)
     e->refresh = rotated;
     if (e->rt->on_credential_rotated == NULL)
         return;
-    if (e->auth == NULL || !jn_auth_exchange(e->auth, &g)) {
+    if (owner == NULL || !jn_auth_exchange(owner, &g)) {
         jn_log_warn("oauth2: the refresh token was rotated after its credential was released; "
                     "the new one is kept in memory only");
         return;
@@ -674,14 +732,539 @@ static void take_rotation(jn_token_entry_t *e, char *rotated)
         jn_log_warn("oauth2: out of memory; the rotated refresh token is kept in memory only");
         return;
     }
-    e->rt->on_credential_rotated(e->rt->rotated_ud, e->auth, doc);
+    e->rt->on_credential_rotated(e->rt->rotated_ud, owner, doc);
     jn_token_line_free(doc);
+}
+
+/* ---- delivering ----------------------------------------------------------- */
+
+/* Every waiter of the entry gets `token` (or `err`), once. */
+static void deliver(jn_token_entry_t *e, const char *token, const char *err)
+{
+    jn_token_waiter_t *list, *w;
+
+    /* Deliver from a list of our own: a callback may cancel another waiter
+     * (it unlinks itself from this list) or start a new exchange. */
+    list = e->waiters;
+    e->waiters = NULL;
+    for (w = list; w; w = w->next)
+        w->head = &list;
+    while ((w = list) != NULL) {
+        jn_token_cache_cancel(w);
+        w->cb(w->ud, token, token ? NULL : err);
+    }
+}
+
+/* The credential to exchange with: the latest caller's or, when its owner
+ * has released it since, a waiting caller's. */
+static const jn_auth_t *entry_auth(const jn_token_entry_t *e)
+{
+    if (e->auth != NULL)
+        return e->auth;
+    for (const jn_token_waiter_t *w = e->waiters; w; w = w->next)
+        if (w->auth != NULL)
+            return w->auth;
+    return NULL;
+}
+
+/* Why a credential that is backing off fails at once. */
+static void backoff_error(const jn_token_entry_t *e, char *err, size_t errlen)
+{
+    int64_t left = e->reauth_until - (int64_t)time(NULL);
+
+    if (is_aws(e->grant))
+        snprintf(err, errlen,
+                 "aws_assume_role token exchange: %.200s: %d AssumeRole calls in a row "
+                 "failed; STS is not called again for %lld s (last error: %.500s)",
+                 e->target, AWS_MAX_FAILURES, (long long)(left > 0 ? left : 0), e->last_why);
+    else
+        snprintf(err, errlen, "%.32s token exchange: %.300s: " OAUTH2_REAUTH_MSG, e->grant,
+                 e->target);
+}
+
+/* ---- sharing through Redis -------------------------------------------------
+ *
+ * With rt->redis and a vault (jn_token_cache_use_vault), an entry whose
+ * credential came from the vault is shared with the other processes through
+ * a single-flight cell (redis_sync.h) named after the credential's
+ * organization and id (never a secret): one process exchanges, the others
+ * wait and take its result. The value is sealed by the vault (jn_vault_seal,
+ * a key derived from the organization's data key, bound to the cell's key):
+ * Redis never holds a usable token. It is
+ *   "T <refresh_at>\n<token as handed out>"           for as long as it is good,
+ *   "E <until>\n<why>\n<error>"                       after a failed exchange:
+ * briefly (SHARED_FAILURE_MS), so that the waiters get the error instead of
+ * each trying again, or until the end of the back-off when the failures in a
+ * row, counted in "<cell>:fail" across processes, reach the grant's limit.
+ * When Redis fails, the process exchanges on its own (logged once). */
+
+/* KEYS: failure counter. ARGV: its ttl_ms. The failures in a row. */
+static const char count_failure_lua[] = "local n = redis.call('INCR', KEYS[1])\n"
+                                        "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+                                        "return n\n";
+
+/* KEYS: cell. ARGV: the value to withdraw. */
+static const char withdraw_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                   "  return redis.call('DEL', KEYS[1])\n"
+                                   "end\n"
+                                   "return 0\n";
+
+static jn_vault_t *vault_of(jn_runtime_t *rt)
+{
+    for (vault_hook_t *h = hooks; h; h = h->next)
+        if (h->rt == rt)
+            return h->get(h->ud);
+    return NULL;
+}
+
+int jn_token_cache_use_vault(jn_runtime_t *rt, jn_token_vault_fn get, void *ud)
+{
+    vault_hook_t **pp = &hooks, *h;
+
+    while ((h = *pp) != NULL && h->rt != rt)
+        pp = &h->next;
+    if (get == NULL) {
+        if (h != NULL) {
+            *pp = h->next;
+            free(h);
+        }
+        return 0;
+    }
+    if (h == NULL) {
+        if ((h = calloc(1, sizeof(*h))) == NULL)
+            return -1;
+        h->rt = rt;
+        h->next = hooks;
+        hooks = h;
+    }
+    h->get = get;
+    h->ud = ud;
+    return 0;
+}
+
+static void redis_trouble(const jn_token_entry_t *e, const char *why)
+{
+    if (redis_trouble_logged)
+        return;
+    redis_trouble_logged = 1;
+    jn_log_warn("token exchanges: %s is not usable (%s); each process exchanges its tokens on "
+                "its own until it is back",
+                jn_redis_name(e->rt->redis), why);
+}
+
+static void redis_fine(void)
+{
+    if (!redis_trouble_logged)
+        return;
+    redis_trouble_logged = 0;
+    jn_log_info("token exchanges: redis is back; exchanges are shared across processes again");
+}
+
+static void quietly(int status, int ok, const char *error, void *ud)
+{
+    (void)ok;
+    (void)ud;
+    if (status != JN_REDIS_OK && status != JN_REDIS_ECLOSED)
+        jn_log_debug("token exchanges: redis: %s", error);
+}
+
+static void reply_quietly(int status, const redisReply *reply, const char *error, void *ud)
+{
+    (void)reply;
+    quietly(status, 0, error, ud);
+}
+
+static void drop_blob(jn_token_entry_t *e)
+{
+    free(e->blob);
+    e->blob = NULL;
+    e->blob_len = 0;
+}
+
+/* Keeps the sealed value the token came from (taken over). */
+static void keep_blob(jn_token_entry_t *e, uint8_t *blob, size_t len)
+{
+    drop_blob(e);
+    e->blob = blob;
+    e->blob_len = len;
+}
+
+/* Whether and under which key the entry is shared. The key covers what makes
+ * a token interchangeable: for an oauth2 credential read as the current
+ * version, its client, token URL and scope (the refresh token rotates, each
+ * rotation a new version of the same credential); otherwise the version and
+ * the BYOC client's. Only identifiers go into it, hashed. */
+static void share_init(jn_token_entry_t *e, const jn_auth_t *a, const jn_auth_exchange_t *g)
+{
+    jn_auth_origin_t o;
+    char desc[1400], hex[2 * JN_SHA256_LEN + 1];
+    uint8_t digest[JN_SHA256_LEN];
+
+    if (!jn_auth_origin(a, &o))
+        return;
+    snprintf(e->org, sizeof(e->org), "%.128s", o.org_id);
+    snprintf(e->cred_id, sizeof(e->cred_id), "%.128s", o.credential_id);
+    e->follow_current = strcmp(g->grant, "oauth2") == 0 && o.current;
+    e->known_version = o.version;
+    if (e->rt->redis == NULL)
+        return;
+    if (e->follow_current)
+        snprintf(desc, sizeof(desc), "oauth2|%.400s|%.400s|%.400s", g->token_url, g->client_id,
+                 g->scope ? g->scope : "");
+    else
+        snprintf(desc, sizeof(desc), "%.32s|%lld|%.128s|%.128s|%lld", g->grant,
+                 (long long)o.version, g->client_org ? g->client_org : "",
+                 g->client_credential ? g->client_credential : "", (long long)g->client_version);
+    jn_sha256(desc, strlen(desc), digest);
+    jn_hex_encode(digest, 8, hex);
+    snprintf(e->cell, sizeof(e->cell), "jn:token:{%.128s/%.128s}:%.16s", e->org, e->cred_id, hex);
+}
+
+/* The secrets in a token as handed out (see the entry's `line`): count, or -1
+ * when it is not of the grant's form. */
+static int line_secrets(const char *grant, const char *line, size_t off[2], size_t len[2])
+{
+    static const char bearer[] = "Authorization: Bearer ";
+
+    if (is_aws(grant)) {
+        const char *a = strchr(line, '\n'), *b = a ? strchr(a + 1, '\n') : NULL;
+        if (b == NULL || a == line || b == a + 1 || b[1] == '\0' || strchr(b + 1, '\n'))
+            return -1;
+        off[0] = (size_t)(a + 1 - line);
+        len[0] = (size_t)(b - a - 1);
+        off[1] = (size_t)(b + 1 - line);
+        len[1] = strlen(b + 1);
+        return 2;
+    }
+    if (strncmp(line, bearer, sizeof(bearer) - 1) != 0 || line[sizeof(bearer) - 1] == '\0' ||
+        strpbrk(line + sizeof(bearer) - 1, "\r\n \t") != NULL)
+        return -1;
+    off[0] = sizeof(bearer) - 1;
+    len[0] = strlen(line) - off[0];
+    return 1;
+}
+
+/* A value published by the process that exchanged (or by this one, earlier):
+ * the token, or the verdict of a failed exchange. 0 when the waiters got it;
+ * -1 when it cannot be used here (the caller then exchanges itself). */
+static int take_shared(jn_token_entry_t *e, const char *value, size_t len)
+{
+    jn_vault_t *v = vault_of(e->rt);
+    jn_secret_t plain = {0};
+    char err[1024], *line = NULL, *copy, *nl, *why;
+    long long at = 0;
+    size_t off[2], slen[2];
+    int n;
+
+    if (v == NULL)
+        return -1;
+    if (jn_vault_unseal(v, e->org, e->cell, value, len, &plain) != 0) {
+        jn_log_warn("token exchanges: the token another process shared for credential '%s' does "
+                    "not open here (%s); exchanging in this process",
+                    e->cred_id, jn_vault_errmsg(v));
+        return -1;
+    }
+    nl = strchr((char *)plain.data, '\n');
+    if (nl == NULL || (plain.data[0] != 'T' && plain.data[0] != 'E') ||
+        sscanf((char *)plain.data + 1, " %lld", &at) != 1)
+        goto malformed;
+    if (plain.data[0] == 'E') {
+        why = nl + 1;
+        if ((nl = strchr(why, '\n')) == NULL)
+            goto malformed;
+        *nl = '\0';
+        if (at > (long long)time(NULL)) {
+            /* Backing off: until then this process fails fast too. */
+            e->reauth_until = at;
+            e->failures = is_aws(e->grant) ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES;
+            snprintf(e->last_why, sizeof(e->last_why), "%s", why);
+            backoff_error(e, err, sizeof(err));
+            deliver(e, NULL, err);
+        } else {
+            snprintf(err, sizeof(err), "%s", nl + 1);
+            deliver(e, NULL, err);
+        }
+        jn_secret_free(&plain);
+        return 0;
+    }
+    if ((line = jn_secmem_alloc(strlen(nl + 1) + 1)) == NULL)
+        goto malformed;
+    memcpy(line, nl + 1, strlen(nl + 1) + 1);
+    if ((n = line_secrets(e->grant, line, off, slen)) < 0) {
+        jn_secmem_free(line);
+        goto malformed;
+    }
+    if (set_token(e, line, off, slen, n) != 0)
+        goto malformed; /* line released */
+    e->refresh_at = at;
+    e->failures = 0;
+    e->reauth_until = 0;
+    e->last_why[0] = '\0';
+    if ((copy = malloc(len ? len : 1)) != NULL) {
+        memcpy(copy, value, len);
+        keep_blob(e, (uint8_t *)copy, len);
+    }
+    jn_secret_free(&plain);
+    copy = strdup(e->line);
+    deliver(e, copy, "out of memory");
+    jn_token_line_free(copy);
+    return 0;
+
+malformed:
+    jn_secret_free(&plain);
+    jn_log_warn("token exchanges: the value shared for credential '%s' is not usable; "
+                "exchanging in this process",
+                e->cred_id);
+    return -1;
+}
+
+/* Gives the lock back without a value: the waiters of other processes try
+ * for it themselves. */
+static void give_up_lead(jn_token_entry_t *e)
+{
+    if (e->lock[0] != '\0' && e->rt->redis != NULL)
+        jn_redis_cell_abandon(e->rt->redis, e->cell, e->lock, quietly, NULL);
+    e->lock[0] = '\0';
+}
+
+/* A failed exchange's verdicts for the other processes, while the failure is
+ * counted: [0] for a failure, [1] once the failures in a row reach max. */
+typedef struct {
+    jn_redis_t *r;
+    char cell[CELL_KEY_MAX];
+    char lock[JN_REDIS_TOKEN_LEN + 1];
+    uint8_t *blob[2];
+    size_t len[2];
+    int max;
+    int64_t backoff_ms;
+} verdict_t;
+
+static void verdict_free(verdict_t *vd)
+{
+    free(vd->blob[0]);
+    free(vd->blob[1]);
+    free(vd);
+}
+
+static void on_failure_counted(int status, const redisReply *reply, const char *error, void *ud)
+{
+    verdict_t *vd = ud;
+    int k;
+
+    if (status != JN_REDIS_OK || reply->type != REDIS_REPLY_INTEGER) {
+        quietly(status, 0, error, NULL);
+        if (status != JN_REDIS_ECLOSED)
+            jn_redis_cell_abandon(vd->r, vd->cell, vd->lock, quietly, NULL);
+        verdict_free(vd);
+        return;
+    }
+    k = reply->integer >= vd->max;
+    jn_redis_cell_publish(vd->r, vd->cell, vd->lock, vd->blob[k], vd->len[k],
+                          k ? vd->backoff_ms : SHARED_FAILURE_MS, quietly, NULL);
+    verdict_free(vd);
+}
+
+/* Seals "<kind> <at>\n<rest>"; 0, or -1 (logged). */
+static int seal_text(jn_token_entry_t *e, jn_vault_t *v, char kind, long long at, const char *rest,
+                     uint8_t **blob, size_t *blen)
+{
+    size_t n = strlen(rest) + 32;
+    char *plain = jn_secmem_alloc(n);
+    int rc = -1;
+
+    if (plain != NULL) {
+        snprintf(plain, n, "%c %lld\n%s", kind, at, rest);
+        rc = jn_vault_seal(v, e->org, e->cell, plain, strlen(plain), blob, blen);
+        if (rc != 0)
+            jn_log_warn("token exchanges: cannot seal the result for credential '%s' (%s); the "
+                        "other processes exchange on their own",
+                        e->cred_id, jn_vault_errmsg(v));
+        jn_secmem_free(plain);
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+/* This process led the exchange: the others get its result, sealed. The
+ * token is kept until its refresh time (the provider's expiry less the
+ * refresh margin). */
+static void share_result(jn_token_entry_t *e, int ok, const char *why, const char *err)
+{
+    jn_vault_t *v = vault_of(e->rt);
+    jn_redis_t *r = e->rt->redis;
+    char lock[JN_REDIS_TOKEN_LEN + 1], rest[WHY_MAX + 1100], *p;
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    int64_t now = (int64_t)time(NULL);
+    verdict_t *vd;
+
+    if (e->lock[0] == '\0')
+        return;
+    memcpy(lock, e->lock, sizeof(lock));
+    if (v == NULL || r == NULL) {
+        give_up_lead(e);
+        return;
+    }
+    e->lock[0] = '\0';
+    if (ok) {
+        if (e->refresh_at <= now ||
+            seal_text(e, v, 'T', (long long)e->refresh_at, e->line, &blob, &blen) != 0) {
+            jn_redis_cell_abandon(r, e->cell, lock, quietly, NULL);
+            return;
+        }
+        jn_redis_cell_publish(r, e->cell, lock, blob, blen, (e->refresh_at - now) * 1000, quietly,
+                              NULL);
+        keep_blob(e, blob, blen);
+        if (backs_off(e->grant)) {
+            char fail[CELL_KEY_MAX + 8];
+            const char *argv[2] = {"DEL", fail};
+            snprintf(fail, sizeof(fail), "%s:fail", e->cell);
+            jn_redis_command(r, 0, 2, argv, NULL, reply_quietly, NULL);
+        }
+        return;
+    }
+    /* One line each: the verdict's format is line-based. */
+    snprintf(rest, sizeof(rest), "%.640s", why);
+    for (p = rest; (p = strpbrk(p, "\r\n")) != NULL;)
+        *p = ' ';
+    p = rest + strlen(rest);
+    snprintf(p, sizeof(rest) - (size_t)(p - rest), "\n%.1023s", err);
+    for (p++; (p = strpbrk(p, "\r\n")) != NULL;)
+        *p = ' ';
+    if ((vd = calloc(1, sizeof(*vd))) == NULL ||
+        seal_text(e, v, 'E', 0, rest, &vd->blob[0], &vd->len[0]) != 0) {
+        if (vd)
+            verdict_free(vd);
+        jn_redis_cell_abandon(r, e->cell, lock, quietly, NULL);
+        return;
+    }
+    if (!backs_off(e->grant)) {
+        jn_redis_cell_publish(r, e->cell, lock, vd->blob[0], vd->len[0], SHARED_FAILURE_MS, quietly,
+                              NULL);
+        verdict_free(vd);
+        return;
+    }
+    vd->r = r;
+    memcpy(vd->cell, e->cell, sizeof(vd->cell));
+    memcpy(vd->lock, lock, sizeof(vd->lock));
+    vd->max = is_aws(e->grant) ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES;
+    vd->backoff_ms = (is_aws(e->grant) ? AWS_BACKOFF_S : OAUTH2_REAUTH_BACKOFF_S) * 1000LL;
+    {
+        char fail[CELL_KEY_MAX + 8], ttl[24];
+        const char *argv[2] = {fail, ttl};
+        jn_redis_script_t *script;
+        char serr[128];
+        snprintf(fail, sizeof(fail), "%s:fail", e->cell);
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)vd->backoff_ms * 2);
+        if (seal_text(e, v, 'E', (long long)(now + vd->backoff_ms / 1000), rest, &vd->blob[1],
+                      &vd->len[1]) != 0 ||
+            (script = jn_redis_script_register(r, count_failure_lua, serr, sizeof(serr))) == NULL ||
+            jn_redis_script_run(r, script, 0, 1, 2, argv, NULL, on_failure_counted, vd) != 0) {
+            jn_redis_cell_abandon(r, e->cell, lock, quietly, NULL);
+            verdict_free(vd);
+        }
+    }
+}
+
+static int begin(jn_token_entry_t *e, char *err, size_t errlen);
+
+static void on_withdrawn(int status, const redisReply *reply, const char *error, void *ud)
+{
+    withdrawal_t *wd = ud;
+    jn_token_entry_t *e = wd->e;
+    char err[1024];
+
+    (void)reply;
+    free(wd);
+    quietly(status, 0, error, NULL);
+    if (e == NULL)
+        return;
+    e->withdrawing = NULL;
+    /* Requests that came meanwhile waited for the withdrawal. */
+    if (e->waiters != NULL && e->call == NULL && e->wait == NULL && begin(e, err, sizeof(err)) != 0)
+        deliver(e, NULL, err);
+}
+
+/* The provider refused the token: its shared copy goes too, unless another
+ * process has already put a new one in its place. Until Redis has answered,
+ * no new exchange starts: a script can be answered NOSCRIPT and sent again,
+ * after the commands that followed it, and the next read of the cell must
+ * not find the refused token there. */
+static void withdraw_shared(jn_token_entry_t *e)
+{
+    jn_redis_script_t *script;
+    withdrawal_t *wd;
+    char serr[128];
+    const char *argv[2] = {e->cell, (const char *)e->blob};
+    size_t argvlen[2] = {strlen(e->cell), e->blob_len};
+
+    if (e->blob != NULL && e->cell[0] != '\0' && e->rt->redis != NULL && e->withdrawing == NULL &&
+        (wd = calloc(1, sizeof(*wd))) != NULL) {
+        wd->e = e;
+        if ((script = jn_redis_script_register(e->rt->redis, withdraw_lua, serr, sizeof(serr))) !=
+                NULL &&
+            jn_redis_script_run(e->rt->redis, script, 0, 1, 2, argv, argvlen, on_withdrawn, wd) ==
+                0)
+            e->withdrawing = wd;
+        else
+            free(wd);
+    }
+    drop_blob(e);
+}
+
+/* oauth2 read as the current version: another process may have refreshed
+ * since, and the provider rotated the refresh token; the vault's current
+ * version holds the one that works now (stored before the token was
+ * shared). A version this process has already seen changes nothing: its own
+ * rotation may not have been stored. */
+static void reload_refresh_token(jn_token_entry_t *e, const jn_auth_t *a)
+{
+    jn_vault_t *v;
+    jn_secret_t secret = {0};
+    jn_auth_t *fresh = NULL;
+    jn_auth_exchange_t g, cur;
+    int64_t version = 0;
+    char perr[512], *copy;
+    const char *in_use;
+
+    if (!e->follow_current || (v = vault_of(e->rt)) == NULL)
+        return;
+    if (jn_vault_get_version(v, e->org, e->cred_id, 0, REQUESTER, &secret, &version) != 0) {
+        jn_log_warn("credential '%s': cannot read its current version (%s); refreshing with the "
+                    "refresh token this process holds",
+                    e->cred_id, jn_vault_errmsg(v));
+        return;
+    }
+    if (version <= e->known_version) {
+        jn_secret_free(&secret);
+        return;
+    }
+    if (jn_auth_parse("oauth2", secret.data, secret.len, &fresh, perr, sizeof(perr)) != 0 ||
+        !jn_auth_exchange(fresh, &g) || !jn_auth_exchange(a, &cur)) {
+        jn_log_warn("credential '%s': its current version %lld is not usable (%s); refreshing "
+                    "with the refresh token this process holds",
+                    e->cred_id, (long long)version, fresh ? "not an oauth2 credential" : perr);
+        jn_auth_free(fresh);
+        jn_secret_free(&secret);
+        return;
+    }
+    e->known_version = version;
+    in_use = e->refresh ? e->refresh : cur.refresh_token;
+    if (strcmp(g.refresh_token, in_use) != 0 &&
+        (copy = jn_secmem_alloc(strlen(g.refresh_token) + 1)) != NULL) {
+        memcpy(copy, g.refresh_token, strlen(g.refresh_token) + 1);
+        if (jn_redactor_add_secret(jn_redactor_global(), copy, strlen(copy)) != 0)
+            jn_log_warn("oauth2: cannot register a refresh token with the redactor");
+        if (e->refresh != NULL)
+            jn_secmem_free(e->refresh);
+        e->refresh = copy;
+    }
+    jn_auth_free(fresh);
+    jn_secret_free(&secret);
 }
 
 static void on_exchange_done(jn_http_response_t *resp, void *ud)
 {
     jn_token_entry_t *e = ud;
-    jn_token_waiter_t *list = NULL, *w;
     char err[1024], why[WHY_MAX], msg[PROVIDER_MSG_MAX + 8];
     char *line = NULL, *rotated = NULL;
     int ok = 0, aws = is_aws(e->grant);
@@ -725,16 +1308,10 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
     /* Precisions keep the bound provable; the target and reason are short. */
     snprintf(err, sizeof(err), "%.32s token exchange failed: %.300s: %.640s", e->grant, e->target,
              why);
-    /* Deliver from a list of our own: a callback may cancel another waiter
-     * (it unlinks itself from this list) or start a new exchange. */
-    list = e->waiters;
-    e->waiters = NULL;
-    for (w = list; w; w = w->next)
-        w->head = &list;
-    while ((w = list) != NULL) {
-        jn_token_cache_cancel(w);
-        w->cb(w->ud, ok ? line : NULL, ok ? NULL : err);
-    }
+    if (ok)
+        drop_blob(e); /* a token of our own from now on */
+    share_result(e, ok, why, err);
+    deliver(e, ok ? line : NULL, err);
     jn_token_line_free(line);
 }
 
@@ -813,6 +1390,64 @@ static int exchange_target(const jn_auth_exchange_t *g, char *out, size_t outlen
     return 0;
 }
 
+/* Exchanges in this process: as the cell's leader, or alone. 0, or -1 with
+ * err (nothing started). */
+static int exchange_here(jn_token_entry_t *e, char *err, size_t errlen)
+{
+    const jn_auth_t *a = entry_auth(e);
+    jn_auth_exchange_t g;
+
+    if (a == NULL || !jn_auth_exchange(a, &g)) {
+        snprintf(err, errlen, "%.32s token exchange: %.300s: the credential was released", e->grant,
+                 e->target);
+        return -1;
+    }
+    if (strcmp(e->grant, "oauth2") == 0)
+        reload_refresh_token(e, a);
+    return start_exchange(e, a, &g, err, errlen);
+}
+
+static void on_cell(const jn_redis_cell_result_t *res, void *ud)
+{
+    jn_token_entry_t *e = ud;
+    char err[1024];
+
+    e->wait = NULL;
+    if (res->status != JN_REDIS_OK) {
+        redis_trouble(e, res->error[0] ? res->error : jn_redis_error_name(res->status));
+    } else {
+        redis_fine();
+        if (res->outcome == JN_REDIS_CELL_VALUE && take_shared(e, res->value, res->len) == 0)
+            return;
+        if (res->outcome == JN_REDIS_CELL_LEADER)
+            snprintf(e->lock, sizeof(e->lock), "%s", res->token);
+    }
+    if (exchange_here(e, err, sizeof(err)) != 0) {
+        give_up_lead(e);
+        deliver(e, NULL, err);
+    }
+}
+
+/* Starts getting a token: through the Redis cell when the entry is shared,
+ * else (or when Redis refuses at once) by exchanging here. */
+static int begin(jn_token_entry_t *e, char *err, size_t errlen)
+{
+    jn_redis_cell_opts_t o;
+    int rc;
+
+    if (e->cell[0] != '\0' && e->rt->redis != NULL && vault_of(e->rt) != NULL) {
+        jn_redis_cell_opts_init(&o);
+        o.lock_ttl_ms = CELL_LOCK_MS;
+        o.timeout_ms = CELL_WAIT_MS;
+        rc = jn_redis_cell_acquire(e->rt->redis, NULL, e->cell, &o, on_cell, e, &e->wait);
+        if (rc == 0)
+            return 0;
+        e->wait = NULL;
+        redis_trouble(e, jn_redis_error_name(rc));
+    }
+    return exchange_here(e, err, errlen);
+}
+
 int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn allowed,
                        void *allowed_ud, jn_token_waiter_t *w, char **token, char *err,
                        size_t errlen)
@@ -825,6 +1460,17 @@ int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn al
     *token = NULL;
     if (!jn_auth_exchange(a, &g)) {
         snprintf(err, errlen, "the credential has no token exchange");
+        return -1;
+    }
+    if (jn_auth_wants_client(a)) {
+        /* BYOC: the owner binds the organization's client when it loads the
+         * credential (jn_auth_bind_client); none was found or bound. */
+        snprintf(err, errlen,
+                 "%s token exchange: the credential names no OAuth client (no client_id) and "
+                 "none was bound to it: store the organization's client for the provider as an "
+                 "oauth_client credential (junction creds put --auth-type oauth_client), or add "
+                 "client_id to the credential",
+                 g.grant);
         return -1;
     }
     if (exchange_target(&g, target, sizeof(target), host, sizeof(host), &port) != 0) {
@@ -853,35 +1499,29 @@ int jn_token_cache_get(jn_runtime_t *rt, const jn_auth_t *a, jn_token_host_fn al
                      strlen(g.role_arn) > 200 ? "..." : "");
         e->next = entries;
         entries = e;
+        share_init(e, a, &g);
     }
-    if (strcmp(e->grant, "oauth2") == 0)
-        e->auth = a;
+    e->auth = a;
     if (backs_off(e->grant) && e->reauth_until != 0) {
-        int64_t left = e->reauth_until - (int64_t)time(NULL);
-        int aws = is_aws(e->grant);
-        if (left > 0) {
-            if (aws)
-                snprintf(err, errlen,
-                         "aws_assume_role token exchange: %.300s: %d AssumeRole calls in a row "
-                         "failed; STS is not called again for %lld s (last error: %.640s)",
-                         e->target, AWS_MAX_FAILURES, (long long)left, e->last_why);
-            else
-                snprintf(err, errlen, "oauth2 token exchange: %s: " OAUTH2_REAUTH_MSG, e->target);
+        if (e->reauth_until > (int64_t)time(NULL)) {
+            backoff_error(e, err, errlen);
             return -1;
         }
         e->reauth_until = 0;
         /* one more try, then back off again */
-        e->failures = (aws ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES) - 1;
+        e->failures = (is_aws(e->grant) ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES) - 1;
     }
-    if (e->line != NULL && (int64_t)time(NULL) < e->refresh_at && e->call == NULL) {
+    if (e->line != NULL && (int64_t)time(NULL) < e->refresh_at && e->call == NULL &&
+        e->wait == NULL && e->withdrawing == NULL) {
         if ((*token = strdup(e->line)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
         return 1;
     }
-    if (e->call == NULL && start_exchange(e, a, &g, err, errlen) != 0)
+    if (e->call == NULL && e->wait == NULL && e->withdrawing == NULL && begin(e, err, errlen) != 0)
         return -1;
+    w->auth = a;
     waiter_push(&e->waiters, w);
     return 0;
 }
@@ -893,8 +1533,10 @@ void jn_token_cache_invalidate(jn_runtime_t *rt, const jn_auth_t *a, const char 
 
     if (token == NULL || !jn_auth_exchange(a, &g) || (e = find(rt, g.cache_key)) == NULL)
         return;
-    if (e->line != NULL && strcmp(e->line, token) == 0)
+    if (e->line != NULL && strcmp(e->line, token) == 0) {
         drop_token(e);
+        withdraw_shared(e);
+    }
 }
 
 int jn_token_apply(const jn_auth_t *a, const char *token, const jn_auth_request_t *req,
@@ -999,11 +1641,18 @@ void jn_token_cache_release(jn_runtime_t *rt)
         *pp = e->next;
         if (e->call)
             jn_http_call_cancel(e->call);
+        if (e->wait)
+            jn_redis_cell_cancel(e->wait);
+        if (e->withdrawing)
+            e->withdrawing->e = NULL;
+        give_up_lead(e);
         while (e->waiters)
             jn_token_cache_cancel(e->waiters);
         drop_token(e);
+        drop_blob(e);
         if (e->refresh)
             jn_secmem_free(e->refresh);
         free(e);
     }
+    jn_token_cache_use_vault(rt, NULL, NULL);
 }

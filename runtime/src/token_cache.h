@@ -27,6 +27,27 @@
  * AWS_MAX_FAILURES failed AssumeRole calls in a row (the error names the last
  * failure).
  *
+ * Across processes (rt->redis, and a vault given with
+ * jn_token_cache_use_vault): an exchange for a credential that came from the
+ * vault (jn_auth_origin) goes through a Redis single-flight cell keyed by the
+ * credential's organization and id and a hash of identifiers (the version,
+ * or for an oauth2 credential read as the current version its client, token
+ * URL and scope; never a secret). One process exchanges; it stores a rotated
+ * refresh token in the vault (on_credential_rotated) before it publishes the
+ * token sealed by the vault (jn_vault_seal: Redis never holds a usable
+ * token) for as long as it is good; the others wait, poll the cell and use
+ * it. A failed exchange is published too: briefly, or for the back-off
+ * period once the failures in a row across processes reach the limit, so N
+ * processes do not each hammer a failing provider. Before an oauth2 refresh
+ * a process reads the credential's current version from the vault (another
+ * process may have rotated the refresh token). When Redis is down or slow
+ * the process exchanges on its own (logged once); a token the provider
+ * refuses is withdrawn from the cell as well.
+ *
+ * BYOC: an oauth2 or client_credentials credential that names no client and
+ * has none bound (jn_auth_wants_client) fails with a message that says how
+ * to provide one.
+ *
  * Tokens live in locked memory, are known to the global redactor while
  * cached, and are wiped when dropped. Errors never contain secrets.
  */
@@ -36,6 +57,7 @@
 #include <stddef.h>
 
 #include "junction/auth.h"
+#include "junction/vault.h"
 #include "runtime.h"
 
 typedef struct jn_token_entry jn_token_entry_t;
@@ -49,6 +71,7 @@ typedef struct jn_token_waiter {
     struct jn_token_waiter **head; /* the list it is on; NULL when on none */
     jn_token_ready_fn cb;
     void *ud;
+    const jn_auth_t *auth; /* set by jn_token_cache_get: the caller's credential */
 } jn_token_waiter_t;
 
 /* Whether the exchange may go to host:port (the caller's egress policy). */
@@ -82,6 +105,12 @@ void jn_token_line_free(char *line);
 void jn_token_cache_forget(jn_runtime_t *rt, const jn_auth_t *a);
 /* Drops the runtime's entries (before its HTTP client is destroyed). */
 void jn_token_cache_release(jn_runtime_t *rt);
+/* The vault that holds the runtime's credentials: get(ud) returns it (or
+ * NULL: nothing is shared). With rt->redis set, exchanges of credentials
+ * read from it are shared across processes (see above). get NULL removes it;
+ * jn_token_cache_release does too. 0, or -1 when out of memory. */
+typedef jn_vault_t *(*jn_token_vault_fn)(void *ud);
+int jn_token_cache_use_vault(jn_runtime_t *rt, jn_token_vault_fn get, void *ud);
 /* Exchanges started by this process (for specs). */
 unsigned long jn_token_cache_exchanges(void);
 

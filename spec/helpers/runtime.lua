@@ -35,7 +35,14 @@ function _M.new(opts)
     os.execute("cp connectors/" .. f .. " " .. shell_quote(self.connectors .. "/"))
   end
   local lines = { "data_dir = " .. self.data, "connectors_dir = " .. self.connectors }
-  for _, l in ipairs(opts.conf or {}) do lines[#lines + 1] = l end
+  local listen = false
+  for _, l in ipairs(opts.conf or {}) do
+    lines[#lines + 1] = l
+    listen = listen or l:match("^%s*listen%s*=") ~= nil
+  end
+  -- `junction run` serves the API (role api): specs run side by side, so
+  -- each instance takes a free port unless the spec names one.
+  if not listen then lines[#lines + 1] = "listen = 127.0.0.1:0" end
   util.write_file(self.conf, table.concat(lines, "\n") .. "\n")
   return self
 end
@@ -46,8 +53,10 @@ function Runtime:connector(name, source)
 end
 
 function Runtime:command(args)
+  -- JUNCTION_TEST_REDIS_URL (ctest's Redis fixture) is not a configuration
+  -- key: the binary would refuse it as a mistyped one.
   local cmd = { "env", "-u", "JUNCTION_DATA_DIR", "-u", "JUNCTION_INTEGRATIONS_FILE",
-                shell_quote("JUNCTION_CONFIG=" .. self.conf) }
+                "-u", "JUNCTION_TEST_REDIS_URL", shell_quote("JUNCTION_CONFIG=" .. self.conf) }
   for k, v in pairs(self.env) do cmd[#cmd + 1] = shell_quote(k .. "=" .. v) end
   cmd[#cmd + 1] = shell_quote(BIN)
   for _, a in ipairs(args) do cmd[#cmd + 1] = shell_quote(a) end

@@ -11,12 +11,21 @@
 // Listens on 127.0.0.1, on a free port. Prints `LISTENING <port>`; exits when
 // stdin closes.
 //
+// The authorization endpoint (/auth) is the real one: PKCE is required of
+// every client (S256 only). Its user interaction is a test user's browser
+// that approves at once: /interaction/<uid> logs in the account named by the
+// request's login_hint (default "alice") and grants the scopes the client
+// asked for; login_hint=decline makes the user refuse (access_denied).
+//
 // Test-only routes (outside the provider):
 //   GET  /_test/whoami             Authorization: Bearer <access token>: 200
 //                                  { client_id, account, kind } or 401
 //   POST /_test/refresh_token?client_id=..&account=..&scope=..   mints a refresh
 //                                  token server-side (no browser): { refresh_token }
 //   GET  /_test/refresh_token_state?token=..   { found, consumed } of a refresh token
+//   GET  /_test/issued?client_id=..  { authorization_codes, access_tokens,
+//                                  refresh_tokens } issued to the client (for
+//                                  the specs' checks that none leaked)
 'use strict';
 
 const crypto = require('node:crypto');
@@ -78,12 +87,52 @@ async function main() {
       devInteractions: { enabled: false },
     },
     scopes: ['openid', 'offline_access', 'read', 'write'],
+    pkce: { methods: ['S256'], required: () => true },
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     rotateRefreshToken: true,
     ttl: { AccessToken: 3600, ClientCredentials: 3600, RefreshToken: 86400, Grant: 86400 },
     // The server runs on http://127.0.0.1 only; no cookies are used.
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   });
   provider.on('server_error', (ctx, err) => { process.stderr.write(`server_error: ${err.stack}\n`); });
+
+  // What the provider issued, per client.
+  const issued = new Map();
+  const record = (kind) => (token) => {
+    if (!issued.has(token.clientId)) {
+      issued.set(token.clientId, { authorization_codes: [], access_tokens: [], refresh_tokens: [] });
+    }
+    issued.get(token.clientId)[kind].push(token.jti);
+  };
+  provider.on('authorization_code.saved', record('authorization_codes'));
+  provider.on('access_token.saved', record('access_tokens'));
+  provider.on('refresh_token.saved', record('refresh_tokens'));
+
+  // The test user: logs in and consents at once, or declines.
+  async function interaction(req, res) {
+    const details = await provider.interactionDetails(req, res);
+    const { prompt, params, session } = details;
+    let result;
+    if (params.login_hint === 'decline') {
+      result = { error: 'access_denied', error_description: 'the test user declined' };
+    } else if (prompt.name === 'login') {
+      result = { login: { accountId: params.login_hint || 'alice' } };
+    } else if (prompt.name === 'consent') {
+      const grant = details.grantId
+        ? await provider.Grant.find(details.grantId)
+        : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+      const missing = prompt.details;
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+      for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes || {})) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      result = { consent: { grantId: await grant.save() } };
+    } else {
+      return json(res, 500, { error: 'server_error', error_description: `prompt ${prompt.name}` });
+    }
+    return provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
+  }
 
   async function mintRefreshToken(clientId, accountId, scope) {
     const client = await provider.Client.find(clientId);
@@ -112,6 +161,11 @@ async function main() {
     const url = new URL(req.url, issuer);
     const route = async () => {
       if (url.pathname === '/_test/whoami') return whoami(req, res);
+      if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return interaction(req, res);
+      if (url.pathname === '/_test/issued') {
+        return json(res, 200, issued.get(url.searchParams.get('client_id'))
+          || { authorization_codes: [], access_tokens: [], refresh_tokens: [] });
+      }
       if (url.pathname === '/_test/refresh_token' && req.method === 'POST') {
         const q = url.searchParams;
         const token = await mintRefreshToken(q.get('client_id'), q.get('account') || 'alice',

@@ -10,6 +10,7 @@
 const http = require('node:http');
 const { createGithubProvider } = require('./providers/github');
 const { createAwsProvider } = require('./providers/aws');
+const { createOktaProvider } = require('./providers/okta');
 const { FaultRegistry, MODES, adhocFault, runFault } = require('./lib/faults');
 const { Stats } = require('./lib/stats');
 
@@ -54,6 +55,9 @@ const USAGE = `usage: node tools/simulator/server.js [options]
                            DurationSeconds (tests of expiry; default: DurationSeconds)
   --aws-region R           the region requests must be signed for (default us-east-1)
   --aws-service S          the service GET /aws/iam/users must be signed for (default iam)
+  --okta-events N          Okta System Log events written at start (default 0)
+  --okta-events-per-s N    Okta System Log events appended per second (default 0)
+  --okta-rate-limit N      Okta requests per token and minute (default 1200)
   --plain-links            Link headers use /orgs/{org}/... instead of GitHub's
                            /organizations/{id}/... form
   --exit-on-stdin-close    exit when stdin reaches end of file
@@ -99,6 +103,9 @@ function parseArgs(argv) {
     '--installation-token-ttl': 'installationTokenTtl',
     '--sts-max-session-duration': 'stsMaxSessionDuration',
     '--sts-credential-ttl': 'stsCredentialTtl',
+    '--okta-events': 'oktaEvents',
+    '--okta-events-per-s': 'oktaEventsPerSecond',
+    '--okta-rate-limit': 'oktaRateLimit',
   };
   const strings = {
     '--app-key-file': 'appKeyFile',
@@ -165,6 +172,7 @@ function main() {
   const opts = parseArgs(process.argv.slice(2));
   const provider = createGithubProvider(opts);
   const aws = createAwsProvider(opts);
+  const okta = createOktaProvider(opts);
   const faults = new FaultRegistry();
   const stats = new Stats();
   const log = opts.verbose ? (s) => process.stderr.write(`${s}\n`) : null;
@@ -202,7 +210,7 @@ function main() {
     const m = req.method;
     if (pathname === '/_sim/health' && m === 'GET') return sendControl(res, 200, { ok: true, provider: provider.name });
     if (pathname === '/_sim/stats' && m === 'GET') {
-      return sendControl(res, 200, { ...stats.toJSON(), exchanges: { ...provider.exchangeStats(), ...aws.exchangeStats() }, aws: aws.stats() });
+      return sendControl(res, 200, { ...stats.toJSON(), exchanges: { ...provider.exchangeStats(), ...aws.exchangeStats() }, aws: aws.stats(), okta: okta.stats() });
     }
     if (pathname === '/_sim/arrivals' && m === 'GET') return sendControl(res, 200, stats.arrivalsJSON());
     if (pathname === '/_sim/dataset' && m === 'GET') return sendControl(res, 200, provider.summary());
@@ -211,8 +219,21 @@ function main() {
       provider.resetBudgets();
       provider.resetExchanges();
       aws.reset();
+      okta.reset();
       if (provider.resetRefreshToken) provider.resetRefreshToken();
       return sendControl(res, 200, { ok: true });
+    }
+    if (pathname === '/_sim/okta/events') {
+      if (m === 'GET') return sendControl(res, 200, { count: okta.count(), uuids: okta.uuids() });
+      if (m === 'POST') {
+        return readJson(req, (err, body) => {
+          const n = body && body.count;
+          if (err || !Number.isInteger(n) || n < 0 || n > 100000) {
+            return sendControl(res, 400, { error: err ? err.message : 'count must be an integer from 0 to 100000' });
+          }
+          return sendControl(res, 201, { appended: okta.append(n), count: okta.count() });
+        });
+      }
     }
     if (pathname === '/_sim/revoke_exchanged' && m === 'POST') return sendControl(res, 200, { revoked: provider.revokeExchanged() + aws.revoke() });
     if (pathname === '/_sim/faults') {
@@ -296,6 +317,28 @@ function main() {
       });
       return undefined;
     }
+    if (okta.route(method, pathname)) {
+      // Okta's System Log: counted, faulted and rate-limited like the other API routes
+      const tokenKey = okta.tokenKey(req);
+      stats.request(pathname, `${method} /api/v1/logs`, tokenKey);
+      stats.begin();
+      res.on('close', () => stats.end());
+      let ofault = search.includes('_sim_fault=') ? adhocFault(search) : null;
+      if (!ofault && faults.active) ofault = faults.match(method, pathname, pathname, search, tokenKey);
+      const info = { method, pathname, search, consume: !ofault };
+      if (ofault) stats.fault(ofault.mode);
+      const answer = () => {
+        if (ofault) return runFault(ofault, req, res, { provider: okta, info, hugeBytes: opts.hugeBytes, onStatus });
+        const r = okta.respond(req, info);
+        stats.status(r.status);
+        if (log) log(`${method} ${url} ${r.status}`);
+        res.writeHead(r.status, r.headers);
+        return res.end(r.body);
+      };
+      if (opts.latencyMs > 0 && !(ofault && (ofault.mode === 'hang' || ofault.mode === 'reset'))) setTimeout(answer, opts.latencyMs);
+      else answer();
+      return undefined;
+    }
     const which = provider.exchangePath(method, pathname);
     if (which) {
       // Token exchanges can be faulted too (e.g. an authorization server that hangs).
@@ -373,6 +416,7 @@ function main() {
   function shutdown() {
     if (closing) return;
     closing = true;
+    okta.close();
     server.close();
     server.closeAllConnections();
     setImmediate(() => process.exit(0));

@@ -26,6 +26,17 @@
  *               refresh-token grant (RFC 6749 section 6): client_secret_basic when a
  *               secret is given, else client_id in the form. A rotated refresh token in
  *               the response replaces the old one (the runtime's owner persists it).
+ *               Both without "client_id" (and then without "client_secret" and
+ *               "private_key"; "token_url" optional): the credential names no client of
+ *               its own and takes the organization's oauth_client for its provider
+ *               (jn_auth_bind_client) before it is used.
+ *   oauth_client { "client_id"*, "client_secret" | "private_key" (PEM, RSA; at most one),
+ *                 "token_url", "authorize_url", "scopes" (space separated),
+ *                 "redirect_uri" }
+ *               bring-your-own OAuth client (BYOC): not applied to requests; it lends
+ *               its client (and token_url; scopes to client_credentials without a
+ *               scope) to the credentials that name none. An oauth2 refresh with a
+ *               private_key client authenticates with a private_key_jwt assertion.
  *   service_account { "client_email"*, "private_key"* (PEM, RSA), "scopes"* (space
  *                 separated), "token_uri": "https://oauth2.googleapis.com/token",
  *                 "subject" (domain-wide delegation), "private_key_id" (the JWT kid) }
@@ -80,7 +91,8 @@ typedef struct {
                                 "private_key_jwt", "oauth2", "service_account", "jwt_bearer" or
                                 "aws_assume_role" (a static string) */
     const char *cache_key;   /* hex SHA-256 of the type and document: one per credential version */
-    const jn_jwt_key_t *key; /* NULL for client_credentials with a secret, oauth2, aws */
+    const jn_jwt_key_t *key; /* NULL for client_credentials with a secret, oauth2 (unless
+                                its BYOC client has a private key), aws */
     const char *app_id, *installation_id, *api_base;                      /* github_app */
     const char *client_id, *client_secret, *token_url, *scope, *audience; /* client_credentials,
                                                                              private_key_jwt */
@@ -90,11 +102,49 @@ typedef struct {
     /* aws_assume_role (token_url is the STS endpoint) */
     const char *role_arn, *external_id, *session_name, *region, *service;
     int duration_seconds;
+    /* oauth2, client_credentials bound to a BYOC client (jn_auth_bind_client):
+     * the oauth_client credential the client fields come from; NULL when the
+     * document names its own client. token_url_bound: token_url came from it
+     * too. The credential's own document holds neither. */
+    const char *client_org, *client_credential;
+    int64_t client_version;
+    int token_url_bound;
 } jn_auth_exchange_t;
 
 /* 1 (and *out filled when non-NULL) for a token-exchange credential, else 0.
  * jn_auth_apply refuses those: the runtime adds the exchanged token. */
 int jn_auth_exchange(const jn_auth_t *a, jn_auth_exchange_t *out);
+
+/* Where a credential was read from: its organization, id and vault version
+ * (the runtime shares tokens across processes by it, never by the secret).
+ * current: the version was read as "the current one", so a later current
+ * version (another process stored a rotated refresh token) supersedes it.
+ * The strings are copied. 0, or -1 when out of memory. */
+int jn_auth_set_origin(jn_auth_t *a, const char *org_id, const char *credential_id, int64_t version,
+                       int current);
+typedef struct {
+    const char *org_id, *credential_id; /* valid while the credential lives */
+    int64_t version;
+    int current;
+} jn_auth_origin_t;
+/* 1 and *out when an origin was set, else 0. */
+int jn_auth_origin(const jn_auth_t *a, jn_auth_origin_t *out);
+
+/* BYOC. 1 when `a` is an oauth2 or client_credentials credential that names
+ * no client (no client_id) and has none bound yet. */
+int jn_auth_wants_client(const jn_auth_t *a);
+/* 1 for an oauth_client credential. */
+int jn_auth_is_client(const jn_auth_t *a);
+/* Lends `client` (an oauth_client credential, client_org/client_credential
+ * its vault identity, for messages and listings) to `a`: its client_id and
+ * client_secret or private_key, its token_url when `a` has none and, for
+ * client_credentials without a scope, its scopes. The cache key then covers
+ * both documents. 0, or -1 with a message that names the client credential
+ * and never a secret (no token_url on either side; a client_credentials
+ * grant with a client that has neither secret nor key). */
+int jn_auth_bind_client(jn_auth_t *a, const jn_auth_t *client, const char *client_org,
+                        const char *client_credential, int64_t client_version, char *err,
+                        size_t errlen);
 
 typedef struct {
     const char *method;

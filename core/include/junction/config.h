@@ -35,6 +35,11 @@
  *   queue_max_attempts       int     3        attempts before dead-lettering (1..100)
  *   queue_retry_base_s       int     30       first retry delay, doubled per retry (1..86400)
  *   catch_up_window_s        int     600      spread of missed runs after downtime (0..86400)
+ *   http_server_*                              the HTTP server's limits (docs/operations.md)
+ *   api_admin_token_file     path    ""       the API's admin token (a 0600 file)
+ *   api_public_url           string  ""       base URL of the API (OAuth redirect URIs)
+ *   api_oauth_clients_file   path    ""       OAuth clients per provider (a 0600 JSON file)
+ *   api_webhook_max_body_bytes size  1m       largest webhook delivery
  */
 #ifndef JUNCTION_CONFIG_H
 #define JUNCTION_CONFIG_H

@@ -2,8 +2,9 @@
  *
  * One interface, several implementations behind an operations table:
  *   - embedded (queue_store.c): a table in the store, nothing else to run;
- *   - cluster (later): Redis Streams, one stream per provider and priority
- *     (integrations.jobs.{provider}.{priority}) read by a consumer group.
+ *   - cluster (queue_redis.h): Redis Streams, one stream per provider and
+ *     priority (integrations.jobs.{provider}.{priority}) read by a consumer
+ *     group.
  *
  * The contract, which both keep:
  *   - enqueue with an idempotency key adds the job once: a second enqueue

@@ -218,6 +218,60 @@ typedef struct {
     int64_t finished_ms;
 } jn_store_queue_finish_t;
 
+/* ---- API tokens (schema version 4) ----
+ * A token is "jnt_<id>_<secret>"; the store keeps the id, the organization,
+ * the scope and SHA-256(salt || secret) with a per-token random salt, never
+ * the secret. */
+typedef struct {
+    const char *id;
+    const char *organization_id;
+    const char *scope; /* "read" or "write" */
+    const uint8_t *salt;
+    size_t salt_len;
+    const uint8_t *hash;
+    size_t hash_len;
+    const char *label;  /* NULL: none */
+    int64_t created_ms; /* insert: 0 is now */
+    int64_t revoked_ms; /* 0: live */
+} jn_api_token_t;
+
+/* ---- connector registry (schema version 5) ----
+ * Every deployed connector version keeps its source text and its detached
+ * signature, so that a restart or a rollback loads exactly what was deployed
+ * and verifies it again. Each deploy, rollback or re-signing appends a deploy
+ * row; the newest row of a provider names its live version. */
+typedef struct {
+    const char *provider;
+    const char *version;
+    const char *name;          /* the file name it was deployed from (chunk name of its jobs) */
+    const char *source_sha256; /* 64 lower-case hex of the source */
+    const char *source;
+    size_t source_len;
+    const char *signature; /* the detached signature document; NULL: unsigned */
+    const char *key_id;    /* the key that signed it; NULL: unsigned */
+    int64_t created_ms;    /* version_put: 0 is now */
+} jn_connector_version_t;
+
+typedef struct {
+    int64_t id; /* increasing; deploy_insert fills it */
+    const char *provider;
+    const char *version;
+    const char *source_sha256;
+    const char *action; /* "deploy", "rollback" or "resign" */
+    const char *actor;
+    const char *key_id;  /* NULL: unsigned */
+    int64_t deployed_ms; /* deploy_insert: 0 is now */
+} jn_connector_deploy_t;
+
+typedef int (*jn_store_connector_version_fn)(void *ud, const jn_connector_version_t *v);
+typedef int (*jn_store_connector_deploy_fn)(void *ud, const jn_connector_deploy_t *d);
+
+typedef int (*jn_store_api_token_fn)(void *ud, const jn_api_token_t *token);
+/* One evidence row and its position (the paging cursor). */
+typedef int (*jn_store_evidence_page_fn)(void *ud, int64_t seq, const jn_evidence_t *item);
+/* Job records per kind and status. */
+typedef int (*jn_store_job_count_fn)(void *ud, const char *kind, const char *status, int64_t count);
+
 typedef int (*jn_store_integration_fn)(void *ud, const jn_integration_t *it);
 typedef int (*jn_store_job_fn)(void *ud, const jn_job_record_t *job);
 typedef int (*jn_store_change_fn)(void *ud, const jn_job_change_t *change);
@@ -287,6 +341,25 @@ typedef struct jn_store_ops {
     int (*evidence_export)(jn_store_t *s, const jn_evidence_filter_t *f, jn_store_evidence_fn fn,
                            void *ud);
     int (*run_evidence_count)(jn_store_t *s, const char *run_id, int64_t *count);
+    /* Added with schema version 4 (API tokens, evidence paging). */
+    int (*api_token_insert)(jn_store_t *s, const jn_api_token_t *t);
+    int (*api_token_get)(jn_store_t *s, const char *id, jn_store_api_token_fn fn, void *ud);
+    int (*api_token_each)(jn_store_t *s, const char *org, jn_store_api_token_fn fn, void *ud);
+    int (*api_token_revoke)(jn_store_t *s, const char *id, int64_t now_ms);
+    int (*evidence_page)(jn_store_t *s, const char *integration_id, const char *resource_type,
+                         int64_t after_seq, int64_t limit, jn_store_evidence_page_fn fn, void *ud);
+    int (*job_counts)(jn_store_t *s, jn_store_job_count_fn fn, void *ud);
+    /* Added with schema version 5 (connector registry). */
+    int (*connector_version_put)(jn_store_t *s, const jn_connector_version_t *v);
+    int (*connector_version_get)(jn_store_t *s, const char *provider, const char *sha256,
+                                 jn_store_connector_version_fn fn, void *ud);
+    int (*connector_deploy_insert)(jn_store_t *s, jn_connector_deploy_t *d);
+    int (*connector_deploy_each)(jn_store_t *s, const char *provider, int64_t limit,
+                                 jn_store_connector_deploy_fn fn, void *ud);
+    int (*connector_deploy_get)(jn_store_t *s, int64_t id, jn_store_connector_deploy_fn fn,
+                                void *ud);
+    int (*connector_live_each)(jn_store_t *s, jn_store_connector_deploy_fn fn, void *ud);
+    int (*connector_deploy_last)(jn_store_t *s, int64_t *id);
 } jn_store_ops_t;
 
 struct jn_store {
@@ -299,6 +372,11 @@ struct jn_store {
 jn_store_t *jn_store_open_sqlite(const char *path, char *err, size_t errlen);
 /* The latest schema version this build knows. */
 int jn_store_sqlite_latest_version(void);
+
+/* The page cache of this connection, in KiB (0: SQLite's default), e.g. a
+ * writer that should keep its indexes in memory. 0, -1, or 1 (nothing done)
+ * for a store that is not SQLite. */
+int jn_store_sqlite_cache(jn_store_t *s, int64_t kib);
 
 void jn_store_close(jn_store_t *s);
 const char *jn_store_errmsg(const jn_store_t *s);
@@ -424,5 +502,50 @@ int jn_store_evidence_export(jn_store_t *s, const jn_evidence_filter_t *f, jn_st
                              void *ud);
 /* Rows stored for one run (run ids are unique to a job). */
 int jn_store_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *count);
+
+/* ---- API tokens, evidence paging, job counts (schema version 4) ---- */
+
+/* Inserts a token; fails when the id exists. */
+int jn_store_api_token_insert(jn_store_t *s, const jn_api_token_t *t);
+/* Calls fn with the token (valid during the call). 1 when there is no such id. */
+int jn_store_api_token_get(jn_store_t *s, const char *id, jn_store_api_token_fn fn, void *ud);
+/* Tokens of one organization (NULL: all), revoked ones included, by org and id. */
+int jn_store_api_token_each(jn_store_t *s, const char *org, jn_store_api_token_fn fn, void *ud);
+/* Marks the token revoked at now_ms (0: now). 1 when there is no such live token. */
+int jn_store_api_token_revoke(jn_store_t *s, const char *id, int64_t now_ms);
+/* Evidence of one integration (resource_type NULL: any) stored after position
+ * after_seq (0: from the start), in insertion order, at most limit rows (0:
+ * all). fn gets each row's position: pass the last one back to continue. */
+int jn_store_evidence_page(jn_store_t *s, const char *integration_id, const char *resource_type,
+                           int64_t after_seq, int64_t limit, jn_store_evidence_page_fn fn,
+                           void *ud);
+/* Job records counted per kind and status. */
+int jn_store_job_counts(jn_store_t *s, jn_store_job_count_fn fn, void *ud);
+
+/* ---- connector registry (schema version 5) ----
+ * Like the vault operations these join an open transaction and otherwise run
+ * on their own. Callbacks get strings valid during the call and may call the
+ * store. */
+
+/* Inserts the version (provider, source_sha256). A row that exists keeps its
+ * source; a signature given replaces the stored one (re-signing). */
+int jn_store_connector_version_put(jn_store_t *s, const jn_connector_version_t *v);
+/* Calls fn with the version. 1 when there is none. */
+int jn_store_connector_version_get(jn_store_t *s, const char *provider, const char *sha256,
+                                   jn_store_connector_version_fn fn, void *ud);
+/* Appends a deploy row; d->id receives its id (ids only grow). */
+int jn_store_connector_deploy_insert(jn_store_t *s, jn_connector_deploy_t *d);
+/* Deploy rows of provider (NULL: every provider), newest first, at most
+ * limit (0: all). */
+int jn_store_connector_deploy_each(jn_store_t *s, const char *provider, int64_t limit,
+                                   jn_store_connector_deploy_fn fn, void *ud);
+/* The deploy row with this id. 1 when there is none. */
+int jn_store_connector_deploy_get(jn_store_t *s, int64_t id, jn_store_connector_deploy_fn fn,
+                                  void *ud);
+/* The newest deploy row of every provider (its live version), by provider. */
+int jn_store_connector_live_each(jn_store_t *s, jn_store_connector_deploy_fn fn, void *ud);
+/* The highest deploy id, 0 when none: one cheap query to notice a deploy
+ * made by another process. */
+int jn_store_connector_deploy_last(jn_store_t *s, int64_t *id);
 
 #endif

@@ -14,9 +14,9 @@
  *                Redis's clock); when Redis is unreachable the lane falls back
  *                within the Redis command timeout to a local bucket holding a
  *                conservative share (the limits divided by `nodes`), says so
- *                in its status, and returns to Redis by itself. A wait that
- *                would outlast the call's deadline fails with
- *                JN_HTTP_ERATELIMITED.
+ *                in its status (and in one log line per outage), and returns
+ *                to Redis by itself. A wait that would outlast the call's
+ *                deadline fails with JN_HTTP_ERATELIMITED at once.
  *   3. slot      one of the provider's in-flight slots (max_in_flight per
  *                provider): a provider that hangs fills only its own slots,
  *                so it cannot slow another provider.
@@ -27,11 +27,15 @@
  *                it, 5xx scales it by 0.75, fast successes raise it by 1.1 up to
  *                1) and the provider's own signals (Retry-After,
  *                X-RateLimit-Remaining/-Reset, Okta's X-Rate-Limit-*, GitHub
- *                secondary limits), shared through Redis in a cluster.
+ *                secondary limits), shared through Redis in a cluster. A 403
+ *                that the signals show to be a rate limit (GitHub's primary
+ *                and secondary limits) counts as a 429 here and in step 6.
  *   6. retry     exponential backoff with full jitter, a retry budget per lane,
  *                only idempotent requests (or ones marked idempotent) and only
- *                retryable outcomes; a Retry-After is the minimum delay; a
- *                retry goes through steps 1-5 again.
+ *                retryable outcomes; the provider's wait (Retry-After, or the
+ *                reset of a spent budget) is the minimum delay, and a wait
+ *                past the deadline returns the response instead; a retry goes
+ *                through steps 1-5 again.
  *
  * Everything runs on the loop thread. Times are monotonic milliseconds except
  * where noted.
@@ -53,6 +57,15 @@
 typedef struct jn_traffic jn_traffic_t;
 typedef struct jn_traffic_call jn_traffic_call_t;
 
+/* What a call went through (given to its callback and to the observer). */
+typedef struct {
+    unsigned attempts;     /* requests that left (0 when failed before sending) */
+    int64_t rate_wait_ms;  /* time spent waiting for tokens */
+    int64_t slot_wait_ms;  /* time spent waiting for an in-flight slot */
+    int64_t retry_wait_ms; /* time spent in backoff */
+    int shared_limiter;    /* 1 when the last decision came from Redis */
+} jn_traffic_info_t;
+
 /* What applies to one provider (every organization using it). */
 typedef struct {
     unsigned max_in_flight; /* concurrent requests to the provider; default 32 */
@@ -65,6 +78,37 @@ void jn_traffic_provider_config_init(jn_traffic_provider_config_t *cfg);
 int jn_traffic_provider_config_validate(const jn_traffic_provider_config_t *cfg, char *err,
                                         size_t errlen);
 
+/* ---- observing the traffic, for metrics ----
+ *
+ * An optional callback sees every attempt and every completed call, as they
+ * happen, on the loop thread. Events carry names, codes and times only:
+ * never a URL, a header or a body (so never a credential). The callback must
+ * not start or cancel calls of this traffic object, nor destroy it; reading
+ * status (jn_traffic_each_lane, ...) is fine. */
+typedef enum {
+    JN_TRAFFIC_EVENT_ATTEMPT = 0, /* one request left and ended (a response or a transport error) */
+    JN_TRAFFIC_EVENT_DONE         /* a call ended; its callback runs right after */
+} jn_traffic_event_kind_t;
+
+typedef struct {
+    jn_traffic_event_kind_t kind;
+    const char *provider;
+    const char *organization; /* the call's, also for an app-scoped bucket */
+    const char *method;
+    /* ATTEMPT: 1 for the first; DONE: requests that left (0: failed before sending) */
+    unsigned attempt;
+    int status;            /* HTTP status of the (last) response; 0 when none */
+    jn_http_error_t error; /* JN_HTTP_OK when a response came back; else the class, e.g.
+                              JN_HTTP_ETIMEDOUT, or for DONE this layer's ECIRCUIT, ERATELIMITED */
+    int64_t latency_ms;    /* ATTEMPT: the request; DONE: the whole call, waits included */
+    int will_retry;        /* ATTEMPT: the layer sends the request again after a backoff */
+    int throttled;         /* ATTEMPT: the provider said it is rate limiting (429, a rate-limit
+                              403, a remaining count of 0) */
+    const jn_traffic_info_t *info; /* DONE: attempts and waits; NULL for ATTEMPT */
+} jn_traffic_event_t;
+
+typedef void (*jn_traffic_observer_fn)(void *ud, const jn_traffic_event_t *ev);
+
 typedef struct {
     jn_traffic_provider_config_t defaults; /* for providers not configured otherwise */
     /* Shared buckets when set (not owned; close it after jn_traffic_destroy
@@ -73,9 +117,12 @@ typedef struct {
     /* Processes sharing the Redis buckets: the local fallback gets 1/nodes of
      * each limit. Default 1. */
     unsigned nodes;
-    /* Whole call, waits and retries included, when the caller gives none. */
-    long default_deadline_ms; /* default 120000 */
-    uint64_t seed;            /* jitter; 0: from the clock */
+    /* Whole call, waits and retries included, when the caller gives none
+     * (but never less than the request's own timeout_ms). */
+    long default_deadline_ms;        /* default 120000 */
+    uint64_t seed;                   /* jitter; 0: from the clock */
+    jn_traffic_observer_fn observer; /* optional (above) */
+    void *observer_ud;
 } jn_traffic_config_t;
 
 void jn_traffic_config_init(jn_traffic_config_t *cfg);
@@ -102,18 +149,10 @@ typedef struct {
     const char *organization;          /* required, same charset */
     const jn_ratelimit_config_t *rate; /* NULL: no rate limit */
     jn_traffic_scope_t scope;
-    double weight;    /* 0: the rate config's weight */
+    double weight;    /* 0: the rate config's weight; at most the smallest window capacity */
     int idempotent;   /* non-zero: a POST/PATCH that may be retried */
     long deadline_ms; /* whole call; 0: the default */
 } jn_traffic_opts_t;
-
-typedef struct {
-    unsigned attempts;     /* requests that left (0 when failed before sending) */
-    int64_t rate_wait_ms;  /* time spent waiting for tokens */
-    int64_t slot_wait_ms;  /* time spent waiting for an in-flight slot */
-    int64_t retry_wait_ms; /* time spent in backoff */
-    int shared_limiter;    /* 1 when the last decision came from Redis */
-} jn_traffic_info_t;
 
 /* `resp` belongs to the callee (jn_http_response_free). Errors of this layer:
  * JN_HTTP_ECIRCUIT, JN_HTTP_ERATELIMITED, JN_HTTP_ETIMEDOUT (no slot in
@@ -153,6 +192,14 @@ typedef struct jn_traffic_policy jn_traffic_policy_t;
 
 jn_traffic_policy_t *jn_traffic_policy_parse(const char *json, size_t len, char *err,
                                              size_t errlen);
+/* The same with the file's layers on top of `base` (NULL: the built-in
+ * defaults), e.g. defaults already set from the runtime's config keys. */
+jn_traffic_policy_t *jn_traffic_policy_parse_over(const char *json, size_t len,
+                                                  const jn_traffic_provider_config_t *base,
+                                                  char *err, size_t errlen);
+jn_traffic_policy_t *jn_traffic_policy_load_over(const char *path,
+                                                 const jn_traffic_provider_config_t *base,
+                                                 char *err, size_t errlen);
 /* Reads the file (a regular file of at most 1 MiB); errors name the file. */
 jn_traffic_policy_t *jn_traffic_policy_load(const char *path, char *err, size_t errlen);
 void jn_traffic_policy_free(jn_traffic_policy_t *p);
@@ -197,6 +244,17 @@ typedef struct {
 typedef void (*jn_traffic_lane_fn)(void *ud, const jn_traffic_lane_status_t *st);
 typedef void (*jn_traffic_provider_fn)(void *ud, const jn_traffic_provider_status_t *st);
 
+/* The whole layer, for health: whether the shared buckets are in use. */
+typedef struct {
+    int shared;                /* configured with Redis */
+    int degraded;              /* Redis unreachable: lanes decide on their local share */
+    int64_t degraded_since_ms; /* wall clock; 0 when not degraded */
+    uint64_t fallbacks;        /* times the layer fell back to the local shares */
+    size_t calls;              /* calls in progress */
+    size_t lanes, providers;
+} jn_traffic_status_t;
+
+void jn_traffic_status(jn_traffic_t *t, jn_traffic_status_t *out);
 void jn_traffic_each_lane(jn_traffic_t *t, jn_traffic_lane_fn fn, void *ud);
 void jn_traffic_each_provider(jn_traffic_t *t, jn_traffic_provider_fn fn, void *ud);
 /* 0 and the lane's status, or 1 when no call has used that lane yet. */

@@ -203,6 +203,27 @@ int jn_vault_master_keys_in_use(jn_vault_t *v, jn_vault_key_use_fn fn, void *ud)
 int jn_vault_audit(jn_vault_t *v, const char *org_id, const char *credential_id, const char *actor,
                    const char *action, const char *detail_json);
 
+/* Sealing for shared infrastructure: a secret one process hands to the
+ * others of the same deployment (same store and master key) through a place
+ * that must not be able to read it, such as a token published in Redis.
+ * AES-256-GCM with a fresh random nonce, under a key derived with
+ * HKDF-SHA256 from the organization's highest live data key (so it never
+ * leaves the vault, and changes with an organization-key rotation); the
+ * associated data binds the blob to the organization, the data-key version
+ * and `context` (1 to 256 printable characters: where the blob is kept), so
+ * a blob copied to another context or organization does not open. The blob
+ * is "JNS1" | data-key version (8 bytes, big-endian) | nonce (12) |
+ * ciphertext | tag (16): it opens while that data-key version is live.
+ * Nothing is audited (no credential is read). jn_vault_seal: *out is
+ * malloc'ed (not secret). ENOTFOUND when the organization has no data key. */
+int jn_vault_seal(jn_vault_t *v, const char *org_id, const char *context, const void *plain,
+                  size_t len, uint8_t **out, size_t *out_len);
+/* Opens a blob of jn_vault_seal: *out (wipe with jn_secret_free), or
+ * EDECRYPT for a blob that was altered, truncated, or sealed for another
+ * context or organization; ENOTFOUND when its data key was retired. */
+int jn_vault_unseal(jn_vault_t *v, const char *org_id, const char *context, const void *blob,
+                    size_t len, jn_secret_t *out);
+
 void jn_vault_cache_stats(const jn_vault_t *v, jn_vault_cache_stats_t *out);
 /* Wipes expired entries now (a timer may call it so that nothing outlives its
  * TTL in memory even when the vault is idle); returns how many. */

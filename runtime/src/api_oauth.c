@@ -485,7 +485,12 @@ static void oauth_authorize(api_req_t *r)
         api_error(r, st, code, "%s", msg);
         return;
     }
-    jn_random_id(nonce);
+    if (jn_random_id(nonce) != 0) {
+        client_clear(&c);
+        free(strings);
+        api_error(r, 503, "unavailable", "no random bytes for the state; try again");
+        return;
+    }
     snprintf(num, sizeof(num), "%" PRId64, api_now_ms(api) + STATE_TTL_MS);
     jn_buf_puts(&payload, "{\"o\":");
     buf_str(&payload, it.organization_id);

@@ -7,7 +7,10 @@
  *   - every vector of ../shared/vectors/webhooks.json is accepted, and a
  *     one-byte change to its body, secret, timestamp or signature header is
  *     rejected with nothing enqueued;
- *   - the same delivery sent 1,000 times at once is enqueued once;
+ *   - the same delivery sent 1,000 times at once is enqueued once, every copy
+ *     but the first answered from memory with the first's job;
+ *   - a delivery's body is queued once, as a JSON string or (not UTF-8) as
+ *     base64;
  *   - the tenant matrix: every route with the admin token, organization A's
  *     read and write tokens, organization B's token, a revoked token and no
  *     token, against organization A's resources; B's answers are exactly
@@ -715,6 +718,13 @@ static void test_duplicates(void **state)
     curl_slist_free_all(h);
     assert_int_equal(ok, n);
     assert_int_equal(count_jobs(iid), 1);
+    /* every copy but the first was answered from memory (waiting for the
+     * first's commit, or after it), none by a store lookup */
+    {
+        resp_t mr = call("GET", "/metrics", NULL, NULL);
+        assert_non_null(strstr(mr.body, "\njunction_webhook_dedup_memory_hits_total 999\n"));
+        resp_free(&mr);
+    }
     /* the job API shows it, queued, before any worker claimed it */
     {
         char path[128], status[32];
@@ -726,6 +736,93 @@ static void test_duplicates(void **state)
         assert_string_equal(member(&r, "status", status, sizeof(status)), "queued");
         assert_string_equal(member(&r, "integration_id", path, sizeof(path)), iid);
         resp_free(&r);
+    }
+}
+
+/* ---- what is queued --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *key;
+    char payload[4096];
+} payload_t;
+
+static int payload_cb(void *ud, const jn_queue_job_t *job)
+{
+    payload_t *p = ud;
+
+    if (job->idempotency_key && strcmp(job->idempotency_key, p->key) == 0)
+        snprintf(p->payload, sizeof(p->payload), "%s", job->payload_json);
+    return 0;
+}
+
+/* The payload of the queued delivery with this key (read on a connection of
+ * its own, as count_jobs). */
+static void queued_payload(payload_t *p)
+{
+    char err[256], path[512];
+    jn_store_t *s;
+
+    snprintf(path, sizeof(path), "%s/junction.db", G->dir);
+    s = jn_store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    p->payload[0] = '\0';
+    assert_int_equal(jn_store_queue_each(s, JN_QSTATE_QUEUED, NULL, payload_cb, p), 0);
+    jn_store_close(s);
+}
+
+/* The body is stored once: as a JSON string when it is UTF-8 (whether it is
+ * JSON is the worker's question), as base64 when it is not. */
+static void test_payload_shapes(void **state)
+{
+    fx_t *f = *state;
+    const char *secret = "CANARY-SHAPE-secret-5";
+    static const char *const bodies[2] = {"{\"n\":1,\"s\":\"caf\xc3\xa9 \\\"q\\\"\"}",
+                                          "\xff\xfe binary \x01"};
+    char iid[160], cred[160], key[256], sig[128], hex[2 * JN_SHA256_LEN + 1];
+    uint8_t mac[JN_SHA256_LEN];
+
+    f->now_ms = 1700000000000;
+    make_integration("org-shape", "ghtest", secret, iid, sizeof(iid), cred, sizeof(cred));
+    for (int i = 0; i < 2; i++) {
+        delivery_t d;
+        payload_t p;
+        jn_json_t *root = NULL;
+        const char *stored;
+        size_t n;
+
+        memset(&d, 0, sizeof(d));
+        snprintf(d.body, sizeof(d.body), "%s", bodies[i]);
+        jn_hmac_sha256(secret, strlen(secret), d.body, strlen(d.body), mac);
+        jn_hex_encode(mac, sizeof(mac), hex);
+        snprintf(sig, sizeof(sig), "sha256=%s", hex);
+        add_header(&d, "X-Hub-Signature-256", sig);
+        add_header(&d, "X-GitHub-Delivery", i ? "shape-binary" : "shape-utf8");
+        add_header(&d, "X-GitHub-Event", "push");
+        assert_int_equal(post_delivery("ghtest", iid, &d), 200);
+        snprintf(key, sizeof(key), "webhook:%s:%s", iid, i ? "shape-binary" : "shape-utf8");
+        p.key = key;
+        queued_payload(&p);
+        assert_int_equal(jn_json_parse(p.payload, strlen(p.payload), NULL, &root, NULL), 0);
+        assert_string_equal(jn_json_string(jn_json_get(root, "integration_id"), NULL), iid);
+        assert_string_equal(jn_json_string(jn_json_get(root, "event_type"), NULL), "push");
+        assert_null(jn_json_get(root, "data"));
+        if (i == 0) {
+            stored = jn_json_string(jn_json_get(root, "body"), &n);
+            assert_non_null(stored);
+            assert_int_equal(n, strlen(bodies[0]));
+            assert_memory_equal(stored, bodies[0], n);
+            assert_null(jn_json_get(root, "body_base64"));
+        } else {
+            uint8_t *raw = NULL;
+            stored = jn_json_string(jn_json_get(root, "body_base64"), &n);
+            assert_non_null(stored);
+            assert_int_equal(jn_base64_decode(stored, n, &raw, &n), 0);
+            assert_int_equal(n, strlen(bodies[1]));
+            assert_memory_equal(raw, bodies[1], n);
+            free(raw);
+            assert_null(jn_json_get(root, "body"));
+        }
+        jn_json_free(root);
     }
 }
 
@@ -1010,8 +1107,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),        cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_tenants),        cmocka_unit_test(test_validation),
-        cmocka_unit_test(test_openapi_routes),
+        cmocka_unit_test(test_payload_shapes), cmocka_unit_test(test_tenants),
+        cmocka_unit_test(test_validation),     cmocka_unit_test(test_openapi_routes),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -233,7 +233,7 @@ describe("a worker killed in the middle of a collection", function()
   it("is taken over after its lease and completes without losing or duplicating evidence",
     function()
       local code, _, err = rt:cli("integrations", "add", "gh-crash", "--org", "org-c",
-        "--provider", "github", "--token-env", "SIM_TOKEN", "--schedule", "1h", "--config",
+        "--provider", "github", "--token-env", "SIM_TOKEN", "--schedule", "1d", "--config",
         cjson.encode({ organization = "acme", base_url = sim:url() }))
       assert.are.equal(0, code, err)
       rt:start()
@@ -259,7 +259,8 @@ describe("a worker killed in the middle of a collection", function()
       assert.are.equal(2, done.attempts)
       assert.are.equal(ITEMS, done.items)
       -- one job, every item exactly once, the checkpoint committed with them
-      assert.are.equal(1, #rt:jobs("gh-crash"))
+      local jobs = rt:jobs("gh-crash")
+      assert.are.equal(1, #jobs, "jobs: " .. cjson.encode(jobs) .. "\n" .. util.read_file(rt.log))
       assert.are.equal(ITEMS, stored())
       assert.are.equal(tostring(ITEMS), rt:sql("select count(distinct resource_type || '/' ||" ..
         " resource_id) from evidence where integration_id = 'gh-crash'"):match("%d+"))

@@ -598,6 +598,10 @@ void jn_scheduler_plan(jn_scheduler_t *s, int64_t now_ms)
         p = latest_fired_slot(e, now_ms, &next);
         e->catch_up = p >= 0 && (e->last_slot_ms <= 0 || p > e->last_slot_ms);
         e->slot_ms = e->catch_up ? p : next;
+        /* The next slot has started, its jitter still running: the catch-up
+         * run stands for it, else that slot would run again minutes later. */
+        if (e->catch_up && next > p && next <= now_ms)
+            e->slot_ms = next;
         missed += e->catch_up;
     }
     window = (int64_t)missed * s->opts.catch_up_spacing_ms;

@@ -393,6 +393,47 @@ static void test_never_run_fires_promptly(void **state)
     jn_scheduler_destroy(s);
 }
 
+/* A new integration added while its latest slot's jitter is still running
+ * runs once now; that slot does not fire again when its jitter ends. */
+static void test_never_run_within_jitter_runs_once(void **state)
+{
+    jn_scheduler_opts_t o = {.catch_up_window_ms = 10 * MIN};
+    jn_schedule_t sc = sched("1h", 20 * MIN);
+    char id[16];
+    int i, tried = 0;
+
+    (void)state;
+    for (i = 0; i < 200 && tried < 10; i++) {
+        jn_scheduler_t *s = jn_scheduler_create(&o);
+        log_t l = {0};
+        int64_t slot, fire, now, next;
+
+        snprintf(id, sizeof(id), "int-%d", i);
+        slot = jn_schedule_slot_at_or_before(&sc, id, T0);
+        fire = jn_schedule_fire_ms(&sc, id, slot);
+        if (fire - slot < 2 * SEC) {
+            jn_scheduler_destroy(s);
+            continue;
+        }
+        tried++;
+        now = slot + (fire - slot) / 2; /* the slot started, its jitter runs */
+        next = jn_schedule_slot_after(&sc, id, slot);
+        jn_scheduler_set(s, id, &sc, 0);
+        run(s, &l, now, jn_schedule_fire_ms(&sc, id, next) - SEC, SEC);
+        assert_int_equal(l.n, 1);
+        assert_int_equal(l.fires[0].kind, JN_FIRE_CATCH_UP);
+        assert_int_equal(l.fires[0].slot_ms, slot);
+        assert_true(l.fires[0].fire_ms <= now + SEC);
+        /* the next run is the following slot, at its own time */
+        run(s, &l, jn_schedule_fire_ms(&sc, id, next), jn_schedule_fire_ms(&sc, id, next), SEC);
+        assert_int_equal(l.n, 2);
+        assert_int_equal(l.fires[1].slot_ms, next);
+        free(l.fires);
+        jn_scheduler_destroy(s);
+    }
+    assert_int_equal(tried, 10);
+}
+
 /* A stalled process (ticks stop for two hours) makes up one run, not eight. */
 static void test_stall_counts_as_missed(void **state)
 {
@@ -535,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_stable_across_restarts),
         cmocka_unit_test(test_catch_up_spread),
         cmocka_unit_test(test_catch_up_yields_to_next_slot),
+        cmocka_unit_test(test_never_run_within_jitter_runs_once),
         cmocka_unit_test(test_never_run_fires_promptly),
         cmocka_unit_test(test_stall_counts_as_missed),
         cmocka_unit_test(test_replace_remove_and_drop),

@@ -30,6 +30,9 @@
  * downtime does not fire every integration at once while a handful of new
  * integrations still run within a fraction of a second. A catch-up that would
  * fire after the next regular slot is skipped (the regular run comes first).
+ * When the latest slot has started but its jitter has not yet elapsed, the
+ * catch-up run is that slot's run: a new integration runs once now, not now
+ * and again a few minutes later when the jitter ends.
  *
  * Not thread-safe: one scheduler per thread. Times are milliseconds since the
  * Unix epoch (wall clock, UTC); the caller passes `now`, so tests drive the

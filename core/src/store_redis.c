@@ -8,6 +8,7 @@
  */
 #include "junction/store_redis.h"
 #include "junction/error.h"
+#include "store_redis_internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,35 +17,8 @@
 
 #define DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
 #define DEFAULT_DEDUP_TTL_MS (24LL * 3600 * 1000)
-#define EVIDENCE_FIELDS 11
 #define RECORDS_PAGE 200
 #define EVIDENCE_PAGE 500
-
-typedef struct {
-    jn_store_ops_t ops; /* first: the store's ops pointer leads back here */
-    const jn_store_ops_t *orig;
-    jn_redis_block_t *conn;
-    char prefix[128];
-    int64_t retention_ms;
-    int64_t dedup_ttl_ms;
-    int in_tx;
-    /* Buffered by a transaction, written by its commit. */
-    char **items; /* EVIDENCE_FIELDS strings per item */
-    size_t nitems, capitems;
-    char **cps; /* integration id, cursor: pairs */
-    size_t ncps;
-} cluster_t;
-
-static cluster_t *cl(jn_store_t *s)
-{
-    return (cluster_t *)s->ops;
-}
-
-static int fail(jn_store_t *s, const char *what, const char *why)
-{
-    snprintf(s->errmsg, sizeof(s->errmsg), "%s: %.440s", what, why);
-    return -1;
-}
 
 /* ---- scripts ---------------------------------------------------------- */
 
@@ -114,37 +88,43 @@ static jn_redis_block_script_t records_page_script = JN_REDIS_BLOCK_SCRIPT(
 
 /* ---- commands ----------------------------------------------------------- */
 
-static redisReply *command(jn_store_t *s, const char *what, int argc, const char **argv)
+int jn_sr_fail(jn_store_t *s, const char *what, const char *why)
+{
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s: %.440s", what, why);
+    return -1;
+}
+
+redisReply *jn_sr_command(jn_store_t *s, const char *what, int argc, const char **argv)
 {
     char err[512];
-    redisReply *r = jn_redis_block_command(cl(s)->conn, argc, argv, NULL, err, sizeof(err));
+    redisReply *r = jn_redis_block_command(jn_sr(s)->conn, argc, argv, NULL, err, sizeof(err));
 
     if (r == NULL)
-        fail(s, what, err);
+        jn_sr_fail(s, what, err);
     return r;
 }
 
-static redisReply *script(jn_store_t *s, const char *what, jn_redis_block_script_t *sc, int argc,
-                          const char **argv)
+redisReply *jn_sr_script(jn_store_t *s, const char *what, jn_redis_block_script_t *sc, int argc,
+                         const char **argv)
 {
     char err[512];
     redisReply *r;
 
-    argv[0] = cl(s)->prefix;
-    r = jn_redis_block_script(cl(s)->conn, sc, 0, argc, argv, NULL, err, sizeof(err));
+    argv[0] = jn_sr(s)->prefix;
+    r = jn_redis_block_script(jn_sr(s)->conn, sc, 0, argc, argv, NULL, err, sizeof(err));
     if (r == NULL)
-        fail(s, what, err);
+        jn_sr_fail(s, what, err);
     return r;
 }
 
-static void key(jn_store_t *s, char *buf, size_t len, const char *a, const char *b)
+void jn_sr_key(jn_store_t *s, char *buf, size_t len, const char *a, const char *b)
 {
-    snprintf(buf, len, "%s%s%s", cl(s)->prefix, a, b ? b : "");
+    snprintf(buf, len, "%s%s%s", jn_sr(s)->prefix, a, b ? b : "");
 }
 
 /* ---- transactions and the evidence sink ---------------------------------- */
 
-static void buffer_clear(cluster_t *c)
+static void buffer_clear(jn_sr_cluster_t *c)
 {
     size_t i;
 
@@ -163,7 +143,7 @@ static void buffer_clear(cluster_t *c)
 static int write_batch(jn_store_t *s, char **items, size_t nitems, char **cps, size_t ncps,
                        int64_t *added)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
     size_t argc = 3 + 2 * ncps + nitems * EVIDENCE_FIELDS, i, n = 3;
     const char **argv;
     char ttl[24], ncp[16];
@@ -173,7 +153,7 @@ static int write_batch(jn_store_t *s, char **items, size_t nitems, char **cps, s
     if (nitems == 0 && ncps == 0)
         return 0;
     if ((argv = calloc(argc, sizeof(*argv))) == NULL)
-        return fail(s, "evidence", "out of memory");
+        return jn_sr_fail(s, "evidence", "out of memory");
     snprintf(ttl, sizeof(ttl), "%" PRId64, c->dedup_ttl_ms);
     snprintf(ncp, sizeof(ncp), "%zu", ncps);
     argv[1] = ttl;
@@ -182,8 +162,8 @@ static int write_batch(jn_store_t *s, char **items, size_t nitems, char **cps, s
         argv[n++] = cps[i];
     for (i = 0; i < nitems * EVIDENCE_FIELDS; i++)
         argv[n++] = items[i];
-    r = script(s, "cannot write evidence to the evidence.raw stream", &commit_script, (int)argc,
-               argv);
+    r = jn_sr_script(s, "cannot write evidence to the evidence.raw stream", &commit_script,
+                     (int)argc, argv);
     free(argv);
     if (r == NULL)
         return -1;
@@ -192,7 +172,7 @@ static int write_batch(jn_store_t *s, char **items, size_t nitems, char **cps, s
             *added = r->integer;
         rc = 0;
     } else {
-        fail(s, "evidence", "unexpected reply from the commit script");
+        jn_sr_fail(s, "evidence", "unexpected reply from the commit script");
     }
     freeReplyObject(r);
     return rc;
@@ -200,7 +180,7 @@ static int write_batch(jn_store_t *s, char **items, size_t nitems, char **cps, s
 
 static int cl_begin(jn_store_t *s)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
     int rc = c->orig->begin(s);
 
     if (rc == 0) {
@@ -212,7 +192,7 @@ static int cl_begin(jn_store_t *s)
 
 static int cl_commit(jn_store_t *s)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
 
     /* the evidence and the cursor first: when Redis refuses, the caller rolls
      * back and nothing of the transaction is kept anywhere */
@@ -225,7 +205,7 @@ static int cl_commit(jn_store_t *s)
 
 static int cl_rollback(jn_store_t *s)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
 
     buffer_clear(c);
     c->in_tx = 0;
@@ -239,7 +219,7 @@ static char *dup_field(const char *v)
 
 static int cl_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *inserted)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
     const char *src[EVIDENCE_FIELDS] = {item->id,
                                         item->organization_id,
                                         item->integration_id,
@@ -258,11 +238,11 @@ static int cl_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *insert
     int rc, failed = 0;
 
     if (item->id == NULL || item->run_id == NULL || item->data == NULL)
-        return fail(s, "evidence_put", "the item has no id, run id or data");
+        return jn_sr_fail(s, "evidence_put", "the item has no id, run id or data");
     if (!c->in_tx) {
         for (i = 0; i < EVIDENCE_FIELDS; i++)
             failed |= (one[i] = dup_field(src[i])) == NULL;
-        rc = failed ? fail(s, "evidence_put", "out of memory")
+        rc = failed ? jn_sr_fail(s, "evidence_put", "out of memory")
                     : write_batch(s, one, 1, NULL, 0, &added);
         for (i = 0; i < EVIDENCE_FIELDS; i++)
             free(one[i]);
@@ -274,7 +254,7 @@ static int cl_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *insert
         size_t cap = c->capitems ? c->capitems * 2 : 64;
         char **grown = realloc(c->items, cap * EVIDENCE_FIELDS * sizeof(*grown));
         if (grown == NULL)
-            return fail(s, "evidence_put", "out of memory");
+            return jn_sr_fail(s, "evidence_put", "out of memory");
         c->items = grown;
         c->capitems = cap;
     }
@@ -283,7 +263,7 @@ static int cl_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *insert
         failed |= (dst[i] = dup_field(src[i])) == NULL;
     c->nitems++;
     if (failed)
-        return fail(s, "evidence_put", "out of memory");
+        return jn_sr_fail(s, "evidence_put", "out of memory");
     /* whether it is new is known at commit; the sink is idempotent on the id */
     if (inserted != NULL)
         *inserted = 1;
@@ -292,19 +272,19 @@ static int cl_evidence_put(jn_store_t *s, const jn_evidence_t *item, int *insert
 
 static int cl_checkpoint_set(jn_store_t *s, const char *integration_id, const char *cursor)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
     char **grown, *pair[2];
     size_t i;
     int rc;
 
     if (integration_id == NULL || cursor == NULL)
-        return fail(s, "checkpoint_set", "no integration or cursor");
+        return jn_sr_fail(s, "checkpoint_set", "no integration or cursor");
     pair[0] = strdup(integration_id);
     pair[1] = strdup(cursor);
     if (pair[0] == NULL || pair[1] == NULL) {
         free(pair[0]);
         free(pair[1]);
-        return fail(s, "checkpoint_set", "out of memory");
+        return jn_sr_fail(s, "checkpoint_set", "out of memory");
     }
     if (!c->in_tx) {
         rc = write_batch(s, NULL, 0, pair, 1, NULL);
@@ -324,7 +304,7 @@ static int cl_checkpoint_set(jn_store_t *s, const char *integration_id, const ch
     if (grown == NULL) {
         free(pair[0]);
         free(pair[1]);
-        return fail(s, "checkpoint_set", "out of memory");
+        return jn_sr_fail(s, "checkpoint_set", "out of memory");
     }
     c->cps = grown;
     c->cps[2 * c->ncps] = pair[0];
@@ -341,13 +321,13 @@ static int cl_checkpoint_get(jn_store_t *s, const char *integration_id, char **c
     int rc = 1;
 
     *cursor = NULL;
-    key(s, k, sizeof(k), "jn:checkpoint:", integration_id);
+    jn_sr_key(s, k, sizeof(k), "jn:checkpoint:", integration_id);
     argv[1] = k;
-    if ((r = command(s, "checkpoint_get", 2, argv)) == NULL)
+    if ((r = jn_sr_command(s, "checkpoint_get", 2, argv)) == NULL)
         return -1;
     if (r->type == REDIS_REPLY_STRING) {
         *cursor = strdup(r->str);
-        rc = *cursor ? 0 : fail(s, "checkpoint_get", "out of memory");
+        rc = *cursor ? 0 : jn_sr_fail(s, "checkpoint_get", "out of memory");
     }
     freeReplyObject(r);
     return rc;
@@ -396,7 +376,7 @@ static int scan_evidence(jn_store_t *s, const char *start, const char *integrati
     size_t i, n;
     int stop = 0;
 
-    key(s, stream, sizeof(stream), "evidence.raw", NULL);
+    jn_sr_key(s, stream, sizeof(stream), "evidence.raw", NULL);
     snprintf(from, sizeof(from), "%s", start);
     do {
         argv[0] = "XRANGE";
@@ -405,7 +385,7 @@ static int scan_evidence(jn_store_t *s, const char *start, const char *integrati
         argv[3] = "+";
         argv[4] = "COUNT";
         argv[5] = "500";
-        if ((r = command(s, "reading evidence.raw", 6, argv)) == NULL)
+        if ((r = jn_sr_command(s, "reading evidence.raw", 6, argv)) == NULL)
             return -1;
         n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
         for (i = 0; i < n && !stop; i++) {
@@ -469,9 +449,9 @@ static int cl_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *cou
     redisReply *r;
 
     *count = 0;
-    key(s, k, sizeof(k), "jn:evrun:", run_id);
+    jn_sr_key(s, k, sizeof(k), "jn:evrun:", run_id);
     argv[1] = k;
-    if ((r = command(s, "run_evidence_count", 2, argv)) == NULL)
+    if ((r = jn_sr_command(s, "run_evidence_count", 2, argv)) == NULL)
         return -1;
     if (r->type == REDIS_REPLY_INTEGER)
         *count = r->integer;
@@ -562,8 +542,8 @@ static int cl_job_put(jn_store_t *s, const jn_job_record_t *j)
     redisReply *r;
 
     if (j->id == NULL || *j->id == '\0')
-        return fail(s, "job_put", "the record has no id");
-    snprintf(ttl, sizeof(ttl), "%" PRId64, cl(s)->retention_ms);
+        return jn_sr_fail(s, "job_put", "the record has no id");
+    snprintf(ttl, sizeof(ttl), "%" PRId64, jn_sr(s)->retention_ms);
     for (i = 0; i < R_NFIELDS - R_NSTR; i++)
         snprintf(numbuf[i], sizeof(numbuf[i]), "%" PRId64, nums[i]);
     argv[1] = ttl;
@@ -581,7 +561,7 @@ static int cl_job_put(jn_store_t *s, const jn_job_record_t *j)
         argv[argc++] = record_fields[i];
         argv[argc++] = numbuf[i - R_NSTR];
     }
-    if ((r = script(s, "cannot record the job", &record_put_script, argc, argv)) == NULL)
+    if ((r = jn_sr_script(s, "cannot record the job", &record_put_script, argc, argv)) == NULL)
         return -1;
     freeReplyObject(r);
     return 0;
@@ -662,13 +642,13 @@ static int cl_job_get(jn_store_t *s, const char *id, jn_job_record_t *out, char 
     *strings = NULL;
     if (id == NULL || strlen(id) > 256)
         return 1;
-    key(s, k, sizeof(k), "jn:record:", id);
+    jn_sr_key(s, k, sizeof(k), "jn:record:", id);
     argv[1] = k;
-    if ((r = command(s, "job_get", 2, argv)) == NULL)
+    if ((r = jn_sr_command(s, "job_get", 2, argv)) == NULL)
         return -1;
     rc = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? record_fill(r, out, strings) : 1;
     freeReplyObject(r);
-    return rc < 0 ? fail(s, "job_get", "out of memory") : rc;
+    return rc < 0 ? jn_sr_fail(s, "job_get", "out of memory") : rc;
 }
 
 static int cl_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn fn, void *ud)
@@ -688,7 +668,7 @@ static int cl_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn 
         argv[1] = idx;
         argv[2] = start;
         argv[3] = stop;
-        if ((r = script(s, "cannot list jobs", &records_page_script, 4, argv)) == NULL)
+        if ((r = jn_sr_script(s, "cannot list jobs", &records_page_script, 4, argv)) == NULL)
             return -1;
         n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
         for (i = 0; i < n && !done; i++) {
@@ -697,7 +677,7 @@ static int cl_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn 
             int rc = record_fill(r->element[i], &rec, &strings);
             if (rc < 0) {
                 freeReplyObject(r);
-                return fail(s, "job_each", "out of memory");
+                return jn_sr_fail(s, "job_each", "out of memory");
             }
             if (rc == 0 && (f == NULL || f->status == NULL ||
                             strcmp(jn_job_status_name(rec.status), f->status) == 0)) {
@@ -717,7 +697,7 @@ static int cl_job_each(jn_store_t *s, const jn_job_filter_t *f, jn_store_job_fn 
 
 static void cl_close(jn_store_t *s)
 {
-    cluster_t *c = cl(s);
+    jn_sr_cluster_t *c = jn_sr(s);
     const jn_store_ops_t *orig = c->orig;
 
     buffer_clear(c);
@@ -732,7 +712,7 @@ int jn_store_attach_redis(jn_store_t *store, const char *url, const jn_store_red
                           char *err, size_t errlen)
 {
     jn_store_redis_opts_t o = {0};
-    cluster_t *c;
+    jn_sr_cluster_t *c;
 
     if (store == NULL)
         return jn_errorf(err, errlen, "store: none to attach Redis to");
@@ -776,6 +756,8 @@ int jn_store_attach_redis(jn_store_t *store, const char *url, const jn_store_red
     c->ops.job_each = cl_job_each;
     c->ops.job_changes_compute = cl_job_changes_compute;
     c->ops.job_changes_each = cl_job_changes_each;
+    jn_sr_tenancy_ops(&c->ops);
+    jn_sr_connector_ops(&c->ops);
     store->ops = &c->ops;
     return 0;
 }

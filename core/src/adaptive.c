@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "junction/error.h"
+#include "junction/fields.h"
 
 #define HALF_INT64 (INT64_MAX / 2)
 /* Numeric resets from this value on are epoch seconds, below it seconds from now. */
@@ -16,18 +17,14 @@
 
 /* ---- Configuration ------------------------------------------------------- */
 
-typedef enum { F_DOUBLE, F_INT64 } field_type_t;
-
-static const struct {
-    const char *key;
-    field_type_t type;
-    size_t offset;
-    double min, max;
-} fields[] = {
-    {"min_factor", F_DOUBLE, offsetof(jn_adaptive_config_t, min_factor), 0, 1},
-    {"max_factor", F_DOUBLE, offsetof(jn_adaptive_config_t, max_factor), 0, 1},
-    {"fast_latency_ms", F_INT64, offsetof(jn_adaptive_config_t, fast_latency_ms), 1, 600000},
-    {"max_wait_ms", F_INT64, offsetof(jn_adaptive_config_t, max_wait_ms), 1000, 86400000},
+/* Factors are multipliers of a rate: 0 would stop all traffic for good. */
+static const jn_field_t fields[] = {
+    {"min_factor", JN_FIELD_DOUBLE, offsetof(jn_adaptive_config_t, min_factor), 0, 1, 1, 0},
+    {"max_factor", JN_FIELD_DOUBLE, offsetof(jn_adaptive_config_t, max_factor), 0, 1, 1, 0},
+    {"fast_latency_ms", JN_FIELD_INT64, offsetof(jn_adaptive_config_t, fast_latency_ms), 1, 600000,
+     0, 0},
+    {"max_wait_ms", JN_FIELD_INT64, offsetof(jn_adaptive_config_t, max_wait_ms), 1000, 86400000, 0,
+     0},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -41,31 +38,8 @@ void jn_adaptive_config_init(jn_adaptive_config_t *cfg)
 
 int jn_adaptive_config_validate(const jn_adaptive_config_t *cfg, char *err, size_t errlen)
 {
-    size_t i;
-
-    if (cfg == NULL)
-        return jn_errorf(err, errlen, "adaptive: no configuration given");
-    for (i = 0; i < NFIELDS; i++) {
-        const void *p = (const char *)cfg + fields[i].offset;
-
-        if (fields[i].type == F_DOUBLE) {
-            double v = *(const double *)p;
-
-            /* Factors are multipliers of a rate: 0 would stop all traffic for good. */
-            if (!isfinite(v) || v <= fields[i].min || v > fields[i].max)
-                return jn_errorf(err, errlen,
-                                 "adaptive.%s: expected a number greater than %g and at most "
-                                 "%g, got %g",
-                                 fields[i].key, fields[i].min, fields[i].max, v);
-        } else {
-            int64_t v = *(const int64_t *)p;
-
-            if (v < (int64_t)fields[i].min || v > (int64_t)fields[i].max)
-                return jn_errorf(err, errlen,
-                                 "adaptive.%s: expected an integer from %.0f to %.0f, got %lld",
-                                 fields[i].key, fields[i].min, fields[i].max, (long long)v);
-        }
-    }
+    if (jn_fields_validate("adaptive", fields, NFIELDS, cfg, err, errlen) != 0)
+        return -1;
     if (cfg->min_factor > cfg->max_factor)
         return jn_errorf(err, errlen,
                          "adaptive.min_factor: %g is above max_factor %g; the floor must not "
@@ -78,37 +52,12 @@ int jn_adaptive_config_from_json(const jn_json_t *obj, jn_adaptive_config_t *cfg
                                  size_t errlen)
 {
     jn_adaptive_config_t next;
-    const jn_json_t *m;
-    size_t i;
 
     if (cfg == NULL)
         return jn_errorf(err, errlen, "adaptive: no configuration given");
-    if (!jn_json_is_object(obj))
-        return jn_errorf(err, errlen, "adaptive: expected an object, got %s",
-                         obj ? jn_json_type_name(obj) : "nothing");
     next = *cfg;
-    for (m = jn_json_first(obj); m; m = jn_json_next(m)) {
-        const char *name = jn_json_name(m, NULL);
-        void *p;
-
-        for (i = 0; i < NFIELDS && strcmp(name, fields[i].key) != 0; i++)
-            ;
-        if (i == NFIELDS)
-            return jn_errorf(err, errlen,
-                             "adaptive: unknown key '%.64s' (expected min_factor, max_factor, "
-                             "fast_latency_ms, max_wait_ms)",
-                             name);
-        p = (char *)&next + fields[i].offset;
-        if (fields[i].type == F_DOUBLE) {
-            if (jn_json_number(m, (double *)p) != 0)
-                return jn_errorf(err, errlen, "adaptive.%s: expected a number, got %s",
-                                 fields[i].key, jn_json_type_name(m));
-        } else if (jn_json_int64(m, (int64_t *)p) != 0) {
-            return jn_errorf(err, errlen, "adaptive.%s: expected an integer, got %s", fields[i].key,
-                             jn_json_is_number(m) ? "a fraction or huge number"
-                                                  : jn_json_type_name(m));
-        }
-    }
+    if (jn_fields_from_json("adaptive", fields, NFIELDS, obj, &next, err, errlen) != 0)
+        return -1;
     if (jn_adaptive_config_validate(&next, err, errlen) != 0)
         return -1;
     *cfg = next;

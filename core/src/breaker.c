@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "junction/error.h"
+#include "junction/fields.h"
 
 /* One time bucket of the rolling window; `epoch` is now / bucket_ms of the
  * bucket's slice, so a stale bucket is recognised and reset on reuse. */
@@ -39,28 +40,24 @@ struct jn_breaker {
 
 /* ---- Configuration ------------------------------------------------------- */
 
-typedef enum { F_INT64, F_UNSIGNED, F_RATE } field_type_t;
-
-static const struct {
-    const char *key;
-    field_type_t type;
-    size_t offset;
-    double min, max;
-} fields[] = {
-    {"window_ms", F_INT64, offsetof(jn_breaker_config_t, window_ms), 1000, 86400000},
-    {"window_buckets", F_UNSIGNED, offsetof(jn_breaker_config_t, window_buckets), 1,
-     JN_BREAKER_MAX_BUCKETS},
-    {"min_requests", F_UNSIGNED, offsetof(jn_breaker_config_t, min_requests), 1, 1000000},
-    {"failure_rate", F_RATE, offsetof(jn_breaker_config_t, failure_rate), 0, 1},
-    {"consecutive_failures", F_UNSIGNED, offsetof(jn_breaker_config_t, consecutive_failures), 0,
-     1000000},
-    {"open_ms", F_INT64, offsetof(jn_breaker_config_t, open_ms), 100, 86400000},
-    {"open_max_ms", F_INT64, offsetof(jn_breaker_config_t, open_max_ms), 100, 86400000},
-    {"half_open_probes", F_UNSIGNED, offsetof(jn_breaker_config_t, half_open_probes), 1,
-     JN_BREAKER_MAX_PROBES},
-    {"half_open_successes", F_UNSIGNED, offsetof(jn_breaker_config_t, half_open_successes), 1,
-     1000},
-    {"probe_timeout_ms", F_INT64, offsetof(jn_breaker_config_t, probe_timeout_ms), 1000, 86400000},
+static const jn_field_t fields[] = {
+    {"window_ms", JN_FIELD_INT64, offsetof(jn_breaker_config_t, window_ms), 1000, 86400000, 0, 0},
+    {"window_buckets", JN_FIELD_UNSIGNED, offsetof(jn_breaker_config_t, window_buckets), 1,
+     JN_BREAKER_MAX_BUCKETS, 0, 0},
+    {"min_requests", JN_FIELD_UNSIGNED, offsetof(jn_breaker_config_t, min_requests), 1, 1000000, 0,
+     0},
+    {"failure_rate", JN_FIELD_DOUBLE, offsetof(jn_breaker_config_t, failure_rate), 0, 1, 1, 0},
+    {"consecutive_failures", JN_FIELD_UNSIGNED, offsetof(jn_breaker_config_t, consecutive_failures),
+     0, 1000000, 0, 0},
+    {"open_ms", JN_FIELD_INT64, offsetof(jn_breaker_config_t, open_ms), 100, 86400000, 0, 0},
+    {"open_max_ms", JN_FIELD_INT64, offsetof(jn_breaker_config_t, open_max_ms), 100, 86400000, 0,
+     0},
+    {"half_open_probes", JN_FIELD_UNSIGNED, offsetof(jn_breaker_config_t, half_open_probes), 1,
+     JN_BREAKER_MAX_PROBES, 0, 0},
+    {"half_open_successes", JN_FIELD_UNSIGNED, offsetof(jn_breaker_config_t, half_open_successes),
+     1, 1000, 0, 0},
+    {"probe_timeout_ms", JN_FIELD_INT64, offsetof(jn_breaker_config_t, probe_timeout_ms), 1000,
+     86400000, 0, 0},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -80,31 +77,8 @@ void jn_breaker_config_init(jn_breaker_config_t *cfg)
 
 int jn_breaker_config_validate(const jn_breaker_config_t *cfg, char *err, size_t errlen)
 {
-    size_t i;
-
-    if (cfg == NULL)
-        return jn_errorf(err, errlen, "breaker: no configuration given");
-    for (i = 0; i < NFIELDS; i++) {
-        const void *p = (const char *)cfg + fields[i].offset;
-        long long v;
-
-        if (fields[i].type == F_RATE) {
-            double rate = *(const double *)p;
-
-            if (!isfinite(rate) || rate <= 0 || rate > 1)
-                return jn_errorf(err, errlen,
-                                 "breaker.%s: expected a number greater than 0 and at most 1, "
-                                 "got %g",
-                                 fields[i].key, rate);
-            continue;
-        }
-        v = fields[i].type == F_INT64 ? (long long)*(const int64_t *)p
-                                      : (long long)*(const unsigned *)p;
-        if (v < (long long)fields[i].min || v > (long long)fields[i].max)
-            return jn_errorf(err, errlen,
-                             "breaker.%s: expected an integer from %.0f to %.0f, got %lld",
-                             fields[i].key, fields[i].min, fields[i].max, v);
-    }
+    if (jn_fields_validate("breaker", fields, NFIELDS, cfg, err, errlen) != 0)
+        return -1;
     if (cfg->window_ms % cfg->window_buckets != 0)
         return jn_errorf(err, errlen,
                          "breaker.window_ms: %lld is not a multiple of window_buckets %u",
@@ -121,49 +95,12 @@ int jn_breaker_config_from_json(const jn_json_t *obj, jn_breaker_config_t *cfg, 
                                 size_t errlen)
 {
     jn_breaker_config_t next;
-    const jn_json_t *m;
-    size_t i;
 
     if (cfg == NULL)
         return jn_errorf(err, errlen, "breaker: no configuration given");
-    if (!jn_json_is_object(obj))
-        return jn_errorf(err, errlen, "breaker: expected an object, got %s",
-                         obj ? jn_json_type_name(obj) : "nothing");
     next = *cfg;
-    for (m = jn_json_first(obj); m; m = jn_json_next(m)) {
-        const char *name = jn_json_name(m, NULL);
-        void *p;
-        int64_t v;
-
-        for (i = 0; i < NFIELDS && strcmp(name, fields[i].key) != 0; i++)
-            ;
-        if (i == NFIELDS)
-            return jn_errorf(err, errlen,
-                             "breaker: unknown key '%.64s' (expected window_ms, window_buckets, "
-                             "min_requests, failure_rate, consecutive_failures, open_ms, "
-                             "open_max_ms, half_open_probes, half_open_successes, "
-                             "probe_timeout_ms)",
-                             name);
-        p = (char *)&next + fields[i].offset;
-        if (fields[i].type == F_RATE) {
-            if (jn_json_number(m, (double *)p) != 0)
-                return jn_errorf(err, errlen, "breaker.%s: expected a number, got %s",
-                                 fields[i].key, jn_json_type_name(m));
-            continue;
-        }
-        if (jn_json_int64(m, &v) != 0)
-            return jn_errorf(err, errlen, "breaker.%s: expected an integer, got %s", fields[i].key,
-                             jn_json_is_number(m) ? "a fraction or huge number"
-                                                  : jn_json_type_name(m));
-        if (v < (int64_t)fields[i].min || v > (int64_t)fields[i].max)
-            return jn_errorf(err, errlen,
-                             "breaker.%s: expected an integer from %.0f to %.0f, got %lld",
-                             fields[i].key, fields[i].min, fields[i].max, (long long)v);
-        if (fields[i].type == F_INT64)
-            *(int64_t *)p = v;
-        else
-            *(unsigned *)p = (unsigned)v;
-    }
+    if (jn_fields_from_json("breaker", fields, NFIELDS, obj, &next, err, errlen) != 0)
+        return -1;
     if (jn_breaker_config_validate(&next, err, errlen) != 0)
         return -1;
     *cfg = next;

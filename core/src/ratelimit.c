@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "junction/error.h"
+#include "junction/fields.h"
 
 #define MAX_JSON_LEN 65536
 
@@ -119,49 +120,29 @@ int jn_ratelimit_config_validate(const jn_ratelimit_config_t *cfg, char *err, si
     return 0;
 }
 
-static const struct {
-    const char *key;
-    size_t offset;
-} json_keys[] = {
-    {"requests_per_second", offsetof(jn_ratelimit_config_t, per_second)},
-    {"requests_per_minute", offsetof(jn_ratelimit_config_t, per_minute)},
-    {"requests_per_hour", offsetof(jn_ratelimit_config_t, per_hour)},
-    {"burst_size", offsetof(jn_ratelimit_config_t, burst)},
-    {"request_weight", offsetof(jn_ratelimit_config_t, weight)},
+/* Ranges are checked by jn_ratelimit_config_validate (they depend on one
+ * another). */
+static const jn_field_t json_keys[] = {
+    {"requests_per_second", JN_FIELD_DOUBLE, offsetof(jn_ratelimit_config_t, per_second), 0, 0, 0,
+     1},
+    {"requests_per_minute", JN_FIELD_DOUBLE, offsetof(jn_ratelimit_config_t, per_minute), 0, 0, 0,
+     1},
+    {"requests_per_hour", JN_FIELD_DOUBLE, offsetof(jn_ratelimit_config_t, per_hour), 0, 0, 0, 1},
+    {"burst_size", JN_FIELD_DOUBLE, offsetof(jn_ratelimit_config_t, burst), 0, 0, 0, 1},
+    {"request_weight", JN_FIELD_DOUBLE, offsetof(jn_ratelimit_config_t, weight), 0, 0, 0, 1},
 };
 
 int jn_ratelimit_config_from_json(const jn_json_t *obj, jn_ratelimit_config_t *cfg, char *err,
                                   size_t errlen)
 {
     jn_ratelimit_config_t next;
-    const jn_json_t *m;
-    size_t i;
 
     if (cfg == NULL)
         return jn_errorf(err, errlen, "rate_limits: no configuration given");
-    if (!jn_json_is_object(obj))
-        return jn_errorf(err, errlen, "rate_limits: expected an object, got %s",
-                         obj ? jn_json_type_name(obj) : "nothing");
     next = *cfg;
-    for (m = jn_json_first(obj); m; m = jn_json_next(m)) {
-        const char *name = jn_json_name(m, NULL);
-        double v;
-
-        for (i = 0; i < sizeof(json_keys) / sizeof(json_keys[0]); i++) {
-            if (strcmp(name, json_keys[i].key) == 0)
-                break;
-        }
-        if (i == sizeof(json_keys) / sizeof(json_keys[0]))
-            return jn_errorf(err, errlen,
-                             "rate_limits: unknown key '%.64s' (expected requests_per_second, "
-                             "requests_per_minute, requests_per_hour, burst_size, "
-                             "request_weight)",
-                             name);
-        if (jn_json_number(m, &v) != 0)
-            return jn_errorf(err, errlen, "rate_limits.%s: expected a number, got %s",
-                             json_keys[i].key, jn_json_type_name(m));
-        *(double *)((char *)&next + json_keys[i].offset) = v;
-    }
+    if (jn_fields_from_json("rate_limits", json_keys, sizeof(json_keys) / sizeof(json_keys[0]), obj,
+                            &next, err, errlen) != 0)
+        return -1;
     if (jn_ratelimit_config_validate(&next, err, errlen) != 0)
         return -1;
     *cfg = next;

@@ -6,24 +6,19 @@
 #include <string.h>
 
 #include "junction/error.h"
+#include "junction/fields.h"
 
 /* ---- Configuration ------------------------------------------------------- */
 
-typedef enum { F_INT64, F_UNSIGNED, F_DOUBLE } field_type_t;
-
-static const struct {
-    const char *key;
-    field_type_t type;
-    size_t offset;
-    double min, max;
-} fields[] = {
-    {"max_attempts", F_UNSIGNED, offsetof(jn_retry_config_t, max_attempts), 1, 20},
-    {"base_delay_ms", F_INT64, offsetof(jn_retry_config_t, base_delay_ms), 1, 3600000},
-    {"max_delay_ms", F_INT64, offsetof(jn_retry_config_t, max_delay_ms), 1, 3600000},
-    {"budget_ratio", F_DOUBLE, offsetof(jn_retry_config_t, budget_ratio), 0, 10},
-    {"budget_min_per_second", F_DOUBLE, offsetof(jn_retry_config_t, budget_min_per_second), 0,
-     1000000},
-    {"budget_window_ms", F_INT64, offsetof(jn_retry_config_t, budget_window_ms), 1000, 3600000},
+static const jn_field_t fields[] = {
+    {"max_attempts", JN_FIELD_UNSIGNED, offsetof(jn_retry_config_t, max_attempts), 1, 20, 0, 0},
+    {"base_delay_ms", JN_FIELD_INT64, offsetof(jn_retry_config_t, base_delay_ms), 1, 3600000, 0, 0},
+    {"max_delay_ms", JN_FIELD_INT64, offsetof(jn_retry_config_t, max_delay_ms), 1, 3600000, 0, 0},
+    {"budget_ratio", JN_FIELD_DOUBLE, offsetof(jn_retry_config_t, budget_ratio), 0, 10, 0, 0},
+    {"budget_min_per_second", JN_FIELD_DOUBLE, offsetof(jn_retry_config_t, budget_min_per_second),
+     0, 1000000, 0, 0},
+    {"budget_window_ms", JN_FIELD_INT64, offsetof(jn_retry_config_t, budget_window_ms), 1000,
+     3600000, 0, 0},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -39,29 +34,8 @@ void jn_retry_config_init(jn_retry_config_t *cfg)
 
 int jn_retry_config_validate(const jn_retry_config_t *cfg, char *err, size_t errlen)
 {
-    size_t i;
-
-    if (cfg == NULL)
-        return jn_errorf(err, errlen, "retry: no configuration given");
-    for (i = 0; i < NFIELDS; i++) {
-        const void *p = (const char *)cfg + fields[i].offset;
-        long long v;
-
-        if (fields[i].type == F_DOUBLE) {
-            double d = *(const double *)p;
-
-            if (!isfinite(d) || d < fields[i].min || d > fields[i].max)
-                return jn_errorf(err, errlen, "retry.%s: expected a number from %g to %g, got %g",
-                                 fields[i].key, fields[i].min, fields[i].max, d);
-            continue;
-        }
-        v = fields[i].type == F_INT64 ? (long long)*(const int64_t *)p
-                                      : (long long)*(const unsigned *)p;
-        if (v < (long long)fields[i].min || v > (long long)fields[i].max)
-            return jn_errorf(err, errlen,
-                             "retry.%s: expected an integer from %.0f to %.0f, got %lld",
-                             fields[i].key, fields[i].min, fields[i].max, v);
-    }
+    if (jn_fields_validate("retry", fields, NFIELDS, cfg, err, errlen) != 0)
+        return -1;
     if (cfg->max_delay_ms < cfg->base_delay_ms)
         return jn_errorf(err, errlen,
                          "retry.max_delay_ms: %lld is below base_delay_ms %lld; the cap must not "
@@ -77,48 +51,12 @@ int jn_retry_config_from_json(const jn_json_t *obj, jn_retry_config_t *cfg, char
                               size_t errlen)
 {
     jn_retry_config_t next;
-    const jn_json_t *m;
-    size_t i;
 
     if (cfg == NULL)
         return jn_errorf(err, errlen, "retry: no configuration given");
-    if (!jn_json_is_object(obj))
-        return jn_errorf(err, errlen, "retry: expected an object, got %s",
-                         obj ? jn_json_type_name(obj) : "nothing");
     next = *cfg;
-    for (m = jn_json_first(obj); m; m = jn_json_next(m)) {
-        const char *name = jn_json_name(m, NULL);
-        void *p;
-        int64_t v;
-
-        for (i = 0; i < NFIELDS && strcmp(name, fields[i].key) != 0; i++)
-            ;
-        if (i == NFIELDS)
-            return jn_errorf(err, errlen,
-                             "retry: unknown key '%.64s' (expected max_attempts, base_delay_ms, "
-                             "max_delay_ms, budget_ratio, budget_min_per_second, "
-                             "budget_window_ms)",
-                             name);
-        p = (char *)&next + fields[i].offset;
-        if (fields[i].type == F_DOUBLE) {
-            if (jn_json_number(m, (double *)p) != 0)
-                return jn_errorf(err, errlen, "retry.%s: expected a number, got %s", fields[i].key,
-                                 jn_json_type_name(m));
-            continue;
-        }
-        if (jn_json_int64(m, &v) != 0)
-            return jn_errorf(err, errlen, "retry.%s: expected an integer, got %s", fields[i].key,
-                             jn_json_is_number(m) ? "a fraction or huge number"
-                                                  : jn_json_type_name(m));
-        if (v < (int64_t)fields[i].min || v > (int64_t)fields[i].max)
-            return jn_errorf(err, errlen,
-                             "retry.%s: expected an integer from %.0f to %.0f, got %lld",
-                             fields[i].key, fields[i].min, fields[i].max, (long long)v);
-        if (fields[i].type == F_INT64)
-            *(int64_t *)p = v;
-        else
-            *(unsigned *)p = (unsigned)v;
-    }
+    if (jn_fields_from_json("retry", fields, NFIELDS, obj, &next, err, errlen) != 0)
+        return -1;
     if (jn_retry_config_validate(&next, err, errlen) != 0)
         return -1;
     *cfg = next;

@@ -201,7 +201,8 @@ describe("a stream in the cluster", function()
                             "queue_retry_base_s = 1", "job_timeout_s = 3" },
                    env = { OKTA_TOKEN = CANARY } }
     w1, w2, admin = cluster.node(redis, opts), cluster.node(redis, opts), cluster.node(redis, opts)
-    for _, n in ipairs({ w1, w2, admin }) do add_okta(n, "okta-c", sim) end
+    -- integrations are the cluster's (in Redis): added once, seen by every node
+    add_okta(admin, "okta-c", sim)
   end)
 
   teardown(function()
@@ -264,7 +265,7 @@ describe("a stream whose sink is paused", function()
     local opts = { connectors = { "okta.lua" }, conf = { "allow_hosts = 127.0.0.1" },
                    env = { OKTA_TOKEN = CANARY } }
     w, admin = cluster.node(redis, opts), cluster.node(redis, opts)
-    for _, n in ipairs({ w, admin }) do add_okta(n, "okta-p", sim) end
+    add_okta(admin, "okta-p", sim)
   end)
 
   teardown(function()

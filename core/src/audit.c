@@ -18,6 +18,8 @@
  * entry from bloating the log or the verifier. */
 #define FIELD_MAX 1024
 #define DETAIL_MAX (64 * 1024)
+/* Appends that lost the race to another process, chained again each time. */
+#define APPEND_TRIES 64
 
 _Static_assert(sizeof(GENESIS_HASH) == JN_AUDIT_HASH_HEX + 1, "genesis hash length");
 
@@ -99,7 +101,7 @@ int jn_audit_append(jn_store_t *s, const jn_audit_event_t *ev, int64_t *seq_out,
     char prev[JN_AUDIT_HASH_HEX + 1], hash[JN_AUDIT_HASH_HEX + 1];
     char *scrubbed = NULL;
     int64_t last = 0;
-    int own, rc;
+    int own, rc, tries;
 
     if (seq_out != NULL)
         *seq_out = 0;
@@ -120,13 +122,6 @@ int jn_audit_append(jn_store_t *s, const jn_audit_event_t *ev, int64_t *seq_out,
         free(scrubbed);
         return -1;
     }
-    /* Read under the write lock: no other appender can take the same seq. */
-    rc = jn_store_audit_last(s, &last, prev);
-    if (rc < 0)
-        goto fail;
-    if (rc == 1)
-        memcpy(prev, GENESIS_HASH, sizeof(prev));
-    rec.seq = last + 1;
     rec.ts_ms = ev->ts_ms != 0 ? ev->ts_ms : jn_now_ms();
     rec.actor = ev->actor;
     rec.action = ev->action;
@@ -134,13 +129,28 @@ int jn_audit_append(jn_store_t *s, const jn_audit_event_t *ev, int64_t *seq_out,
     rec.credential_id = ev->credential_id;
     rec.detail_json = scrubbed != NULL ? scrubbed : ev->detail_json;
     rec.prev_hash = prev;
-    if (jn_audit_hash(&rec, hash) != 0) {
-        jn_errorf(err, errlen, "audit: out of memory");
-        goto fail_quiet;
-    }
     rec.hash = hash;
-    if (jn_store_audit_insert(s, &rec) != 0)
-        goto fail;
+    /* SQLite: read under the write lock, no other appender can take the same
+     * seq. A store shared without such a lock (the cluster store) refuses an
+     * entry whose seq or previous hash is no longer the tail (1): another
+     * process appended first, so the entry is chained again on the new tail. */
+    for (tries = 0;; tries++) {
+        rc = jn_store_audit_last(s, &last, prev);
+        if (rc < 0)
+            goto fail;
+        if (rc == 1)
+            memcpy(prev, GENESIS_HASH, sizeof(prev));
+        rec.seq = last + 1;
+        if (jn_audit_hash(&rec, hash) != 0) {
+            jn_errorf(err, errlen, "audit: out of memory");
+            goto fail_quiet;
+        }
+        rc = jn_store_audit_insert(s, &rec);
+        if (rc == 0)
+            break;
+        if (rc < 0 || tries >= APPEND_TRIES)
+            goto fail;
+    }
     if (own && jn_store_commit(s) != 0)
         goto fail;
     if (seq_out != NULL)

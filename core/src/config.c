@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { T_STRING, T_PATH, T_ENUM, T_LIST, T_INT, T_SIZE } key_type_t;
+/* T_RATIO: a decimal number in 0..1 (an error rate) */
+typedef enum { T_STRING, T_PATH, T_ENUM, T_LIST, T_INT, T_SIZE, T_RATIO } key_type_t;
 
 enum { F_NONEMPTY = 1 };
 
@@ -17,7 +18,7 @@ typedef struct {
     key_type_t type;
     const char *def; /* parsed like any other value, so defaults are validated too */
     long long min, max;
-    const char *choices; /* T_ENUM: comma-separated */
+    const char *choices; /* T_ENUM, T_LIST (each entry): comma-separated */
     int flags;
     const char *doc;
 } key_schema_t;
@@ -117,6 +118,36 @@ static const key_schema_t schema[] = {
      "JSON file (mode 0600) of OAuth clients per provider for the connect flow"},
     {"api_webhook_max_body_bytes", T_SIZE, "1m", 1 * KB, 64 * MB, NULL, 0,
      "largest webhook delivery accepted; more is 413"},
+    /* Alerting (docs/operations.md, "Alerting"); URLs and the secret file are
+     * checked when the alerter starts (junction/alert.h). */
+    {"alert_sinks", T_LIST, "log", 0, 0, "log,webhook,alertmanager", 0,
+     "where alerts go: any of log, webhook, alertmanager; empty: nowhere"},
+    {"alert_webhook_url", T_STRING, "", 0, 0, NULL, 0,
+     "URL the webhook sink POSTs signed alert events to"},
+    {"alert_webhook_secret_file", T_PATH, "", 0, 0, NULL, 0,
+     "file (mode 0600) holding the webhook sink's signing secret, whsec_<base64>"},
+    {"alertmanager_url", T_STRING, "", 0, 0, NULL, 0,
+     "base URL of the Alertmanager the alertmanager sink posts to (.../api/v2/alerts)"},
+    {"alert_resend_s", T_INT, "60", 1, 86400, NULL, 0,
+     "firing alerts are posted to Alertmanager again this often"},
+    /* Integration health (docs/operations.md, "Health"); the relations between
+     * the keys (critical >= warning > margin) are checked when the monitor starts. */
+    {"health_warning_error_rate", T_RATIO, "0.10", 0, 0, NULL, 0,
+     "error rate over the last hour at which an integration is degraded"},
+    {"health_critical_error_rate", T_RATIO, "0.50", 0, 0, NULL, 0,
+     "error rate over the last hour at which an integration is unhealthy"},
+    {"health_min_requests", T_INT, "10", 1, 1000000, NULL, 0,
+     "requests in the window below which the error rate does not change a known status"},
+    {"health_recovery_margin", T_RATIO, "0.05", 0, 0, NULL, 0,
+     "a status improves only once the rate is this far below the threshold it crossed"},
+    {"health_hold_s", T_INT, "60", 0, 86400, NULL, 0,
+     "how long a status change must hold before it is reported"},
+    {"health_bucket_ms", T_INT, "60000", 10, 3600000, NULL, 0,
+     "width of one of the 60 buckets of the health window (tests shorten it; default: an hour)"},
+    {"metrics_org_labels", T_LIST, "", 0, 0, NULL, 0,
+     "organizations that get their own organization-labelled metric series"},
+    {"metrics_max_series", T_INT, "2000", 1, 1000000, NULL, 0,
+     "series per metric family; more go to one _overflow series"},
 };
 
 #define NKEYS (sizeof(schema) / sizeof(schema[0]))
@@ -140,6 +171,7 @@ enum { RANK_DEFAULT, RANK_FILE, RANK_ENV, RANK_SET };
 typedef struct {
     char *text;         /* trimmed, unquoted; canonical spelling for enums */
     long long num;      /* T_INT, T_SIZE */
+    double ratio;       /* T_RATIO */
     const char **items; /* T_LIST: NULL-terminated, pointing into `listbuf` */
     char *listbuf;
     size_t nitems;
@@ -312,6 +344,21 @@ static int parse_int(const key_schema_t *k, const char *text, value_t *v, char *
     return 0;
 }
 
+static int parse_ratio(const key_schema_t *k, const char *text, value_t *v, char *err, size_t len)
+{
+    char *end;
+
+    errno = 0;
+    v->ratio = strtod(text, &end);
+    /* the negated range check also refuses NaN */
+    if (end == text || *end != '\0' || errno == ERANGE || !(v->ratio >= 0 && v->ratio <= 1)) {
+        snprintf(err, len, "'%s' must be a number between 0 and 1 (e.g. 0.25), got '%s'", k->key,
+                 text);
+        return -1;
+    }
+    return 0;
+}
+
 /* Matches `text` against the comma-separated choices; returns the canonical spelling. */
 static char *match_choice(const char *choices, const char *text)
 {
@@ -385,6 +432,21 @@ static int parse_value(const key_schema_t *k, const char *text, value_t *v, char
     case T_LIST:
         if (parse_list(text, v) != 0)
             goto nomem;
+        /* a list with choices: every entry is one of them */
+        for (size_t i = 0; k->choices != NULL && i < v->nitems; i++) {
+            char *c = match_choice(k->choices, v->items[i]);
+            if (c == NULL) {
+                snprintf(err, len, "'%s': unknown entry '%s' (expected a list of %s)", k->key,
+                         v->items[i], k->choices);
+                value_free(v);
+                return -1;
+            }
+            free(c);
+        }
+        break;
+    case T_RATIO:
+        if (parse_ratio(k, text, v, err, len) != 0)
+            return -1;
         break;
     case T_STRING:
     case T_PATH:
@@ -755,8 +817,8 @@ int jn_config_set(jn_config_t *cfg, const char *key, const char *value, char *er
 /* ---- getters ---- */
 
 static const char *const type_names[] = {
-    [T_STRING] = "string", [T_PATH] = "path", [T_ENUM] = "enum",
-    [T_LIST] = "list",     [T_INT] = "int",   [T_SIZE] = "size",
+    [T_STRING] = "string", [T_PATH] = "path", [T_ENUM] = "enum",   [T_LIST] = "list",
+    [T_INT] = "int",       [T_SIZE] = "size", [T_RATIO] = "ratio",
 };
 
 #define TYPE(t) (1u << (t))
@@ -786,6 +848,11 @@ const char *jn_config_str(const jn_config_t *cfg, const char *key)
 long long jn_config_int(const jn_config_t *cfg, const char *key)
 {
     return lookup(cfg, "jn_config_int", key, TYPE(T_INT) | TYPE(T_SIZE))->num;
+}
+
+double jn_config_ratio(const jn_config_t *cfg, const char *key)
+{
+    return lookup(cfg, "jn_config_ratio", key, TYPE(T_RATIO))->ratio;
 }
 
 const char *const *jn_config_list(const jn_config_t *cfg, const char *key, size_t *count)

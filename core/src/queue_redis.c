@@ -1199,3 +1199,10 @@ jn_queue_t *jn_queue_open_redis(const char *url, const jn_queue_redis_opts_t *ro
     }
     return &rq->base;
 }
+
+int jn_queue_redis_down(jn_queue_t *q, char *why, size_t len)
+{
+    if (q == NULL || q->ops != &redis_queue_ops)
+        return 0;
+    return jn_redis_block_down(to_rq(q)->conn, why, len);
+}

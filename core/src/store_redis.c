@@ -38,6 +38,11 @@ static jn_redis_block_script_t commit_script = JN_REDIS_BLOCK_SCRIPT(
      * the order that errs on the safe side: the item before its dedup mark
      * (a failure between them repeats it, never loses it), the cursor after
      * every item (never ahead of the evidence it covers). */
+    /* the run's checksums by resource, for change detection: written for
+     * every item (a retried attempt writes the same values again) */
+    "  local sk = P .. 'jn:evsum:' .. run\n"
+    "  runs[sk] = true\n"
+    "  redis.call('HSET', sk, ARGV[i + 4] .. '\\n' .. ARGV[i + 5], ARGV[i + 9])\n"
     "  if redis.call('SISMEMBER', dk, id) == 0 then\n"
     "    redis.call('XADD', stream, '*', 'id', id, 'organization_id', ARGV[i + 1],\n"
     "      'integration_id', ARGV[i + 2], 'provider_type', ARGV[i + 3],\n"
@@ -459,27 +464,166 @@ static int cl_run_evidence_count(jn_store_t *s, const char *run_id, int64_t *cou
     return 0;
 }
 
+/* ARGV: prefix, job (run) id, integration id, complete (0/1), retention.
+ * Compares the run's checksums (jn:evsum:{run}, kept by the commit script)
+ * with the integration's inventory (jn:inv:{integration}: resource ->
+ * checksum of its latest complete run, jn:invbase:{integration} naming that
+ * run) and lists the differences in jn:changes:{job} (members
+ * "<change>\n<resource type>\n<resource id>", kept for the retention). A
+ * complete run then becomes the inventory. Returns {added, changed, removed,
+ * baseline}; a first run counts everything as added and lists nothing, a
+ * partial one (complete 0) reports no removals and leaves the inventory. */
+static jn_redis_block_script_t changes_script = JN_REDIS_BLOCK_SCRIPT(
+    "local P, job, integ, complete, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1',\n"
+    "  tonumber(ARGV[5])\n"
+    "local sk, inv, bk = P .. 'jn:evsum:' .. job, P .. 'jn:inv:' .. integ,\n"
+    "  P .. 'jn:invbase:' .. integ\n"
+    "local ck = P .. 'jn:changes:' .. job\n"
+    "local base = redis.call('GET', bk)\n"
+    "if base == job then\n"
+    /* computed again for the run that is the inventory already: what was
+     * recorded the first time stands */
+    "  local r = redis.call('HMGET', ck .. ':counts', 'added', 'changed', 'removed', 'base')\n"
+    "  if r[1] then return {tonumber(r[1]), tonumber(r[2]), tonumber(r[3]), r[4]} end\n"
+    "end\n"
+    "redis.call('DEL', ck, ck .. ':counts')\n"
+    "local cur = redis.call('HGETALL', sk)\n"
+    "local added, changed, removed = 0, 0, -1\n"
+    "if not base or base == job then\n"
+    "  added, changed, removed, base = #cur / 2, 0, 0, ''\n"
+    "else\n"
+    "  local now = {}\n"
+    "  for i = 1, #cur, 2 do\n"
+    "    local k, sum = cur[i], cur[i + 1]\n"
+    "    now[k] = true\n"
+    "    local was = redis.call('HGET', inv, k)\n"
+    "    if not was then\n"
+    "      added = added + 1\n"
+    "      redis.call('ZADD', ck, 0, 'added\\n' .. k)\n"
+    "    elseif was ~= sum then\n"
+    "      changed = changed + 1\n"
+    "      redis.call('ZADD', ck, 0, 'changed\\n' .. k)\n"
+    "    end\n"
+    "  end\n"
+    "  if complete then\n"
+    "    removed = 0\n"
+    "    for _, k in ipairs(redis.call('HKEYS', inv)) do\n"
+    "      if not now[k] then\n"
+    "        removed = removed + 1\n"
+    "        redis.call('ZADD', ck, 0, 'removed\\n' .. k)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if removed < 0 then removed = 0 end\n"
+    "if redis.call('EXISTS', ck) == 1 then redis.call('PEXPIRE', ck, ttl) end\n"
+    "redis.call('HSET', ck .. ':counts', 'added', added, 'changed', changed, 'removed', removed,\n"
+    "  'base', base)\n"
+    "redis.call('PEXPIRE', ck .. ':counts', ttl)\n"
+    "if complete then\n"
+    /* the run becomes the inventory: a copy, since its checksums expire
+     * with the dedup set while the next run may be a week away */
+    "  redis.call('DEL', inv)\n"
+    "  for i = 1, #cur, 1000 do\n"
+    "    redis.call('HSET', inv, unpack(cur, i, math.min(i + 999, #cur)))\n"
+    "  end\n"
+    "  redis.call('SET', bk, job)\n"
+    "end\n"
+    "return {added, changed, removed, base}\n");
+
+/* ARGV: prefix, job id, min, max, limit ("" for all). The members of the
+ * job's changes in that range. */
+static jn_redis_block_script_t changes_list_script = JN_REDIS_BLOCK_SCRIPT(
+    "local k = ARGV[1] .. 'jn:changes:' .. ARGV[2]\n"
+    "if ARGV[5] == '' then return redis.call('ZRANGEBYLEX', k, ARGV[3], ARGV[4]) end\n"
+    "return redis.call('ZRANGEBYLEX', k, ARGV[3], ARGV[4], 'LIMIT', 0, ARGV[5])\n");
+
 static int cl_job_changes_compute(jn_store_t *s, const char *job_id, const char *integration_id,
                                   int complete, jn_job_changes_t *out)
 {
-    (void)s;
-    (void)job_id;
-    (void)integration_id;
-    (void)complete;
+    const char *argv[5];
+    char ttl[24];
+    redisReply *r;
+    int rc = -1;
+    size_t i;
+
     memset(out, 0, sizeof(*out));
-    out->added = out->changed = out->removed = -1; /* not computed */
+    if (job_id == NULL || integration_id == NULL)
+        return jn_sr_fail(s, "job_changes_compute", "job or integration id is NULL");
+    if (strlen(job_id) > 256 || strlen(integration_id) > 256)
+        return jn_sr_fail(s, "job_changes_compute", "an id is longer than 256 bytes");
+    snprintf(ttl, sizeof(ttl), "%" PRId64, jn_sr(s)->retention_ms);
+    argv[1] = job_id;
+    argv[2] = integration_id;
+    argv[3] = complete ? "1" : "0";
+    argv[4] = ttl;
+    if ((r = jn_sr_script(s, "job_changes_compute", &changes_script, 5, argv)) == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+        int64_t *dst[3] = {&out->added, &out->changed, &out->removed};
+        rc = 0;
+        for (i = 0; i < 3; i++) {
+            if (r->element[i]->type != REDIS_REPLY_INTEGER)
+                rc = -1;
+            else
+                *dst[i] = r->element[i]->integer;
+        }
+        if (r->element[3]->type == REDIS_REPLY_STRING)
+            snprintf(out->baseline_job_id, sizeof(out->baseline_job_id), "%s", r->element[3]->str);
+    }
+    freeReplyObject(r);
+    if (rc != 0) {
+        memset(out, 0, sizeof(*out));
+        return jn_sr_fail(s, "job_changes_compute", "unexpected reply from Redis");
+    }
     return 0;
 }
 
 static int cl_job_changes_each(jn_store_t *s, const char *job_id, const char *change, int64_t limit,
                                jn_store_change_fn fn, void *ud)
 {
-    (void)s;
-    (void)job_id;
-    (void)change;
-    (void)limit;
-    (void)fn;
-    (void)ud;
+    const char *argv[5];
+    char min[32] = "-", max[32] = "+", lim[24] = "";
+    redisReply *r;
+    size_t i;
+    int stop = 0;
+
+    if (job_id == NULL)
+        return jn_sr_fail(s, "job_changes_each", "job id is NULL");
+    if (strlen(job_id) > 256)
+        return 0;
+    if (change != NULL) {
+        if (strcmp(change, "added") != 0 && strcmp(change, "changed") != 0 &&
+            strcmp(change, "removed") != 0)
+            return jn_sr_fail(s, "job_changes_each", "change must be added, changed or removed");
+        /* "\v" follows "\n": the range holds exactly "<change>\n..." */
+        snprintf(min, sizeof(min), "[%s\n", change);
+        snprintf(max, sizeof(max), "(%s\v", change);
+    }
+    if (limit > 0)
+        snprintf(lim, sizeof(lim), "%" PRId64, limit);
+    argv[1] = job_id;
+    argv[2] = min;
+    argv[3] = max;
+    argv[4] = lim;
+    if ((r = jn_sr_script(s, "job_changes_each", &changes_list_script, 5, argv)) == NULL)
+        return -1;
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && !stop; i++) {
+        char *m, *t, *id;
+        jn_job_change_t c;
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        m = r->element[i]->str;
+        if ((t = strchr(m, '\n')) == NULL || (id = strchr(t + 1, '\n')) == NULL)
+            continue;
+        *t++ = '\0';
+        *id++ = '\0';
+        c.change = m;
+        c.resource_type = t;
+        c.resource_id = id;
+        stop = fn(ud, &c) != 0;
+    }
+    freeReplyObject(r);
     return 0;
 }
 
@@ -765,4 +909,11 @@ int jn_store_attach_redis(jn_store_t *store, const char *url, const jn_store_red
 int jn_store_is_redis(const jn_store_t *store)
 {
     return store != NULL && store->ops != NULL && store->ops->close == cl_close;
+}
+
+int jn_store_redis_down(jn_store_t *store, char *why, size_t len)
+{
+    if (!jn_store_is_redis(store))
+        return 0;
+    return jn_redis_block_down(jn_sr(store)->conn, why, len);
 }

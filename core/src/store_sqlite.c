@@ -6,6 +6,7 @@
 #include "junction/store.h"
 #include "junction/clock.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -519,11 +520,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " GROUP BY 1, 2 ORDER BY 1, 2",
 };
 
+typedef struct sqlite_ckpt sqlite_ckpt_t;
+
 typedef struct {
     jn_store_t base; /* first: the store functions cast between the two */
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
     int iterating;
+    sqlite_ckpt_t *ckpt; /* jn_store_sqlite_background_checkpoints */
 } sqlite_store_t;
 
 static const jn_store_ops_t sqlite_ops;
@@ -741,11 +745,14 @@ static int prepare_all(sqlite_store_t *ss, const char *path, char *err, size_t e
     return 0;
 }
 
+static void ckpt_stop(sqlite_store_t *ss);
+
 static void sqlite_close(jn_store_t *s)
 {
     sqlite_store_t *ss = to_sqlite(s);
     int i;
 
+    ckpt_stop(ss);
     for (i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(ss->stmt[i]);
     sqlite3_close_v2(ss->db);
@@ -803,6 +810,148 @@ int jn_store_sqlite_cache(jn_store_t *s, int64_t kib)
     snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%lld", (long long)(kib > 0 ? kib : 2000));
     if (sqlite3_exec(ss->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(ss, "cache_size", NULL);
+    return 0;
+}
+
+/* Background checkpoints. SQLite copies the write-ahead log back into the
+ * database (a checkpoint) inside the commit that takes the log past 1,000
+ * frames: that commit, and every delivery waiting on it, pays for copying up
+ * to 1,000 pages and syncing the database file. A writer whose commits answer
+ * requests (the webhook intake) hands that work to a thread of its own, on a
+ * connection of its own, woken every CKPT_STEP frames; a PASSIVE checkpoint
+ * never blocks the writer, which goes on appending meanwhile.
+ *
+ * The log restarts from its beginning only when a write transaction begins
+ * while every frame is copied back (a checkpointer on another connection that
+ * copied one step and stopped would always be a few commits behind, and the
+ * log would grow without end), so the thread goes on copying what the writer
+ * appended meanwhile, up to CKPT_PASSES times. Under a stream that never
+ * pauses it may still stay a commit behind and the log grow; past CKPT_CAP frames
+ * the writer checkpoints inside its commit, as SQLite would (what is left to
+ * copy is what the thread had no time for), which bounds the file. Durability
+ * does not change: a commit is on disk when its log frames are synced. */
+
+/* SQLite's own cadence: as many syncs of the database file as before, and
+ * pages rewritten by many commits copied once per step, not once per commit */
+#define CKPT_STEP 1000
+#define CKPT_CAP 8192
+#define CKPT_PASSES 4
+
+struct sqlite_ckpt {
+    sqlite3 *db; /* the checkpointer's connection */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int due, stop;
+    int signaled_at; /* writer thread: log frames when it last woke the thread */
+};
+
+static void *ckpt_main(void *arg)
+{
+    sqlite_ckpt_t *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->due && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop)
+            break;
+        c->due = 0;
+        pthread_mutex_unlock(&c->mu);
+        /* The writer appended meanwhile: copy that too, a few times, each
+         * pass shorter than the last, so that the log is wholly copied when
+         * the writer next begins (and restarts it) unless it never pauses.
+         * SQLITE_BUSY (another checkpoint is running) is no failure: the next
+         * wake-up copies what this one left. */
+        for (int pass = 0; pass < CKPT_PASSES; pass++) {
+            int log = 0, copied = 0;
+            if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) !=
+                    SQLITE_OK ||
+                copied >= log)
+                break;
+        }
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* The writer's WAL hook, called after each of its commits with the frames in
+ * the log; it replaces SQLite's automatic checkpoint on this connection. */
+static int ckpt_wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    sqlite_ckpt_t *c = ud;
+
+    if (frames < c->signaled_at)
+        c->signaled_at = 0; /* the log restarted */
+    if (frames >= CKPT_CAP) {
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        c->signaled_at = frames;
+    } else if (frames - c->signaled_at >= CKPT_STEP) {
+        pthread_mutex_lock(&c->mu);
+        c->due = 1;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        c->signaled_at = frames;
+    }
+    return SQLITE_OK;
+}
+
+static void ckpt_stop(sqlite_store_t *ss)
+{
+    sqlite_ckpt_t *c = ss->ckpt;
+
+    if (c == NULL)
+        return;
+    sqlite3_wal_hook(ss->db, NULL, NULL);
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    sqlite3_close_v2(c->db);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    ss->ckpt = NULL;
+    /* SQLite's automatic checkpoint (its default, 1,000 frames) again */
+    sqlite3_wal_autocheckpoint(ss->db, 1000);
+}
+
+int jn_store_sqlite_background_checkpoints(jn_store_t *s)
+{
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    sqlite_store_t *ss;
+    sqlite_ckpt_t *c;
+    const char *file;
+
+    if (s == NULL || s->ops != &sqlite_ops)
+        return 1;
+    ss = to_sqlite(s);
+    file = sqlite3_db_filename(ss->db, "main");
+    if (ss->ckpt != NULL || file == NULL || file[0] == '\0')
+        return 1; /* already, or in memory (no log) */
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return fail_msg(ss, "background_checkpoints", NULL, "out of memory");
+    if (sqlite3_open_v2(file, &c->db, flags, NULL) != SQLITE_OK ||
+        sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        fail_msg(ss, "background_checkpoints", NULL,
+                 c->db ? sqlite3_errmsg(c->db) : "cannot open a second connection");
+        sqlite3_close_v2(c->db);
+        free(c);
+        return -1;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+        sqlite3_close_v2(c->db);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return fail_msg(ss, "background_checkpoints", NULL, "cannot start its thread");
+    }
+    ss->ckpt = c;
+    sqlite3_wal_hook(ss->db, ckpt_wal_hook, c);
     return 0;
 }
 

@@ -106,6 +106,7 @@ struct jn_traffic_call {
     jn_breaker_ticket_t ticket;
     /* the request, copied */
     char *method, *url;
+    char *tag; /* opts->tag, for the observer */
     char **headers, **auth_headers;
     size_t nheaders, nauth_headers;
     void *body;
@@ -255,6 +256,7 @@ static void call_release_memory(call_t *c)
     free(c->headers);
     free(c->auth_headers);
     free(c->method);
+    free(c->tag);
     wipe_free(c->url);
     free(c->body);
     free(c->errresp);
@@ -453,6 +455,7 @@ static void notify(const call_t *c, jn_traffic_event_kind_t kind, const jn_http_
     ev.will_retry = will_retry;
     ev.throttled = throttled;
     ev.info = kind == JN_TRAFFIC_EVENT_DONE ? &c->info : NULL;
+    ev.tag = c->tag;
     c->t->cfg.observer(c->t->cfg.observer_ud, &ev);
 }
 
@@ -1145,6 +1148,16 @@ static char *dup_mem(const void *p, size_t n)
     return d;
 }
 
+static int valid_tag(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] < 0x20 || s[n] == 0x7f || n >= 128)
+            return 0;
+    return 1;
+}
+
 static int copy_request(call_t *c, const jn_http_request_t *req)
 {
     c->req = *req;
@@ -1203,6 +1216,12 @@ int jn_traffic_send(jn_traffic_t *t, const jn_traffic_opts_t *opts, const jn_htt
                  "space, '{' and '}'");
         return JN_HTTP_EINVAL;
     }
+    if (opts->tag && !valid_tag(opts->tag)) {
+        snprintf(err, errlen,
+                 "traffic: a call's tag is at most 128 bytes without control "
+                 "characters");
+        return JN_HTTP_EINVAL;
+    }
     if (opts->deadline_ms < 0 || opts->weight < 0 || !isfinite(opts->weight)) {
         snprintf(err, errlen, "traffic: deadline and weight must not be negative");
         return JN_HTTP_EINVAL;
@@ -1238,7 +1257,8 @@ int jn_traffic_send(jn_traffic_t *t, const jn_traffic_opts_t *opts, const jn_htt
         return JN_HTTP_EINTERNAL;
     }
     c->t = t;
-    if ((c->errresp = calloc(1, sizeof *c->errresp)) == NULL || copy_request(c, req) != 0) {
+    if ((c->errresp = calloc(1, sizeof *c->errresp)) == NULL || copy_request(c, req) != 0 ||
+        (opts->tag && (c->tag = strdup(opts->tag)) == NULL)) {
         call_release_memory(c);
         free(c);
         snprintf(err, errlen, "out of memory");

@@ -15,6 +15,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 
 #define NONCE_LEN 12
 #define TAG_LEN 16
@@ -707,6 +708,24 @@ static int encrypting_dek(jn_vault_t *v, const char *org, const char *actor, int
     return rc;
 }
 
+/* ---- operation counters, for /metrics ---- */
+
+/* Process-wide: every vault object of the process (the API's, the workers')
+ * counts here; relaxed atomics, since the intake thread may use a vault too. */
+static atomic_uint_fast64_t ops_encrypt, ops_decrypt, ops_rotate;
+
+void jn_vault_op_stats(jn_vault_op_stats_t *out)
+{
+    out->encrypt = atomic_load_explicit(&ops_encrypt, memory_order_relaxed);
+    out->decrypt = atomic_load_explicit(&ops_decrypt, memory_order_relaxed);
+    out->rotate = atomic_load_explicit(&ops_rotate, memory_order_relaxed);
+}
+
+static void count_op(atomic_uint_fast64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
 /* ---- credential encryption ---- */
 
 static int seal_credential(jn_vault_t *v, const char *org, const char *id, int64_t version,
@@ -728,6 +747,7 @@ static int seal_credential(jn_vault_t *v, const char *org, const char *id, int64
         *ct = NULL;
         return verr(v, JN_VAULT_ERROR, "%s: encryption failed", who);
     }
+    count_op(&ops_encrypt);
     return 0;
 }
 
@@ -767,6 +787,7 @@ static int open_with_dek(jn_vault_t *v, const cred_t *c, const uint8_t dek[DEK_L
     }
     out->data[len] = '\0';
     out->len = len;
+    count_op(&ops_decrypt);
     return 0;
 }
 
@@ -1299,6 +1320,8 @@ done:
     rc = tx_end(v, rc);
     if (rc == 0 && version_out != NULL)
         *version_out = next;
+    if (rc == 0)
+        count_op(&ops_rotate);
     return rc;
 }
 
@@ -1531,6 +1554,8 @@ int jn_vault_rotate_master_key(jn_vault_t *v, const char *actor, jn_vault_rotati
                    st.skipped);
     if (stats != NULL)
         *stats = st;
+    if (rc == 0)
+        count_op(&ops_rotate);
     return rc;
 }
 
@@ -1766,6 +1791,8 @@ done:
     org_keys_free(&ks);
     if (stats != NULL)
         *stats = st;
+    if (rc == 0)
+        count_op(&ops_rotate);
     return rc;
 }
 
@@ -1900,6 +1927,7 @@ int jn_vault_seal(jn_vault_t *v, const char *org_id, const char *context, const 
     OPENSSL_cleanse(key, sizeof(key));
     *out = blob;
     *out_len = SEAL_HEADER + len + TAG_LEN;
+    count_op(&ops_encrypt);
     return 0;
 }
 
@@ -1950,5 +1978,6 @@ int jn_vault_unseal(jn_vault_t *v, const char *org_id, const char *context, cons
                        : verr(v, JN_VAULT_ERROR, "organization '%s': unsealing failed", org_id);
     }
     out->data[out->len] = '\0';
+    count_op(&ops_decrypt);
     return 0;
 }

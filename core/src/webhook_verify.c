@@ -1,5 +1,5 @@
 /* Webhook verification: one request against a parsed scheme and the
- * integration's secrets. No I/O and no state between calls.
+ * integration's secrets. No I/O.
  *
  * Order of the checks, and why:
  *  1. A handshake that is answered without authentication (Microsoft Graph's
@@ -14,13 +14,15 @@
  *  5. An authenticated handshake (Slack, Okta, Event Grid) is answered.
  *  6. Delivery id and event type are read for dedup and routing.
  * Messages quote header names and counts, never a value the request sent
- * nor anything derived from a secret.
+ * nor anything derived from a secret. The only state shared between calls is
+ * the keyless HMAC templates below, made once per process.
  */
 #include "junction/webhook.h"
 #include "junction/crypto.h"
 #include "junction/error.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -534,23 +536,71 @@ typedef struct {
     size_t n;
 } seg_t;
 
-/* HMAC of the signed content with one key, streamed: the body is not copied. */
-static int hmac_segments(EVP_MAC_CTX *mctx, unsigned alg, const wh_key_t *key, const seg_t *segs,
-                         size_t nsegs, uint8_t out[64])
+/* One HMAC context per digest, with its digest set and no key, made once per
+ * process and only ever copied afterwards. Fetching the HMAC implementation
+ * and then its digest by name (what EVP_MAC_fetch and a digest parameter to
+ * EVP_MAC_init do) takes OpenSSL's provider lock and a name lookup each
+ * time: most of the cost of verifying a small delivery. A copy of a template
+ * shares the fetched digest; the key goes into the copy, never the template,
+ * so the templates hold nothing secret and are safe to share across threads. */
+static const unsigned hmac_algs[] = {WH_ALG_SHA1, WH_ALG_SHA256, WH_ALG_SHA512};
+#define NHMAC_ALGS (sizeof(hmac_algs) / sizeof(hmac_algs[0]))
+static EVP_MAC_CTX *hmac_templates[NHMAC_ALGS];
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_templates_init(void)
 {
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
+    for (size_t i = 0; mac != NULL && i < NHMAC_ALGS; i++) {
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                             (char *)wh_alg_digest(hmac_algs[i]), 0),
+            OSSL_PARAM_construct_end(),
+        };
+        EVP_MAC_CTX *t = EVP_MAC_CTX_new(mac);
+        if (t != NULL && EVP_MAC_CTX_set_params(t, params) != 1) {
+            EVP_MAC_CTX_free(t);
+            t = NULL;
+        }
+        hmac_templates[i] = t;
+    }
+    /* the contexts hold their own references */
+    EVP_MAC_free(mac);
+    ERR_clear_error();
+}
+
+/* A fresh context for one HMAC with alg (a WH_ALG_* value), or NULL. */
+static EVP_MAC_CTX *hmac_ctx_new(unsigned alg)
+{
+    if (pthread_once(&hmac_once, hmac_templates_init) != 0)
+        return NULL;
+    for (size_t i = 0; i < NHMAC_ALGS; i++)
+        if (hmac_algs[i] == alg)
+            return hmac_templates[i] != NULL ? EVP_MAC_CTX_dup(hmac_templates[i]) : NULL;
+    return NULL;
+}
+
+/* HMAC of the signed content with one key, streamed: the body is not copied. */
+static int hmac_segments(unsigned alg, const wh_key_t *key, const seg_t *segs, size_t nsegs,
+                         uint8_t out[64])
+{
+    EVP_MAC_CTX *mctx = hmac_ctx_new(alg);
     size_t outl = 0;
-    OSSL_PARAM params[2] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)wh_alg_digest(alg), 0),
-        OSSL_PARAM_construct_end(),
-    };
-    if (EVP_MAC_init(mctx, key->p, key->n, params) != 1)
-        return -1;
+    int rc = -1;
+
+    if (mctx == NULL || EVP_MAC_init(mctx, key->p, key->n, NULL) != 1)
+        goto out;
     for (size_t i = 0; i < nsegs; i++)
         if (segs[i].n > 0 && EVP_MAC_update(mctx, segs[i].p, segs[i].n) != 1)
-            return -1;
+            goto out;
     if (EVP_MAC_final(mctx, out, &outl, 64) != 1 || outl != wh_alg_len(alg))
-        return -1;
-    return 0;
+        goto out;
+    rc = 0;
+out:
+    /* frees the key schedule with the context (OpenSSL cleanses it) */
+    EVP_MAC_CTX_free(mctx);
+    return rc;
 }
 
 static int verify_hmac(vctx_t *c)
@@ -561,8 +611,6 @@ static int verify_hmac(vctx_t *c)
     wh_key_t keys[JN_WEBHOOK_MAX_SECRETS];
     seg_t segs[WH_TEMPLATE_MAX_PARTS];
     size_t ncand = 0, nkeys = 0;
-    EVP_MAC *mac = NULL;
-    EVP_MAC_CTX *mctx = NULL;
     char where[96], err[160];
     int rc;
 
@@ -635,11 +683,6 @@ static int verify_hmac(vctx_t *c)
         goto out;
     }
     nkeys = c->sec->secret_count;
-    if ((mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL ||
-        (mctx = EVP_MAC_CTX_new(mac)) == NULL) {
-        rc = reject(c, JN_WEBHOOK_ENOMEM, "HMAC unavailable");
-        goto out;
-    }
     int matched = -1;
     for (size_t k = 0; k < nkeys && matched < 0; k++) {
         unsigned done = 0;
@@ -649,7 +692,7 @@ static int verify_hmac(vctx_t *c)
             if (done & alg)
                 continue;
             done |= alg;
-            if (hmac_segments(mctx, alg, &keys[k], segs, s->nparts, mac_out) < 0) {
+            if (hmac_segments(alg, &keys[k], segs, s->nparts, mac_out) < 0) {
                 rc = reject(c, JN_WEBHOOK_ENOMEM, "HMAC-%s failed", wh_alg_name(alg));
                 goto out;
             }
@@ -684,8 +727,6 @@ static int verify_hmac(vctx_t *c)
     }
     rc = 0;
 out:
-    EVP_MAC_CTX_free(mctx);
-    EVP_MAC_free(mac);
     ERR_clear_error();
     for (size_t k = 0; k < nkeys; k++)
         key_free(&keys[k]);

@@ -109,9 +109,9 @@ static void test_defaults(void **state)
 
     for (i = 0; jn_config_key_at(i) != NULL; i++)
         assert_string_equal(jn_config_origin(cfg, jn_config_key_at(i)), "default");
-    assert_int_equal(i, 47);
+    assert_int_equal(i, 60);
     assert_string_equal(jn_config_key_at(0), "data_dir");
-    assert_null(jn_config_key_at(47));
+    assert_null(jn_config_key_at(60));
     for (i = 0; jn_config_key_at(i) != NULL; i++)
         assert_true(strlen(jn_config_doc(jn_config_key_at(i))) > 0);
 }
@@ -164,6 +164,23 @@ static void test_file_sizes(void **state)
     assert_int_equal(jn_config_int(f->cfg, "http_max_response_bytes"), 2LL * 1024 * 1024 * 1024);
     load_ok(f, "http_max_response_bytes = 1000\n");
     assert_int_equal(jn_config_int(f->cfg, "http_max_response_bytes"), 1000);
+}
+
+static void test_ratios(void **state)
+{
+    fixture_t *f = *state;
+    char err[256];
+
+    assert_true(jn_config_ratio(f->cfg, "health_warning_error_rate") == 0.10);
+    load_ok(f, "health_critical_error_rate = 0.25\n");
+    assert_true(jn_config_ratio(f->cfg, "health_critical_error_rate") == 0.25);
+    assert_int_equal(jn_config_set(f->cfg, "health_recovery_margin", "1.5", err, sizeof(err)), -1);
+    assert_string_equal(err, "'health_recovery_margin' must be a number between 0 and 1 (e.g. "
+                             "0.25), got '1.5'");
+    assert_int_equal(jn_config_set(f->cfg, "health_recovery_margin", "nan", err, sizeof(err)), -1);
+    assert_int_equal(jn_config_set(f->cfg, "health_recovery_margin", "0.1x", err, sizeof(err)), -1);
+    assert_int_equal(jn_config_set(f->cfg, "health_recovery_margin", "0", err, sizeof(err)), 0);
+    assert_true(jn_config_ratio(f->cfg, "health_recovery_margin") == 0);
 }
 
 static void test_file_empty_list_and_quoted_empty(void **state)
@@ -466,6 +483,7 @@ int main(void)
         T(test_defaults),
         T(test_file_parse),
         T(test_file_sizes),
+        T(test_ratios),
         T(test_file_empty_list_and_quoted_empty),
         T(test_error_unknown_key_suggestion),
         T(test_error_unknown_key_list),

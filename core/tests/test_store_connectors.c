@@ -69,7 +69,7 @@ static void put_version(jn_store_t *s, const char *provider, const char *version
 static int64_t deploy(jn_store_t *s, const char *provider, const char *version, const char *sha,
                       const char *action)
 {
-    jn_connector_deploy_t d = {0, provider, version, sha, action, "test", NULL, 0};
+    jn_connector_deploy_t d = {0, provider, version, sha, action, "test", NULL, 0, 0};
 
     if (jn_store_connector_deploy_insert(s, &d) != 0)
         fail_msg("%s", jn_store_errmsg(s));
@@ -169,7 +169,7 @@ static void test_deploys(void **state)
 
     /* a deploy row needs its version (foreign key) and a known action */
     {
-        jn_connector_deploy_t d = {0, "github", "9.0.0", SHA_C, "deploy", "test", NULL, 0};
+        jn_connector_deploy_t d = {0, "github", "9.0.0", SHA_C, "deploy", "test", NULL, 0, 0};
         assert_int_equal(jn_store_connector_deploy_insert(f->s, &d), -1);
         d.source_sha256 = SHA_A;
         d.action = "delete";

@@ -367,11 +367,14 @@ static void test_job_records_shared(void **state)
     assert_int_equal(jn_store_job_each(f->store, &filter, collect_record, &l), 0);
     assert_int_equal(l.n, 2);
     assert_string_equal(l.ids[0], "job-2");
-    /* change detection is the downstream service's: not computed here */
+    /* change detection is computed in Redis too (test_store_redis_tenancy.c):
+     * a first run without evidence has nothing added and no baseline */
     {
         jn_job_changes_t ch;
         assert_int_equal(jn_store_job_changes_compute(f->store, "job-1", "gh-1", 1, &ch), 0);
-        assert_int_equal(ch.added, -1);
+        assert_int_equal(ch.added, 0);
+        assert_int_equal(ch.removed, 0);
+        assert_string_equal(ch.baseline_job_id, "");
     }
 }
 
@@ -410,8 +413,9 @@ static void test_export_reads_the_stream(void **state)
     assert_int_equal(seen, 0);
 }
 
-/* Everything not shared stays in the local store: integrations, for one. */
-static void test_other_operations_stay_local(void **state)
+/* Integrations are shared: in Redis, not in the local store (the full
+ * behaviour is in test_store_redis_tenancy.c). */
+static void test_integrations_in_redis(void **state)
 {
     fixture_t *f = *state;
     jn_integration_t it = {0}, got;
@@ -431,7 +435,15 @@ static void test_other_operations_stay_local(void **state)
     assert_int_equal(jn_store_integration_get(f->store, "gh-1", &got, &strings), 0);
     assert_string_equal(got.organization_id, "org-a");
     free(strings);
-    assert_int_equal(rt_cmd_int(f->check, "EXISTS %sjn:integration:gh-1", f->prefix), 0);
+    assert_int_equal(rt_cmd_int(f->check, "EXISTS %sjn:integ:gh-1", f->prefix), 1);
+    /* the local store alone does not have it */
+    {
+        char err[512];
+        jn_store_t *local = jn_store_open_sqlite(f->path, err, sizeof(err));
+        assert_non_null(local);
+        assert_int_equal(jn_store_integration_get(local, "gh-1", &got, &strings), 1);
+        jn_store_close(local);
+    }
 }
 
 static void test_attach_refusals(void **state)
@@ -466,7 +478,7 @@ int main(void)
         T(test_commit_fails_when_redis_is_down),
         T(test_job_records_shared),
         T(test_export_reads_the_stream),
-        T(test_other_operations_stay_local),
+        T(test_integrations_in_redis),
         T(test_attach_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -724,6 +724,7 @@ static void test_weight_that_cannot_fit_is_refused(void **state)
 typedef struct {
     jn_traffic_event_t ev[MAXEV];
     char method[MAXEV][8];
+    char tag[MAXEV][32]; /* "" when the event had none */
     int n;
     fx_t *f;
     int done_before[MAXEV]; /* calls completed when the event came */
@@ -737,6 +738,8 @@ static void on_event(void *ud, const jn_traffic_event_t *ev)
     e->ev[e->n] = *ev;
     e->ev[e->n].info = NULL; /* only valid during the call */
     snprintf(e->method[e->n], sizeof e->method[e->n], "%s", ev->method);
+    snprintf(e->tag[e->n], sizeof e->tag[e->n], "%s", ev->tag ? ev->tag : "");
+    e->ev[e->n].tag = NULL;
     if (ev->kind == JN_TRAFFIC_EVENT_DONE) {
         assert_non_null(ev->info);
         assert_int_equal(ev->info->attempts, ev->attempt);
@@ -800,6 +803,47 @@ static void test_observer_sees_every_attempt_and_call(void **state)
     RUN_UNTIL(f, f->r[3].done);
     assert_true(e.ev[0].throttled);
     assert_int_equal(e.ev[0].status, 429);
+    fx_free(f);
+}
+
+/* The tag of a call (the runtime's integration id) reaches every event of
+ * it, and a tag that could corrupt a log line is refused. */
+static void test_observer_carries_the_tag(void **state)
+{
+    jn_traffic_config_t cfg;
+    jn_http_request_t req;
+    jn_traffic_opts_t o;
+    char url[256], err[256];
+    events_t e;
+    fx_t *f;
+    (void)state;
+
+    memset(&e, 0, sizeof e);
+    jn_traffic_config_init(&cfg);
+    fast_retry(&cfg.defaults);
+    cfg.observer = on_event;
+    cfg.observer_ud = &e;
+    f = fx_new(&cfg);
+    e.f = f;
+    jn_http_request_init(&req);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/flaky/1", http_peer_port(f->peer));
+    req.url = url;
+    memset(&o, 0, sizeof o);
+    o.provider = "github";
+    o.organization = "acme";
+    o.tag = "integration-7";
+    f->r[0].f = f;
+    if (jn_traffic_send(f->t, &o, &req, on_done, &f->r[0], &f->r[0].call, err, sizeof err) != 0)
+        fail_msg("send: %s", err);
+    RUN_UNTIL(f, f->r[0].done);
+    assert_int_equal(e.n, 3); /* two attempts, one call */
+    for (int i = 0; i < e.n; i++)
+        assert_string_equal(e.tag[i], "integration-7");
+    o.tag = "bad\ntag";
+    assert_int_equal(
+        jn_traffic_send(f->t, &o, &req, on_done, &f->r[1], &f->r[1].call, err, sizeof err),
+        JN_HTTP_EINVAL);
+    assert_non_null(strstr(err, "tag"));
     fx_free(f);
 }
 
@@ -961,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_default_deadline_leaves_the_request_its_timeout),
         cmocka_unit_test(test_weight_that_cannot_fit_is_refused),
         cmocka_unit_test(test_observer_sees_every_attempt_and_call),
+        cmocka_unit_test(test_observer_carries_the_tag),
         cmocka_unit_test(test_degraded_status_and_one_log_line),
         cmocka_unit_test(test_policy_layers_rate_limits),
         cmocka_unit_test(test_policy_errors_name_the_path),

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api_internal.h"
+#include "telemetry.h"
 #include "junction/clock.h"
 #include "junction/crypto.h"
 #include "junction/error.h"
@@ -304,6 +305,11 @@ static void dispatch_bound(jn_http_req_t *req, void *ud)
             api_error(r, 403, "forbidden", "this token is read-only");
             return;
         }
+        if (b->route->need == NEED_ADMIN && !r->who.admin) {
+            api_error(r, 403, "forbidden",
+                      "connector deploys, rollbacks and their history need the admin token");
+            return;
+        }
     }
     b->route->fn(r);
 }
@@ -323,11 +329,12 @@ static void op_readyz(api_req_t *r)
 {
     jn_buf_t b = {0};
     char why[256] = "";
-    int64_t n = 0;
     int ok = 1;
 
+    /* A query of the local store that reads no data (in the cluster, Redis
+     * is the "redis" check below: the probe must not scan evidence.raw). */
     jn_buf_puts(&b, "{\"checks\":{\"store\":");
-    if (jn_store_evidence_count(r->api->o.store, "\x01readyz", &n) != 0) {
+    if (jn_store_schema_version(r->api->o.store) < 0) {
         ok = 0;
         buf_str(&b, jn_store_errmsg(r->api->o.store));
     } else {
@@ -591,6 +598,25 @@ static void traffic_metrics(jn_api_t *api, jn_buf_t *b)
     free(acc.sums);
 }
 
+/* Process-wide counts of every vault (the API's and the workers'). */
+static void vault_op_metrics(jn_buf_t *b)
+{
+    jn_vault_op_stats_t ops;
+    char line[256];
+
+    jn_vault_op_stats(&ops);
+    metric_head(b, "junction_vault_operations_total", "counter",
+                "vault encryptions, decryptions and key or credential rotations");
+    snprintf(line, sizeof(line),
+             "junction_vault_operations_total{operation=\"encrypt\"} %" PRIu64 "\n"
+             "junction_vault_operations_total{operation=\"decrypt\"} %" PRIu64 "\n",
+             ops.encrypt, ops.decrypt);
+    jn_buf_puts(b, line);
+    snprintf(line, sizeof(line),
+             "junction_vault_operations_total{operation=\"rotate\"} %" PRIu64 "\n", ops.rotate);
+    jn_buf_puts(b, line);
+}
+
 static void vault_metrics(jn_api_t *api, jn_buf_t *b)
 {
     jn_vault_t *v = api->o.vault ? api_vault(api) : NULL;
@@ -605,6 +631,35 @@ static void vault_metrics(jn_api_t *api, jn_buf_t *b)
                s.misses);
     metric_u64(b, "junction_vault_cache_entries", "gauge", "decrypted credentials cached",
                s.entries);
+    vault_op_metrics(b);
+}
+
+static void metrics_write(void *ud, const char *s, size_t n)
+{
+    jn_buf_append(ud, s, n);
+}
+
+/* The registry's families (telemetry.h), gauges refreshed from live state
+ * first: connector versions from the registry when there is one (hot deploys
+ * change them), else the connectors loaded at start. */
+static void registry_metrics(jn_api_t *api, jn_buf_t *b)
+{
+    jn_telemetry_t *t = api->o.rt ? api->o.rt->telemetry : NULL;
+    size_t n = api->o.registry ? jn_registry_provider_count(api->o.registry) : api->nproviders;
+    const jn_connector_t **live;
+
+    if (t == NULL)
+        return;
+    live = calloc(n ? n : 1, sizeof(*live));
+    if (live == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        live[i] = api->o.registry
+                      ? jn_registry_live(api->o.registry, jn_registry_provider(api->o.registry, i))
+                      : api->providers[i].conn;
+    jn_telemetry_refresh(t, api->o.rt->traffic, api->o.queue, live, n);
+    free(live);
+    jn_metrics_render(t->metrics, metrics_write, b);
 }
 
 static void op_metrics(api_req_t *r)
@@ -625,6 +680,7 @@ static void op_metrics(api_req_t *r)
     vault_metrics(api, &b);
     api_intake_metrics(api, &b);
     metric_u64(&b, "junction_connectors_loaded", "gauge", "connectors loaded", api->nproviders);
+    registry_metrics(api, &b);
     jn_http_respond(r->req, 200, h, 2, b.data ? b.data : "", b.len);
     jn_buf_free(&b);
     free(r);
@@ -709,33 +765,72 @@ static int read_admin_token(jn_api_t *api, char *err, size_t errlen)
     return 0;
 }
 
+/* Providers deployed after the start get an entry while there is room. */
+#define PROVIDER_SPARE 256
+
+/* The provider's connector is c (a new reference); its webhook declaration
+ * is read again, since a new version may change it. */
+static void provider_set(api_provider_t *p, jn_connector_t *c)
+{
+    jn_connector_t *old = p->conn;
+    jn_json_t *meta = NULL;
+    char why[512];
+
+    p->conn = jn_connector_ref(c);
+    jn_connector_unref(old);
+    jn_webhook_scheme_free(p->scheme);
+    p->scheme = NULL;
+    if (c->webhook_scheme == NULL || c->metadata_json == NULL)
+        return;
+    if (jn_json_parse(c->metadata_json, strlen(c->metadata_json), NULL, &meta, NULL) != 0 ||
+        jn_webhook_scheme_from_json(jn_json_get(meta, "webhook"), &p->scheme, why, sizeof(why)) !=
+            0) {
+        jn_log_error("connector %s %s: its webhook declaration is unusable (%s); its webhooks "
+                     "are refused",
+                     c->provider_type, c->version, why);
+        p->scheme = NULL;
+    }
+    jn_json_free(meta);
+}
+
+static int provider_add(jn_api_t *api, jn_connector_t *c)
+{
+    api_provider_t *p = api_provider(api, c->provider_type);
+
+    if (p == NULL) {
+        if (api->nproviders == api->capproviders)
+            return -1;
+        p = &api->providers[api->nproviders++];
+    }
+    if (p->conn != c)
+        provider_set(p, c);
+    return 0;
+}
+
+/* A connector version went live (a deploy here or on another node, a
+ * rollback): webhooks, OAuth and credential tests follow it. */
+static void on_connector_live(void *ud, const jn_registry_event_t *ev)
+{
+    jn_api_t *api = ud;
+    const jn_connector_t *c = jn_registry_live(api->o.registry, ev->provider);
+
+    if (c != NULL && provider_add(api, (jn_connector_t *)c) != 0)
+        jn_log_error("connector %s: %zu providers are served already; restart to serve it",
+                     ev->provider, api->capproviders);
+}
+
 static int load_providers(jn_api_t *api, char *err, size_t errlen)
 {
-    api->providers = calloc(api->o.nconnectors ? api->o.nconnectors : 1, sizeof(api_provider_t));
+    api->capproviders = api->o.nconnectors + PROVIDER_SPARE;
+    api->providers = calloc(api->capproviders, sizeof(api_provider_t));
     if (api->providers == NULL)
         return jn_errorf(err, errlen, "out of memory");
-    for (size_t i = 0; i < api->o.nconnectors; i++) {
-        jn_connector_t *c = api->o.connectors[i];
-        api_provider_t *p;
-        jn_json_t *meta = NULL;
-        char why[512];
-
-        if (api_provider(api, c->provider_type) != NULL)
-            continue;
-        p = &api->providers[api->nproviders++];
-        p->conn = jn_connector_ref(c);
-        if (c->webhook_scheme == NULL || c->metadata_json == NULL)
-            continue;
-        if (jn_json_parse(c->metadata_json, strlen(c->metadata_json), NULL, &meta, NULL) != 0 ||
-            jn_webhook_scheme_from_json(jn_json_get(meta, "webhook"), &p->scheme, why,
-                                        sizeof(why)) != 0) {
-            jn_log_error("connector %s: its webhook declaration is unusable (%s); its webhooks "
-                         "are refused",
-                         c->provider_type, why);
-            p->scheme = NULL;
-        }
-        jn_json_free(meta);
-    }
+    for (size_t i = 0; i < api->o.nconnectors; i++)
+        if (api_provider(api, api->o.connectors[i]->provider_type) == NULL)
+            provider_add(api, api->o.connectors[i]);
+    if (api->o.registry != NULL &&
+        jn_registry_add_listener(api->o.registry, on_connector_live, api) != 0)
+        return jn_errorf(err, errlen, "out of memory");
     return 0;
 }
 
@@ -776,8 +871,9 @@ int jn_api_create(const jn_api_opts_t *opts, jn_api_t **out, char *err, size_t e
     jn_http_server_opts_t so;
     bound_route_t *bound;
     size_t nbound = 0;
-    const api_route_t *tables[] = {ops_routes, api_manage_routes, api_creds_routes,
-                                   api_webhook_routes, api_oauth_routes};
+    const api_route_t *tables[] = {ops_routes,         api_manage_routes, api_creds_routes,
+                                   api_webhook_routes, api_oauth_routes,  api_connector_routes,
+                                   api_ui_routes,      api_health_routes};
 
     *out = NULL;
     if (blk == NULL)
@@ -862,6 +958,8 @@ void jn_api_destroy(jn_api_t *api)
     if (api->srv)
         jn_http_server_destroy(api->srv);
     api_oauth_free(api);
+    if (api->o.registry != NULL)
+        jn_registry_remove_listener(api->o.registry, on_connector_live, api);
     for (size_t i = 0; i < api->nproviders; i++) {
         jn_webhook_scheme_free(api->providers[i].scheme);
         jn_connector_unref(api->providers[i].conn);

@@ -5,6 +5,8 @@
  *   /healthz /readyz /metrics                       operations, no token
  *   /v1/connectors, /v1/integrations[/...],         management and credentials,
  *   /v1/jobs[/...], /v1/credentials[/...]           admin or organization token
+ *   POST /v1/connectors, /v1/connectors/{provider}/ connector deploys (api_connectors.c),
+ *   rollback|history                                the admin token only
  *   /v1/webhooks/{provider}/{integration_id}        verified by the provider's scheme
  *   /v1/oauth/{provider}/authorize|callback         the OAuth connect flow
  *
@@ -35,6 +37,7 @@
 #include "junction/queue.h"
 #include "junction/store.h"
 #include "junction/vault.h"
+#include "registry.h"
 #include "runtime.h"
 
 typedef struct jn_api jn_api_t;
@@ -56,6 +59,11 @@ typedef struct {
     void *vault_ud;
     jn_connector_t *const *connectors; /* loaded connectors (the first of a provider wins) */
     size_t nconnectors;
+    /* The connector registry (loop thread): deploys, rollbacks and history
+     * through the API; the API follows every version that goes live, and a
+     * credential test runs the version live when it starts. NULL: the
+     * connectors above, and the deploy routes answer 503. */
+    jn_registry_t *registry;
     /* NULL: read from the configuration and the environment. */
     const char *admin_token;
     /* The clock of webhook verification and tokens (tests); NULL: the wall clock. */
@@ -98,6 +106,10 @@ typedef struct {
     jn_queue_t *queue;
     jn_connector_t *const *connectors;
     size_t nconnectors;
+    /* Each delivery runs the version live when it starts (or the
+     * integration's pin) and keeps it to its end, and a provider first
+     * deployed later gets its lane; NULL: the connectors above. */
+    jn_registry_t *registry;
     jn_api_vault_fn vault;
     void *vault_ud;
 } jn_webhook_worker_opts_t;

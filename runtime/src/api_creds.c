@@ -497,20 +497,34 @@ int api_run_connection_test(api_req_t *r, const char *org, const char *credentia
     api_provider_t *p = api_provider(r->api, provider);
     jn_vault_t *v = api_vault(r->api);
     jn_job_opts_t o = {0};
+    jn_connector_t *conn;
     char requester[300];
     test_t *t;
+    int rc;
 
     if (p == NULL)
         return jn_errorf(err, errlen, "no connector is loaded for provider '%s'", provider);
     if (v == NULL || r->api->o.rt == NULL)
         return jn_errorf(err, errlen, "the vault or the runtime is not available");
+    /* the version live now, not the one the process started with; the job
+     * holds its own reference to its end (a provider the registry does not
+     * hold was given to the API directly) */
+    if (r->api->o.registry != NULL && jn_registry_live(r->api->o.registry, provider) != NULL)
+        conn = jn_registry_acquire(r->api->o.registry, provider, NULL, err, errlen);
+    else
+        conn = jn_connector_ref(p->conn);
+    if (conn == NULL)
+        return -1;
     t = calloc(1, sizeof(*t));
-    if (t == NULL)
+    if (t == NULL) {
+        jn_connector_unref(conn);
         return jn_errorf(err, errlen, "out of memory");
+    }
     snprintf(requester, sizeof(requester), "connection-test:api");
     if (jn_cli_credential_auth(v, org, credential_id, version, requester, &t->auth, NULL, err,
                                errlen) != 0) {
         free(t);
+        jn_connector_unref(conn);
         return -1;
     }
     t->r = r;
@@ -520,13 +534,16 @@ int api_run_connection_test(api_req_t *r, const char *org, const char *credentia
     t->config = strdup(config_json ? config_json : "{}");
     if ((t->red = jn_redactor_create()) != NULL)
         jn_auth_each_secret(t->auth, redact_add, t->red);
-    o.connector = p->conn;
+    o.connector = conn;
     o.entry = "test_connection";
     o.config_json = t->config;
     o.organization_id = org;
     o.auth = t->auth;
     o.hooks = (jn_job_hooks_t){test_emit, test_done, t};
-    if (t->config == NULL || jn_job_start(r->api->o.rt, &o, NULL, err, errlen) != 0) {
+    rc = t->config == NULL ? jn_errorf(err, errlen, "out of memory")
+                           : jn_job_start(r->api->o.rt, &o, NULL, err, errlen);
+    jn_connector_unref(conn);
+    if (rc != 0) {
         jn_auth_free(t->auth);
         jn_redactor_destroy(t->red);
         free(t->config);

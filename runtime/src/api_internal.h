@@ -16,6 +16,7 @@ enum {
     NEED_NONE = 0,  /* operations endpoints, webhooks, the OAuth callback */
     NEED_READ = 1,  /* any valid token */
     NEED_WRITE = 2, /* the admin token or a write-scoped organization token */
+    NEED_ADMIN = 3, /* the admin token only (connector deploys act on every organization) */
 };
 
 /* Who is asking. */
@@ -43,8 +44,8 @@ struct jn_api {
     jn_http_server_t *srv;
     char *admin_token; /* locked memory */
     size_t admin_token_len;
-    api_provider_t *providers;
-    size_t nproviders;
+    api_provider_t *providers; /* never moved: deliveries point into it */
+    size_t nproviders, capproviders;
     api_intake_t *intake;
     api_oauth_t *oauth;
     size_t webhook_max_body;
@@ -111,6 +112,9 @@ extern const api_route_t api_manage_routes[];
 extern const api_route_t api_creds_routes[];
 extern const api_route_t api_webhook_routes[];
 extern const api_route_t api_oauth_routes[];
+extern const api_route_t api_connector_routes[];
+extern const api_route_t api_health_routes[];
+extern const api_route_t api_ui_routes[]; /* api_ui.c: the dashboard */
 
 /* ---- api_webhook.c: the intake ---- */
 int api_intake_start(jn_api_t *api, char *err, size_t errlen);

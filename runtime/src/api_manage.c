@@ -19,6 +19,7 @@
 #include "junction/error.h"
 #include "junction/log.h"
 #include "junction/scheduler.h"
+#include "telemetry.h"
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
@@ -634,6 +635,8 @@ static void integrations_delete(api_req_t *r)
         return;
     }
     api_intake_forget(r->api, it.id);
+    if (r->api->o.rt != NULL && r->api->o.rt->telemetry != NULL)
+        jn_health_forget(r->api->o.rt->telemetry->health, it.id); /* its memory too */
     free(strings);
     jn_http_respond(r->req, 204, NULL, 0, NULL, 0);
     free(r);
@@ -674,81 +677,7 @@ static void integrations_sync(api_req_t *r)
     free(strings);
 }
 
-/* ---- health ----------------------------------------------------------------- */
-
-typedef struct {
-    int n;
-    int consecutive_failures, counting;
-    int64_t last_success_ms, last_failure_ms;
-    jn_buf_t *b;
-} health_t;
-
-static int health_cb(void *ud, const jn_job_record_t *j)
-{
-    health_t *h = ud;
-    int ok = j->status == JN_JOB_SUCCEEDED;
-    int bad = j->status == JN_JOB_FAILED || j->status == JN_JOB_PARTIAL;
-
-    if (h->n++ == 0) {
-        jn_buf_puts(h->b, ",\"last_job\":");
-        job_json(h->b, j);
-        h->counting = 1;
-    }
-    if (h->counting && (j->status == JN_JOB_QUEUED || j->status == JN_JOB_RUNNING))
-        return 0;
-    if (ok && h->last_success_ms == 0)
-        h->last_success_ms = j->finished_ms;
-    if (bad && h->last_failure_ms == 0)
-        h->last_failure_ms = j->finished_ms;
-    if (h->counting) {
-        if (bad)
-            h->consecutive_failures++;
-        else if (ok)
-            h->counting = 0;
-    }
-    return 0;
-}
-
-static void integrations_health(api_req_t *r)
-{
-    jn_integration_t it;
-    jn_job_filter_t f = {NULL, NULL, 50};
-    char *strings = NULL, num[64];
-    jn_buf_t b = {0};
-    health_t h = {0};
-    const char *status;
-
-    if (load_integration(r, &it, &strings) != 0)
-        return;
-    f.integration_id = it.id;
-    h.b = &b;
-    jn_buf_puts(&b, "{\"integration_id\":");
-    buf_str(&b, it.id);
-    if (jn_store_job_each(r->api->o.store, &f, health_cb, &h) != 0) {
-        jn_buf_free(&b);
-        free(strings);
-        store_failed(r, "job_each");
-        return;
-    }
-    if (h.n == 0)
-        jn_buf_puts(&b, ",\"last_job\":null");
-    status = !it.enabled                  ? "disabled"
-             : h.consecutive_failures > 0 ? "failing"
-             : h.last_success_ms > 0      ? "healthy"
-                                          : "unknown";
-    jn_buf_puts(&b, ",\"status\":");
-    buf_str(&b, status);
-    jn_buf_puts(&b, it.enabled ? ",\"enabled\":true" : ",\"enabled\":false");
-    jn_buf_puts(&b, ",\"last_success_at\":");
-    buf_time(&b, h.last_success_ms);
-    jn_buf_puts(&b, ",\"last_failure_at\":");
-    buf_time(&b, h.last_failure_ms);
-    snprintf(num, sizeof(num), ",\"consecutive_failures\":%d}", h.consecutive_failures);
-    jn_buf_puts(&b, num);
-    api_json(r, 200, &b);
-    jn_buf_free(&b);
-    free(strings);
-}
+/* health: api_health.c */
 
 /* ---- evidence ------------------------------------------------------------- */
 
@@ -1047,7 +976,6 @@ const api_route_t api_manage_routes[] = {
     {"DELETE", "/v1/integrations/{id}", integrations_delete, NEED_WRITE, 0, 0},
     {"POST", "/v1/integrations/{id}/sync", integrations_sync, NEED_WRITE, 0, 0},
     {"PUT", "/v1/integrations/{id}/connector_version", integrations_pin, NEED_WRITE, 0, 0},
-    {"GET", "/v1/integrations/{id}/health", integrations_health, NEED_READ, 0, 0},
     {"GET", "/v1/integrations/{id}/evidence", integrations_evidence, NEED_READ, 0, 0},
     {"GET", "/v1/jobs", jobs_list, NEED_READ, 0, 0},
     {"GET", "/v1/jobs/{id}", jobs_get, NEED_READ, 0, 0},

@@ -46,6 +46,7 @@
 #include "junction/log.h"
 #include "junction/redact.h"
 #include "junction/secmem.h"
+#include "telemetry.h"
 #include "token_cache.h"
 
 #define CACHE_BUCKETS 1024
@@ -90,6 +91,9 @@ typedef struct wh_entry {
  * are expected meanwhile (none of this at low rates: no added latency). */
 #define GATHER_TARGET 16
 #define GATHER_NS 400000
+/* Random bytes for job ids are drawn from OpenSSL in blocks of this size: a
+ * call per delivery cost as much as its HMAC (a lock and a fork check). */
+#define RANDOM_POOL 4096
 
 typedef struct dd_entry dd_entry_t;
 
@@ -147,6 +151,10 @@ struct api_intake {
     dd_entry_t *dd_newest, *dd_oldest;
     size_t dd_committed;
     uint64_t failures, dedup_hits;
+    uint8_t rnd[RANDOM_POOL]; /* random bytes for job ids, used from rnd_used on */
+    size_t rnd_used;
+    int64_t received_ms; /* the millisecond received_at holds */
+    char received_at[32];
     /* intake thread */
     uint64_t cycle_ns, cycle_arrived;
     /* counters (intake thread, read under mu) */
@@ -260,16 +268,22 @@ static void dd_free_all(api_intake_t *in)
 /* A job id that sorts by time: 12 hex digits of the millisecond, then 20 of
  * random. The queue's index on the id then grows at its end, where a random
  * id would dirty one more page of the write-ahead log per delivery, which is
- * most of what a group commit writes. */
-static int job_id_new(char out[JN_QUEUE_ID_LEN])
+ * most of what a group commit writes. The random part comes from a pool the
+ * loop thread refills from OpenSSL's generator; each byte is used once. */
+static int job_id_new(api_intake_t *in, char out[JN_QUEUE_ID_LEN])
 {
     uint8_t raw[16];
     uint64_t ms = (uint64_t)jn_now_ms();
 
     for (int i = 0; i < 6; i++)
         raw[i] = (uint8_t)(ms >> (40 - 8 * i));
-    if (jn_random_bytes(raw + 6, sizeof(raw) - 6) != 0)
-        return -1;
+    if (in->rnd_used + (sizeof(raw) - 6) > sizeof(in->rnd)) {
+        if (jn_random_bytes(in->rnd, sizeof(in->rnd)) != 0)
+            return -1;
+        in->rnd_used = 0;
+    }
+    memcpy(raw + 6, in->rnd + in->rnd_used, sizeof(raw) - 6);
+    in->rnd_used += sizeof(raw) - 6;
     jn_hex_encode(raw, sizeof(raw), out);
     return 0;
 }
@@ -388,11 +402,13 @@ static void answer_stored(api_req_t *r, int created, const char *job_id)
 {
     static const jn_http_field_t h[2] = {{"Content-Type", "application/json"},
                                          {"Cache-Control", "no-store"}};
+    static const char accepted[] = "{\"status\":\"accepted\",\"job_id\":\"";
+    static const char duplicate[] = "{\"status\":\"duplicate\",\"job_id\":\"";
     char body[128];
-    int n;
+    size_t n, idl = strlen(job_id);
 
-    if (strspn(job_id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") !=
-        strlen(job_id)) {
+    if (strspn(job_id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != idl ||
+        idl > sizeof(body) - sizeof(duplicate) - 2) {
         jn_buf_t b = {0};
         jn_buf_puts(&b, created ? "{\"status\":\"accepted\",\"job_id\":"
                                 : "{\"status\":\"duplicate\",\"job_id\":");
@@ -402,9 +418,14 @@ static void answer_stored(api_req_t *r, int created, const char *job_id)
         jn_buf_free(&b);
         return;
     }
-    n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"job_id\":\"%s\"}",
-                 created ? "accepted" : "duplicate", job_id);
-    jn_http_respond(r->req, 200, h, 2, body, (size_t)n);
+    /* {"status":"accepted","job_id":"<id>"}: the id checked above needs no escape */
+    n = created ? sizeof(accepted) - 1 : sizeof(duplicate) - 1;
+    memcpy(body, created ? accepted : duplicate, n);
+    memcpy(body + n, job_id, idl);
+    n += idl;
+    body[n++] = '"';
+    body[n++] = '}';
+    jn_http_respond(r->req, 200, h, 2, body, n);
     free(r);
 }
 
@@ -469,6 +490,7 @@ int api_intake_start(jn_api_t *api, char *err, size_t errlen)
     if (in == NULL)
         return jn_errorf(err, errlen, "out of memory");
     in->api = api;
+    in->rnd_used = sizeof(in->rnd); /* empty: filled on first use */
     in->pending_tail = &in->pending;
     in->done_tail = &in->done;
     pthread_mutex_init(&in->mu, NULL);
@@ -485,6 +507,9 @@ int api_intake_start(jn_api_t *api, char *err, size_t errlen)
     in->async.data = in;
     in->async_open = 1;
     if (jn_store_sqlite_cache(api->o.intake_store, INTAKE_CACHE_KIB) < 0)
+        jn_log_warn("webhook intake: %s", jn_store_errmsg(api->o.intake_store));
+    /* copying the log back into the database must not hold up a group */
+    if (getenv("JN_TMP_NOCKPT") == NULL && jn_store_sqlite_background_checkpoints(api->o.intake_store) < 0)
         jn_log_warn("webhook intake: %s", jn_store_errmsg(api->o.intake_store));
     if (pthread_create(&in->thread, NULL, intake_main, in) != 0)
         return jn_errorf(err, errlen, "webhook intake: cannot start its thread");
@@ -791,8 +816,20 @@ static char *scrub_body(const wh_entry_t *e, const char *body, size_t len, size_
 /* The queued payload: what the worker builds the event from (event_args).
  * The body is stored once, as a JSON string when it is UTF-8 (else base64);
  * whether it is JSON is the worker's question, not the intake's. */
-static char *build_payload(const wh_entry_t *e, const jn_webhook_result_t *res, const char *body,
-                           size_t len)
+/* received_at of a delivery: formatted once per millisecond, not per delivery. */
+static const char *received_at(api_intake_t *in)
+{
+    int64_t ms = jn_now_ms();
+
+    if (ms != in->received_ms) {
+        jn_format_rfc3339(ms, in->received_at, sizeof(in->received_at));
+        in->received_ms = ms;
+    }
+    return in->received_at;
+}
+
+static char *build_payload(api_intake_t *in, const wh_entry_t *e, const jn_webhook_result_t *res,
+                           const char *body, size_t len)
 {
     jn_buf_t b = {0};
     char *scrubbed = NULL, *b64 = NULL;
@@ -814,8 +851,7 @@ static char *build_payload(const wh_entry_t *e, const jn_webhook_result_t *res, 
          buf_str(&b, res->delivery_id[0] ? res->delivery_id : NULL) ||
          jn_buf_puts(&b, ",\"event_type\":") ||
          buf_str(&b, res->event_type[0] ? res->event_type : NULL) ||
-         jn_buf_puts(&b, ",\"received_at\":");
-    buf_time(&b, jn_now_ms());
+         jn_buf_puts(&b, ",\"received_at\":") || buf_str(&b, received_at(in));
     mark = b.len;
     rc = rc || jn_buf_puts(&b, ",\"body\":");
     if (rc == 0 && (rc = jn_json_append_string(&b, body, n)) == -2) {
@@ -838,6 +874,23 @@ static char *build_payload(const wh_entry_t *e, const jn_webhook_result_t *res, 
     return b.data;
 }
 
+/* The parts one after the other into out (NUL-terminated): the length, or -1
+ * when they do not fit. */
+static int key_join(char *out, size_t cap, const char *const parts[], size_t nparts)
+{
+    size_t n = 0, l;
+
+    for (size_t i = 0; i < nparts; i++) {
+        l = strlen(parts[i]);
+        if (l >= cap - n)
+            return -1;
+        memcpy(out + n, parts[i], l);
+        n += l;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
 /* Hands an accepted delivery to the intake, or, when its key is known,
  * answers it from memory or with its first copy. */
 static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
@@ -852,14 +905,16 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
     int n;
 
     if (res->delivery_id[0]) {
-        n = snprintf(key, sizeof(key), "webhook:%s:%s", e->integration_id, res->delivery_id);
+        n = key_join(key, sizeof(key),
+                     (const char *[]){"webhook:", e->integration_id, ":", res->delivery_id}, 4);
     } else {
         /* no delivery id in the scheme: the same body is the same delivery */
         uint8_t mac[JN_SHA256_LEN];
         char hex[2 * JN_SHA256_LEN + 1];
         jn_sha256(body, body_len, mac);
         jn_hex_encode(mac, sizeof(mac), hex);
-        n = snprintf(key, sizeof(key), "webhook:%s:sha256:%s", e->integration_id, hex);
+        n = key_join(key, sizeof(key),
+                     (const char *[]){"webhook:", e->integration_id, ":sha256:", hex}, 4);
     }
     if (n < 0 || (size_t)n >= sizeof(key)) {
         api_error(r, 500, "internal_error", "the delivery key does not fit");
@@ -888,8 +943,8 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
     }
     d = calloc(1, sizeof(*d));
     if (d == NULL || jn_webhook_lane(p->conn->provider_type, d->lane, sizeof(d->lane)) != 0 ||
-        job_id_new(d->job_id) != 0 ||
-        (d->payload = build_payload(e, res, body, body_len)) == NULL ||
+        job_id_new(in, d->job_id) != 0 ||
+        (d->payload = build_payload(in, e, res, body, body_len)) == NULL ||
         (dd = dd_add(in, key, (size_t)n, h)) == NULL) {
         if (d)
             free(d->payload);
@@ -1001,8 +1056,15 @@ const api_route_t api_webhook_routes[] = {
 
 typedef struct wrun wrun_t;
 
+/* Providers first deployed after the start get a lane while there is room
+ * (lanes are never moved: runs point into them). */
+#define LANE_SPARE 256
+
 typedef struct {
     char lane[96];
+    char provider[72];
+    /* the connector given at start (borrowed); NULL for a lane added when
+     * the registry made a new provider live */
     jn_connector_t *conn;
     int running, limit;
 } wlane_t;
@@ -1010,7 +1072,8 @@ typedef struct {
 struct jn_webhook_worker {
     jn_webhook_worker_opts_t o;
     wlane_t *lanes;
-    size_t nlanes;
+    size_t nlanes, caplanes;
+    int limit;
     uv_timer_t poll, kick;
     int stopping;
     wrun_t *runs;
@@ -1026,6 +1089,8 @@ struct wrun {
     char *args;
     jn_auth_t *auth;
     jn_job_t *job;
+    /* the version this delivery runs, taken when it starts (a reference) */
+    jn_connector_t *conn;
     int shutdown;
 };
 
@@ -1045,6 +1110,7 @@ static void wrun_free(wrun_t *run)
         jn_auth_free(run->auth);
     }
     jn_queue_job_clear(&run->q);
+    jn_connector_unref(run->conn);
     free(run->it_strings);
     free(run->args);
     free(run);
@@ -1059,8 +1125,10 @@ static void wrecord(wrun_t *run, jn_job_status_t status, const char *error, int6
     r.id = run->q.id;
     r.organization_id = run->q.organization_id;
     r.integration_id = run->it.id ? run->it.id : "";
-    r.provider_type = run->lane->conn->provider_type;
-    r.connector_version = run->lane->conn->version;
+    r.provider_type = run->lane->provider;
+    r.connector_version = run->conn         ? run->conn->version
+                          : run->lane->conn ? run->lane->conn->version
+                                            : NULL;
     r.kind = "webhook";
     r.status = status;
     r.created_ms = run->q.enqueued_ms;
@@ -1075,6 +1143,8 @@ static void wrecord(wrun_t *run, jn_job_status_t status, const char *error, int6
     r.added = r.changed = r.removed = -1;
     if (jn_store_job_put(run->w->o.store, &r) != 0)
         jn_log_error("webhook job %s: %s", r.id, jn_store_errmsg(run->w->o.store));
+    if (run->w->o.rt != NULL) /* outcome metrics and health */
+        jn_telemetry_job_record(run->w->o.rt->telemetry, &r);
     free(clean);
 }
 
@@ -1222,8 +1292,22 @@ static void wstart(jn_webhook_worker_t *w, wlane_t *lane, jn_queue_job_t *q)
             return;
         }
     }
+    /* the version live when the delivery starts (or the integration's pin),
+     * kept to its end: a deploy between two deliveries reaches the second */
+    if (w->o.registry != NULL && jn_registry_live(w->o.registry, lane->provider) != NULL)
+        run->conn = jn_registry_acquire(w->o.registry, lane->provider, run->it.connector_version,
+                                        err, sizeof(err));
+    else if (lane->conn != NULL)
+        run->conn = jn_connector_ref(lane->conn);
+    else
+        jn_errorf(err, sizeof(err), "no connector for provider '%s' is live", lane->provider);
+    if (run->conn == NULL) {
+        wfinish(run, 0, 0, err, 0, 0);
+        wrun_free(run);
+        return;
+    }
     run->args = event_args(run->q.payload_json);
-    o.connector = lane->conn;
+    o.connector = run->conn;
     o.entry = "handle_webhook";
     o.args_json = run->args;
     o.config_json = run->it.config_json;
@@ -1277,33 +1361,67 @@ void jn_webhook_worker_kick(jn_webhook_worker_t *w)
         wkick(w);
 }
 
+/* The lane of a provider whose connector handles webhooks (c: borrowed, or
+ * NULL when the registry holds it); an existing lane is kept. */
+static void lane_add(jn_webhook_worker_t *w, const jn_connector_t *live, jn_connector_t *c)
+{
+    wlane_t *l;
+
+    if (!(live->functions & JN_FN_HANDLE_WEBHOOK) ||
+        strlen(live->provider_type) >= sizeof(l->provider))
+        return;
+    for (size_t k = 0; k < w->nlanes; k++)
+        if (strcmp(w->lanes[k].provider, live->provider_type) == 0)
+            return;
+    if (w->nlanes == w->caplanes) {
+        jn_log_error("webhook worker: %zu providers have lanes already; restart to add %s",
+                     w->caplanes, live->provider_type);
+        return;
+    }
+    l = &w->lanes[w->nlanes];
+    memset(l, 0, sizeof(*l));
+    if (jn_webhook_lane(live->provider_type, l->lane, sizeof(l->lane)) != 0)
+        return;
+    snprintf(l->provider, sizeof(l->provider), "%s", live->provider_type);
+    l->conn = c;
+    l->limit = w->limit;
+    w->nlanes++;
+}
+
+/* A provider deployed while the worker runs gets its lane at once. */
+static void on_connector_live(void *ud, const jn_registry_event_t *ev)
+{
+    jn_webhook_worker_t *w = ud;
+    const jn_connector_t *live = jn_registry_live(w->o.registry, ev->provider);
+
+    if (live != NULL && !w->stopping) {
+        lane_add(w, live, NULL);
+        wkick(w);
+    }
+}
+
 jn_webhook_worker_t *jn_webhook_worker_start(const jn_webhook_worker_opts_t *opts, char *err,
                                              size_t errlen)
 {
     jn_webhook_worker_t *w = calloc(1, sizeof(*w));
-    int limit = (int)jn_config_int(opts->cfg, "workers_default");
+    size_t cap = opts->nconnectors + LANE_SPARE;
 
-    if (w == NULL || (w->lanes = calloc(opts->nconnectors + 1, sizeof(wlane_t))) == NULL) {
+    if (w == NULL || (w->lanes = calloc(cap, sizeof(wlane_t))) == NULL) {
         free(w);
         jn_errorf(err, errlen, "out of memory");
         return NULL;
     }
     w->o = *opts;
-    for (size_t i = 0; i < opts->nconnectors; i++) {
-        jn_connector_t *c = opts->connectors[i];
-        size_t k;
-        if (!(c->functions & JN_FN_HANDLE_WEBHOOK))
-            continue;
-        for (k = 0; k < w->nlanes; k++)
-            if (strcmp(w->lanes[k].conn->provider_type, c->provider_type) == 0)
-                break;
-        if (k < w->nlanes)
-            continue;
-        w->lanes[w->nlanes].conn = c;
-        w->lanes[w->nlanes].limit = limit;
-        jn_webhook_lane(c->provider_type, w->lanes[w->nlanes].lane,
-                        sizeof(w->lanes[w->nlanes].lane));
-        w->nlanes++;
+    w->caplanes = cap;
+    w->limit = (int)jn_config_int(opts->cfg, "workers_default");
+    for (size_t i = 0; i < opts->nconnectors; i++)
+        lane_add(w, opts->connectors[i], opts->connectors[i]);
+    if (opts->registry != NULL &&
+        jn_registry_add_listener(opts->registry, on_connector_live, w) != 0) {
+        free(w->lanes);
+        free(w);
+        jn_errorf(err, errlen, "out of memory");
+        return NULL;
     }
     uv_timer_init(opts->loop, &w->poll);
     uv_timer_init(opts->loop, &w->kick);
@@ -1317,6 +1435,8 @@ void jn_webhook_worker_stop(jn_webhook_worker_t *w)
     if (w == NULL || w->stopping)
         return;
     w->stopping = 1;
+    if (w->o.registry != NULL)
+        jn_registry_remove_listener(w->o.registry, on_connector_live, w);
     for (wrun_t *r = w->runs, *next; r != NULL; r = next) {
         next = r->next;
         if (r->job != NULL) {
@@ -1332,6 +1452,8 @@ void jn_webhook_worker_destroy(jn_webhook_worker_t *w)
 {
     if (w == NULL)
         return;
+    if (w->o.registry != NULL && !w->stopping)
+        jn_registry_remove_listener(w->o.registry, on_connector_live, w);
     while (w->runs != NULL)
         wrun_free(w->runs);
     free(w->lanes);

@@ -25,6 +25,7 @@ int jn_cli_audit(int argc, char **argv);        /* audit verify */
 int jn_cli_integrations(int argc, char **argv); /* integrations add|list|show|... */
 int jn_cli_jobs(int argc, char **argv);         /* jobs list|show|cancel|stats */
 int jn_cli_evidence(int argc, char **argv);     /* evidence export */
+int jn_cli_health(int argc, char **argv);       /* health [--org ID] [--provider P] [--json] */
 
 /* Shared by subcommands: the config from --config FILE (or JUNCTION_CONFIG)
  * plus the environment. Returns NULL after printing the error. */

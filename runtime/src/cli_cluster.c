@@ -1,5 +1,5 @@
-/* Cluster mode: what `junction run` and the integrations, jobs and evidence
- * commands open when redis_url is set.
+/* Cluster mode: what `junction run` and the integrations, jobs, evidence,
+ * creds, keys, audit and tokens commands open when redis_url is set.
  *
  * Embedded (redis_url empty) everything is in the store of data_dir. In the
  * cluster the processes share Redis:
@@ -7,12 +7,23 @@
  *   - job records, checkpoints and evidence go to Redis through the store
  *     (store_redis.h): any node lists and cancels any node's jobs, a worker
  *     resumes from the cursor another one committed, and evidence goes to the
- *     stream evidence.raw for the downstream evidence service;
- *   - integrations, credentials (the vault) and the audit log stay in each
- *     node's store. The integration list of a cluster is its integrations
- *     file, the same on every node (a config map): every node imports it at
- *     start, so every scheduler fires the same slots (enqueued once each) and
- *     every worker finds the integration of the job it claims.
+ *     stream evidence.raw for the downstream evidence service; change
+ *     detection compares each run with a per-integration inventory there;
+ *   - integrations, the vault's records (wrapped organization keys,
+ *     credential ciphertexts), the hash-chained audit log and API tokens are
+ *     in Redis too (store_redis_tenancy.c): an integration added through one
+ *     node's CLI or API is scheduled by every scheduler (the refresh reads by
+ *     a cluster-wide revision) and run by any worker, with a credential put on
+ *     any node. integrations_file still works: every node imports it at start
+ *     and an unchanged import writes nothing. Every node needs the same
+ *     master key; Redis never holds a plaintext secret.
+ * What stays in each node's store: the schema and the webhook intake's local
+ * transaction; nothing a node needs from another.
+ *
+ * A Redis that hangs must not stall a node: every blocking call is bounded
+ * (block_opts below), and after one fails the process's connections to that
+ * Redis share a backoff during which calls fail at once (redis_block.h); the
+ * API's /readyz reports the connection down meanwhile.
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,9 +32,11 @@
 #include "junction/queue_redis.h"
 #include "junction/store_redis.h"
 
-/* The queue's and the sink's calls block the loop: they wait at most five
- * times redis_timeout_ms (the rate limiter's deadline; at least 250 ms), so
- * that a Redis that hangs stalls a process for a moment, not for seconds. */
+/* The queue's and the store's calls block the loop: they wait at most five
+ * times redis_timeout_ms (the rate limiter's deadline; at least 250 ms), and
+ * after one timed out the others fail at once until a prober thread sees
+ * Redis answer again (redis_block.h), so that a Redis that hangs stalls a
+ * process for one deadline, not for seconds. */
 static void block_opts(const jn_config_t *cfg, jn_redis_block_opts_t *o)
 {
     long ms = (long)jn_config_int(cfg, "redis_timeout_ms") * 5;

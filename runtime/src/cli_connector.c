@@ -4,6 +4,8 @@
  * deploy, rollback and history work on the store of data_dir, whether a
  * `junction run` uses it or not: the store is the registry's source of
  * truth, and a running process polls it for deploys (connector_poll_ms).
+ * With redis_url set they work on the cluster's versions and history in
+ * Redis, and a deploy is announced to every node (store_redis.h).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -142,7 +144,7 @@ static int registry_env_open(registry_env_t *e, const char *config, const char *
     if ((e->cfg = jn_cli_load_config(config)) == NULL)
         return 2;
     e->store = jn_cli_open_store(data_dir ? data_dir : jn_config_str(e->cfg, "data_dir"));
-    if (e->store == NULL) {
+    if (e->store == NULL || jn_cli_cluster_store(e->store, e->cfg) < 0) {
         registry_env_close(e);
         return 1;
     }

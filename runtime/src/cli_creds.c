@@ -380,7 +380,8 @@ static int env_open(env_t *e, const creds_args_t *a, int with_vault, const jn_va
     if ((e->cfg = jn_cli_load_config(a->config_file)) == NULL)
         return 2;
     dir = a->data_dir ? a->data_dir : jn_config_str(e->cfg, "data_dir");
-    if ((e->store = jn_cli_open_store(dir)) == NULL) {
+    /* in the cluster the vault's keys, credentials and audit log are in Redis */
+    if ((e->store = jn_cli_open_store(dir)) == NULL || jn_cli_cluster_store(e->store, e->cfg) < 0) {
         env_close(e);
         return 1;
     }

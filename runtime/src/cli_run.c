@@ -37,6 +37,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "alerting.h"
 #include "api.h"
 #include "cli.h"
 #include "job.h"
@@ -46,8 +47,11 @@
 #include "junction/error.h"
 #include "junction/json.h"
 #include "junction/log.h"
+#include "junction/queue_redis.h"
 #include "junction/redact.h"
+#include "junction/store_redis.h"
 #include "runtime.h"
+#include "telemetry.h"
 #include "token_cache.h"
 
 int luaopen_cjson_safe(lua_State *L);
@@ -152,6 +156,10 @@ struct app {
     jn_registry_t *registry;
     jn_trusted_keys_t *trusted_keys;
     char registry_err[1024]; /* why the registry could not start */
+    /* cluster: a subscriber client of its own (rt.redis sends commands) for
+     * the deploys every node announces */
+    jn_redis_t *deploy_redis;
+    jn_redis_sub_t *deploy_sub;
     run_t *runs;
     env_token_t *tokens;
     size_t ntokens;
@@ -160,12 +168,14 @@ struct app {
     int sweep_started;
     uv_signal_t sigint, sigterm;
     int stopping;
-    struct api_role *api; /* the HTTP API and the webhook worker (end of this file) */
+    struct api_role *api;    /* the HTTP API and the webhook worker (end of this file) */
+    jn_alerting_t *alerting; /* health transitions -> alerts (alerting.h) */
 };
 
 static int api_role_start(app_t *app, char *err, size_t errlen);
 static void api_role_stop(app_t *app);
 static void api_role_free(app_t *app);
+static int api_role_port(app_t *app); /* the API's bound port, or -1 */
 
 /* ---- roles and pools ------------------------------------------------------ */
 
@@ -269,8 +279,51 @@ static void on_connector_live(void *ud, const jn_registry_event_t *ev)
         kick_workers(app);
 }
 
+/* A deploy or rollback stored by any node (the message is its deploy id),
+ * or the subscription (re)confirmed after a lost connection, when messages
+ * may have been missed: the store's live versions are read at once. The
+ * poll stays as the fallback for a message lost otherwise. */
+static void on_deploy_announced(jn_redis_sub_t *sub, jn_redis_sub_event_t event, const char *data,
+                                size_t len, void *ud)
+{
+    app_t *app = ud;
+
+    (void)sub;
+    (void)data;
+    (void)len;
+    if (event == JN_REDIS_SUB_CLOSED) {
+        app->deploy_sub = NULL;
+        return;
+    }
+    if ((event == JN_REDIS_SUB_MESSAGE || event == JN_REDIS_SUB_READY) && app->registry != NULL &&
+        !app->stopping)
+        jn_registry_sync(app->registry);
+}
+
+/* Cluster mode: every node hears of a deploy the moment it is stored. */
+static int deploy_subscribe(app_t *app, char *err, size_t errlen)
+{
+    jn_redis_opts_t ro;
+    char channel[256], why[400];
+
+    if (jn_store_redis_deploy_channel(app->store, channel, sizeof(channel)) != 0)
+        return 0; /* embedded: the poll notices the CLI's deploys */
+    jn_redis_opts_init(&ro);
+    ro.command_timeout_ms = (long)jn_config_int(app->cfg, "redis_timeout_ms");
+    ro.connect_timeout_ms = ro.command_timeout_ms * 2;
+    app->deploy_redis =
+        jn_redis_create(&app->loop, jn_config_str(app->cfg, "redis_url"), &ro, why, sizeof(why));
+    if (app->deploy_redis == NULL)
+        return jn_errorf(err, errlen, "redis_url: %s", why);
+    if (jn_redis_subscribe(app->deploy_redis, channel, strlen(channel), on_deploy_announced, app,
+                           &app->deploy_sub) != 0)
+        return jn_errorf(err, errlen, "cannot subscribe to the connector deploys channel");
+    return 0;
+}
+
 /* The registry: the store's live versions, then connectors_dir; polling for
- * deploys made by the CLI; in development mode, watching the directory. */
+ * deploys made by the CLI; in development mode, watching the directory; in
+ * a cluster, the deploys announced on Redis. */
 static int registry_start(app_t *app, char *err, size_t errlen)
 {
     const char *dir = jn_config_str(app->cfg, "connectors_dir");
@@ -287,6 +340,8 @@ static int registry_start(app_t *app, char *err, size_t errlen)
     jn_registry_scan_dir(app->registry, dir, "connectors_dir");
     if (jn_registry_poll(app->registry, (uint64_t)jn_config_int(app->cfg, "connector_poll_ms"), err,
                          errlen) != 0)
+        return -1;
+    if (deploy_subscribe(app, err, errlen) != 0)
         return -1;
     if (jn_registry_mode(app->registry) == JN_CONNECTOR_DEVELOPMENT &&
         jn_registry_watch(app->registry, dir, why, sizeof(why)) != 0)
@@ -992,6 +1047,7 @@ static void put_record(run_t *run, jn_job_status_t status, const char *error, in
     r.baseline_job_id = changes && changes->baseline_job_id[0] ? changes->baseline_job_id : NULL;
     if (jn_store_job_put(run->app->store, &r) != 0)
         jn_log_error("cannot record job %s: %s", r.id, jn_store_errmsg(run->app->store));
+    jn_telemetry_job_record(run->app->rt.telemetry, &r); /* outcome metrics and health */
     free(clean);
 }
 
@@ -1483,6 +1539,17 @@ static int stream_launch(run_t *run, char *err, size_t errlen)
     size_t n;
     int rc;
 
+    /* A segment is a job: it starts on the version live now (or the pin)
+     * and keeps it to its end, so a restarted segment runs a deployed
+     * version; the first segment runs the version the claim took. */
+    if (run->segment > 0 && run->app->registry != NULL) {
+        jn_connector_t *c = jn_registry_acquire(run->app->registry, run->pool->provider,
+                                                run->it.connector_version, err, errlen);
+        if (c == NULL)
+            return -1;
+        jn_connector_unref(run->conn);
+        run->conn = c;
+    }
     if (run_auth(run, &o, headers, err, errlen) != 0)
         return -1;
     /* a stream never starts from scratch because the cursor could not be read */
@@ -1860,6 +1927,52 @@ static size_t survey(app_t *app)
     return s.count;
 }
 
+/* ---- alerting -------------------------------------------------------------
+ * Health transitions of the integrations this process sees become alerts
+ * (alerting.h); started once everything else runs, stopped before the
+ * runtime (whose monitor calls the listener) closes. */
+
+static int alerting_start(app_t *app, char *err, size_t errlen)
+{
+    jn_telemetry_t *t = app->rt.telemetry;
+    const char *base = jn_config_str(app->cfg, "api_public_url");
+    char generator[1024];
+    size_t n;
+
+    if (base != NULL && *base != '\0') {
+        n = strlen(base);
+        while (n > 0 && base[n - 1] == '/')
+            n--;
+        snprintf(generator, sizeof(generator), "%.*s/ui", (int)n, base);
+    } else {
+        /* the port actually bound (listen may say port 0) */
+        const char *listen = jn_config_str(app->cfg, "listen"), *colon = strrchr(listen, ':');
+        int port = api_role_port(app);
+        if (port > 0 && colon != NULL)
+            snprintf(generator, sizeof(generator), "http://%.*s:%d/ui", (int)(colon - listen),
+                     listen, port);
+        else
+            snprintf(generator, sizeof(generator), "http://%s/ui", listen);
+    }
+    app->alerting =
+        jn_alerting_start(&app->loop, app->cfg, generator, t ? t->metrics : NULL, err, errlen);
+    if (app->alerting == NULL)
+        return -1;
+    if (t != NULL && t->health != NULL)
+        jn_health_set_listener(t->health, jn_alerting_health_listener, app->alerting);
+    return 0;
+}
+
+static void alerting_stop(app_t *app)
+{
+    if (app->alerting == NULL)
+        return;
+    if (app->rt.telemetry != NULL && app->rt.telemetry->health != NULL)
+        jn_health_set_listener(app->rt.telemetry->health, NULL, NULL);
+    jn_alerting_stop(app->alerting);
+    app->alerting = NULL;
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static void close_timer(uv_timer_t *t)
@@ -1896,7 +2009,11 @@ static void on_signal(uv_signal_t *s, int signum)
         close_timer(&app->sweep_timer);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+    alerting_stop(app);
     jn_registry_close(app->registry);
+    if (app->deploy_redis != NULL)
+        jn_redis_close(app->deploy_redis);
+    app->deploy_redis = NULL;
     jn_runtime_close(&app->rt);
 }
 
@@ -2079,7 +2196,8 @@ int jn_cli_run(int argc, char **argv)
     app.sigint.data = app.sigterm.data = &app;
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    if (api_role_start(&app, err, sizeof(err)) != 0) {
+    if (api_role_start(&app, err, sizeof(err)) != 0 ||
+        alerting_start(&app, err, sizeof(err)) != 0) {
         fprintf(stderr, "junction: %s\n", err);
         on_signal(&app.sigint, 0);
         uv_run(&app.loop, UV_RUN_DEFAULT);
@@ -2142,6 +2260,10 @@ static int api_role_ready(void *ud, char *why, size_t len)
     app_t *app = ud;
     jn_redis_status_t st;
 
+    /* the blocking connections of the store and the queue (cluster mode):
+     * down from a call that failed or timed out to the next reply */
+    if (jn_store_redis_down(app->store, why, len) || jn_queue_redis_down(app->queue, why, len))
+        return -1;
     if (app->rt.redis == NULL)
         return 0;
     jn_redis_status(app->rt.redis, &st);
@@ -2171,6 +2293,7 @@ static int api_role_start(app_t *app, char *err, size_t errlen)
         wo.queue = app->queue;
         wo.connectors = app->connectors;
         wo.nconnectors = app->nconnectors;
+        wo.registry = app->registry;
         wo.vault = api_role_vault;
         wo.vault_ud = app;
         if ((ar->worker = jn_webhook_worker_start(&wo, err, errlen)) == NULL)
@@ -2195,7 +2318,8 @@ static int api_role_start(app_t *app, char *err, size_t errlen)
         o.vault_ud = app;
         o.connectors = app->connectors;
         o.nconnectors = app->nconnectors;
-        if (app->rt.redis != NULL) {
+        o.registry = app->registry;
+        if (app->rt.redis != NULL || jn_store_is_redis(app->store)) {
             o.ready = api_role_ready;
             o.ready_ud = app;
         }
@@ -2264,4 +2388,9 @@ static void api_role_free(app_t *app)
         jn_store_close(ar->intake_store);
     free(ar);
     app->api = NULL;
+}
+
+static int api_role_port(app_t *app)
+{
+    return app->api != NULL && app->api->api != NULL ? jn_api_port(app->api->api) : -1;
 }

@@ -505,6 +505,8 @@ static int send_http(jn_job_t *job, http_req_t *rp, const char *host, const char
     topts.scope = job->rate_scope;
     topts.weight = rp->weight;
     topts.idempotent = rp->idempotent;
+    /* per-integration health and metrics (the traffic observer gets it back) */
+    topts.tag = job->opts.integration_id;
     if (job->rt->transport != NULL) /* connector tests: record or replay */
         rc = job->rt->transport->send(job->rt->transport, job, rp->url.data, &topts, &req,
                                       on_http_done, job, terr, sizeof terr);

@@ -20,6 +20,7 @@ static void usage(FILE *out)
           "                                      manage the integrations in the store\n"
           "  jobs list|show|cancel|stats         job records and the job queue\n"
           "  evidence export [options]           stored evidence as JSON lines\n"
+          "  health [--org ID] [--json]          integration health, from the running API\n"
           "  collect FILE [options]              run one collect_evidence, print items as JSON "
           "lines\n"
           "  connector validate FILE...          check connectors against the contract\n"
@@ -67,6 +68,8 @@ int main(int argc, char **argv)
         return jn_cli_jobs(argc - 1, argv + 1);
     if (strcmp(argv[1], "evidence") == 0)
         return jn_cli_evidence(argc - 1, argv + 1);
+    if (strcmp(argv[1], "health") == 0)
+        return jn_cli_health(argc - 1, argv + 1);
     if (strcmp(argv[1], "collect") == 0)
         return jn_cli_collect(argc - 1, argv + 1);
     if (strcmp(argv[1], "connector") == 0)

@@ -443,6 +443,20 @@ int jn_registry_add_listener(jn_registry_t *r, jn_registry_listener_fn fn, void 
     return 0;
 }
 
+void jn_registry_remove_listener(jn_registry_t *r, jn_registry_listener_fn fn, void *ud)
+{
+    size_t i;
+
+    for (i = 0; r != NULL && i < r->nlisteners; i++) {
+        if (r->listeners[i].fn == fn && r->listeners[i].ud == ud) {
+            memmove(&r->listeners[i], &r->listeners[i + 1],
+                    (r->nlisteners - i - 1) * sizeof(*r->listeners));
+            r->nlisteners--;
+            return;
+        }
+    }
+}
+
 /* ---- deploys ---- */
 
 /* The version rule: strictly higher than the live version (or equal with
@@ -542,7 +556,11 @@ int jn_registry_deploy(jn_registry_t *r, const jn_deploy_request_t *req, jn_depl
     }
     if (r->store != NULL) {
         /* The store's live version is the one to beat, read under the write
-         * lock: two processes deploying at once cannot both win. */
+         * lock: two processes deploying at once cannot both win. In a
+         * cluster the versions are in Redis, which this lock does not cover:
+         * there the deploy row is written only if the live row is still the
+         * one read here (expected_live_id), so two nodes deploying one
+         * provider in the same instant cannot both pass. */
         own = !(req->flags & JN_DEPLOY_DRY_RUN) && !jn_store_in_transaction(r->store);
         if (own && jn_store_begin(r->store) != 0) {
             jn_errorf(err, errlen, "%s", jn_store_errmsg(r->store));
@@ -623,6 +641,7 @@ int jn_registry_deploy(jn_registry_t *r, const jn_deploy_request_t *req, jn_depl
         d.action = "deploy";
         d.actor = actor;
         d.key_id = v.key_id;
+        d.expected_live_id = live.found ? live.id : -1;
         if (jn_store_connector_version_put(r->store, &v) != 0 ||
             jn_store_connector_deploy_insert(r->store, &d) != 0)
             goto fail_store;

@@ -15,9 +15,11 @@
  * The store is the source of truth: a restart loads each provider's live
  * version from it (and verifies its signature again), a rollback reloads an
  * older source from it, and a process notices a deploy made by another (the
- * `junction connector deploy` CLI) by polling the highest deploy id.
- * Listeners hear of every version that goes live: the worker pools, and
- * later a cluster announcer (which also uses jn_registry_apply_deploy).
+ * `junction connector deploy` CLI) by polling the highest deploy id. In a
+ * cluster the store's versions and deploys are in Redis (store_redis.h),
+ * which announces every stored deploy; `junction run` calls jn_registry_sync
+ * on the announcement, the poll staying as the fallback. Listeners hear of
+ * every version that goes live: the worker pools and the HTTP API.
  *
  * Everything runs on one thread (the loop's).
  */
@@ -129,6 +131,9 @@ int jn_connector_mode_parse(const char *text, jn_connector_mode_t *mode);
 
 /* Called for every version that goes live, after the swap. */
 int jn_registry_add_listener(jn_registry_t *r, jn_registry_listener_fn fn, void *ud);
+/* Forgets a listener added with the same fn and ud (one that goes away
+ * before the registry). */
+void jn_registry_remove_listener(jn_registry_t *r, jn_registry_listener_fn fn, void *ud);
 
 /* ---- deploys ---- */
 

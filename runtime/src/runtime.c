@@ -1,4 +1,5 @@
 #include "runtime.h"
+#include "telemetry.h"
 #include "token_cache.h"
 
 #include <stdio.h>
@@ -71,6 +72,9 @@ static int init_traffic(jn_runtime_t *rt, const jn_config_t *cfg, char *err, siz
         tcfg.redis = rt->redis;
         tcfg.nodes = (unsigned)jn_config_int(cfg, "cluster_nodes");
     }
+    /* every call feeds the metrics and the health of its integration */
+    tcfg.observer = jn_telemetry_traffic_event;
+    tcfg.observer_ud = rt->telemetry;
     if ((rt->traffic = jn_traffic_create(rt->loop, rt->http, &tcfg, sub, sizeof sub)) == NULL) {
         snprintf(err, errlen, "traffic: %s", sub);
         return -1;
@@ -128,7 +132,8 @@ int jn_runtime_init(jn_runtime_t *rt, uv_loop_t *loop, const jn_config_t *cfg, c
     rt->http = jn_http_client_create(loop, &hopts);
     if (rt->http == NULL)
         goto oom;
-    if (init_traffic(rt, cfg, err, errlen) != 0) {
+    if ((rt->telemetry = jn_telemetry_create(loop, cfg, err, errlen)) == NULL ||
+        init_traffic(rt, cfg, err, errlen) != 0) {
         jn_runtime_close(rt);
         return -1;
     }
@@ -146,6 +151,9 @@ void jn_runtime_close(jn_runtime_t *rt)
     jn_token_cache_release(rt);
     jn_traffic_destroy(rt->traffic);
     rt->traffic = NULL;
+    /* after the traffic layer: its last events may still reach the observer */
+    jn_telemetry_destroy(rt->telemetry);
+    rt->telemetry = NULL;
     jn_traffic_policy_free(rt->policy);
     rt->policy = NULL;
     if (rt->redis)

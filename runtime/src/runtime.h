@@ -18,6 +18,7 @@
 
 struct jn_auth;
 struct jn_job;
+struct jn_telemetry;
 
 /* A stand-in for the traffic layer under ctx.http: connector tests record
  * the exchanges the traffic layer returns, or replay recorded ones without
@@ -60,6 +61,9 @@ typedef struct jn_runtime {
                                   const char *new_document_json);
     void *rotated_ud;
     jn_transport_t *transport; /* NULL: ctx.http goes through the traffic layer */
+    /* Metrics and per-integration health (telemetry.h), fed by the traffic
+     * observer and by the job records the workers write. */
+    struct jn_telemetry *telemetry;
 } jn_runtime_t;
 
 /* Fill from the config (limits, HTTP defaults, allow_hosts); the loop is the caller's. */

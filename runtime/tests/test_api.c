@@ -15,6 +15,9 @@
  *     read and write tokens, organization B's token, a revoked token and no
  *     token, against organization A's resources; B's answers are exactly
  *     those for resources that do not exist;
+ *   - connector deploys, rollbacks and history through the API: the admin
+ *     token only; a broken deploy answered 422 with the reason and nothing
+ *     changed; the API serves a version deployed through it;
  *   - the registered routes and docs/openapi.json list the same operations,
  *     and the responses seen here validate against the document's schemas;
  *   - no response carries a secret (canaries).
@@ -34,6 +37,7 @@
 
 #include "api.h"
 #include "cli.h"
+#include "registry.h"
 #include "json_canon.h"
 #include "junction/crypto.h"
 #include "junction/json.h"
@@ -68,6 +72,7 @@ typedef struct {
     jn_vault_t *vault;
     jn_runtime_t rt;
     jn_connector_t *conns[3];
+    jn_registry_t *registry;
     jn_api_t *api;
     int port;
     int64_t now_ms;
@@ -453,6 +458,14 @@ static int setup(void **state)
     o.vault_ud = f;
     o.connectors = f->conns;
     o.nconnectors = 3;
+    {
+        jn_registry_opts_t ro = {0};
+        ro.store = f->store;
+        ro.loop = &f->loop;
+        f->registry = jn_registry_create(&ro, err, sizeof(err));
+        assert_non_null(f->registry);
+    }
+    o.registry = f->registry;
     o.admin_token = ADMIN;
     o.now_ms = test_now;
     o.clock_ud = f;
@@ -483,6 +496,8 @@ static int teardown(void **state)
     uv_loop_close(&f->loop);
     for (int i = 0; i < 3; i++)
         jn_connector_unref(f->conns[i]);
+    jn_registry_close(f->registry);
+    jn_registry_destroy(f->registry);
     jn_vault_destroy(f->vault);
     jn_keyprovider_destroy(f->kp);
     jn_queue_destroy(f->queue);
@@ -1103,12 +1118,145 @@ static void test_openapi_routes(void **state)
     assert_true(validated >= 20);
 }
 
+/* ---- connector deploys ------------------------------------------------------------------ */
+
+static const char deploy_src[] =
+    "local c = connector {\n"
+    "  provider_type = 'deploytst', display_name = 'D', description = 'test', version = '%s',\n"
+    "  auth_types = { 'none' }, capabilities = { 'evidence_collection' },\n"
+    "  rate_limits = { requests_per_second = 5 }, egress = { 'api.example.com' },\n"
+    "  documentation_url = 'https://example.com',\n"
+    "}\n"
+    "function c.test_connection(ctx) return { success = true } end\n"
+    "function c.%s(ctx, config) end\n"
+    "return c\n";
+
+/* {"source": <the connector at version, with its function named fn>} */
+static char *deploy_body(const char *version, const char *fn)
+{
+    char src[1024];
+    jn_buf_t b = {0};
+
+    snprintf(src, sizeof(src), deploy_src, version, fn);
+    jn_buf_puts(&b, "{\"source\":");
+    assert_int_equal(jn_json_append_string(&b, src, strlen(src)), 0);
+    jn_buf_puts(&b, "}");
+    return b.data;
+}
+
+static void test_connector_deploys(void **state)
+{
+    char org_w[JN_API_TOKEN_MAX], org_r[JN_API_TOKEN_MAX], id[33];
+    char *good = deploy_body("1.0.0", "collect_evidence");
+    char *next = deploy_body("1.1.0", "collect_evidence");
+    char *broken = deploy_body("1.2.0", "collect_evidenze");
+    char *lower = deploy_body("0.9.0", "collect_evidence");
+    const char *const routes[3][3] = {
+        {"POST", "/v1/connectors", "/v1/connectors"},
+        {"POST", "/v1/connectors/{provider}/rollback", "/v1/connectors/deploytst/rollback"},
+        {"GET", "/v1/connectors/{provider}/history", "/v1/connectors/deploytst/history"}};
+    resp_t r;
+
+    (void)state;
+    token("org-a", "write", org_w, id);
+    token("org-a", "read", org_r, id);
+    /* organization tokens, whatever their scope, and no token: refused */
+    for (int i = 0; i < 3; i++) {
+        const char *body = i == 0 ? good : NULL;
+        r = call(routes[i][0], routes[i][2], org_w, body);
+        assert_int_equal(r.status, 403);
+        conforms(routes[i][0], routes[i][1], &r);
+        resp_free(&r);
+        r = call(routes[i][0], routes[i][2], org_r, body);
+        assert_int_equal(r.status, 403);
+        resp_free(&r);
+        r = call(routes[i][0], routes[i][2], NULL, body);
+        assert_int_equal(r.status, 401);
+        conforms(routes[i][0], routes[i][1], &r);
+        resp_free(&r);
+    }
+    /* never deployed */
+    r = call("GET", "/v1/connectors/deploytst/history", ADMIN, NULL);
+    assert_int_equal(r.status, 404);
+    conforms("GET", "/v1/connectors/{provider}/history", &r);
+    resp_free(&r);
+    r = call("POST", "/v1/connectors", ADMIN, good);
+    if (r.status != 201)
+        fail_msg("deploy: %ld %s", r.status, r.body);
+    conforms("POST", "/v1/connectors", &r);
+    assert_non_null(strstr(r.body, "\"previous_version\":null"));
+    resp_free(&r);
+    /* the same source again: unchanged, nothing written */
+    r = call("POST", "/v1/connectors", ADMIN, good);
+    assert_int_equal(r.status, 200);
+    conforms("POST", "/v1/connectors", &r);
+    assert_non_null(strstr(r.body, "\"unchanged\":true"));
+    resp_free(&r);
+    /* refusals: the precise reason, nothing changed */
+    r = call("POST", "/v1/connectors", ADMIN, broken);
+    assert_int_equal(r.status, 422);
+    conforms("POST", "/v1/connectors", &r);
+    assert_non_null(strstr(r.body, "deploy_rejected"));
+    assert_non_null(strstr(r.body, "function 'collect_evidence' is missing"));
+    resp_free(&r);
+    r = call("POST", "/v1/connectors", ADMIN, lower);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "version 0.9.0 is not higher than the live version 1.0.0"));
+    resp_free(&r);
+    r = call("POST", "/v1/connectors", ADMIN, "{\"source\":42}");
+    assert_int_equal(r.status, 400);
+    conforms("POST", "/v1/connectors", &r);
+    resp_free(&r);
+    r = call("POST", "/v1/connectors/deploytst/rollback", ADMIN, NULL);
+    assert_int_equal(r.status, 422);
+    conforms("POST", "/v1/connectors/{provider}/rollback", &r);
+    assert_non_null(strstr(r.body, "nothing to roll back to"));
+    resp_free(&r);
+    r = call("GET", "/v1/connectors/deploytst/history", ADMIN, NULL);
+    assert_int_equal(r.status, 200);
+    conforms("GET", "/v1/connectors/{provider}/history", &r);
+    assert_null(strstr(r.body, "},{")); /* one row */
+    resp_free(&r);
+    /* a newer version, then back */
+    r = call("POST", "/v1/connectors", ADMIN, next);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.body, "\"previous_version\":\"1.0.0\""));
+    resp_free(&r);
+    r = call("GET", "/v1/connectors", ADMIN, NULL);
+    assert_int_equal(r.status, 200);
+    conforms("GET", "/v1/connectors", &r);
+    assert_non_null(strstr(r.body, "\"provider_type\":\"deploytst\",\"version\":\"1.1.0\""));
+    resp_free(&r);
+    r = call("POST", "/v1/connectors/deploytst/rollback", ADMIN, "{\"version\":\"1.0.0\"}");
+    assert_int_equal(r.status, 201);
+    conforms("POST", "/v1/connectors/{provider}/rollback", &r);
+    assert_non_null(strstr(r.body, "\"version\":\"1.0.0\""));
+    resp_free(&r);
+    r = call("GET", "/v1/connectors/deploytst/history?limit=2", ADMIN, NULL);
+    assert_int_equal(r.status, 200);
+    conforms("GET", "/v1/connectors/{provider}/history", &r);
+    assert_non_null(strstr(r.body, "\"action\":\"rollback\""));
+    resp_free(&r);
+    r = call("GET", "/v1/connectors/deploytst/history?limit=0", ADMIN, NULL);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    r = call("GET", "/v1/connectors/Deploy.Tst/history", ADMIN, NULL);
+    assert_int_equal(r.status, 400);
+    conforms("GET", "/v1/connectors/{provider}/history", &r);
+    resp_free(&r);
+    free(good);
+    free(next);
+    free(broken);
+    free(lower);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),        cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_payload_shapes), cmocka_unit_test(test_tenants),
-        cmocka_unit_test(test_validation),     cmocka_unit_test(test_openapi_routes),
+        cmocka_unit_test(test_validation),     cmocka_unit_test(test_connector_deploys),
+        cmocka_unit_test(test_openapi_routes),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

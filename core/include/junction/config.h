@@ -40,6 +40,14 @@
  *   api_public_url           string  ""       base URL of the API (OAuth redirect URIs)
  *   api_oauth_clients_file   path    ""       OAuth clients per provider (a 0600 JSON file)
  *   api_webhook_max_body_bytes size  1m       largest webhook delivery
+ *   health_*                 ratio/int        health thresholds (docs/operations.md, "Health")
+ *   metrics_org_labels       list    ""       organizations with their own metric series
+ *   metrics_max_series       int     2000     series per metric family (1..1000000)
+ *   alert_sinks              list    "log"    any of log, webhook, alertmanager
+ *   alert_webhook_url        string  ""       the webhook sink's URL
+ *   alert_webhook_secret_file path   ""       its signing secret (a 0600 file, whsec_<base64>)
+ *   alertmanager_url         string  ""       base URL of Alertmanager (API v2)
+ *   alert_resend_s           int     60       firing alerts re-posted to Alertmanager (1..86400)
  */
 #ifndef JUNCTION_CONFIG_H
 #define JUNCTION_CONFIG_H
@@ -63,6 +71,8 @@ int jn_config_set(jn_config_t *cfg, const char *key, const char *value, char *er
  * programming error, not an input error). */
 const char *jn_config_str(const jn_config_t *cfg, const char *key);
 long long jn_config_int(const jn_config_t *cfg, const char *key);
+/* A decimal number in 0..1 (health_*_error_rate, health_recovery_margin). */
+double jn_config_ratio(const jn_config_t *cfg, const char *key);
 /* A list value: *count entries, valid until the key is set again. */
 const char *const *jn_config_list(const jn_config_t *cfg, const char *key, size_t *count);
 /* Where the current value came from: "default", a "file:line", "env" or "set". */

@@ -82,5 +82,9 @@ typedef struct {
  * precise message when the URL is invalid or Redis cannot be reached. */
 jn_queue_t *jn_queue_open_redis(const char *url, const jn_queue_redis_opts_t *ropts,
                                 const jn_queue_opts_t *opts, char *err, size_t errlen);
+/* 1 (why: the server and the last failure) while the queue's connection is
+ * down (from a failed call to the next reply); 0 when it answers or when q
+ * is not a Redis queue. */
+int jn_queue_redis_down(jn_queue_t *q, char *why, size_t len);
 
 #endif

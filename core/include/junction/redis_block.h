@@ -12,7 +12,15 @@
  *  - a failed connection is dropped and made again by the next call, but not
  *    before a backoff (retry_min_ms doubling up to retry_max_ms) has passed:
  *    while Redis is down, calls fail at once instead of each one waiting out
- *    a connect timeout on the caller's loop;
+ *    a connect timeout on the caller's loop. Only a reply ends the backoff,
+ *    not a new connection: a Redis that hangs (stopped, overloaded) still
+ *    accepts connections. The backoff is the server's, shared by every
+ *    connection of the process to it (by "redis HOST:PORT"), and a thread
+ *    of its own probes the server (a PING on a connection of its own, once
+ *    per backoff period) while every call fails at once: a hung Redis costs
+ *    the callers one command timeout in all, not one per call, per period or
+ *    per connection. Should that thread not start, one call per period
+ *    probes instead;
  *  - scripts run with EVALSHA; a NOSCRIPT answer (a restart, SCRIPT FLUSH)
  *    sends the script again with EVAL, which also caches it.
  *
@@ -20,7 +28,7 @@
  * sent only in AUTH and never appears in a message: errors name the server
  * as "redis HOST:PORT" or "redis unix:PATH".
  *
- * Not thread-safe: one connection per thread.
+ * Not thread-safe: one connection per thread (the shared backoff is locked).
  */
 #ifndef JUNCTION_REDIS_BLOCK_H
 #define JUNCTION_REDIS_BLOCK_H
@@ -44,6 +52,9 @@ jn_redis_block_t *jn_redis_block_open(const char *url, const jn_redis_block_opts
 void jn_redis_block_close(jn_redis_block_t *c);
 /* "redis HOST:PORT" or "redis unix:PATH". */
 const char *jn_redis_block_name(const jn_redis_block_t *c);
+/* 1 (and why: the server's name and the last failure) from a failed call
+ * until a call gets a reply again; 0 while it answers. */
+int jn_redis_block_down(const jn_redis_block_t *c, char *why, size_t len);
 
 /* Runs argv[0..argc) (argvlen NULL: NUL-terminated strings). Returns the
  * reply (free it with freeReplyObject), or NULL with the reason in err: an

@@ -261,6 +261,12 @@ typedef struct {
     const char *actor;
     const char *key_id;  /* NULL: unsigned */
     int64_t deployed_ms; /* deploy_insert: 0 is now */
+    /* deploy_insert: the deploy row the caller saw live for the provider (-1:
+     * none), checked atomically where writers do not share the store's write
+     * lock (the cluster's Redis): another deploy that went live in between
+     * makes the insert fail, so two nodes cannot both beat the same live
+     * version. 0: not checked. */
+    int64_t expected_live_id;
 } jn_connector_deploy_t;
 
 typedef int (*jn_store_connector_version_fn)(void *ud, const jn_connector_version_t *v);
@@ -377,6 +383,12 @@ int jn_store_sqlite_latest_version(void);
  * writer that should keep its indexes in memory. 0, -1, or 1 (nothing done)
  * for a store that is not SQLite. */
 int jn_store_sqlite_cache(jn_store_t *s, int64_t kib);
+/* Checkpoints of this connection's write-ahead log on a thread and connection
+ * of their own, instead of inside the commit that fills the log (a writer
+ * whose commits answer requests: the webhook intake). Stopped by
+ * jn_store_close. 0; -1 with the reason in jn_store_errmsg; 1 (nothing done)
+ * for a store that is not an SQLite file, or when already on. */
+int jn_store_sqlite_background_checkpoints(jn_store_t *s);
 
 void jn_store_close(jn_store_t *s);
 const char *jn_store_errmsg(const jn_store_t *s);

@@ -105,6 +105,7 @@ typedef struct {
     int throttled;         /* ATTEMPT: the provider said it is rate limiting (429, a rate-limit
                               403, a remaining count of 0) */
     const jn_traffic_info_t *info; /* DONE: attempts and waits; NULL for ATTEMPT */
+    const char *tag; /* the call's jn_traffic_opts_t.tag (e.g. its integration id); NULL: none */
 } jn_traffic_event_t;
 
 typedef void (*jn_traffic_observer_fn)(void *ud, const jn_traffic_event_t *ev);
@@ -152,6 +153,11 @@ typedef struct {
     double weight;    /* 0: the rate config's weight; at most the smallest window capacity */
     int idempotent;   /* non-zero: a POST/PATCH that may be retried */
     long deadline_ms; /* whole call; 0: the default */
+    /* Optional, copied: who the call is for (the runtime passes the job's
+     * integration id), given back to the observer in every event so that
+     * health can be kept per integration. At most 128 bytes, no control
+     * characters. NULL: none. */
+    const char *tag;
 } jn_traffic_opts_t;
 
 /* `resp` belongs to the callee (jn_http_response_free). Errors of this layer:

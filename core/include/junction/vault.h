@@ -225,6 +225,16 @@ int jn_vault_unseal(jn_vault_t *v, const char *org_id, const char *context, cons
                     size_t len, jn_secret_t *out);
 
 void jn_vault_cache_stats(const jn_vault_t *v, jn_vault_cache_stats_t *out);
+
+/* Operations of every vault of the process since it started (for /metrics):
+ * encryptions (credential versions written, blobs sealed), decryptions
+ * (credential reads that decrypted, blobs unsealed), rotations (credential,
+ * master key, organization data key). */
+typedef struct {
+    uint64_t encrypt, decrypt, rotate;
+} jn_vault_op_stats_t;
+
+void jn_vault_op_stats(jn_vault_op_stats_t *out);
 /* Wipes expired entries now (a timer may call it so that nothing outlives its
  * TTL in memory even when the vault is idle); returns how many. */
 size_t jn_vault_cache_sweep(jn_vault_t *v);

@@ -1,0 +1,52 @@
+/* What the runtime measures: the metrics registry behind /metrics and the
+ * per-integration health monitor behind /v1/health, fed by the traffic
+ * observer (every provider call, tagged with its integration) and by job
+ * outcomes (every job record a worker writes). One per runtime, on its loop
+ * thread. */
+#ifndef JUNCTION_TELEMETRY_H
+#define JUNCTION_TELEMETRY_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "junction/config.h"
+#include "junction/health.h"
+#include "junction/metrics.h"
+#include "junction/queue.h"
+#include "junction/store.h"
+#include "junction/traffic.h"
+#include "connector.h"
+
+typedef struct jn_telemetry {
+    jn_metrics_t *metrics;
+    jn_health_t *health;
+    /* provider calls (traffic observer) */
+    jn_metric_t *requests, *errors, *latency, *rate_waits, *rate_rejections;
+    /* live state, refreshed before each render */
+    jn_metric_t *breakers, *queue_depth, *queue_age, *connector_info;
+    /* jobs (job records) */
+    jn_metric_t *job_outcomes, *job_duration;
+    uv_timer_t *tick; /* re-evaluates health (holds expire without traffic) */
+} jn_telemetry_t;
+
+/* Creates the registry and the monitor from the config (health_*,
+ * metrics_*); the tick timer runs on `loop` without keeping it alive. NULL
+ * with a message naming the key when the config is inconsistent. */
+jn_telemetry_t *jn_telemetry_create(uv_loop_t *loop, const jn_config_t *cfg, char *err,
+                                    size_t errlen);
+/* Releases it (the timer's memory once the loop ran its close callback). */
+void jn_telemetry_destroy(jn_telemetry_t *t);
+
+/* The traffic observer (jn_traffic_config_t.observer, ud: the telemetry). */
+void jn_telemetry_traffic_event(void *ud, const jn_traffic_event_t *ev);
+
+/* A job record was written (every status; only final outcomes and failed
+ * attempts count). */
+void jn_telemetry_job_record(jn_telemetry_t *t, const jn_job_record_t *rec);
+
+/* Refreshes the gauges from live state before a render; each argument may be NULL. */
+void jn_telemetry_refresh(jn_telemetry_t *t, jn_traffic_t *traffic, jn_queue_t *queue,
+                          const jn_connector_t *const *connectors, size_t nconnectors);
+
+#endif

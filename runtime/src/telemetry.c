@@ -243,8 +243,39 @@ static jn_health_class_t job_class(const char *error)
     return JN_HEALTH_CLASS_OTHER;
 }
 
+/* A job's error as health shows it to the organization: its first line (the
+ * traceback below it stays in the job record, for operators), with the
+ * connector's chunk name reduced to its file name ("github.lua:12:", not
+ * the directory it was deployed from). */
+static const char *health_message(const char *error, char *buf, size_t len)
+{
+    size_t n = strcspn(error, "\n"), i = 0, o = 0;
+
+    while (i < n && o + 1 < len) {
+        size_t end = i, from = i, k;
+
+        while (end < n && error[end] != ' ')
+            end++;
+        for (k = i; k + 5 <= end; k++)
+            if (memcmp(error + k, ".lua:", 5) == 0)
+                break;
+        if (k + 5 <= end) /* a chunk name: from after its last '/' */
+            for (size_t j = i; j < k; j++)
+                if (error[j] == '/')
+                    from = j + 1;
+        for (k = from; k < end && o + 1 < len; k++)
+            buf[o++] = error[k];
+        if (end < n && o + 1 < len)
+            buf[o++] = ' ';
+        i = end + 1;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 void jn_telemetry_job_record(jn_telemetry_t *t, const jn_job_record_t *rec)
 {
+    char msg[256];
     const char *status;
     jn_health_job_t job = {0};
     char err[256];
@@ -275,7 +306,7 @@ void jn_telemetry_job_record(jn_telemetry_t *t, const jn_job_record_t *rec)
         return;
     job.ok = rec->status == JN_JOB_SUCCEEDED || rec->status == JN_JOB_PARTIAL;
     job.cls = job.ok ? JN_HEALTH_CLASS_NONE : job_class(rec->error);
-    job.message = rec->error ? rec->error : "the job failed";
+    job.message = rec->error ? health_message(rec->error, msg, sizeof(msg)) : "the job failed";
     if (jn_health_record_job(
             t->health,
             &(jn_health_key_t){rec->integration_id, rec->organization_id, rec->provider_type}, &job,

@@ -146,6 +146,14 @@ static void test_job_records_feed_outcomes_and_health(void **state)
         strstr(text, "junction_job_outcomes_total{provider=\"okta\",status=\"succeeded\"} 1\n"));
     assert_non_null(strstr(text, "junction_job_duration_seconds_sum{provider=\"okta\"} 7.5\n"));
     free(text);
+    /* a connector's error with its traceback: health shows the first line,
+     * and the chunk name without the directory it was deployed from */
+    r.status = JN_JOB_FAILED;
+    r.error = "/srv/connectors/okta.lua:41: the provider went away\nstack traceback:\n"
+              "\t[C]: in function 'error'\n\t/srv/connectors/okta.lua:41: in function </srv>";
+    jn_telemetry_job_record(t, &r);
+    assert_int_equal(jn_health_get(t->health, "int-9", &v), 0);
+    assert_string_equal(v.recent[0].message, "okta.lua:41: the provider went away");
     jn_telemetry_destroy(t);
 }
 

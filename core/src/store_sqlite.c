@@ -822,20 +822,19 @@ int jn_store_sqlite_cache(jn_store_t *s, int64_t kib)
  * never blocks the writer, which goes on appending meanwhile.
  *
  * The log restarts from its beginning only when a write transaction begins
- * while every frame is copied back (a checkpointer on another connection that
- * copied one step and stopped would always be a few commits behind, and the
- * log would grow without end), so the thread goes on copying what the writer
- * appended meanwhile, up to CKPT_PASSES times. Under a stream that never
- * pauses it may still stay a commit behind and the log grow; past CKPT_CAP frames
- * the writer checkpoints inside its commit, as SQLite would (what is left to
- * copy is what the thread had no time for), which bounds the file. Durability
- * does not change: a commit is on disk when its log frames are synced. */
+ * while every frame is copied back. When the writer pauses after a step
+ * (most streams), the thread's copy is complete and the log restarts; under
+ * a stream that never pauses the thread stays a few commits behind and the
+ * log grows (which is why a checkpointer on another connection alone is not
+ * enough): past CKPT_CAP frames the writer checkpoints inside its commit, as
+ * SQLite would, copying only what the thread had no time for, and the log
+ * restarts. That bounds the file. Durability does not change: a commit is on
+ * disk when its log frames are synced. */
 
 /* SQLite's own cadence: as many syncs of the database file as before, and
  * pages rewritten by many commits copied once per step, not once per commit */
 #define CKPT_STEP 1000
 #define CKPT_CAP 8192
-#define CKPT_PASSES 4
 
 struct sqlite_ckpt {
     sqlite3 *db; /* the checkpointer's connection */
@@ -858,18 +857,11 @@ static void *ckpt_main(void *arg)
             break;
         c->due = 0;
         pthread_mutex_unlock(&c->mu);
-        /* The writer appended meanwhile: copy that too, a few times, each
-         * pass shorter than the last, so that the log is wholly copied when
-         * the writer next begins (and restarts it) unless it never pauses.
-         * SQLITE_BUSY (another checkpoint is running) is no failure: the next
-         * wake-up copies what this one left. */
-        for (int pass = 0; pass < CKPT_PASSES; pass++) {
-            int log = 0, copied = 0;
-            if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) !=
-                    SQLITE_OK ||
-                copied >= log)
-                break;
-        }
+        /* One pass: what the writer appended meanwhile waits for the next
+         * wake-up (going on at once measured worse: more syncs of the
+         * database file while commits sync the log). SQLITE_BUSY (another
+         * checkpoint is running) is no failure either. */
+        (void)sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);

@@ -509,7 +509,7 @@ int api_intake_start(jn_api_t *api, char *err, size_t errlen)
     if (jn_store_sqlite_cache(api->o.intake_store, INTAKE_CACHE_KIB) < 0)
         jn_log_warn("webhook intake: %s", jn_store_errmsg(api->o.intake_store));
     /* copying the log back into the database must not hold up a group */
-    if (getenv("JN_TMP_NOCKPT") == NULL && jn_store_sqlite_background_checkpoints(api->o.intake_store) < 0)
+    if (jn_store_sqlite_background_checkpoints(api->o.intake_store) < 0)
         jn_log_warn("webhook intake: %s", jn_store_errmsg(api->o.intake_store));
     if (pthread_create(&in->thread, NULL, intake_main, in) != 0)
         return jn_errorf(err, errlen, "webhook intake: cannot start its thread");

@@ -18,21 +18,7 @@ local util = require "helpers.util"
 local DB = 7
 local CANARY = "ghp_CANARYCLUSTER0123456789abcdefghijklmno" -- a token the simulator accepts
 
-local function test_connector(provider, body, caps)
-  return [[
-local c = connector {
-  provider_type = "]] .. provider .. [[", display_name = "Test", description = "a test connector",
-  version = "0.1.0", auth_types = { "none" }, capabilities = { "evidence_collection" },
-  rate_limits = { requests_per_second = 1000 }, egress = { "example.invalid" },
-  documentation_url = "https://example.invalid/docs",
-}
-function c.test_connection() return { success = true } end
-function c.collect_evidence(ctx, config)
-]] .. body .. [[
-end
-return c
-]]
-end
+local test_connector = util.test_connector
 
 -- Logs its run and emits one item: a run that executed leaves one log line.
 local TICK = test_connector("tick", [[

@@ -28,21 +28,7 @@ local function no_canary(what, text)
   assert.is_nil(text:find("CANARYTENANCY", 1, true), "the canary token leaked into " .. what)
 end
 
-local function test_connector(provider, body)
-  return [[
-local c = connector {
-  provider_type = "]] .. provider .. [[", display_name = "Test", description = "a test connector",
-  version = "0.1.0", auth_types = { "none" }, capabilities = { "evidence_collection" },
-  rate_limits = { requests_per_second = 1000 }, egress = { "example.invalid" },
-  documentation_url = "https://example.invalid/docs",
-}
-function c.test_connection() return { success = true } end
-function c.collect_evidence(ctx, config)
-]] .. body .. [[
-end
-return c
-]]
-end
+local test_connector = util.test_connector
 
 -- The connector of jobs_spec's change detection: run 1 emits a, b, c; every
 -- later run a (unchanged), b (changed) and d.

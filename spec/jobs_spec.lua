@@ -17,19 +17,7 @@ end
 
 -- A connector without HTTP whose behaviour the test steers through its config.
 local function test_connector(provider, body)
-  return [[
-local c = connector {
-  provider_type = "]] .. provider .. [[", display_name = "Test", description = "a test connector",
-  version = "0.1.0", auth_types = { "none" }, capabilities = { "evidence_collection" },
-  rate_limits = { requests_per_second = 1 }, egress = { "example.invalid" },
-  documentation_url = "https://example.invalid/docs",
-}
-function c.test_connection() return { success = true } end
-function c.collect_evidence(ctx, config)
-]] .. body .. [[
-end
-return c
-]]
+  return util.test_connector(provider, body, { requests_per_second = 1 })
 end
 
 -- Run 1 emits a, b, c; every later run a (unchanged), b (changed) and d.

@@ -19,29 +19,21 @@
 #include "junction/redact.h"
 #include "junction/store.h"
 
+#include "test_tmpdir.h"
+
 typedef struct {
     char dir[256];
     char path[300];
     jn_store_t *store;
 } fixture_t;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
     char err[512] = "";
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-audit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-audit");
     snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
     f->store = jn_store_open_sqlite(f->path, err, sizeof(err));
     if (f->store == NULL)
@@ -55,7 +47,7 @@ static int teardown(void **state)
     fixture_t *f = *state;
 
     jn_store_close(f->store);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -14,6 +14,8 @@
 #include "junction/queue.h"
 #include "junction/store.h"
 
+#include "test_tmpdir.h"
+
 #define SEC 1000LL
 #define T0 1773136800000LL
 #define VISIBILITY (60 * SEC)
@@ -25,14 +27,6 @@ typedef struct {
     jn_queue_t *q;
     int64_t now;
 } fixture_t;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int64_t clock_fn(void *ud)
 {
@@ -71,11 +65,9 @@ static jn_queue_t *open_queue(fixture_t *f, jn_store_t *s, const char *consumer)
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-queue-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-queue");
     snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
     f->now = T0;
     f->store = open_store(f);
@@ -90,7 +82,7 @@ static int teardown(void **state)
 
     jn_queue_destroy(f->q);
     jn_store_close(f->store);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -16,6 +16,8 @@
 #include "junction/store.h"
 #include "junction/store_redis.h"
 
+#include "test_tmpdir.h"
+
 typedef struct {
     char dir[256];
     char path[300];
@@ -23,14 +25,6 @@ typedef struct {
     jn_store_t *store;
     redisContext *check;
 } fixture_t;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static jn_store_t *open_cluster_store(fixture_t *f, const char *url)
 {
@@ -49,11 +43,9 @@ static jn_store_t *open_cluster_store(fixture_t *f, const char *url)
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-store-redis-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-store-redis");
     snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
     rt_prefix(f->prefix, sizeof(f->prefix), "store");
     f->store = open_cluster_store(f, rt_fixture_url());
@@ -70,7 +62,7 @@ static int teardown(void **state)
         jn_store_close(f->store);
     redisFree(f->check);
     rt_kill_all();
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

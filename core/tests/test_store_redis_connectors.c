@@ -24,20 +24,14 @@
 #include "junction/store.h"
 #include "junction/store_redis.h"
 
+#include "test_tmpdir.h"
+
 typedef struct {
     char dir[256];
     char prefix[160];
     jn_store_t *a, *b;
     redisContext *check;
 } fixture_t;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static jn_store_t *open_node(fixture_t *f, const char *name)
 {
@@ -58,11 +52,9 @@ static jn_store_t *open_node(fixture_t *f, const char *name)
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-store-redis-conn-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-store-redis-conn");
     rt_prefix(f->prefix, sizeof(f->prefix), "connectors");
     f->a = open_node(f, "a");
     f->b = open_node(f, "b");
@@ -78,7 +70,7 @@ static int teardown(void **state)
     jn_store_close(f->a);
     jn_store_close(f->b);
     redisFree(f->check);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

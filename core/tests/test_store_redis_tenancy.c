@@ -25,6 +25,8 @@
 #include "junction/store_redis.h"
 #include "junction/vault.h"
 
+#include "test_tmpdir.h"
+
 /* Distinctive: must never be found in Redis. */
 #define CANARY "canary-Zq8vX2-secret-do-not-store"
 
@@ -34,14 +36,6 @@ typedef struct {
     jn_store_t *a, *b; /* two nodes */
     redisContext *check;
 } fixture_t;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static jn_store_t *open_node(fixture_t *f, const char *name, int cluster)
 {
@@ -61,11 +55,9 @@ static jn_store_t *open_node(fixture_t *f, const char *name, int cluster)
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-store-tenancy-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-store-tenancy");
     rt_prefix(f->prefix, sizeof(f->prefix), "tenancy");
     f->a = open_node(f, "node-a", 1);
     f->b = open_node(f, "node-b", 1);
@@ -82,7 +74,7 @@ static int teardown(void **state)
     jn_store_close(f->b);
     redisFree(f->check);
     rt_kill_all();
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -17,6 +17,8 @@
 
 #include "junction/store.h"
 
+#include "test_tmpdir.h"
+
 /* What the store uses (core/src/store_sqlite.c): the thread is woken every
  * 1,000 frames; the writer checkpoints itself past CKPT_CAP. */
 #define CKPT_CAP 8192
@@ -30,23 +32,13 @@ typedef struct {
     jn_store_t *store;
 } fixture_t;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
     char err[512] = "";
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-wal-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-wal");
     snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
     snprintf(f->wal, sizeof(f->wal), "%s-wal", f->path);
     f->store = jn_store_open_sqlite(f->path, err, sizeof(err));
@@ -61,7 +53,7 @@ static int teardown(void **state)
     fixture_t *f = *state;
 
     jn_store_close(f->store);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

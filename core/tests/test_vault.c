@@ -27,6 +27,8 @@
 #include "junction/store.h"
 #include "junction/vault.h"
 
+#include "test_tmpdir.h"
+
 #define CANARY "CANARY-5ecret-Value-91f2c7"
 #define SECRET "{\"token\":\"" CANARY "\"}"
 #define ORG "org-1"
@@ -45,14 +47,6 @@ typedef struct {
 } fixture_t;
 
 /* ---- helpers ---- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void write_file(const char *path, const char *text, mode_t mode)
 {
@@ -143,12 +137,10 @@ static void reopen_vault(fixture_t *f)
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
     char err[512] = "", *line;
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-vault-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-vault");
     snprintf(f->db, sizeof(f->db), "%s/junction.db", f->dir);
     snprintf(f->keyfile, sizeof(f->keyfile), "%s/master.keys", f->dir);
     line = key_line("k1");
@@ -171,7 +163,7 @@ static int teardown(void **state)
     jn_vault_destroy(f->vault);
     jn_keyprovider_destroy(f->kp);
     jn_store_close(f->store);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

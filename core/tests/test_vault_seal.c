@@ -24,6 +24,8 @@
 #include "junction/store.h"
 #include "junction/vault.h"
 
+#include "test_tmpdir.h"
+
 #define CANARY "CANARY-sealed-token-4e1d"
 #define PLAIN "T 1900000000\nAuthorization: Bearer " CANARY
 #define CONTEXT "jn:token:{acme/cred-1}:00112233aabbccdd"
@@ -36,14 +38,6 @@ typedef struct {
     jn_keyprovider_t *kp;
     jn_vault_t *vault;
 } fixture_t;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void write_key_file(const char *path, const char *id)
 {
@@ -75,12 +69,10 @@ static jn_vault_t *open_vault(jn_store_t *store, const char *keyfile, jn_keyprov
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
     char err[512] = "", id[JN_VAULT_ID_LEN];
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "%s/jn-seal-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "jn-seal");
     snprintf(f->db, sizeof(f->db), "%s/junction.db", f->dir);
     snprintf(f->keyfile, sizeof(f->keyfile), "%s/master.keys", f->dir);
     write_key_file(f->keyfile, "k1");
@@ -105,7 +97,7 @@ static int teardown(void **state)
     jn_vault_destroy(f->vault);
     jn_keyprovider_destroy(f->kp);
     jn_store_close(f->store);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -68,4 +68,25 @@ function _M.vault_cli(bin, keyfile, data, dir)
   end
 end
 
+-- The source of a minimal connector of the given provider type whose
+-- collect_evidence(ctx, config) runs `body` (Lua statements): for specs that
+-- steer a job's behaviour (emit, fail, sleep) without any provider.
+-- opts.requests_per_second: its declared rate limit (default 1000).
+function _M.test_connector(provider, body, opts)
+  local rps = (opts and opts.requests_per_second) or 1000
+  return [[
+local c = connector {
+  provider_type = "]] .. provider .. [[", display_name = "Test", description = "a test connector",
+  version = "0.1.0", auth_types = { "none" }, capabilities = { "evidence_collection" },
+  rate_limits = { requests_per_second = ]] .. rps .. [[ }, egress = { "example.invalid" },
+  documentation_url = "https://example.invalid/docs",
+}
+function c.test_connection() return { success = true } end
+function c.collect_evidence(ctx, config)
+]] .. body .. [[
+end
+return c
+]]
+end
+
 return _M

@@ -252,8 +252,8 @@ int main(int argc, char **argv)
          * connection is busy, until a response frees one. */
         if (next_i < total && !starved) {
             uint64_t due = start + next_i * interval_ns;
-            ts.tv_nsec = due <= now + TICK_NS ? TICK_NS
-                                              : (long)(due - now < 1000000 ? due - now : 1000000);
+            ts.tv_nsec =
+                due <= now + TICK_NS ? TICK_NS : (long)(due - now < 1000000 ? due - now : 1000000);
         } else {
             ts.tv_nsec = 1000000;
         }

@@ -1,6 +1,7 @@
 /* Per-integration health monitor (see health.h for the rules). */
 #include "junction/health.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ typedef struct health_entry {
     jn_health_error_t recent[JN_HEALTH_RECENT_ERRORS]; /* ring */
     size_t recent_head, n_recent;                      /* head: next slot to write */
     uint32_t errors_since_job; /* failed requests since the last job outcome */
+    uint64_t seq;              /* jn_health_seq when an outcome was last recorded */
 } health_entry_t;
 
 struct jn_health {
@@ -43,6 +45,7 @@ struct jn_health {
     jn_redactor_t *redactor;
     health_entry_t **table;
     size_t nslots, count;
+    uint64_t seq; /* grows with every outcome and forget (jn_health_seq) */
 };
 
 static const char *const status_names[] = {"unknown", "healthy", "degraded", "unhealthy"};
@@ -350,14 +353,20 @@ static void window_sum(const jn_health_t *h, const health_entry_t *e, int64_t no
 static jn_health_status_t target_status(const jn_health_config_t *c, jn_health_status_t current,
                                         const window_sum_t *w)
 {
+    return jn_health_status_of(c, current, w->requests, w->errors);
+}
+
+jn_health_status_t jn_health_status_of(const jn_health_config_t *c, jn_health_status_t current,
+                                       uint64_t requests, uint64_t errors)
+{
     double rate;
 
-    if (w->requests < c->min_requests) {
-        if (current == JN_HEALTH_UNKNOWN && w->requests > 0 && w->errors == 0)
+    if (requests < c->min_requests) {
+        if (current == JN_HEALTH_UNKNOWN && requests > 0 && errors == 0)
             return JN_HEALTH_HEALTHY;
         return current;
     }
-    rate = (double)w->errors / (double)w->requests;
+    rate = (double)errors / (double)requests;
     switch (current) {
     case JN_HEALTH_DEGRADED:
         if (rate >= c->critical_error_rate)
@@ -503,6 +512,7 @@ int jn_health_record_request(jn_health_t *h, const jn_health_key_t *key, jn_heal
         e->last_failure_ms = now;
         remember_error(h, e, now, cls, message);
     }
+    e->seq = ++h->seq;
     evaluate(h, e, now);
     return 0;
 }
@@ -531,6 +541,7 @@ int jn_health_record_job(jn_health_t *h, const jn_health_key_t *key, const jn_he
         }
     }
     e->errors_since_job = 0;
+    e->seq = ++h->seq;
     evaluate(h, e, now);
     return 0;
 }
@@ -600,6 +611,7 @@ void jn_health_forget(jn_health_t *h, const char *integration_id)
             *pp = e->next;
             free(e);
             h->count--;
+            h->seq++;
             return;
         }
     }
@@ -613,4 +625,293 @@ size_t jn_health_count(const jn_health_t *h)
 size_t jn_health_memory(const jn_health_t *h)
 {
     return sizeof *h + h->nslots * sizeof *h->table + h->count * sizeof(health_entry_t);
+}
+
+/* ---- sharing across nodes ---- */
+
+const jn_health_config_t *jn_health_get_config(const jn_health_t *h)
+{
+    return &h->cfg;
+}
+
+uint64_t jn_health_seq(const jn_health_t *h)
+{
+    return h->seq;
+}
+
+static void snapshot_of(const jn_health_t *h, const health_entry_t *e, jn_health_snapshot_t *s)
+{
+    size_t i;
+
+    memset(s, 0, sizeof *s);
+    s->bucket_ms = h->cfg.bucket_ms;
+    s->last_check_ms = e->last_check_ms;
+    s->last_success_ms = e->last_success_ms;
+    s->last_failure_ms = e->last_failure_ms;
+    for (i = 0; i < JN_HEALTH_BUCKETS; i++) {
+        s->buckets[i].slot = e->buckets[i].slot;
+        s->buckets[i].requests = e->buckets[i].requests;
+        s->buckets[i].errors = e->buckets[i].errors;
+        s->buckets[i].latency_count = e->buckets[i].latency_count;
+        s->buckets[i].latency_sum_ms = e->buckets[i].latency_sum_ms;
+    }
+    s->n_recent = e->n_recent;
+    for (i = 0; i < e->n_recent; i++) {
+        size_t at = (e->recent_head + JN_HEALTH_RECENT_ERRORS - 1 - i) % JN_HEALTH_RECENT_ERRORS;
+        s->recent[i] = e->recent[at];
+    }
+}
+
+uint64_t jn_health_each_changed(jn_health_t *h, uint64_t since, jn_health_snapshot_fn fn, void *ud)
+{
+    jn_health_snapshot_t *s = malloc(sizeof *s); /* ~3 KiB: off the stack */
+    size_t i;
+
+    if (!s)
+        return since; /* nothing sent: the next call tries again */
+    for (i = 0; i < h->nslots; i++) {
+        const health_entry_t *e;
+        for (e = h->table[i]; e; e = e->next) {
+            if (e->seq <= since)
+                continue;
+            snapshot_of(h, e, s);
+            fn(ud, e->id, s);
+        }
+    }
+    free(s);
+    return h->seq;
+}
+
+/* Encoding, one item per line (messages are single-line already):
+ *   h1 BUCKET_MS LAST_CHECK LAST_SUCCESS LAST_FAILURE
+ *   b SLOT REQUESTS ERRORS LATENCY_COUNT LATENCY_SUM   (non-empty buckets)
+ *   e AT CLASS MESSAGE                                 (newest first) */
+int jn_health_snapshot_encode(const jn_health_snapshot_t *s, char *buf, size_t len)
+{
+    size_t used = 0, i;
+    int n;
+
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        n = snprintf(buf + used, len - used, __VA_ARGS__);                                         \
+        if (n < 0 || (size_t)n >= len - used)                                                      \
+            return -1;                                                                             \
+        used += (size_t)n;                                                                         \
+    } while (0)
+
+    if (len == 0)
+        return -1;
+    PUT("h1 %lld %lld %lld %lld\n", (long long)s->bucket_ms, (long long)s->last_check_ms,
+        (long long)s->last_success_ms, (long long)s->last_failure_ms);
+    for (i = 0; i < JN_HEALTH_BUCKETS; i++) {
+        const jn_health_bucket_t *b = &s->buckets[i];
+        if (b->slot < 0 || b->requests == 0)
+            continue;
+        PUT("b %lld %u %u %u %.3f\n", (long long)b->slot, b->requests, b->errors, b->latency_count,
+            b->latency_sum_ms);
+    }
+    for (i = 0; i < s->n_recent && i < JN_HEALTH_RECENT_ERRORS; i++)
+        PUT("e %lld %d %s\n", (long long)s->recent[i].at_ms, (int)s->recent[i].cls,
+            s->recent[i].message);
+#undef PUT
+    return (int)used;
+}
+
+/* The next space-separated integer of [*p, end) into *out; -1 when absent,
+ * malformed or outside [min, max]. */
+static int next_int(const char **p, const char *end, long long min, long long max, long long *out)
+{
+    long long v = 0;
+    int neg = 0, digits = 0;
+
+    if (*p >= end || **p != ' ')
+        return -1;
+    (*p)++;
+    if (*p < end && **p == '-') {
+        neg = 1;
+        (*p)++;
+    }
+    while (*p < end && **p >= '0' && **p <= '9') {
+        if (v > (LLONG_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (**p - '0');
+        (*p)++;
+        digits++;
+    }
+    if (!digits)
+        return -1;
+    v = neg ? -v : v;
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A non-negative decimal with at most 3 fractional digits. */
+static int next_ms(const char **p, const char *end, double *out)
+{
+    long long whole, frac = 0, scale = 1;
+
+    if (next_int(p, end, 0, (long long)1e18, &whole) != 0)
+        return -1;
+    if (*p < end && **p == '.') {
+        (*p)++;
+        while (*p < end && **p >= '0' && **p <= '9' && scale < 1000) {
+            frac = frac * 10 + (**p - '0');
+            scale *= 10;
+            (*p)++;
+        }
+        if (scale == 1)
+            return -1;
+    }
+    *out = (double)whole + (double)frac / (double)scale;
+    return 0;
+}
+
+int jn_health_snapshot_decode(const char *text, size_t len, jn_health_snapshot_t *out, char *err,
+                              size_t errlen)
+{
+    const char *p = text, *end = text + len;
+    size_t nb = 0, line = 0, i;
+    long long v[5];
+
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < JN_HEALTH_BUCKETS; i++)
+        out->buckets[i].slot = -1;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        char kind;
+
+        if (!eol)
+            return jn_errorf(err, errlen, "health snapshot: line %zu is not terminated", line + 1);
+        line++;
+        kind = *p++;
+        if (line == 1) {
+            if (kind != 'h' || p >= eol || *p++ != '1' ||
+                next_int(&p, eol, 10, 3600000, &v[0]) != 0 ||
+                next_int(&p, eol, 0, LLONG_MAX, &v[1]) != 0 ||
+                next_int(&p, eol, 0, LLONG_MAX, &v[2]) != 0 ||
+                next_int(&p, eol, 0, LLONG_MAX, &v[3]) != 0 || p != eol)
+                return jn_errorf(err, errlen,
+                                 "health snapshot: line 1 is not \"h1 BUCKET_MS CHECK SUCCESS "
+                                 "FAILURE\"");
+            out->bucket_ms = v[0];
+            out->last_check_ms = v[1];
+            out->last_success_ms = v[2];
+            out->last_failure_ms = v[3];
+        } else if (kind == 'b') {
+            jn_health_bucket_t *b;
+            if (nb == JN_HEALTH_BUCKETS)
+                return jn_errorf(err, errlen, "health snapshot: more than %d buckets",
+                                 JN_HEALTH_BUCKETS);
+            b = &out->buckets[nb];
+            if (next_int(&p, eol, 0, LLONG_MAX, &v[0]) != 0 ||
+                next_int(&p, eol, 1, UINT32_MAX, &v[1]) != 0 ||
+                next_int(&p, eol, 0, v[1], &v[2]) != 0 || next_int(&p, eol, 0, v[1], &v[3]) != 0 ||
+                next_ms(&p, eol, &b->latency_sum_ms) != 0 || p != eol)
+                return jn_errorf(err, errlen,
+                                 "health snapshot: line %zu is not a bucket \"b SLOT REQUESTS "
+                                 "ERRORS LATENCY_COUNT LATENCY_SUM\" (errors and latency count "
+                                 "at most requests)",
+                                 line);
+            for (i = 0; i < nb; i++)
+                if (out->buckets[i].slot == v[0])
+                    return jn_errorf(err, errlen, "health snapshot: line %zu repeats a bucket",
+                                     line);
+            b->slot = v[0];
+            b->requests = (uint32_t)v[1];
+            b->errors = (uint32_t)v[2];
+            b->latency_count = (uint32_t)v[3];
+            nb++;
+        } else if (kind == 'e') {
+            jn_health_error_t *r;
+            size_t n;
+            if (out->n_recent == JN_HEALTH_RECENT_ERRORS)
+                return jn_errorf(err, errlen, "health snapshot: more than %d recent errors",
+                                 JN_HEALTH_RECENT_ERRORS);
+            r = &out->recent[out->n_recent];
+            if (next_int(&p, eol, 0, LLONG_MAX, &v[0]) != 0 ||
+                next_int(&p, eol, 1, JN_HEALTH_CLASS_COUNT - 1, &v[1]) != 0 || p >= eol ||
+                *p++ != ' ')
+                return jn_errorf(err, errlen,
+                                 "health snapshot: line %zu is not an error \"e AT CLASS "
+                                 "MESSAGE\"",
+                                 line);
+            n = (size_t)(eol - p);
+            if (n > JN_HEALTH_MESSAGE_MAX)
+                return jn_errorf(err, errlen,
+                                 "health snapshot: line %zu has a message over %d bytes", line,
+                                 JN_HEALTH_MESSAGE_MAX);
+            for (i = 0; i < n; i++)
+                if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+                    return jn_errorf(err, errlen,
+                                     "health snapshot: line %zu has a control character", line);
+            r->at_ms = v[0];
+            r->cls = (jn_health_class_t)v[1];
+            memcpy(r->message, p, n);
+            r->message[n] = '\0';
+            out->n_recent++;
+        } else {
+            return jn_errorf(err, errlen, "health snapshot: line %zu is of no known kind", line);
+        }
+        p = eol + 1;
+    }
+    if (line == 0)
+        return jn_errorf(err, errlen, "health snapshot: empty");
+    return 0;
+}
+
+static int64_t newest(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+size_t jn_health_merge(const jn_health_config_t *cfg, int64_t now_ms,
+                       const jn_health_snapshot_t *const *snaps, size_t n, jn_health_view_t *out)
+{
+    int64_t slot = (now_ms < 0 ? 0 : now_ms) / cfg->bucket_ms;
+    size_t used = 0, i, j, k;
+
+    out->status = JN_HEALTH_UNKNOWN;
+    out->status_since_ms = 0;
+    out->last_check_ms = out->last_success_ms = out->last_failure_ms = 0;
+    out->requests = out->errors = out->latency_count = 0;
+    out->latency_sum_ms = 0;
+    out->error_rate = 0;
+    out->n_recent = 0;
+    for (i = 0; i < n; i++) {
+        const jn_health_snapshot_t *s = snaps[i];
+        if (!s || s->bucket_ms != cfg->bucket_ms)
+            continue;
+        used++;
+        /* summing every bucket in the window sums those of the same slot */
+        for (j = 0; j < JN_HEALTH_BUCKETS; j++) {
+            const jn_health_bucket_t *b = &s->buckets[j];
+            if (b->slot < 0 || b->slot > slot || b->slot <= slot - JN_HEALTH_BUCKETS)
+                continue;
+            out->requests += b->requests;
+            out->errors += b->errors;
+            out->latency_count += b->latency_count;
+            out->latency_sum_ms += b->latency_sum_ms;
+        }
+        out->last_check_ms = newest(out->last_check_ms, s->last_check_ms);
+        out->last_success_ms = newest(out->last_success_ms, s->last_success_ms);
+        out->last_failure_ms = newest(out->last_failure_ms, s->last_failure_ms);
+        /* insertion into the newest-first list, keeping the newest few */
+        for (j = 0; j < s->n_recent && j < JN_HEALTH_RECENT_ERRORS; j++) {
+            const jn_health_error_t *r = &s->recent[j];
+            for (k = 0; k < out->n_recent && out->recent[k].at_ms >= r->at_ms; k++)
+                ;
+            if (k == JN_HEALTH_RECENT_ERRORS)
+                continue;
+            if (out->n_recent < JN_HEALTH_RECENT_ERRORS)
+                out->n_recent++;
+            memmove(&out->recent[k + 1], &out->recent[k],
+                    (out->n_recent - 1 - k) * sizeof out->recent[0]);
+            out->recent[k] = *r;
+        }
+    }
+    out->error_rate = out->requests ? (double)out->errors / (double)out->requests : 0;
+    out->status = jn_health_status_of(cfg, JN_HEALTH_UNKNOWN, out->requests, out->errors);
+    return used;
 }

@@ -330,6 +330,219 @@ static void test_memory_per_integration_is_constant(void **state)
     jn_health_destroy(h);
 }
 
+/* ---- sharing across nodes ---- */
+
+typedef struct {
+    const char *want; /* NULL: every integration */
+    int calls;
+    char id[JN_HEALTH_ID_MAX + 1];
+    jn_health_snapshot_t snap;
+} collect_t;
+
+static void collect(void *ud, const char *integration_id, const jn_health_snapshot_t *snap)
+{
+    collect_t *c = ud;
+
+    if (c->want != NULL && strcmp(c->want, integration_id) != 0)
+        return;
+    c->calls++;
+    snprintf(c->id, sizeof(c->id), "%s", integration_id);
+    c->snap = *snap;
+}
+
+/* The snapshot of key's integration in h, through its text encoding (what
+ * another node reads back from Redis). */
+static jn_health_snapshot_t shared(jn_health_t *h)
+{
+    static char text[JN_HEALTH_SNAPSHOT_MAX];
+    collect_t c = {key.integration_id, 0, "", {0}};
+    jn_health_snapshot_t back;
+    char err[256] = "";
+    int n;
+
+    jn_health_each_changed(h, 0, collect, &c);
+    assert_int_equal(c.calls, 1);
+    n = jn_health_snapshot_encode(&c.snap, text, sizeof(text));
+    assert_true(n > 0);
+    if (jn_health_snapshot_decode(text, (size_t)n, &back, err, sizeof(err)) != 0)
+        fail_msg("decode: %s", err);
+    return back;
+}
+
+static void test_changed_since_and_round_trip(void **state)
+{
+    fixture_t f;
+    jn_health_t *h = monitor(&f, NULL);
+    static const jn_health_key_t other = {"int-2", "org-a", "github"};
+    collect_t c = {0};
+    jn_health_snapshot_t back;
+    uint64_t seq;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(jn_health_each_changed(h, 0, collect, &c), 0);
+    assert_int_equal(c.calls, 0);
+    requests(h, 4, 1);
+    assert_int_equal(
+        jn_health_record_request(h, &other, JN_HEALTH_CLASS_NONE, 5, NULL, err, sizeof(err)), 0);
+    seq = jn_health_each_changed(h, 0, collect, &c);
+    assert_int_equal(c.calls, 2);
+    /* nothing new: nothing to publish */
+    c.calls = 0;
+    assert_int_equal(jn_health_each_changed(h, seq, collect, &c), seq);
+    assert_int_equal(c.calls, 0);
+    /* one integration changed: only it */
+    requests(h, 1, 0);
+    seq = jn_health_each_changed(h, seq, collect, &c);
+    assert_int_equal(c.calls, 1);
+    assert_string_equal(c.id, "int-1");
+
+    back = shared(h);
+    assert_int_equal(back.bucket_ms, 60000);
+    assert_int_equal(back.last_check_ms, f.now);
+    assert_int_equal(back.last_success_ms, f.now);
+    assert_int_equal(back.last_failure_ms, f.now);
+    assert_int_equal(back.buckets[0].slot, f.now / 60000);
+    assert_int_equal(back.buckets[0].requests, 5);
+    assert_int_equal(back.buckets[0].errors, 1);
+    assert_int_equal(back.buckets[0].latency_count, 5);
+    assert_true(back.buckets[0].latency_sum_ms == 100.0);
+    assert_int_equal(back.buckets[1].slot, -1);
+    assert_int_equal(back.n_recent, 1);
+    assert_int_equal(back.recent[0].cls, JN_HEALTH_CLASS_HTTP_5XX);
+    assert_string_equal(back.recent[0].message, "server error 503");
+    jn_health_destroy(h);
+}
+
+/* Two nodes that each see too little, or too little failing, to judge: the
+ * cluster sees the sum. */
+static void test_merge_sums_nodes(void **state)
+{
+    fixture_t fa, fb;
+    jn_health_config_t cfg;
+    jn_health_t *a, *b;
+    jn_health_snapshot_t sa, sb, odd;
+    const jn_health_snapshot_t *both[3];
+    jn_health_view_t v;
+    char err[256];
+
+    (void)state;
+    jn_health_config_init(&cfg);
+    a = monitor(&fa, &cfg);
+    b = monitor(&fb, &cfg);
+    requests(a, 6, 0); /* healthy alone */
+    fb.now += 1000;    /* the same minute */
+    requests(b, 6, 6); /* too few to judge alone */
+    assert_int_equal(view_of(a).status, JN_HEALTH_HEALTHY);
+    assert_int_equal(view_of(b).status, JN_HEALTH_UNKNOWN);
+    for (int i = 0; i < 6; i++) {
+        fb.now += 10;
+        assert_int_equal(jn_health_record_request(b, &key, JN_HEALTH_CLASS_TIMEOUT, -1, "timed out",
+                                                  err, sizeof(err)),
+                         0);
+    }
+    sa = shared(a);
+    sb = shared(b);
+    both[0] = &sa;
+    both[1] = &sb;
+    assert_int_equal(jn_health_merge(&cfg, fb.now, both, 2, &v), 2);
+    /* 18 requests, 12 failed: unhealthy, whatever each node says alone */
+    assert_int_equal(v.requests, 18);
+    assert_int_equal(v.errors, 12);
+    assert_int_equal(v.latency_count, 12);
+    assert_true(v.latency_sum_ms == 240.0);
+    assert_int_equal(v.status, JN_HEALTH_UNHEALTHY);
+    assert_int_equal(v.status_since_ms, 0);
+    /* newest times of all nodes */
+    assert_int_equal(v.last_check_ms, fb.now);
+    assert_int_equal(v.last_success_ms, fa.now);
+    assert_int_equal(v.last_failure_ms, fb.now);
+    /* newest errors first, at most JN_HEALTH_RECENT_ERRORS of all */
+    assert_int_equal(v.n_recent, JN_HEALTH_RECENT_ERRORS);
+    assert_int_equal(v.recent[0].at_ms, fb.now);
+    assert_int_equal(v.recent[0].cls, JN_HEALTH_CLASS_TIMEOUT);
+    for (size_t i = 1; i < v.n_recent; i++)
+        assert_true(v.recent[i - 1].at_ms >= v.recent[i].at_ms);
+
+    /* a node with another health_bucket_ms cannot be summed: skipped */
+    odd = sb;
+    odd.bucket_ms = 1000;
+    both[1] = &odd;
+    assert_int_equal(jn_health_merge(&cfg, fb.now, both, 2, &v), 1);
+    assert_int_equal(v.requests, 6);
+    assert_int_equal(v.status, JN_HEALTH_HEALTHY);
+
+    /* an hour later the window holds nothing: unknown, times kept */
+    both[1] = &sb;
+    assert_int_equal(jn_health_merge(&cfg, fb.now + 3600000, both, 2, &v), 2);
+    assert_int_equal(v.requests, 0);
+    assert_int_equal(v.status, JN_HEALTH_UNKNOWN);
+    assert_int_equal(v.last_check_ms, fb.now);
+    /* half an hour later the buckets are still in the window */
+    assert_int_equal(jn_health_merge(&cfg, fb.now + 1800000, both, 2, &v), 2);
+    assert_int_equal(v.requests, 18);
+    jn_health_destroy(a);
+    jn_health_destroy(b);
+}
+
+/* The merged rule is the monitor's: thresholds, margin-free from unknown,
+ * min_requests. */
+static void test_status_of_is_the_monitor_rule(void **state)
+{
+    jn_health_config_t cfg;
+
+    (void)state;
+    jn_health_config_init(&cfg);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_UNKNOWN, 0, 0), JN_HEALTH_UNKNOWN);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_UNKNOWN, 3, 0), JN_HEALTH_HEALTHY);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_UNKNOWN, 9, 9), JN_HEALTH_UNKNOWN);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_UNKNOWN, 100, 9), JN_HEALTH_HEALTHY);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_UNKNOWN, 100, 10), JN_HEALTH_DEGRADED);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_UNKNOWN, 100, 50), JN_HEALTH_UNHEALTHY);
+    /* hysteresis from a known status, as the monitor applies it */
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_DEGRADED, 100, 7), JN_HEALTH_DEGRADED);
+    assert_int_equal(jn_health_status_of(&cfg, JN_HEALTH_DEGRADED, 100, 4), JN_HEALTH_HEALTHY);
+}
+
+static void expect_refused(const char *text, const char *needle)
+{
+    jn_health_snapshot_t s;
+    char err[256] = "";
+
+    assert_int_equal(jn_health_snapshot_decode(text, strlen(text), &s, err, sizeof(err)), -1);
+    if (strstr(err, needle) == NULL)
+        fail_msg("\"%s\" does not mention \"%s\"", err, needle);
+    /* errors name the problem, never the value (it may hold anything) */
+    assert_null(strstr(err, "CANARY"));
+}
+
+static void test_decode_refuses_bad_input(void **state)
+{
+    char many[JN_HEALTH_SNAPSHOT_MAX * 2] = "h1 60000 0 0 0\n";
+    char longmsg[400];
+
+    (void)state;
+    expect_refused("", "empty");
+    expect_refused("h1 60000 0 0 0", "not terminated");
+    expect_refused("h2 60000 0 0 0\n", "line 1");
+    expect_refused("h1 5 0 0 0\n", "line 1");
+    expect_refused("h1 60000 0 0 0 CANARY\n", "line 1");
+    expect_refused("h1 60000 0 0 0\nb 1 2 3 0 0.000\n", "line 2 is not a bucket");
+    expect_refused("h1 60000 0 0 0\nb 1 0 0 0 0.000\n", "line 2 is not a bucket");
+    expect_refused("h1 60000 0 0 0\nb 1 2 1 1 -5.000\n", "line 2 is not a bucket");
+    expect_refused("h1 60000 0 0 0\nb 1 2 1 1 5.\n", "line 2 is not a bucket");
+    expect_refused("h1 60000 0 0 0\nb 1 2 1 1 5.0\nb 1 2 1 1 5.0\n", "repeats a bucket");
+    expect_refused("h1 60000 0 0 0\ne 1 0 CANARY\n", "line 2 is not an error");
+    expect_refused("h1 60000 0 0 0\ne 1 9 CANARY\n", "line 2 is not an error");
+    expect_refused("h1 60000 0 0 0\ne 1 4 CANARY\x1b[31m\n", "control character");
+    expect_refused("h1 60000 0 0 0\nx CANARY\n", "no known kind");
+    snprintf(longmsg, sizeof(longmsg), "h1 60000 0 0 0\ne 1 4 %0250d\n", 7);
+    expect_refused(longmsg, "over 200 bytes");
+    for (int i = 0; i <= JN_HEALTH_BUCKETS; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "b %d 1 0 0 0.000\n", i);
+    expect_refused(many, "more than 60 buckets");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +555,10 @@ int main(void)
         cmocka_unit_test(test_flapping_does_not_flap_the_status),
         cmocka_unit_test(test_failed_job_counts_and_errors_are_redacted),
         cmocka_unit_test(test_memory_per_integration_is_constant),
+        cmocka_unit_test(test_changed_since_and_round_trip),
+        cmocka_unit_test(test_merge_sums_nodes),
+        cmocka_unit_test(test_status_of_is_the_monitor_rule),
+        cmocka_unit_test(test_decode_refuses_bad_input),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,6 +86,21 @@ static long long raw_int(const char *path, const char *sql)
     return v;
 }
 
+/* Column `col` of the first row of `sql`, run on the file directly, into buf. */
+static void raw_text(const char *path, const char *sql, int col, char *buf, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    buf[0] = '\0';
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, col) != NULL)
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, col));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static jn_evidence_t evidence(const char *id, const char *integration, const char *data)
 {
     jn_evidence_t e = {
@@ -189,6 +204,47 @@ static void test_failing_migration_rolls_back(void **state)
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
                                       " ('schema_migrations', 'checkpoints', 'evidence')"),
                      0);
+}
+
+/* Migration 6: the queue's group index covers only rows with a group (a
+ * webhook delivery has none), and the coalescing lookup (group_key = ?) still
+ * uses it, also on a file that had the full index before the upgrade. */
+static void test_queue_group_index_partial(void **state)
+{
+    fixture_t *f = *state;
+    const char *plan = "EXPLAIN QUERY PLAN SELECT id FROM queue_jobs"
+                       " WHERE group_key = 'gh-1' AND state = 'queued' LIMIT 1";
+    char text[512];
+
+    open_ok(f);
+    raw_text(f->path, "SELECT sql FROM sqlite_master WHERE name = 'queue_group'", 0, text,
+             sizeof(text));
+    assert_non_null(strstr(text, "WHERE group_key IS NOT NULL"));
+    jn_store_close(f->store);
+    f->store = NULL;
+    /* back to version 5's index, with a row of each kind */
+    raw_exec(f->path, "DROP INDEX queue_group;"
+                      "CREATE INDEX queue_group ON queue_jobs(group_key, state);"
+                      "DELETE FROM schema_migrations WHERE version = 6;"
+                      "PRAGMA user_version = 5;"
+                      "INSERT INTO queue_jobs(id, group_key, provider, organization_id,"
+                      " priority, payload, state, ready_ms, enqueued_ms, max_attempts)"
+                      " VALUES('job-a', 'gh-1', 'github', 'org-1', 1, '{}', 'queued', 1, 1, 3),"
+                      " ('job-b', NULL, 'webhook:github', 'org-1', 0, '{}', 'queued', 1, 1, 3);");
+    open_ok(f);
+    assert_int_equal(jn_store_schema_version(f->store), jn_store_sqlite_latest_version());
+    assert_true(jn_store_sqlite_latest_version() >= 6);
+    raw_text(f->path, "SELECT sql FROM sqlite_master WHERE name = 'queue_group'", 0, text,
+             sizeof(text));
+    assert_non_null(strstr(text, "WHERE group_key IS NOT NULL"));
+    raw_text(f->path, plan, 3, text, sizeof(text));
+    if (strstr(text, "queue_group") == NULL)
+        fail_msg("the coalescing lookup does not use queue_group: %s", text);
+    raw_text(f->path,
+             "SELECT id FROM queue_jobs WHERE group_key = 'gh-1' AND state = 'queued' LIMIT 1", 0,
+             text, sizeof(text));
+    assert_string_equal(text, "job-a");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue_jobs"), 2);
 }
 
 static void test_not_a_database(void **state)
@@ -615,6 +671,7 @@ int main(void)
         T(test_reopen_is_noop),
         T(test_newer_schema_refused),
         T(test_failing_migration_rolls_back),
+        T(test_queue_group_index_partial),
         T(test_not_a_database),
         T(test_open_missing_directory),
         T(test_wal_mode),

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api_internal.h"
+#include "junction/redis_block.h"
 #include "telemetry.h"
 #include "junction/clock.h"
 #include "junction/crypto.h"
@@ -965,6 +966,8 @@ void jn_api_destroy(jn_api_t *api)
         jn_connector_unref(api->providers[i].conn);
     }
     free(api->providers);
+    if (api->health_redis != NULL)
+        jn_redis_block_close(api->health_redis);
     if (api->admin_token) {
         jn_redactor_remove_secret(jn_redactor_global(), api->admin_token, api->admin_token_len);
         jn_secmem_free(api->admin_token);

@@ -6,8 +6,16 @@
  *    requests, errors and latency, recent errors (already redacted);
  *  - the traffic lane of (provider, organization): breaker and rate-limit
  *    state, and the newest job record: last_sync.
- * An integration the monitor never saw run is "unknown". In a cluster each
- * node's monitor holds what that node ran (docs/operations.md, "Health").
+ * An integration the monitor never saw run is "unknown".
+ *
+ * In a cluster (redis_url) each node's monitor holds what that node ran, so
+ * the status, times, counts and recent errors come from the snapshots every
+ * worker publishes (telemetry.h, jn_telemetry_share), merged here with the
+ * monitor's rule (jn_health_merge: thresholds without the hold). They are
+ * read with one HGETALL per integration on a blocking connection that fails
+ * fast while Redis is down, as the cluster store's reads do; when Redis
+ * cannot be read this node's own monitor answers (docs/operations.md,
+ * "Health in a cluster").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +25,11 @@
 #include "junction/clock.h"
 #include "junction/health.h"
 #include "junction/log.h"
+#include "junction/redis_block.h"
 #include "telemetry.h"
+
+/* At most this many nodes' snapshots are merged for one integration. */
+#define CLUSTER_MAX_NODES 256
 
 typedef struct {
     char *id, *org, *provider;
@@ -81,6 +93,97 @@ static const char *breaker_name(const jn_traffic_lane_status_t *st, int has_lane
     }
 }
 
+/* The blocking connection to the cluster's Redis, or NULL: not in a cluster,
+ * or it cannot be opened now (tried again a few seconds later, so that a
+ * Redis that is down costs one connect timeout per period, not per request). */
+static jn_redis_block_t *cluster_redis(jn_api_t *api)
+{
+    const char *url = api->o.cfg ? jn_config_str(api->o.cfg, "redis_url") : NULL;
+    jn_redis_block_opts_t o = {0};
+    int64_t now = jn_now_ms();
+    char err[400];
+
+    if (url == NULL || url[0] == '\0')
+        return NULL;
+    if (api->health_redis != NULL || now < api->health_redis_retry_ms)
+        return api->health_redis;
+    o.command_timeout_ms = (long)jn_config_int(api->o.cfg, "redis_timeout_ms");
+    o.connect_timeout_ms = o.command_timeout_ms * 2;
+    api->health_redis = jn_redis_block_open(url, &o, err, sizeof(err));
+    if (api->health_redis == NULL) {
+        api->health_redis_retry_ms = now + 5000;
+        jn_log_warn("api: health: %s; showing this node's health only", err);
+    }
+    return api->health_redis;
+}
+
+/* The cluster's merged view of an integration: 0 and *out, 1 when no node
+ * published anything for it, -1 when Redis cannot be read (the caller falls
+ * back to this node's monitor). */
+static int cluster_view(jn_api_t *api, const jn_health_t *local, const char *id,
+                        jn_health_view_t *out)
+{
+    jn_redis_block_t *c = cluster_redis(api);
+    jn_health_snapshot_t *snaps = NULL;
+    const jn_health_snapshot_t **use = NULL;
+    redisReply *rep;
+    char key[JN_HEALTH_ID_MAX + 16], err[300];
+    size_t n = 0, bad = 0;
+    int rc = 1;
+
+    if (c == NULL || jn_telemetry_share_key(id, key, sizeof(key)) != 0)
+        return -1;
+    rep =
+        jn_redis_block_command(c, 2, (const char *const[]){"HGETALL", key}, NULL, err, sizeof(err));
+    if (rep == NULL) {
+        if (!api->health_redis_warned)
+            jn_log_warn("api: health of %s: %s; showing this node's health only", id, err);
+        api->health_redis_warned = 1;
+        return -1;
+    }
+    api->health_redis_warned = 0;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2 != 0) {
+        jn_log_warn("api: health of %s: %s holds no hash; showing this node's health only", id,
+                    key);
+        freeReplyObject(rep);
+        return -1;
+    }
+    if (rep->elements > 0) {
+        size_t cap = rep->elements / 2;
+        if (cap > CLUSTER_MAX_NODES)
+            cap = CLUSTER_MAX_NODES;
+        snaps = malloc(cap * sizeof(*snaps));
+        use = malloc(cap * sizeof(*use));
+        if (snaps == NULL || use == NULL) {
+            rc = -1;
+            goto out;
+        }
+        for (size_t i = 0; i + 1 < rep->elements && n < cap; i += 2) {
+            const redisReply *v = rep->element[i + 1];
+            if (v->type != REDIS_REPLY_STRING ||
+                jn_health_snapshot_decode(v->str, v->len, &snaps[n], err, sizeof(err)) != 0) {
+                bad++;
+                continue;
+            }
+            use[n] = &snaps[n];
+            n++;
+        }
+        if (bad > 0)
+            /* the message names the problem, never the value */
+            jn_log_warn("api: health of %s: skipped %zu unreadable node entries (%s)", id, bad,
+                        err);
+        if (n > 0) {
+            jn_health_merge(jn_health_get_config(local), jn_now_ms(), use, n, out);
+            rc = 0;
+        }
+    }
+out:
+    free(snaps);
+    free(use);
+    freeReplyObject(rep);
+    return rc;
+}
+
 /* One ITEM of the contract (docs/openapi.json, IntegrationHealth). */
 static void item_json(jn_api_t *api, jn_buf_t *b, const health_row_t *row)
 {
@@ -95,10 +198,12 @@ static void item_json(jn_api_t *api, jn_buf_t *b, const health_row_t *row)
     const char *rl = "ok";
     char num[64], ts[32];
 
-    if (t != NULL && (v = malloc(sizeof(*v))) != NULL &&
-        jn_health_get(t->health, row->id, v) != 0) {
-        free(v);
-        v = NULL;
+    if (t != NULL && (v = malloc(sizeof(*v))) != NULL) {
+        int rc = cluster_view(api, t->health, row->id, v);
+        if (rc > 0 || (rc < 0 && jn_health_get(t->health, row->id, v) != 0)) {
+            free(v);
+            v = NULL;
+        }
     }
     if (traffic != NULL)
         has_lane = jn_traffic_lane_status(traffic, row->provider, row->org, &lane) == 0;

@@ -58,6 +58,11 @@ struct jn_api {
     const char **route_methods;
     const char **route_patterns;
     size_t nroutes;
+    /* Cluster mode: the health other nodes published (api_health.c), read
+     * with a fail-fast blocking connection opened on first use. */
+    struct jn_redis_block *health_redis;
+    int64_t health_redis_retry_ms; /* no new connection attempt before */
+    int health_redis_warned;       /* logged a failed read (once per outage) */
 };
 
 /* One request being handled. */

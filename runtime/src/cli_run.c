@@ -2152,6 +2152,17 @@ int jn_cli_run(int argc, char **argv)
     app.rt.rotated_ud = &app;
     /* Token exchanges shared with the other processes through Redis. */
     jn_token_cache_use_vault(&app.rt, run_vault, &app);
+    /* Cluster mode: a worker publishes the health it sees, so that every
+     * API node shows the cluster's (api_health.c). */
+    if (app.rt.redis != NULL && (app.roles & ROLE_WORKER) &&
+        jn_telemetry_share(app.rt.telemetry, app.rt.redis, app.consumer, err, sizeof(err)) != 0) {
+        fprintf(stderr, "junction: %s\n", err);
+        jn_runtime_close(&app.rt);
+        uv_run(&app.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&app.loop);
+        app_free(&app);
+        return 1;
+    }
     if (app.roles & ROLE_WORKER) {
         load_connectors(&app);
         if (create_pools(&app, err, sizeof(err)) != 0) {

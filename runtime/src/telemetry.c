@@ -14,11 +14,100 @@ static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
                                         1,     2.5,  5,     10,   30,  60};
 static const double duration_bounds[] = {0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400};
 
+/* Publishing state. The Redis callbacks may run after the telemetry is gone
+ * (the client fails its pending commands when it closes), so they hold this
+ * block, not the telemetry: it is freed by whichever ends last. */
+typedef struct telemetry_share {
+    jn_redis_t *redis;
+    char node[JN_HEALTH_ID_MAX + 1];
+    uint64_t seq;     /* jn_health_seq at the last publish */
+    int64_t ttl_ms;   /* the window and a margin */
+    size_t in_flight; /* commands whose callback has not run */
+    int failed;       /* a publish failed: send everything again */
+    int warned;       /* logged the failure (once until a success) */
+    int orphaned;     /* the telemetry is gone */
+    char *buf;        /* JN_HEALTH_SNAPSHOT_MAX bytes */
+} telemetry_share_t;
+
+static void share_free(telemetry_share_t *s)
+{
+    free(s->buf);
+    free(s);
+}
+
+static void on_published(int status, const redisReply *reply, const char *error, void *ud)
+{
+    telemetry_share_t *s = ud;
+
+    (void)reply;
+    s->in_flight--;
+    if (status == JN_REDIS_OK) {
+        s->warned = 0;
+    } else if (status != JN_REDIS_ECLOSED) {
+        /* sent again in full by the next tick; one line per outage */
+        s->failed = 1;
+        if (!s->warned)
+            jn_log_warn("health: publishing to %s failed (%s%s%s); retrying every tick",
+                        jn_redis_name(s->redis), jn_redis_error_name(status), error[0] ? ": " : "",
+                        error);
+        s->warned = 1;
+    }
+    if (s->orphaned && s->in_flight == 0)
+        share_free(s);
+}
+
+int jn_telemetry_share_key(const char *integration_id, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "jn:health:%s", integration_id);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void publish_one(void *ud, const char *integration_id, const jn_health_snapshot_t *snap)
+{
+    telemetry_share_t *s = ud;
+    char key[JN_HEALTH_ID_MAX + 16], ttl[32];
+    int n;
+
+    if (jn_telemetry_share_key(integration_id, key, sizeof(key)) != 0)
+        return;
+    n = jn_health_snapshot_encode(snap, s->buf, JN_HEALTH_SNAPSHOT_MAX);
+    if (n < 0)
+        return;
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)s->ttl_ms);
+    {
+        const char *hset[] = {"HSET", key, s->node, s->buf};
+        const char *expire[] = {"PEXPIRE", key, ttl};
+        /* a command that is not sent (client closed, no memory) is retried */
+        if (jn_redis_command(s->redis, 0, 4, hset, NULL, on_published, s) == 0)
+            s->in_flight++;
+        else
+            s->failed = 1;
+        if (jn_redis_command(s->redis, 0, 3, expire, NULL, on_published, s) == 0)
+            s->in_flight++;
+        else
+            s->failed = 1;
+    }
+}
+
+/* Sends what changed since the last publish; everything after a failure. */
+static void share_publish(jn_telemetry_t *t)
+{
+    telemetry_share_t *s = t->share;
+    uint64_t since = s->failed ? 0 : s->seq;
+
+    if (jn_health_seq(t->health) == since && !s->failed)
+        return;
+    s->failed = 0;
+    s->seq = jn_health_each_changed(t->health, since, publish_one, s);
+}
+
 static void on_tick(uv_timer_t *timer)
 {
     jn_telemetry_t *t = timer->data;
 
     jn_health_tick(t->health);
+    if (t->share != NULL)
+        share_publish(t);
 }
 
 static void on_tick_closed(uv_handle_t *h)
@@ -171,10 +260,41 @@ fail:
     return NULL;
 }
 
+int jn_telemetry_share(jn_telemetry_t *t, jn_redis_t *redis, const char *node_id, char *err,
+                       size_t errlen)
+{
+    const jn_health_config_t *hc = jn_health_get_config(t->health);
+    telemetry_share_t *s;
+    size_t n = node_id ? strlen(node_id) : 0;
+
+    if (n == 0 || n > JN_HEALTH_ID_MAX)
+        return jn_errorf(err, errlen, "health: a node id of 1 to %d bytes is needed, got %zu",
+                         JN_HEALTH_ID_MAX, n);
+    if (t->share != NULL)
+        return jn_errorf(err, errlen, "health: already shared");
+    if ((s = calloc(1, sizeof(*s))) == NULL || (s->buf = malloc(JN_HEALTH_SNAPSHOT_MAX)) == NULL) {
+        free(s);
+        return jn_errorf(err, errlen, "out of memory");
+    }
+    s->redis = redis;
+    memcpy(s->node, node_id, n + 1);
+    /* the whole window, two more buckets and 5 s: a key outlives the data it
+     * holds, and expires once no node has reported for that long */
+    s->ttl_ms = JN_HEALTH_BUCKETS * hc->bucket_ms + 2 * hc->bucket_ms + 5000;
+    t->share = s;
+    return 0;
+}
+
 void jn_telemetry_destroy(jn_telemetry_t *t)
 {
     if (t == NULL)
         return;
+    if (t->share != NULL) {
+        if (t->share->in_flight == 0)
+            share_free(t->share);
+        else
+            t->share->orphaned = 1;
+    }
     if (t->tick != NULL) {
         uv_timer_stop(t->tick);
         uv_close((uv_handle_t *)t->tick, on_tick_closed);

@@ -14,6 +14,7 @@
 #include "junction/health.h"
 #include "junction/metrics.h"
 #include "junction/queue.h"
+#include "junction/redis.h"
 #include "junction/store.h"
 #include "junction/traffic.h"
 #include "connector.h"
@@ -28,6 +29,9 @@ typedef struct jn_telemetry {
     /* jobs (job records) */
     jn_metric_t *job_outcomes, *job_duration;
     uv_timer_t *tick; /* re-evaluates health (holds expire without traffic) */
+    /* Cluster mode: what this node's monitor holds, published for the other
+     * nodes (jn_telemetry_share); NULL: not shared. */
+    struct telemetry_share *share;
 } jn_telemetry_t;
 
 /* Creates the registry and the monitor from the config (health_*,
@@ -37,6 +41,18 @@ jn_telemetry_t *jn_telemetry_create(uv_loop_t *loop, const jn_config_t *cfg, cha
                                     size_t errlen);
 /* Releases it (the timer's memory once the loop ran its close callback). */
 void jn_telemetry_destroy(jn_telemetry_t *t);
+
+/* Cluster mode: from now on the tick also publishes, for every integration
+ * that recorded an outcome since the last publish, this node's snapshot to
+ * the hash "jn:health:{integration_id}" (field: node_id; value:
+ * jn_health_snapshot_encode), whose TTL is a little over the health window
+ * (docs/operations.md, "Health in a cluster"). `redis` must outlive the
+ * telemetry's use of it: jn_telemetry_destroy before jn_redis_close. 0, or
+ * -1 with a message. */
+int jn_telemetry_share(jn_telemetry_t *t, jn_redis_t *redis, const char *node_id, char *err,
+                       size_t errlen);
+/* The key of an integration's shared health, "jn:health:" + id. */
+int jn_telemetry_share_key(const char *integration_id, char *buf, size_t len);
 
 /* The traffic observer (jn_traffic_config_t.observer, ud: the telemetry). */
 void jn_telemetry_traffic_event(void *ud, const jn_traffic_event_t *ev);

@@ -181,4 +181,68 @@ size_t jn_health_count(const jn_health_t *h);
  * table, whatever the number of outcomes recorded. */
 size_t jn_health_memory(const jn_health_t *h);
 
+/* ---- Sharing across the nodes of a cluster ----
+ *
+ * Each node's monitor holds what that node ran. In a cluster the nodes
+ * publish a snapshot of each integration (its buckets, times and recent
+ * errors: nothing secret, the messages are already redacted) and a reader
+ * merges the snapshots of every node (docs/operations.md, "Health in a
+ * cluster"). */
+
+typedef struct {
+    int64_t slot; /* bucket number (time / bucket_ms); -1: empty */
+    uint32_t requests, errors, latency_count;
+    double latency_sum_ms;
+} jn_health_bucket_t;
+
+/* One node's record of one integration. */
+typedef struct {
+    int64_t bucket_ms; /* the node's health_bucket_ms */
+    int64_t last_check_ms, last_success_ms, last_failure_ms;
+    jn_health_bucket_t buckets[JN_HEALTH_BUCKETS]; /* any order */
+    size_t n_recent;                               /* recent[0] is the newest */
+    jn_health_error_t recent[JN_HEALTH_RECENT_ERRORS];
+} jn_health_snapshot_t;
+
+/* Largest encoding of a snapshot, terminating NUL included. */
+#define JN_HEALTH_SNAPSHOT_MAX                                                                     \
+    (64 + JN_HEALTH_BUCKETS * 96 + JN_HEALTH_RECENT_ERRORS * (48 + JN_HEALTH_MESSAGE_MAX))
+
+/* The monitor's configuration (readers merge with the same rule). */
+const jn_health_config_t *jn_health_get_config(const jn_health_t *h);
+
+/* A counter that grows whenever an outcome is recorded or an integration is
+ * forgotten: a publisher compares it with the one it last saw. */
+uint64_t jn_health_seq(const jn_health_t *h);
+typedef void (*jn_health_snapshot_fn)(void *ud, const char *integration_id,
+                                      const jn_health_snapshot_t *snap);
+/* Calls fn for every integration that recorded an outcome after the
+ * jn_health_seq value `since` (0: every integration); returns the current
+ * jn_health_seq. */
+uint64_t jn_health_each_changed(jn_health_t *h, uint64_t since, jn_health_snapshot_fn fn, void *ud);
+
+/* A compact line-oriented text form of a snapshot (at most
+ * JN_HEALTH_SNAPSHOT_MAX bytes with the NUL); returns its length, or -1
+ * when buf is too small. */
+int jn_health_snapshot_encode(const jn_health_snapshot_t *snap, char *buf, size_t len);
+/* Parses an encoding that came from outside (Redis): 0, or -1 with the first
+ * problem in err (never the input). */
+int jn_health_snapshot_decode(const char *text, size_t len, jn_health_snapshot_t *out, char *err,
+                              size_t errlen);
+
+/* The status the rule above gives a window of `requests` with `errors`
+ * coming from `current` (hysteresis margins and min_requests included, the
+ * hold excluded: that needs a history). */
+jn_health_status_t jn_health_status_of(const jn_health_config_t *cfg, jn_health_status_t current,
+                                       uint64_t requests, uint64_t errors);
+
+/* Merges the snapshots of several nodes at `now_ms` into out (whose ids the
+ * caller fills): buckets of the same slot in the window are summed (a
+ * snapshot of another bucket_ms than cfg's is skipped), the newest times
+ * win, recent errors are the newest of all. The status is
+ * jn_health_status_of(cfg, UNKNOWN, ...): thresholds without the hold;
+ * status_since_ms is 0. Returns the number of snapshots used. */
+size_t jn_health_merge(const jn_health_config_t *cfg, int64_t now_ms,
+                       const jn_health_snapshot_t *const *snaps, size_t n, jn_health_view_t *out);
+
 #endif

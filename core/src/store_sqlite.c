@@ -839,14 +839,16 @@ int jn_store_sqlite_cache(jn_store_t *s, int64_t kib)
  * restarts. That bounds the file. Durability does not change: a commit is on
  * disk when its log frames are synced. */
 
-/* Four times SQLite's own cadence (1,000 frames): a quarter of the syncs of
- * the database file, each of which slows the commits that sync the log
- * meanwhile, and a page rewritten by many commits (with random delivery ids,
- * a page of the idempotency index is rewritten by several commits of a step)
- * copied once per step. The log holds up to 16 MB between steps and 64 MB at
- * the cap. Measured with tools/bench/webhooks (docs/operations.md). */
-#define CKPT_STEP 4000
-#define CKPT_CAP 16384
+/* A step of 125 frames, an eighth of SQLite's own cadence (1,000): each
+ * checkpoint's sync of the database file then has little to write, and the
+ * commits that sync the log meanwhile wait less behind it. Longer steps
+ * copy a page rewritten by many commits fewer times (more deliveries per
+ * second), but their larger syncs stall the commits beside them: with random
+ * delivery ids, whose index pages make large checkpoints, the p99 at half
+ * rate went from about 3 ms (125) to 4 (250), 7 (500), 9 (1,000) and 25-36
+ * ms (4,000) in tools/bench/webhooks (docs/operations.md). */
+#define CKPT_STEP 125
+#define CKPT_CAP 8192
 
 struct sqlite_ckpt {
     sqlite3 *db; /* the checkpointer's connection */

@@ -20,9 +20,8 @@
 #include "test_tmpdir.h"
 
 /* What the store uses (core/src/store_sqlite.c): the thread is woken every
- * CKPT_STEP frames; the writer checkpoints itself past CKPT_CAP. */
-#define CKPT_STEP 4000
-#define CKPT_CAP 16384
+ * 125 frames; the writer checkpoints itself past CKPT_CAP. */
+#define CKPT_CAP 8192
 #define PAGE 4096
 #define FRAME (PAGE + 24)
 
@@ -131,10 +130,10 @@ static void test_log_reaches_the_database(void **state)
     assert_int_equal(jn_store_sqlite_background_checkpoints(f->store), 0);
     assert_int_equal(jn_store_sqlite_background_checkpoints(f->store), 1); /* already on */
     before = file_size(f->path);
-    /* 1,400 transactions of 8 rows of 2 KiB: about 5,600 new pages, some
-     * 8,400 frames (two wake-ups of the thread, one every CKPT_STEP frames),
-     * far below the writer's own threshold */
-    for (int b = 0; b < 1400; b++)
+    /* 400 transactions of 8 rows of 2 KiB: about 1,600 new pages, some
+     * 2,400 frames (many wake-ups of the thread, one every 125 frames), far
+     * below the writer's own threshold */
+    for (int b = 0; b < 400; b++)
         write_batch(f->store, b, 8, 2048);
     assert_true(file_size(f->wal) > 0);
     assert_true(file_size(f->wal) < (long long)CKPT_CAP * FRAME);
@@ -146,7 +145,7 @@ static void test_log_reaches_the_database(void **state)
     if (file_size(f->path) < before + 512LL * PAGE)
         fail_msg("the database file did not grow (%lld -> %lld bytes): no checkpoint ran", before,
                  file_size(f->path));
-    for (int b = 0; b < 1400; b++)
+    for (int b = 0; b < 400; b++)
         check_batch(f->store, b, 8, 2048);
 }
 
@@ -159,12 +158,12 @@ static void test_log_stays_bounded(void **state)
     fixture_t *f = *state;
     char err[512] = "";
     long long wal_max = 0, w;
-    const int batches = 2000, rows = 12;
+    const int batches = 800, rows = 12;
     const long long bound = (long long)(CKPT_CAP + 1024) * FRAME + 32;
 
     assert_int_equal(jn_store_sqlite_background_checkpoints(f->store), 0);
-    /* 12 rows of 3 KiB per transaction, a page each: over 24,000 frames in
-     * all (more than CKPT_CAP), which a log that never restarted would hold */
+    /* 12 rows of 3 KiB per transaction, a page each: over 10,000 frames in
+     * all, which a log that never restarted would hold */
     for (int b = 0; b < batches; b++) {
         write_batch(f->store, b, rows, 3072);
         if ((w = file_size(f->wal)) > wal_max)

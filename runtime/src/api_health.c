@@ -12,9 +12,10 @@
  * the status, times, counts and recent errors come from the snapshots every
  * worker publishes (telemetry.h, jn_telemetry_share), merged here with the
  * monitor's rule (jn_health_merge: thresholds without the hold). They are
- * read with one HGETALL per integration on a blocking connection that fails
- * fast while Redis is down, as the cluster store's reads do; when Redis
- * cannot be read this node's own monitor answers (docs/operations.md,
+ * read in one round trip per CLUSTER_BATCH integrations (a script that runs
+ * HGETALL on each hash) on a blocking connection that fails fast while Redis
+ * is down, as the cluster store's reads do; when Redis cannot be read this
+ * node's own monitor answers (docs/operations.md,
  * "Health in a cluster").
  */
 #include <stdio.h>
@@ -117,75 +118,102 @@ static jn_redis_block_t *cluster_redis(jn_api_t *api)
     return api->health_redis;
 }
 
-/* The cluster's merged view of an integration: 0 and *out, 1 when no node
- * published anything for it, -1 when Redis cannot be read (the caller falls
- * back to this node's monitor). */
-static int cluster_view(jn_api_t *api, const jn_health_t *local, const char *id,
-                        jn_health_view_t *out)
+/* Reads the hashes of KEYS in one round trip: HGETALL of each, in order. */
+static const char fetch_script_source[] =
+    "local out = {}\n"
+    "for i, k in ipairs(KEYS) do out[i] = redis.call('HGETALL', k) end\n"
+    "return out\n";
+static jn_redis_block_script_t fetch_script = JN_REDIS_BLOCK_SCRIPT(fetch_script_source);
+
+/* Integrations whose hashes one script reads: bounds the reply and the time
+ * Redis spends in one script. */
+#define CLUSTER_BATCH 256
+
+/* The hashes of rows[0..n) (n <= CLUSTER_BATCH): an array reply of n flat
+ * hash replies, or NULL when not in a cluster or Redis cannot be read (the
+ * caller then answers from this node's monitor). */
+static redisReply *cluster_fetch(jn_api_t *api, const health_row_t *rows, size_t n)
 {
     jn_redis_block_t *c = cluster_redis(api);
-    jn_health_snapshot_t *snaps = NULL;
-    const jn_health_snapshot_t **use = NULL;
+    char keys[CLUSTER_BATCH][JN_HEALTH_ID_MAX + 16], err[300];
+    const char *argv[CLUSTER_BATCH];
     redisReply *rep;
-    char key[JN_HEALTH_ID_MAX + 16], err[300];
-    size_t n = 0, bad = 0;
-    int rc = 1;
 
-    if (c == NULL || jn_telemetry_share_key(id, key, sizeof(key)) != 0)
-        return -1;
-    rep =
-        jn_redis_block_command(c, 2, (const char *const[]){"HGETALL", key}, NULL, err, sizeof(err));
+    if (c == NULL || n == 0 || n > CLUSTER_BATCH)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (jn_telemetry_share_key(rows[i].id, keys[i], sizeof(keys[i])) != 0)
+            return NULL;
+        argv[i] = keys[i];
+    }
+    rep = jn_redis_block_script(c, &fetch_script, (int)n, (int)n, argv, NULL, err, sizeof(err));
     if (rep == NULL) {
         if (!api->health_redis_warned)
-            jn_log_warn("api: health of %s: %s; showing this node's health only", id, err);
+            jn_log_warn("api: health: %s; showing this node's health only", err);
         api->health_redis_warned = 1;
-        return -1;
+        return NULL;
     }
     api->health_redis_warned = 0;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2 != 0) {
-        jn_log_warn("api: health of %s: %s holds no hash; showing this node's health only", id,
-                    key);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        jn_log_warn("api: health: an unexpected reply from Redis; showing this node's health "
+                    "only");
         freeReplyObject(rep);
-        return -1;
+        return NULL;
     }
-    if (rep->elements > 0) {
-        size_t cap = rep->elements / 2;
-        if (cap > CLUSTER_MAX_NODES)
-            cap = CLUSTER_MAX_NODES;
-        snaps = malloc(cap * sizeof(*snaps));
-        use = malloc(cap * sizeof(*use));
-        if (snaps == NULL || use == NULL) {
-            rc = -1;
-            goto out;
+    return rep;
+}
+
+/* The cluster's merged view of an integration from its hash (a flat
+ * HGETALL reply): 0 and *out, 1 when no node published anything for it, -1
+ * when it cannot be used (the caller falls back to this node's monitor). */
+static int cluster_view(const jn_health_t *local, const char *id, const redisReply *hash,
+                        jn_health_view_t *out)
+{
+    jn_health_snapshot_t *snaps = NULL;
+    const jn_health_snapshot_t **use = NULL;
+    char err[300] = "";
+    size_t n = 0, bad = 0, cap;
+    int rc = 1;
+
+    if (hash == NULL || hash->type != REDIS_REPLY_ARRAY || hash->elements % 2 != 0)
+        return -1;
+    if (hash->elements == 0)
+        return 1;
+    cap = hash->elements / 2;
+    if (cap > CLUSTER_MAX_NODES)
+        cap = CLUSTER_MAX_NODES;
+    snaps = malloc(cap * sizeof(*snaps));
+    use = malloc(cap * sizeof(*use));
+    if (snaps == NULL || use == NULL) {
+        rc = -1;
+        goto out;
+    }
+    for (size_t i = 0; i + 1 < hash->elements && n < cap; i += 2) {
+        const redisReply *v = hash->element[i + 1];
+        if (v->type != REDIS_REPLY_STRING ||
+            jn_health_snapshot_decode(v->str, v->len, &snaps[n], err, sizeof(err)) != 0) {
+            bad++;
+            continue;
         }
-        for (size_t i = 0; i + 1 < rep->elements && n < cap; i += 2) {
-            const redisReply *v = rep->element[i + 1];
-            if (v->type != REDIS_REPLY_STRING ||
-                jn_health_snapshot_decode(v->str, v->len, &snaps[n], err, sizeof(err)) != 0) {
-                bad++;
-                continue;
-            }
-            use[n] = &snaps[n];
-            n++;
-        }
-        if (bad > 0)
-            /* the message names the problem, never the value */
-            jn_log_warn("api: health of %s: skipped %zu unreadable node entries (%s)", id, bad,
-                        err);
-        if (n > 0) {
-            jn_health_merge(jn_health_get_config(local), jn_now_ms(), use, n, out);
-            rc = 0;
-        }
+        use[n] = &snaps[n];
+        n++;
+    }
+    if (bad > 0)
+        /* the message names the problem, never the value */
+        jn_log_warn("api: health of %s: skipped %zu unreadable node entries (%s)", id, bad, err);
+    if (n > 0) {
+        jn_health_merge(jn_health_get_config(local), jn_now_ms(), use, n, out);
+        rc = 0;
     }
 out:
     free(snaps);
     free(use);
-    freeReplyObject(rep);
     return rc;
 }
 
-/* One ITEM of the contract (docs/openapi.json, IntegrationHealth). */
-static void item_json(jn_api_t *api, jn_buf_t *b, const health_row_t *row)
+/* One ITEM of the contract (docs/openapi.json, IntegrationHealth). `hash`:
+ * the integration's shared health (cluster_fetch), NULL: this node's. */
+static void item_json(jn_api_t *api, jn_buf_t *b, const health_row_t *row, const redisReply *hash)
 {
     jn_telemetry_t *t = api->o.rt ? api->o.rt->telemetry : NULL;
     jn_traffic_t *traffic = api->o.rt ? api->o.rt->traffic : NULL;
@@ -199,7 +227,7 @@ static void item_json(jn_api_t *api, jn_buf_t *b, const health_row_t *row)
     char num[64], ts[32];
 
     if (t != NULL && (v = malloc(sizeof(*v))) != NULL) {
-        int rc = cluster_view(api, t->health, row->id, v);
+        int rc = cluster_view(t->health, row->id, hash, v);
         if (rc > 0 || (rc < 0 && jn_health_get(t->health, row->id, v) != 0)) {
             free(v);
             v = NULL;
@@ -366,10 +394,16 @@ static void health_list(api_req_t *r)
     jn_buf_puts(&b, "{\"generated_at\":");
     buf_str(&b, jn_format_rfc3339(jn_now_ms(), ts, sizeof(ts)));
     jn_buf_puts(&b, ",\"integrations\":[");
-    for (size_t i = 0; i < rows.n; i++) {
-        if (i)
-            jn_buf_puts(&b, ",");
-        item_json(r->api, &b, &rows.rows[i]);
+    for (size_t i = 0; i < rows.n; i += CLUSTER_BATCH) {
+        size_t n = rows.n - i < CLUSTER_BATCH ? rows.n - i : CLUSTER_BATCH;
+        redisReply *hashes = cluster_fetch(r->api, &rows.rows[i], n);
+        for (size_t j = 0; j < n; j++) {
+            if (i + j)
+                jn_buf_puts(&b, ",");
+            item_json(r->api, &b, &rows.rows[i + j], hashes ? hashes->element[j] : NULL);
+        }
+        if (hashes != NULL)
+            freeReplyObject(hashes);
     }
     jn_buf_puts(&b, "]}");
     rows_free(&rows);
@@ -385,6 +419,7 @@ static void health_one(api_req_t *r)
     jn_integration_t it;
     char *strings = NULL;
     health_row_t row;
+    redisReply *hashes;
     jn_buf_t b = {0};
     int rc = jn_store_integration_get(r->api->o.store, id, &it, &strings);
 
@@ -401,7 +436,10 @@ static void health_one(api_req_t *r)
     row.org = (char *)it.organization_id;
     row.provider = (char *)it.provider;
     row.enabled = it.enabled;
-    item_json(r->api, &b, &row);
+    hashes = cluster_fetch(r->api, &row, 1);
+    item_json(r->api, &b, &row, hashes ? hashes->element[0] : NULL);
+    if (hashes != NULL)
+        freeReplyObject(hashes);
     free(strings);
     api_json(r, 200, &b);
     jn_buf_free(&b);

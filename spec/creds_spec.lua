@@ -240,6 +240,7 @@ describe("the credential vault (junction creds, keys, audit)", function()
         "connectors_dir = " .. run .. "/connectors",
         "integrations_file = " .. run .. "/integrations.json",
         "allow_hosts = 127.0.0.1",
+        "listen = 127.0.0.1:0", -- any free port: specs run side by side
       }, "\n") .. "\n")
       local log = run .. "/junction.log"
       local pid = tonumber(sh("env -u JUNCTION_MASTER_KEY JUNCTION_MASTER_KEY_FILE=" ..

@@ -73,6 +73,7 @@ describe("junction run", function()
       "integrations_file = " .. dir .. "/integrations.json",
       "allow_hosts = 127.0.0.1",
       "job_cpu_limit_ms = 1000",
+      "listen = 127.0.0.1:0", -- any free port: specs run side by side
     }, "\n") .. "\n")
     logfile = dir .. "/junction.log"
     pid = tonumber(sh("SIM_TOKEN=sim-token " .. BIN .. " run --config " .. dir ..

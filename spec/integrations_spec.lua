@@ -287,9 +287,17 @@ describe("junction run with an integrations file", function()
     end, 10)
     assert.is_table(ready, "the second import changed something: " .. util.read_file(rt.log))
     assert.is_false(rt:json("integrations", "show", "file-2")[1].enabled)
-    -- the slot that already ran is not run again after the restart
+    -- the slot that already ran is not run again after the restart (a run
+    -- of file-1's next hourly slot is right when the clock passed that slot
+    -- during the test: what must not happen is a slot run twice)
     os.execute("sleep 2")
-    assert.are.equal(1, #rt:jobs("file-1"))
+    local jobs, slots = rt:jobs("file-1"), {}
+    assert.is_true(#jobs >= 1)
+    for _, j in ipairs(jobs) do
+      assert.is_string(j.slot_id, "a scheduled run without its slot: " .. cjson.encode(j))
+      assert.is_nil(slots[j.slot_id], "slot " .. j.slot_id .. " ran twice: " .. cjson.encode(jobs))
+      slots[j.slot_id] = true
+    end
     rt:stop()
   end)
 

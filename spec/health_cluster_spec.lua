@@ -27,25 +27,14 @@ local DB = 14
 local CANARY = "CANARY-HCLUSTER-simtoken-5e1f03"
 local ADMIN = "CANARY-HCLUSTER-admin-9a8b7c6d5e4f3a2b1c0d"
 
+-- Every answer is checked for the canaries.
 local function http(port, path, token)
-  local out = os.tmpname()
-  local args = { "curl", "-s", "--max-time", "10", "-o", out, "-w", "%{http_code}" }
-  if token then args[#args + 1] = "-H"; args[#args + 1] = "Authorization: Bearer " .. token end
-  args[#args + 1] = "http://127.0.0.1:" .. port .. path
-  local quoted = {}
-  for i, a in ipairs(args) do quoted[i] = shell_quote(a) end
-  local status = tonumber(sh(table.concat(quoted, " ")))
-  local body = util.read_file(out)
-  os.remove(out)
+  local status, body = util.http_get(port, path, token)
   assert.is_nil(body:find("CANARY", 1, true), "a secret in a response: " .. body)
   return status, body
 end
 
-local function item_of(doc, id)
-  for _, it in ipairs(doc.integrations) do
-    if it.integration_id == id then return it end
-  end
-end
+local item_of = util.health_item
 
 describe("integration health in a cluster", function()
   local redis = cluster.redis(DB)

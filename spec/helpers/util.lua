@@ -89,4 +89,26 @@ return c
 ]]
 end
 
+-- GET http://127.0.0.1:<port><path> with an optional bearer token: the
+-- status (a number) and the body.
+function _M.http_get(port, path, token)
+  local out = os.tmpname()
+  local args = { "curl", "-s", "--max-time", "10", "-o", out, "-w", "%{http_code}" }
+  if token then args[#args + 1] = "-H"; args[#args + 1] = "Authorization: Bearer " .. token end
+  args[#args + 1] = "http://127.0.0.1:" .. port .. path
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = _M.shell_quote(a) end
+  local status = tonumber(_M.sh(table.concat(quoted, " ")))
+  local body = _M.read_file(out)
+  os.remove(out)
+  return status, body
+end
+
+-- The item of an integration in a /v1/health document.
+function _M.health_item(doc, id)
+  for _, it in ipairs(doc.integrations) do
+    if it.integration_id == id then return it end
+  end
+end
+
 return _M

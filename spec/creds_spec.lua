@@ -3,9 +3,14 @@
 -- `junction audit verify`, against the GitHub simulator, with a temporary
 -- data directory and a 0600 key file named by JUNCTION_MASTER_KEY_FILE.
 -- The canary tokens must never appear in any output, in the evidence or, as
--- plaintext, in the SQLite database and its WAL. ctest sets JUNCTION_BIN.
+-- plaintext, in the SQLite database and its WAL. "canary secrets on every
+-- path" sends them through a provider that echoes the request back (in a
+-- 200, a 400 and a 401, body and headers) to a connector that logs, emits
+-- and raises everything it can see, and looks for them in its own Lua state.
+-- ctest sets JUNCTION_BIN.
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local peer_mod = require "helpers.peer"
 
 local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
 local CANARY = "ghp_CANARYVAULT0123456789abcdefghijklmnop"     -- valid simulator token
@@ -359,6 +364,229 @@ describe("the credential vault (junction creds, keys, audit)", function()
       for _, v in ipairs(list()[cred_id].versions) do assert.are.equal(2, v.dek_version) end
       code, out, err = collect()
       assert.are.equal(0, code, err)
+      no_canary(out, err)
+      assert_db_clean()
+    end)
+  end)
+
+  describe("canary secrets on every path", function()
+    local CANARY_HDR = "CANARYVAULTHDR-0123456789abcdefghij"
+    local CANARY_EXTRA = "CANARYVAULTEXTRA-0123456789abcdefgh"
+    local CANARY_QUERY = "CANARYVAULTQUERY-0123456789abcdefgh"
+    -- Logs, emits and raises everything it can see: its whole ctx and config,
+    -- the responses (body, headers, URL) of authenticated requests to a
+    -- provider that echoes the request back, in a 200, a 400 and a 401; and
+    -- reports whether any string reachable from its state holds a canary.
+    local LEAKY = [==[
+local c = connector {
+  provider_type = "leaky", display_name = "Leaky", version = "1.0.0",
+  description = "Shows everything it can see", auth_types = { "api_key" },
+  capabilities = { "evidence_collection" }, egress = { "api.leaky.example" },
+  rate_limits = { requests_per_second = 100, burst_size = 100 },
+  documentation_url = "https://docs.leaky.example",
+}
+local function dump(v, seen)
+  seen = seen or {}
+  if type(v) ~= "table" then return tostring(v) end
+  if seen[v] then return "<cycle>" end
+  seen[v] = true
+  local parts = {}
+  for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. dump(x, seen) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+local function holds(v, seen)
+  if type(v) == "string" then return v:find("CANARY", 1, true) ~= nil end
+  if type(v) ~= "table" or seen[v] then return false end
+  seen[v] = true
+  for k, x in pairs(v) do
+    if holds(k, seen) or holds(x, seen) then return true end
+  end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and holds(mt, seen)
+end
+function c.test_connection(ctx) return { success = true } end
+function c.collect_evidence(ctx, config)
+  ctx.log.info("everything in ctx: " .. dump(ctx))
+  ctx.log.info("everything in config: " .. dump(config))
+  local responses = {}
+  for i, path in ipairs({ "/echo?page=1", "/echo_status?code=400", "/echo_status?code=401" }) do
+    local res = assert(ctx.http.get(config.base .. path))
+    local json = res:json()
+    responses[i] = { status = res.status, body = res.body, headers = res.headers, url = res.url,
+                     json = json }
+    ctx.log.warn("response " .. i .. ": " .. res.body .. " " .. dump(res.headers) .. " " .. res.url,
+      { body = res.body, url = res.url, authorization = res.headers["x-echo-authorization"] })
+    ctx.emit{ resource_type = "leaky.response", resource_id = tostring(i), data = responses[i] }
+  end
+  ctx.emit{ resource_type = "leaky.state", resource_id = "walk",
+            data = { canary_reachable = holds({ ctx, config, _G, responses }, {}) } }
+  if config.fail then
+    error("leaking what I saw: " .. responses[2].body .. " " .. dump(responses[3].headers))
+  end
+end
+return c
+]==]
+    local peer, leaky, hdr_id, query_id
+
+    setup(function()
+      peer = peer_mod.start("spec/helpers/paging_peer.js")
+      leaky = dir .. "/leaky.lua"
+      write_file(leaky, LEAKY)
+      local function put(doc)
+        local path = dir .. "/leaky-cred.json"
+        write_file(path, cjson.encode(doc))
+        local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
+          "leaky", "--auth-type", "api_key", "--from-file", path)
+        assert.are.equal(0, code, err)
+        no_canary(out, err)
+        return cjson.decode(out).id
+      end
+      -- a header token with an extra secret header, and a query-parameter token
+      hdr_id = put({ token = CANARY_HDR, extra_headers = { ["X-App-Key"] = CANARY_EXTRA } })
+      query_id = put({ token = CANARY_QUERY, query_param = "api_key" })
+    end)
+
+    teardown(function() if peer then peer:stop() end end)
+
+    local function leaky_collect(id, fail)
+      return junction(nil, "collect", leaky, "--config",
+        cjson.encode({ base = peer:url(), fail = fail or nil }), "--allow-host", "127.0.0.1",
+        "--org", "acme", "--credential", id)
+    end
+
+    -- The items of a successful run, by resource id.
+    local function items(out)
+      local by_id = {}
+      for _, line in ipairs(lines(out)) do
+        local item = cjson.decode(line)
+        by_id[item.resource_id] = item.data
+      end
+      return by_id
+    end
+
+    it("use: echoed headers reach the connector redacted, never in its state, logs or evidence",
+       function()
+      local code, out, err = leaky_collect(hdr_id)
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      local got = items(out)
+      assert.is_false(got.walk.canary_reachable)
+      for i = 1, 3 do
+        local echoed = got[tostring(i)].json.headers
+        -- the provider received both secrets: they come back, redacted
+        assert.are.equal("Bearer [REDACTED]", echoed.authorization, "response " .. i)
+        assert.are.equal("[REDACTED]", echoed["x-app-key"], "response " .. i)
+      end
+      assert.are.same({ 200, 400, 401 }, { got["1"].status, got["2"].status, got["3"].status })
+      assert.are.equal("Bearer [REDACTED]", got["2"].headers["x-echo-authorization"])
+      assert.matches("everything in ctx", err, 1, true)
+      assert_db_clean()
+    end)
+
+    it("use: an echoed query-parameter token is redacted in the body, headers and URL", function()
+      local code, out, err = leaky_collect(query_id)
+      assert.are.equal(0, code, err)
+      no_canary(out, err)
+      local got = items(out)
+      assert.is_false(got.walk.canary_reachable)
+      for i = 1, 3 do
+        local r = got[tostring(i)]
+        assert.are.equal("[REDACTED]", r.json.query.api_key, "response " .. i)
+        assert.matches("api_key=[REDACTED]", r.url, 1, true)
+        if i > 1 then assert.matches("api_key=[REDACTED]", r.json.url, 1, true) end
+      end
+      assert.matches("api_key=[REDACTED]", got["3"].headers["x-echo-url"], 1, true)
+      assert_db_clean()
+    end)
+
+    it("failed auth and error(): the error a connector raises with what it saw is redacted",
+       function()
+      for _, id in ipairs({ hdr_id, query_id }) do
+        local code, out, err = leaky_collect(id, true)
+        assert.are_not.equal(0, code)
+        no_canary(out, err)
+        assert.matches("leaking what I saw", err, 1, true)
+        assert.matches("[REDACTED]", err, 1, true)
+      end
+      -- a token the provider refuses (401): the failure names no secret
+      local path = doc_file("refused.json", CANARY_BAD)
+      local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
+        "github", "--auth-type", "api_key", "--from-file", path)
+      assert.are.equal(0, code, err)
+      code, out, err = collect(cjson.decode(out).id)
+      assert.are_not.equal(0, code)
+      no_canary(out, err)
+      assert.matches("401", out .. err, 1, true)
+      assert_db_clean()
+    end)
+
+    it("job records, evidence, CLI output and logs of `junction run` hold no canary", function()
+      local run = dir .. "/leaky-run"
+      os.execute("mkdir -p " .. shell_quote(run .. "/connectors"))
+      os.execute("cp " .. shell_quote(leaky) .. " " .. shell_quote(run .. "/connectors/"))
+      write_file(run .. "/integrations.json", cjson.encode({
+        { id = "leaky-hdr", organization_id = "acme", provider = "leaky", credential_id = hdr_id,
+          interval_s = 3600, config = { base = peer:url() } },
+        { id = "leaky-query", organization_id = "acme", provider = "leaky",
+          credential_id = query_id, interval_s = 3600, config = { base = peer:url() } },
+        { id = "leaky-fail", organization_id = "acme", provider = "leaky",
+          credential_id = hdr_id, interval_s = 3600, config = { base = peer:url(), fail = true } },
+      }))
+      write_file(run .. "/junction.conf", table.concat({
+        "connectors_dir = " .. run .. "/connectors",
+        "integrations_file = " .. run .. "/integrations.json",
+        "allow_hosts = 127.0.0.1",
+        "listen = 127.0.0.1:0",
+      }, "\n") .. "\n")
+      local log = run .. "/junction.log"
+      local pid = tonumber(sh("env -u JUNCTION_MASTER_KEY JUNCTION_MASTER_KEY_FILE=" ..
+        shell_quote(keyfile) .. " JUNCTION_DATA_DIR=" .. shell_quote(data) .. " " ..
+        shell_quote(BIN) .. " run --config " .. shell_quote(run .. "/junction.conf") .. " 2> " ..
+        shell_quote(log) .. " > /dev/null < /dev/null & echo $!"))
+      local done = {}
+      for _ = 1, 300 do
+        for line in read_file(log):gmatch("[^\n]+") do
+          local ok, l = pcall(cjson.decode, line)
+          if ok and l.msg == "collection finished" and l.status then done[l.integration_id] = l end
+        end
+        if done["leaky-hdr"] and done["leaky-query"] and done["leaky-fail"] then break end
+        os.execute("sleep 0.1")
+      end
+      os.execute("kill -TERM " .. pid)
+      for _ = 1, 50 do
+        if read_file(log):find("junction stopped", 1, true) then break end
+        os.execute("sleep 0.1")
+      end
+      local text = read_file(log)
+      no_canary(text)
+      assert.is_table(done["leaky-hdr"], "the collections did not finish: " .. text)
+      assert.are.equal("succeeded", done["leaky-hdr"].status, done["leaky-hdr"].error)
+      assert.are.equal("succeeded", done["leaky-query"].status, done["leaky-query"].error)
+      -- it emitted, then raised: partial, with the raised error recorded
+      assert.are.equal("partial", done["leaky-fail"].status)
+      assert.matches("[REDACTED]", done["leaky-fail"].error, 1, true)
+      -- the job rows themselves, and what the CLI shows of them
+      local db = data .. "/junction.db"
+      local rows = sh("sqlite3 " .. shell_quote(db) .. " " ..
+        shell_quote("SELECT * FROM jobs WHERE integration_id LIKE 'leaky-%';") .. " 2>&1")
+      assert.matches("leaky-fail", rows, 1, true)
+      assert.matches("leaking what I saw", rows, 1, true)
+      no_canary(rows)
+      local code, out, err = junction(nil, "jobs", "list", "--format", "json", "--limit", "0")
+      assert.are.equal(0, code, err)
+      assert.matches("leaky-fail", out, 1, true)
+      no_canary(out, err)
+      for _, line in ipairs(lines(out)) do
+        local j = cjson.decode(line)
+        if tostring(j.integration_id):find("^leaky%-") then
+          code, out, err = junction(nil, "jobs", "show", j.id)
+          assert.are.equal(0, code, err)
+          no_canary(out, err)
+        end
+      end
+      code, out, err = junction(nil, "evidence", "export", "--integration", "leaky-hdr")
+      assert.are.equal(0, code, err)
+      assert.matches("leaky.response", out, 1, true)
       no_canary(out, err)
       assert_db_clean()
     end)

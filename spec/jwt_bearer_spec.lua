@@ -175,3 +175,182 @@ describe("JWT bearer grant", function()
     end)
   end)
 end)
+
+-- Through the binary: a Google service-account key file and a Salesforce
+-- JWT-bearer document stored with `junction creds put` and used by
+-- `junction collect --credential`. The token endpoint is
+-- tools/oidc/jwt_bearer_peer.js, which verifies each assertion with the npm
+-- JOSE library jose (an implementation independent of Junction's):
+-- signature, issuer, audience and expiry, and for Google exp - iat <= 1 h.
+describe("JWT bearer grant through the binary, verified by jose", function()
+  local peer = require "helpers.peer"
+  local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
+  local SA_EMAIL = "junction-binary@acme-project.iam.gserviceaccount.com"
+  local SF_KEY = "3MVG9junctionBinaryConsumerKey"
+  local SF_AUD = "https://login.salesforce.com"
+  local DELEGATE = "admin@acme.example"
+  local server, dir, data, keyfile, sa_key, sf_key, connector
+  local marks = {}
+
+  local function url(path) return "http://127.0.0.1:" .. server.port .. (path or "") end
+
+  local function get(path)
+    local out = sh("curl -sS " .. shell_quote(url(path)))
+    local ok, v = pcall(cjson.decode, out)
+    assert(ok, path .. " answered " .. out)
+    return v
+  end
+
+  local function no_secrets(...)
+    for _, text in ipairs({ ... }) do
+      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
+      for _, mark in ipairs(marks) do
+        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
+      end
+      assert.is_nil(text:find("jp_at_", 1, true), "an access token leaked")
+    end
+  end
+
+  local function junction(...)
+    local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
+                  shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
+                  shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
+    for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
+    local out, err = dir .. "/stdout", dir .. "/stderr"
+    local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
+      shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
+    return code, read_file(out), read_file(err)
+  end
+
+  local function put(auth_type, doc)
+    local path = dir .. "/cred.json"
+    local f = assert(io.open(path, "wb"))
+    f:write(cjson.encode(doc))
+    f:close()
+    os.execute("chmod 600 " .. shell_quote(path))
+    local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "jwt_peer",
+      "--auth-type", auth_type, "--from-file", path)
+    assert.are.equal(0, code, err)
+    no_secrets(out, err)
+    return cjson.decode(lines(out)[1]).id
+  end
+
+  local function collect(id)
+    return junction("collect", connector, "--config", cjson.encode({ base_url = url() }),
+      "--allow-host", "127.0.0.1", "--org", "acme", "--credential", id)
+  end
+
+  setup(function()
+    dir = sh("mktemp -d"):gsub("%s+$", "")
+    data = dir .. "/data"
+    keyfile = dir .. "/master.keys"
+    local kf = assert(io.open(keyfile, "wb"))
+    kf:write("# junction master keys\nk1 " ..
+      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
+    kf:close()
+    os.execute("chmod 600 " .. shell_quote(keyfile))
+    local sa_pub, sf_pub, mark
+    sa_key, sa_pub, mark = util.genkey(dir, "sa")
+    marks[#marks + 1] = mark
+    sf_key, sf_pub, mark = util.genkey(dir, "sf")
+    marks[#marks + 1] = mark
+    local config = dir .. "/issuers.json"
+    local f = assert(io.open(config, "wb"))
+    f:write(cjson.encode({ issuers = {
+      { iss = SA_EMAIL, public_key = sa_pub, audience = "token_url", max_lifetime = 3600 },
+      { iss = SF_KEY, public_key = sf_pub, audience = SF_AUD, salesforce = true },
+    } }))
+    f:close()
+    server = peer.start("tools/oidc/jwt_bearer_peer.js", { "--config", config })
+    connector = dir .. "/whoami.lua"
+    f = assert(io.open(connector, "wb"))
+    f:write([[
+local c = connector {
+  provider_type = "jwt_peer",
+  display_name = "JWT bearer peer",
+  description = "Asks the JWT bearer test peer which verified assertion its token came from",
+  version = "1.0.0",
+  auth_types = { "service_account", "jwt_bearer" },
+  capabilities = { "evidence_collection" },
+  egress = { "127.0.0.1" },
+  rate_limits = { requests_per_second = 10 },
+  documentation_url = "https://example.com/docs",
+}
+function c.test_connection(ctx) return { success = true, message = "ok" } end
+function c.collect_evidence(ctx, config)
+  local res, err = ctx.http.get(config.base_url .. "/_test/whoami")
+  if not res then error(err, 0) end
+  if res.status ~= 200 then error("HTTP " .. res.status, 0) end
+  local who = res:json()
+  ctx.emit{ resource_type = "jwt_peer.token", resource_id = who.iss, data = who }
+end
+return c
+]])
+    f:close()
+  end)
+
+  teardown(function()
+    if server then server:stop() end
+    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
+  end)
+
+  it("uses a Google service account with domain-wide delegation; jose verifies aud and exp",
+     function()
+    local id = put("service_account", {
+      type = "service_account", project_id = "acme-project",
+      private_key_id = "0123456789abcdef0123456789abcdef01234567", private_key = sa_key,
+      client_email = SA_EMAIL, client_id = "112233445566778899001", token_uri = url("/token"),
+      scopes = "https://www.googleapis.com/auth/admin.directory.user.readonly",
+      subject = DELEGATE })
+    local before = get("/_test/stats")
+    local code, out, err = collect(id)
+    assert.are.equal(0, code, err)
+    no_secrets(out, err)
+    local items = lines(out)
+    assert.are.equal(1, #items)
+    local who = cjson.decode(items[1]).data
+    assert.are.same({ iss = SA_EMAIL, sub = DELEGATE, aud = url("/token"),
+                      scope = "https://www.googleapis.com/auth/admin.directory.user.readonly" },
+                    who)
+    assert.are.equal(before.exchanges + 1, get("/_test/stats").exchanges)
+    -- jose again, on the same assertion: valid now, expired an hour and a
+    -- minute from now (the assertion lives at most 1 h).
+    local now = tonumber(sh("date +%s"):match("%d+"))
+    assert.are.same({ ok = true, code = cjson.null }, get("/_test/reverify?at=" .. now))
+    assert.are.same({ ok = false, code = "ERR_JWT_EXPIRED" },
+      get("/_test/reverify?at=" .. (now + 3660)))
+    local db = read_file(data .. "/junction.db") .. read_file(data .. "/junction.db-wal")
+    no_secrets(db)
+  end)
+
+  it("uses a Salesforce JWT-bearer credential; jose verifies aud and exp", function()
+    local id = put("jwt_bearer", { consumer_key = SF_KEY, username = "integration@acme.example",
+                                   private_key = sf_key, token_url = url("/token") })
+    local code, out, err = collect(id)
+    assert.are.equal(0, code, err)
+    no_secrets(out, err)
+    local who = cjson.decode(lines(out)[1]).data
+    assert.are.same({ iss = SF_KEY, sub = "integration@acme.example", aud = SF_AUD,
+                      scope = cjson.null }, who)
+    local now = tonumber(sh("date +%s"):match("%d+"))
+    assert.are.same({ ok = true, code = cjson.null }, get("/_test/reverify?at=" .. now))
+    -- Salesforce assertions live 3 minutes
+    assert.are.same({ ok = false, code = "ERR_JWT_EXPIRED" },
+      get("/_test/reverify?at=" .. (now + 600)))
+  end)
+
+  it("is refused by jose when the audience is not the provider's, without secrets", function()
+    local id = put("jwt_bearer", { consumer_key = SF_KEY, username = "integration@acme.example",
+                                   private_key = sf_key, token_url = url("/token"),
+                                   audience = "https://test.salesforce.com" })
+    local before = get("/_test/stats")
+    local code, out, err = collect(id)
+    assert.are_not.equal(0, code)
+    assert.matches("jwt_bearer token exchange failed", err, 1, true)
+    -- (the log line is JSON: its quotes are escaped)
+    assert.matches([[HTTP 400 (ERR_JWT_CLAIM_VALIDATION_FAILED: unexpected \"aud\" claim value)]],
+      err, 1, true)
+    assert.are.equal(before.refused + 1, get("/_test/stats").refused)
+    no_secrets(out, err)
+  end)
+end)

@@ -148,6 +148,68 @@ describe("oauth2 refresh-token grant", function()
       no_secrets(raw, cjson.encode(logs))
     end)
 
+    -- Proactive refresh (OAUTH_MARGIN_S in token_cache.c): a token is renewed
+    -- once fewer than 60 s of its expires_in are left, before the request
+    -- that finds it so goes out. The simulator enforces expires_in and counts
+    -- each token's uses, so the counts show which token each request carried.
+    -- The job changes the lifetime of the next token itself (a control call
+    -- without the credential), between its requests.
+    local function proactive_job(first_ttl, later_ttl)
+      return {
+        source = ([[ local ctx = ...
+          local function ttl(s)
+            local r = assert(ctx.http.post("SIM/_sim/token_ttl", { auth = false,
+                                                                  json = { seconds = s } }))
+            assert(r.status == 200, "token_ttl: HTTP " .. r.status)
+          end
+          local statuses = {}
+          ttl(FIRST)
+          for i = 1, 3 do
+            local res = assert(ctx.http.get("SIM/user"))
+            statuses[i] = res.status
+            if i == 1 then ttl(LATER) end
+          end
+          return statuses ]]):gsub("SIM", sim:url()):gsub("FIRST", first_ttl)
+          :gsub("LATER", later_ttl),
+        allow_hosts = { "127.0.0.1" }, credential = doc(), credential_type = "oauth2",
+      }
+    end
+
+    it("refreshes a token inside the 60 s margin once, before the request goes out", function()
+      -- Token 1 lives 60 s: still valid, but inside the margin at once. The
+      -- second request refreshes first and carries token 2 (3600 s), which
+      -- the third request reuses.
+      local r, logs, raw = T.run(proactive_job(60, 3600))
+      assert.are.equal("succeeded", r.status, r.error)
+      assert.are.same({ 200, 200, 200 }, r.result)
+      assert.are.equal(2, stats().refresh_token)
+      assert.are.equal(0, stats().refresh_token_refused)
+      local tokens = sim:tokens()
+      assert.are.equal(2, #tokens)
+      -- token 1 carried only the first request, and is still valid now
+      -- (so it was when the second request went out with token 2)
+      assert.are.same({ n = 1, grant = "refresh_token", expires_in = 60, uses = 1,
+                        expired_uses = 0, live = true }, tokens[1])
+      assert.are.same({ n = 2, grant = "refresh_token", expires_in = 3600, uses = 2,
+                        expired_uses = 0, live = true }, tokens[2])
+      no_secrets(raw, cjson.encode(logs), cjson.encode(r.result))
+    end)
+
+    it("does not refresh a token outside the margin", function()
+      -- 120 s (60 s outside the margin) and 3600 s: one exchange, the token
+      -- carries every request.
+      for _, ttl in ipairs({ 120, 3600 }) do
+        sim:reset()
+        local r, logs, raw = T.run(proactive_job(ttl, ttl))
+        assert.are.equal("succeeded", r.status, r.error)
+        assert.are.same({ 200, 200, 200 }, r.result)
+        assert.are.equal(1, stats().refresh_token)
+        assert.are.same({ { n = 1, grant = "refresh_token", expires_in = ttl, uses = 3,
+                            expired_uses = 0, live = true } }, sim:tokens())
+        no_secrets(raw, cjson.encode(logs), cjson.encode(r.result))
+      end
+    end)
+
     it("reports invalid_grant, then fails fast without contacting the provider", function()
       local r, logs, raw = T.run{
         source = ([[ local ctx = ...

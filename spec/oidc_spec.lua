@@ -193,21 +193,48 @@ describe("OAuth token exchanges against oidc-provider", function()
       no_secrets(again.error)
     end)
 
-    describe("through the binary (creds put, collect --credential)", function()
-      local function junction(...)
-        local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
-                      shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
-                      shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
-        for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-        local out, err = dir .. "/stdout", dir .. "/stderr"
-        local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-          shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-        return code, read_file(out), read_file(err)
-      end
+    -- RFC 7009 revocation at the provider's own endpoint, as the client.
+    local function revoke(token)
+      local out = sh("curl -sS -o /dev/null -w '%{http_code}' -u " ..
+        shell_quote(RT_ID .. ":" .. RT_SECRET) .. " --data-urlencode " ..
+        shell_quote("token=" .. token) .. " -d token_type_hint=refresh_token " ..
+        shell_quote(url("/token/revocation")))
+      assert.are.equal("200", out)
+      assert.are.same({ found = false, consumed = false }, refresh_state(token))
+    end
 
-      it("stores the rotated refresh token, so a second process can refresh", function()
-        local connector = dir .. "/whoami.lua"
-        write_file(connector, [[
+    local function token_requests() return curl("GET", "/_test/token_requests").count end
+
+    it("is refused an expired refresh token (invalid_grant), without secrets", function()
+      local rt = assert(curl("POST", "/_test/refresh_token?client_id=" .. RT_ID .. "&ttl=1")
+        .refresh_token)
+      assert.are.same({ found = true, consumed = false }, refresh_state(rt))
+      -- the provider's clock must pass the token's exp (whole seconds)
+      os.execute("sleep 2.2")
+      local before = token_requests()
+      local r = T.run(whoami_job(doc(rt), "oauth2"))
+      assert.are.equal("failed", r.status)
+      assert.matches("oauth2 token exchange failed", r.error, 1, true)
+      assert.matches("HTTP 400 (grant request is invalid)", r.error, 1, true)
+      assert.are.equal(before + 1, token_requests())
+      no_secrets(r.error)
+      assert.is_nil(r.error:find(rt, 1, true), "the refresh token leaked")
+    end)
+
+    it("is refused a revoked refresh token (invalid_grant), without secrets", function()
+      local rt = mint_refresh_token()
+      revoke(rt)
+      local before = token_requests()
+      local r = T.run(whoami_job(doc(rt), "oauth2"))
+      assert.are.equal("failed", r.status)
+      assert.matches("HTTP 400 (grant request is invalid)", r.error, 1, true)
+      assert.are.equal(before + 1, token_requests())
+      no_secrets(r.error)
+      assert.is_nil(r.error:find(rt, 1, true), "the refresh token leaked")
+    end)
+
+    describe("through the binary (creds put, collect --credential)", function()
+      local WHOAMI_CONNECTOR = [[
 local c = connector {
   provider_type = "oidc_peer",
   display_name = "OIDC peer",
@@ -228,7 +255,22 @@ function c.collect_evidence(ctx, config)
   ctx.emit{ resource_type = "oidc_peer.token", resource_id = who.client_id, data = who }
 end
 return c
-]])
+]]
+
+      local function junction(...)
+        local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
+                      shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
+                      shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
+        for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
+        local out, err = dir .. "/stdout", dir .. "/stderr"
+        local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
+          shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
+        return code, read_file(out), read_file(err)
+      end
+
+      it("stores the rotated refresh token, so a second process can refresh", function()
+        local connector = dir .. "/whoami.lua"
+        write_file(connector, WHOAMI_CONNECTOR)
         local rt = mint_refresh_token()
         local path = dir .. "/oauth.json"
         write_file(path, doc(rt))
@@ -260,6 +302,97 @@ return c
         for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
           no_secrets(read_file(data .. "/" .. f))
           assert.is_nil(read_file(data .. "/" .. f):find(rt, 1, true), "the refresh token leaked")
+        end
+      end)
+
+      -- The version's id and state, and whether the credential (its current
+      -- version) needs re-authorization, from `creds list`.
+      local function listed(id)
+        local code, out, err = junction("creds", "list", "--org", "acme")
+        assert.are.equal(0, code, err)
+        no_secrets(out, err)
+        for _, line in ipairs(lines(out)) do
+          local c = cjson.decode(line)
+          if c.id == id then return c, out end
+        end
+        error("credential " .. id .. " is not listed: " .. out)
+      end
+
+      it("marks a credential whose refresh token was revoked as needing re-authorization, " ..
+         "stops presenting it, and clears the mark with a new version", function()
+        local connector = dir .. "/whoami.lua"
+        write_file(connector, WHOAMI_CONNECTOR)
+        local rt = mint_refresh_token()
+        revoke(rt)
+        local path = dir .. "/revoked.json"
+        write_file(path, doc(rt))
+        local code, out, err = junction("creds", "put", "--org", "acme", "--provider",
+          "oidc_peer", "--auth-type", "oauth2", "--from-file", path)
+        assert.are.equal(0, code, err)
+        local id = cjson.decode(lines(out)[1]).id
+        local c = listed(id)
+        assert.is_false(c.needs_reauthorization)
+        local config = cjson.encode({ base_url = url() })
+        local texts = {}
+
+        -- The provider refuses the revoked token once: the version is marked.
+        local before = token_requests()
+        code, out, err = junction("collect", connector, "--config", config, "--allow-host",
+          "127.0.0.1", "--org", "acme", "--credential", id)
+        assert.are_not.equal(0, code)
+        assert.matches("HTTP 400 (grant request is invalid)", err, 1, true)
+        assert.matches("needs re-authorization", err, 1, true)
+        assert.are.equal(before + 1, token_requests())
+        texts[#texts + 1] = out .. err
+        local list_text
+        c, list_text = listed(id)
+        texts[#texts + 1] = list_text
+        assert.is_true(c.needs_reauthorization)
+        assert.are.equal(1, #c.versions)
+        assert.are.equal("current", c.versions[1].state)
+        assert.matches("HTTP 400 (grant request is invalid)",
+          c.versions[1].needs_reauthorization.reason, 1, true)
+        assert.is_true(c.versions[1].needs_reauthorization.since_ms > 0)
+
+        -- A new process (the mark is in the store) fails at once, without
+        -- presenting the refused token to the provider again.
+        for _ = 1, 2 do
+          code, out, err = junction("collect", connector, "--config", config, "--allow-host",
+            "127.0.0.1", "--org", "acme", "--credential", id)
+          assert.are_not.equal(0, code)
+          assert.matches("credential '" .. id .. "' needs re-authorization: version 1", err, 1,
+            true)
+          assert.matches("junction creds rotate", err, 1, true)
+          texts[#texts + 1] = out .. err
+        end
+        assert.are.equal(before + 1, token_requests())
+
+        -- The audit log records the mark and still verifies.
+        code, out, err = junction("audit", "verify")
+        assert.are.equal(0, code, out .. err)
+
+        -- Re-authorized: a new version (the user connected again) clears it.
+        local rt2 = mint_refresh_token()
+        local path2 = dir .. "/reauthorized.json"
+        write_file(path2, doc(rt2))
+        code, out, err = junction("creds", "rotate", "--org", "acme", "--id", id, "--from-file",
+          path2, "--promote")
+        assert.are.equal(0, code, err)
+        texts[#texts + 1] = out .. err
+        c, list_text = listed(id)
+        texts[#texts + 1] = list_text
+        assert.is_false(c.needs_reauthorization)
+        code, out, err = junction("collect", connector, "--config", config, "--allow-host",
+          "127.0.0.1", "--org", "acme", "--credential", id)
+        assert.are.equal(0, code, err)
+        assert.matches(RT_ID, out, 1, true)
+        texts[#texts + 1] = out .. err
+        assert.are.same({ found = true, consumed = true }, refresh_state(rt2))
+
+        for _, text in ipairs(texts) do
+          no_secrets(text)
+          assert.is_nil(text:find(rt, 1, true), "the revoked refresh token leaked")
+          assert.is_nil(text:find(rt2, 1, true), "the new refresh token leaked")
         end
       end)
     end)

@@ -4,9 +4,13 @@
 -- directory and one Redis) against the simulator's refresh-token grant,
 -- which rotates the refresh token on every refresh as Jira does.
 --
---  - 100 concurrent requests on a credential without a valid token cause
+--  - 100 concurrent requests on a credential without a token yet cause
 --    exactly one refresh; the rotated refresh token is in the vault (a third
 --    process refreshes with it);
+--  - 100 concurrent requests on a token that has expired (the processes
+--    obtained it in a first round and hold it; its refresh time passed and
+--    the provider no longer accepts it) cause exactly one refresh, and all
+--    100 go out with the new token: none with the expired one;
 --  - a token the provider refuses is withdrawn from Redis and refreshed once
 --    more for both processes;
 --  - a process that read the credential before another one rotated its
@@ -85,6 +89,40 @@ local src = ([=[ local ctx = ...
 local r, _, raw = T.run({ source = src, allow_hosts = { "127.0.0.1" }, credential_id = cred,
                           organization_id = "acme" }, { redis_url = redis_url, data_dir = data_dir })
 io.write(cjson.encode({ succeeded = r.ok and 1 or 0, errors = { r.error } }), "\n", raw)
+]]
+
+-- One process, n concurrent jobs that each GET <url> with the credential
+-- (round 1), wait until GET <flag> answers 418 (the spec arms that fault once
+-- the token has expired), then GET <url> again (round 2), without a retry.
+-- Prints a JSON summary line (jobs whose both rounds answered 200), then the
+-- raw log.
+local ROUNDS_DRIVER = [[
+local T = require "junction.testing"
+local cjson = require "cjson"
+local url, flag, cred, redis_url, data_dir, n, start_at = ...
+while T.now_ms() < tonumber(start_at) do os.execute("sleep 0.01") end
+local src = ([=[ local ctx = ...
+  local first = assert(ctx.http.get("URL"))
+  assert(first.status == 200, "round 1: HTTP " .. first.status)
+  repeat
+    local f = assert(ctx.http.get("FLAG", { auth = false }))
+    if f.status ~= 418 then ctx.sleep(0.1) end
+  until f.status == 418
+  local second = assert(ctx.http.get("URL"))
+  assert(second.status == 200, "round 2: HTTP " .. second.status)
+  return second:json().login ]=]):gsub("URL", url):gsub("FLAG", flag)
+local jobs = {}
+for i = 1, tonumber(n) do
+  jobs[i] = { source = src, allow_hosts = { "127.0.0.1" }, credential_id = cred,
+              organization_id = "acme" }
+end
+local results, _, raw = T.run(jobs, { redis_url = redis_url, data_dir = data_dir })
+local summary = { succeeded = 0, errors = {} }
+for _, r in ipairs(results) do
+  if r.status == "succeeded" then summary.succeeded = summary.succeeded + 1
+  else summary.errors[#summary.errors + 1] = tostring(r.error) end
+end
+io.write(cjson.encode(summary), "\n", raw)
 ]]
 
 describe("token exchanges shared through Redis", function()
@@ -221,8 +259,8 @@ describe("token exchanges shared through Redis", function()
   -- credential of its own (and so a Redis cell of its own).
   before_each(function() sim:reset() end)
 
-  it("100 concurrent requests on an expired token cause exactly one refresh, also across two " ..
-     "runtime processes sharing Redis", function()
+  it("100 concurrent requests on a credential with no token yet cause exactly one refresh, " ..
+     "also across two runtime processes sharing Redis", function()
     local id = oauth2_credential()
     local procs = run_processes(2, id, REDIS_URL)
     assert_all_succeeded(procs)
@@ -251,6 +289,97 @@ describe("token exchanges shared through Redis", function()
     for _, f in ipairs({ "junction.db", "junction.db-wal" }) do
       no_secrets(read_file(data .. "/" .. f))
     end
+  end)
+
+  it("100 concurrent requests on an expired token cause exactly one refresh, also across two " ..
+     "runtime processes sharing Redis", function()
+    local id = oauth2_credential()
+    local rounds = dir .. "/rounds.lua"
+    write_file(rounds, ROUNDS_DRIVER)
+    -- Round 1 obtains a token of 62 s: with the 60 s refresh margin the
+    -- runtime renews it 2 s later, and shares it in Redis until then.
+    sim:token_ttl(62)
+    local start_at = string.format("%d", sh("date +%s%3N"):match("%d+") + 2000)
+    local cmds = {}
+    for i = 1, 2 do
+      cmds[i] = env() .. table.concat({ shell_quote(BIN), "script", shell_quote(rounds),
+        shell_quote(sim:url("/user")), shell_quote(sim:url("/flag")), shell_quote(id),
+        shell_quote(REDIS_URL), shell_quote(data), tostring(JOBS), start_at }, " ") ..
+        " > " .. shell_quote(dir .. "/rounds" .. i) .. " 2> " ..
+        shell_quote(dir .. "/rounds_err" .. i) .. " < /dev/null &"
+    end
+    os.execute(table.concat(cmds, " "))
+    local function finished(i) return read_file(dir .. "/rounds" .. i):find("\n", 1, true) end
+    local function user_requests() return (sim:stats().by_path or {})["/user"] or 0 end
+    -- Every job has had its round-1 answer and now waits for the flag.
+    for _ = 1, 1200 do
+      if user_requests() >= 2 * JOBS and ((sim:stats().by_path or {})["/flag"] or 0) >= 2 * JOBS
+      then break end
+      assert(not finished(1) and not finished(2), "a process ended in round 1: " ..
+        read_file(dir .. "/rounds1") .. read_file(dir .. "/rounds2") ..
+        read_file(dir .. "/rounds_err1") .. read_file(dir .. "/rounds_err2"))
+      os.execute("sleep 0.05")
+    end
+    assert.are.equal(2 * JOBS, user_requests())
+    local first_round = stats().refresh_token
+    assert.is_true(first_round >= 1)
+    -- The token expires: Redis drops the shared copy at its refresh time
+    -- (both processes still hold it, past that time) ...
+    local function shared_token()
+      local _, keys = redis_dump(id)
+      for _, k in ipairs(keys) do
+        if not k:find(":lock$") and not k:find(":fail$") then return k end
+      end
+    end
+    for _ = 1, 1200 do
+      if not shared_token() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_nil(shared_token(), "the shared token did not expire")
+    -- ... and the provider no longer accepts it either (a request with it
+    -- would answer 401 and count as an expired use). The next token lives
+    -- an hour.
+    assert.is_true(sim:expire_exchanged().expired >= 1)
+    sim:token_ttl(3600)
+    local before = #sim:tokens()
+    assert.are.equal(first_round, before)
+
+    -- Round 2: 100 concurrent requests, 50 in each process.
+    sim:fault{ path_prefix = "/flag", mode = "server_error", status = 418, count = -1 }
+    for _ = 1, 1200 do
+      if finished(1) and finished(2) then break end
+      os.execute("sleep 0.05")
+    end
+    for i = 1, 2 do
+      local text = read_file(dir .. "/rounds" .. i)
+      local first = text:match("^([^\n]*)\n")
+      assert(first, "process " .. i .. " did not finish: " .. text ..
+        read_file(dir .. "/rounds_err" .. i))
+      local summary = cjson.decode(first)
+      assert.are.same({}, summary.errors, "process " .. i)
+      assert.are.equal(JOBS, summary.succeeded, "process " .. i)
+      no_secrets(text, read_file(dir .. "/rounds_err" .. i))
+    end
+    -- Exactly one refresh for the 100 requests ...
+    assert.are.equal(first_round + 1, stats().refresh_token)
+    assert.are.equal(0, stats().refresh_token_refused)
+    assert.are.equal(4 * JOBS, user_requests())
+    -- ... and every request of round 2 carried the new token: none the
+    -- expired one.
+    local tokens = sim:tokens()
+    assert.are.equal(before + 1, #tokens)
+    local used = 0
+    for i = 1, before do
+      assert.are.equal(0, tokens[i].expired_uses, "a request went out with the expired token")
+      assert.is_false(tokens[i].live)
+      used = used + tokens[i].uses
+    end
+    assert.are.equal(2 * JOBS, used)
+    assert.are.same({ n = before + 1, grant = "refresh_token", expires_in = 3600,
+                      uses = 2 * JOBS, expired_uses = 0, live = true }, tokens[before + 1])
+    -- The refresh rotated the refresh token into a new current version.
+    assert.are.equal("current", versions(id)[first_round + 2])
+    no_secrets((redis_dump()))
   end)
 
   it("withdraws a token the provider refuses and refreshes once more for both processes",

@@ -1175,6 +1175,38 @@ static void conn_send_continue(conn_t *c, jn_http_req_t *req)
     c->writes++;
 }
 
+/* Nothing after a closing response is answered: the ready responses behind
+ * it are dropped (those still in a handler are cancelled by the close). */
+static void drop_after_close(conn_t *c)
+{
+    while (c->qhead) {
+        jn_http_req_t *rest = c->qhead;
+
+        if (rest->state == R_HANDLER)
+            break;
+        queue_pop(c);
+        req_free(rest);
+    }
+}
+
+/* Drops the first `done` bytes of bufs (a partial write): the buffers left,
+ * moved to the front, and their count. */
+static unsigned skip_written(uv_buf_t *bufs, unsigned n, size_t done)
+{
+    unsigned i = 0, k = 0;
+
+    while (i < n && done >= bufs[i].len)
+        done -= bufs[i++].len;
+    for (; i < n; i++, k++) {
+        bufs[k] = bufs[i];
+        if (k == 0) {
+            bufs[0].base += done;
+            bufs[0].len -= (unsigned)done;
+        }
+    }
+    return k;
+}
+
 /* Writes the ready responses at the head of the FIFO, in order. */
 static void conn_flush(conn_t *c)
 {
@@ -1213,6 +1245,32 @@ static void conn_flush(conn_t *c)
         req->wreq.data = req;
         if (c->writes == 0)
             c->last_progress = uv_now(srv->loop);
+        /* Nothing queued before it: the kernel most often takes the whole
+         * response at once. Written here, it needs no write request, whose
+         * completion would make libuv change the socket's epoll registration
+         * (a system call per response). What the kernel does not take is
+         * queued as before. */
+        if (c->writes == 0) {
+            int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+
+            if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
+                req_free(req);
+                conn_close(c);
+                return;
+            }
+            if (w > 0 && (size_t)w == req->out_sent) {
+                srv->stats.bytes_sent += req->out_sent;
+                c->progress_mark = 0;
+                req_free(req);
+                if (close) {
+                    drop_after_close(c);
+                    break;
+                }
+                continue;
+            }
+            if (w > 0)
+                n = skip_written(bufs, n, (size_t)w);
+        }
         if (uv_write(&req->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write) != 0) {
             req_free(req);
             conn_close(c);
@@ -1221,15 +1279,7 @@ static void conn_flush(conn_t *c)
         c->writes++;
         c->progress_mark = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
         if (close) {
-            /* Nothing after a closing response is answered. */
-            while (c->qhead) {
-                jn_http_req_t *rest = c->qhead;
-
-                if (rest->state == R_HANDLER)
-                    break;
-                queue_pop(c);
-                req_free(rest);
-            }
+            drop_after_close(c);
             break;
         }
     }

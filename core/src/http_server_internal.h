@@ -114,8 +114,9 @@ void hs_addr_format(const uint8_t addr[16], char *buf, size_t len);
 typedef struct hs_route {
     char *method;
     char *pattern;
-    char **segs;   /* literal segment, or NULL for a parameter */
-    char **params; /* parameter name at that position, or NULL */
+    char **segs;    /* literal segment, or NULL for a parameter */
+    char **params;  /* parameter name at that position, or NULL */
+    size_t *seglen; /* a literal segment's length */
     size_t nsegs;
     jn_http_handler_fn handler;
     void *ud;

@@ -34,6 +34,7 @@ static void route_free(hs_route_t *rt)
     }
     free(rt->segs);
     free(rt->params);
+    free(rt->seglen);
     free(rt->method);
     free(rt->pattern);
     free(rt);
@@ -86,7 +87,8 @@ static int parse_pattern(hs_route_t *rt, const char *pattern, char *err, size_t 
         return jn_errorf(err, errlen, "route pattern '%s' must start with '/'", pattern);
     rt->segs = calloc(MAX_SEGMENTS, sizeof *rt->segs);
     rt->params = calloc(MAX_SEGMENTS, sizeof *rt->params);
-    if (!rt->segs || !rt->params)
+    rt->seglen = calloc(MAX_SEGMENTS, sizeof *rt->seglen);
+    if (!rt->segs || !rt->params || !rt->seglen)
         return jn_errorf(err, errlen, "out of memory");
     if (*s == '\0')
         return 0; /* "/": no segment */
@@ -120,6 +122,7 @@ static int parse_pattern(hs_route_t *rt, const char *pattern, char *err, size_t 
             rt->segs[rt->nsegs] = strndup(s, len);
             if (!rt->segs[rt->nsegs])
                 return jn_errorf(err, errlen, "out of memory");
+            rt->seglen[rt->nsegs] = len;
         } else {
             return jn_errorf(err, errlen,
                              "route pattern '%s': a segment is empty, a dot-segment, holds a "
@@ -204,42 +207,59 @@ int hs_router_add(hs_router_t *r, const char *method, const char *pattern,
     return 0;
 }
 
-/* Matches the path against one route; returns the specificity (a bit per
- * segment, set for a literal, first segment highest) + 1, or 0. */
-static uint64_t route_matches(const hs_route_t *rt, const char *path, hs_match_t *m)
+typedef struct {
+    const char *s;
+    size_t len;
+} span_t;
+
+/* The path's segments, split once for all the routes: their number, or -1
+ * when one is empty or there are more than a route can have (no route
+ * matches such a path). */
+static int split_path(const char *path, span_t *out)
 {
     const char *s = path + 1;
-    uint64_t spec = 0;
-    size_t i = 0;
+    int n = 0;
 
-    if (m)
-        m->n = 0;
     if (*s == '\0')
-        return rt->nsegs == 0 ? 1 : 0;
+        return 0;
     for (;;) {
         const char *end = strchr(s, '/');
         size_t len = end ? (size_t)(end - s) : strlen(s);
 
-        if (i == rt->nsegs || len == 0)
-            return 0;
+        if (len == 0 || n == MAX_SEGMENTS)
+            return -1;
+        out[n].s = s;
+        out[n].len = len;
+        n++;
+        if (!end)
+            return n;
+        s = end + 1;
+    }
+}
+
+/* Matches the path's segments against one route: the specificity (a bit per
+ * segment, set for a literal, first segment highest) + 1, or 0. */
+static uint64_t route_matches(const hs_route_t *rt, const span_t *segs, int n, hs_match_t *m)
+{
+    uint64_t spec = 0;
+
+    if (m)
+        m->n = 0;
+    if (n < 0 || (size_t)n != rt->nsegs)
+        return 0;
+    for (int i = 0; i < n; i++) {
         spec <<= 1;
         if (rt->segs[i]) {
-            if (strlen(rt->segs[i]) != len || memcmp(rt->segs[i], s, len) != 0)
+            if (rt->seglen[i] != segs[i].len || memcmp(rt->segs[i], segs[i].s, segs[i].len) != 0)
                 return 0;
             spec |= 1;
         } else if (m) {
             m->name[m->n] = rt->params[i];
-            m->raw[m->n] = s;
-            m->raw_len[m->n] = len;
+            m->raw[m->n] = segs[i].s;
+            m->raw_len[m->n] = segs[i].len;
             m->n++;
         }
-        i++;
-        if (!end)
-            break;
-        s = end + 1;
     }
-    if (i != rt->nsegs)
-        return 0;
     return spec + 1;
 }
 
@@ -266,10 +286,12 @@ hs_route_t *hs_router_match(const hs_router_t *r, const char *method, const char
     const char *methods[ALLOW_MAX_METHODS];
     size_t nmethods = 0, off = 0;
     bool is_head = strcmp(method, "HEAD") == 0, any = false;
+    span_t segs[MAX_SEGMENTS];
+    int nsegs = split_path(path, segs);
 
     for (size_t i = 0; i < r->n; i++) {
         const hs_route_t *rt = r->routes[i];
-        uint64_t spec = route_matches(rt, path, NULL);
+        uint64_t spec = route_matches(rt, segs, nsegs, NULL);
 
         if (!spec)
             continue;
@@ -289,7 +311,7 @@ hs_route_t *hs_router_match(const hs_router_t *r, const char *method, const char
     if (!best)
         best = best_get;
     if (best) {
-        route_matches(best, path, m);
+        route_matches(best, segs, nsegs, m);
         return (hs_route_t *)best;
     }
     *status = any ? 405 : 404;

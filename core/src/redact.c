@@ -723,6 +723,34 @@ char *jn_redactor_scrub(jn_redactor_t *r, const char *in, size_t len)
     return out;
 }
 
+char *jn_redactor_scrub_known(jn_redactor_t *r, const char *in, size_t len, size_t *out_len)
+{
+    const size_t rlen = sizeof(JN_REDACTED) - 1;
+    struct scan sc = {.s = in, .len = len};
+    char *out = NULL;
+    size_t n, kept = len;
+
+    if (in == NULL || r == NULL)
+        return NULL;
+    find_known(r, &sc);
+    if (sc.oom) {
+        out = fail_closed();
+        kept = strlen(out);
+    } else if (sc.n > 0) {
+        n = merge_spans(sc.spans, sc.n);
+        for (size_t k = 0; k < n; k++)
+            kept = kept - (sc.spans[k].end - sc.spans[k].start) + rlen;
+        if ((out = rewrite(&sc, n)) == NULL) {
+            out = fail_closed();
+            kept = strlen(out);
+        }
+    }
+    free(sc.spans);
+    if (out != NULL && out_len != NULL)
+        *out_len = kept;
+    return out;
+}
+
 char *jn_redactor_scrub_dup(jn_redactor_t *r, const char *in, size_t len)
 {
     if (in == NULL)

@@ -5,6 +5,7 @@
  */
 #include "junction/store.h"
 #include "junction/clock.h"
+#include "store_vfs.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -237,6 +238,15 @@ static const migration_t migrations[] = {
               "DROP INDEX queue_group;"
               "CREATE INDEX queue_group ON queue_jobs(group_key, state)"
               "  WHERE group_key IS NOT NULL;"),
+    /* The state index was written by every enqueue and every state change,
+     * for two readers: the queue statistics, which read only live rows
+     * (queued and running: the claim index holds exactly those) and dead
+     * ones, and the dead-letter listing. A partial index over dead rows
+     * serves both, and an enqueue (a webhook delivery) costs one index
+     * insert less (ADR-007). */
+    MIGRATION(7, "queue: dead-letter index instead of a state index",
+              "DROP INDEX queue_state;"
+              "CREATE INDEX queue_dead ON queue_jobs(provider, seq) WHERE state = 'dead';"),
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -292,6 +302,7 @@ enum {
     ST_Q_CANCEL_RUNNING,
     ST_Q_CANCELLED,
     ST_Q_EACH,
+    ST_Q_EACH_DEAD,
     ST_Q_STATS,
     ST_JOB_EACH,
     ST_JOB_BASELINE,
@@ -472,10 +483,20 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " AND cancel_requested = 1",
     [ST_Q_EACH] = "SELECT " QUEUE_COLUMNS " FROM queue_jobs WHERE state = ?1"
                   " AND (?2 IS NULL OR provider = ?2) ORDER BY seq",
-    [ST_Q_STATS] = "SELECT provider, priority, sum(state = 'queued'),"
-                   " sum(state = 'queued' AND ready_ms <= ?1), sum(state = 'running'),"
-                   " sum(state = 'dead'), min(CASE WHEN state = 'queued' THEN enqueued_ms END)"
-                   " FROM queue_jobs WHERE state IN ('queued', 'running', 'dead')"
+    [ST_Q_EACH_DEAD] = "SELECT " QUEUE_COLUMNS " FROM queue_jobs INDEXED BY queue_dead"
+                       " WHERE state = 'dead' AND (?1 IS NULL OR provider = ?1) ORDER BY seq",
+    /* Live rows through the claim index (it holds exactly the queued and
+     * running ones), dead rows through theirs: never a scan of the rows that
+     * are done, which are most of the table. */
+    [ST_Q_STATS] = "SELECT provider, priority, sum(queued), sum(ready), sum(running), sum(dead),"
+                   " min(oldest) FROM ("
+                   " SELECT provider, priority, state = 'queued' AS queued,"
+                   "  state = 'queued' AND ready_ms <= ?1 AS ready, state = 'running' AS running,"
+                   "  0 AS dead, CASE WHEN state = 'queued' THEN enqueued_ms END AS oldest"
+                   "  FROM queue_jobs INDEXED BY queue_claim WHERE state IN ('queued', 'running')"
+                   " UNION ALL"
+                   " SELECT provider, priority, 0, 0, 0, 1, NULL"
+                   "  FROM queue_jobs INDEXED BY queue_dead WHERE state = 'dead')"
                    " GROUP BY provider, priority ORDER BY provider, priority",
     [ST_JOB_EACH] = "SELECT " JOB_COLUMNS " FROM jobs WHERE (?1 IS NULL OR integration_id = ?1)"
                     " AND (?2 IS NULL OR status = ?2) ORDER BY created_ms DESC, rowid DESC"
@@ -782,7 +803,7 @@ jn_store_t *jn_store_open_sqlite(const char *path, char *err, size_t errlen)
         return NULL;
     }
     ss->base.ops = &sqlite_ops;
-    if (sqlite3_open_v2(path, &ss->db, flags, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &ss->db, flags, jn_store_vfs()) != SQLITE_OK) {
         open_err(err, errlen, path, "cannot open",
                  ss->db ? sqlite3_errmsg(ss->db) : "out of memory");
         goto fail;
@@ -939,7 +960,7 @@ int jn_store_sqlite_background_checkpoints(jn_store_t *s)
         return 1; /* already, or in memory (no log) */
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return fail_msg(ss, "background_checkpoints", NULL, "out of memory");
-    if (sqlite3_open_v2(file, &c->db, flags, NULL) != SQLITE_OK ||
+    if (sqlite3_open_v2(file, &c->db, flags, jn_store_vfs()) != SQLITE_OK ||
         sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
         fail_msg(ss, "background_checkpoints", NULL,
                  c->db ? sqlite3_errmsg(c->db) : "cannot open a second connection");
@@ -2297,15 +2318,20 @@ static int sqlite_queue_each(jn_store_t *s, jn_queue_state_t state, const char *
                              jn_queue_job_fn fn, void *ud)
 {
     sqlite_store_t *ss = to_sqlite(s);
-    sqlite3_stmt *st = ss->stmt[ST_Q_EACH];
+    /* dead letters (the operator's listing) through their own index */
+    int id = state == JN_QSTATE_DEAD ? ST_Q_EACH_DEAD : ST_Q_EACH;
+    sqlite3_stmt *st = ss->stmt[id];
     jn_queue_job_t j;
     int rc;
 
     if (sqlite3_stmt_busy(st))
         return fail_msg(ss, "queue_each", NULL, "called from its own callback");
-    if (sqlite3_bind_text(st, 1, jn_queue_state_name(state), -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, provider, -1, SQLITE_STATIC) != SQLITE_OK)
-        return bind_failed(ss, ST_Q_EACH, "queue_each", provider);
+    if (id == ST_Q_EACH_DEAD
+            ? sqlite3_bind_text(st, 1, provider, -1, SQLITE_STATIC) != SQLITE_OK
+            : sqlite3_bind_text(st, 1, jn_queue_state_name(state), -1, SQLITE_STATIC) !=
+                      SQLITE_OK ||
+                  sqlite3_bind_text(st, 2, provider, -1, SQLITE_STATIC) != SQLITE_OK)
+        return bind_failed(ss, id, "queue_each", provider);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         memset(&j, 0, sizeof(j));
         row_texts(st, queue_texts, NCOLS(queue_texts), &j);
@@ -2316,7 +2342,7 @@ static int sqlite_queue_each(jn_store_t *s, jn_queue_state_t state, const char *
         }
     }
     if (rc != SQLITE_DONE)
-        return bind_failed(ss, ST_Q_EACH, "queue_each", provider);
+        return bind_failed(ss, id, "queue_each", provider);
     stmt_done(st);
     return 0;
 }

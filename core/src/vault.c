@@ -5,6 +5,7 @@
 #include "junction/audit.h"
 #include "junction/clock.h"
 #include "junction/crypto.h"
+#include "junction/json.h"
 #include "junction/secmem.h"
 
 #include <inttypes.h>
@@ -68,8 +69,21 @@ struct jn_vault {
     size_t cache_cap;
     uint64_t tick;
     jn_vault_cache_stats_t stats;
+    /* Re-authorization marks, read back from the audit log (see
+     * jn_vault_mark_reauth): entries up to marks_seq have been read. */
+    struct reauth_mark *marks;
+    int64_t marks_seq;
     char errmsg[768];
 };
+
+typedef struct reauth_mark {
+    struct reauth_mark *next;
+    char org[ID_MAX + 1];
+    char cred[ID_MAX + 1];
+    int64_t version;
+    int64_t ts_ms;
+    char reason[JN_VAULT_REAUTH_REASON_MAX];
+} reauth_mark_t;
 
 /* ---- errors and validation ---- */
 
@@ -1027,6 +1041,11 @@ void jn_vault_destroy(jn_vault_t *v)
         return;
     jn_vault_cache_clear(v);
     free(v->cache);
+    while (v->marks != NULL) {
+        reauth_mark_t *m = v->marks;
+        v->marks = m->next;
+        free(m);
+    }
     free(v);
 }
 
@@ -1181,10 +1200,192 @@ int jn_vault_get_version(jn_vault_t *v, const char *org_id, const char *credenti
     return rc;
 }
 
+/* ---- re-authorization marks ----
+ *
+ * A mark is an audit entry, credential.reauth_required with the detail
+ * {"version":<n>,"reason":"<text>"}, not a column of the credential: the
+ * audit log is already durable, shared by every node of a cluster (it lives
+ * in the store) and written in the same transaction discipline as every
+ * other credential event, so the mark survives restarts and is seen by
+ * every process without a schema change. Each vault keeps the marks it has
+ * read and reads only the entries appended since (seq is gapless and
+ * increasing), so a check costs one indexed range read of the new entries.
+ * A mark names one version: storing a new version (rotate and promote, or a
+ * rotated refresh token) leaves it behind, which is what clears it. */
+
+#define REAUTH_ACTION "credential.reauth_required"
+
+static const reauth_mark_t *find_mark(const jn_vault_t *v, const char *org, const char *cred,
+                                      int64_t version)
+{
+    for (const reauth_mark_t *m = v->marks; m; m = m->next)
+        if (m->version == version && strcmp(m->cred, cred) == 0 && strcmp(m->org, org) == 0)
+            return m;
+    return NULL;
+}
+
+static void drop_marks(jn_vault_t *v, const char *org, const char *cred)
+{
+    reauth_mark_t **pp = &v->marks, *m;
+
+    while ((m = *pp) != NULL) {
+        if (strcmp(m->cred, cred) == 0 && strcmp(m->org, org) == 0) {
+            *pp = m->next;
+            free(m);
+        } else {
+            pp = &m->next;
+        }
+    }
+}
+
+typedef struct {
+    jn_vault_t *v;
+    int oom;
+} mark_scan_t;
+
+static int scan_mark(void *ud, const jn_audit_record_t *rec)
+{
+    mark_scan_t *ms = ud;
+    jn_vault_t *v = ms->v;
+    jn_json_t *root = NULL;
+    reauth_mark_t *m;
+    int64_t version = 0;
+    const char *reason;
+    size_t rlen = 0;
+
+    v->marks_seq = rec->seq;
+    if (rec->org_id == NULL || rec->credential_id == NULL || rec->action == NULL)
+        return 0;
+    if (strcmp(rec->action, "credential.delete") == 0) {
+        drop_marks(v, rec->org_id, rec->credential_id);
+        return 0;
+    }
+    if (strcmp(rec->action, REAUTH_ACTION) != 0 || rec->detail_json == NULL)
+        return 0;
+    /* An entry that does not parse is skipped: audit verify reports an
+     * edited log; here it must not stop the credential's use. */
+    if (jn_json_parse(rec->detail_json, strlen(rec->detail_json), NULL, &root, NULL) != 0 ||
+        jn_json_int64(jn_json_get(root, "version"), &version) != 0 || version <= 0 ||
+        strlen(rec->org_id) > ID_MAX || strlen(rec->credential_id) > ID_MAX ||
+        find_mark(v, rec->org_id, rec->credential_id, version) != NULL) {
+        jn_json_free(root);
+        return 0;
+    }
+    if ((m = calloc(1, sizeof(*m))) == NULL) {
+        jn_json_free(root);
+        ms->oom = 1;
+        return 1;
+    }
+    snprintf(m->org, sizeof(m->org), "%s", rec->org_id);
+    snprintf(m->cred, sizeof(m->cred), "%s", rec->credential_id);
+    m->version = version;
+    m->ts_ms = rec->ts_ms;
+    reason = jn_json_string(jn_json_get(root, "reason"), &rlen);
+    snprintf(m->reason, sizeof(m->reason), "%.*s", (int)(reason ? rlen : 0), reason ? reason : "");
+    m->next = v->marks;
+    v->marks = m;
+    jn_json_free(root);
+    return 0;
+}
+
+/* Reads the audit entries appended since the last call. */
+static int sync_marks(jn_vault_t *v)
+{
+    mark_scan_t ms = {v, 0};
+
+    if (jn_store_audit_each(v->store, v->marks_seq + 1, scan_mark, &ms) != 0)
+        return verr(v, JN_VAULT_ERROR, "cannot read the audit log: %s", jn_store_errmsg(v->store));
+    if (ms.oom)
+        return verr(v, JN_VAULT_ERROR, "out of memory");
+    return 0;
+}
+
+/* The version `version` names (0: the current one), or ENOTFOUND. */
+static int resolve_version(jn_vault_t *v, const char *org, const char *cred, int64_t version,
+                           int64_t *out)
+{
+    jn_credential_filter_t f = {.org_id = org, .id = cred, .version = version};
+    char who[PREFIX_MAX];
+    creds_t cs;
+    const cred_t *c;
+    int rc;
+
+    if (version == 0)
+        f.state = "current";
+    if ((rc = load_creds(v, &f, 0, &cs)) != 0)
+        return rc;
+    c = cs.n > 0 ? &cs.items[0] : NULL;
+    if (c != NULL)
+        *out = c->version;
+    creds_free(&cs);
+    if (c == NULL) {
+        cred_prefix(who, sizeof(who), org, cred);
+        if (version == 0)
+            return verr(v, JN_VAULT_ENOTFOUND, "%s: not found", who);
+        return verr(v, JN_VAULT_ENOTFOUND, "%s: version %" PRId64 " not found", who, version);
+    }
+    return 0;
+}
+
+int jn_vault_mark_reauth(jn_vault_t *v, const char *org_id, const char *credential_id,
+                         int64_t version, const char *actor, const char *reason)
+{
+    char clean[JN_VAULT_REAUTH_REASON_MAX];
+    size_t n = 0;
+    int rc;
+
+    if ((rc = check_ids(v, 2, P_ORG, org_id, P_CRED, credential_id)) != 0 ||
+        (rc = check_actor(v, "actor", actor)) != 0)
+        return rc;
+    if (version < 0)
+        return verr(v, JN_VAULT_EINVAL, "version %" PRId64 " is negative", version);
+    /* The reason is the provider's answer, shortened: printable ASCII
+     * without the characters JSON would need escaped (the audit detail is
+     * built by hand, like every other); the redactor still scrubs it. */
+    for (const char *p = reason ? reason : ""; *p && n + 1 < sizeof(clean); p++)
+        clean[n++] = (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : '?';
+    clean[n] = '\0';
+    if ((rc = resolve_version(v, org_id, credential_id, version, &version)) != 0 ||
+        (rc = sync_marks(v)) != 0)
+        return rc;
+    if (find_mark(v, org_id, credential_id, version) != NULL)
+        return 0; /* marked already (by this process or another one) */
+    if ((rc = audit(v, actor, REAUTH_ACTION, org_id, credential_id,
+                    "{\"version\":%" PRId64 ",\"reason\":\"%s\"}", version, clean)) != 0)
+        return rc;
+    return sync_marks(v);
+}
+
+int jn_vault_reauth_needed(jn_vault_t *v, const char *org_id, const char *credential_id,
+                           int64_t version, jn_vault_reauth_t *out)
+{
+    const reauth_mark_t *m;
+    int rc;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if ((rc = check_ids(v, 2, P_ORG, org_id, P_CRED, credential_id)) != 0)
+        return rc;
+    if (version < 0)
+        return verr(v, JN_VAULT_EINVAL, "version %" PRId64 " is negative", version);
+    if ((rc = resolve_version(v, org_id, credential_id, version, &version)) != 0 ||
+        (rc = sync_marks(v)) != 0)
+        return rc;
+    if ((m = find_mark(v, org_id, credential_id, version)) == NULL)
+        return 0;
+    if (out != NULL) {
+        out->version = m->version;
+        out->since_ms = m->ts_ms;
+        snprintf(out->reason, sizeof(out->reason), "%s", m->reason);
+    }
+    return 1;
+}
+
 int jn_vault_list(jn_vault_t *v, const char *org_id, jn_vault_list_fn fn, void *ud)
 {
     jn_credential_filter_t f = {.org_id = org_id};
     jn_credential_info_t info;
+    const reauth_mark_t *m;
     creds_t cs;
     size_t i;
     int rc;
@@ -1193,6 +1394,8 @@ int jn_vault_list(jn_vault_t *v, const char *org_id, jn_vault_list_fn fn, void *
         return rc;
     if (fn == NULL)
         return verr(v, JN_VAULT_EINVAL, "no callback");
+    if ((rc = sync_marks(v)) != 0)
+        return rc;
     /* Without blobs: nothing encrypted is even copied. */
     if ((rc = load_creds(v, &f, 0, &cs)) != 0)
         return rc;
@@ -1209,6 +1412,9 @@ int jn_vault_list(jn_vault_t *v, const char *org_id, jn_vault_list_fn fn, void *
         info.metadata_json = c->metadata_json;
         info.created_ms = c->created_ms;
         info.rotated_ms = c->rotated_ms;
+        m = find_mark(v, c->org_id, c->id, c->version);
+        info.reauth_ms = m ? m->ts_ms : 0;
+        info.reauth_reason = m ? m->reason : NULL;
         if (fn(ud, &info) != 0)
             break;
     }

@@ -965,6 +965,46 @@ static void test_pipelining_keeps_order(void **state)
     fx_stop(f);
 }
 
+/* A response the kernel takes only in part is finished by a queued write:
+ * pipelined large and small responses to a client that reads slowly arrive
+ * whole and in order (headers after a partial write included). */
+static void test_partial_writes_complete_in_order(void **state)
+{
+    jn_http_server_opts_t o;
+    fx_t *f;
+    client_t *c;
+    resp_t r;
+    int small = 4096;
+    const char *pair = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    (void)state;
+    fx_opts(&o);
+    f = fx_start(&o);
+    c = client_open(f);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    /* 4 MiB of responses: the kernel's buffers fill, and a response that
+     * comes when the write queue is empty finds them partly full */
+    for (int i = 0; i < 16; i++)
+        client_send_str(c, pair);
+    usleep(100 * 1000);
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(client_read(c, &r, false), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_len, BIG_BYTES);
+        for (size_t k = 0; k < r.body_len; k++)
+            if (r.body[k] != 'x')
+                fail_msg("byte %zu of a large response is %d", k, r.body[k]);
+        resp_free(&r);
+        assert_int_equal(client_read(c, &r, false), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "hello");
+        resp_free(&r);
+    }
+    client_close(c);
+    fx_stop(f);
+}
+
 static void test_byte_by_byte(void **state)
 {
     jn_http_server_opts_t o;
@@ -2027,6 +2067,7 @@ int main(void)
         cmocka_unit_test(test_curl_keepalive_routes_and_ids),
         cmocka_unit_test(test_curl_chunked_upload),
         cmocka_unit_test(test_pipelining_keeps_order),
+        cmocka_unit_test(test_partial_writes_complete_in_order),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_http10_and_connection_close),
         cmocka_unit_test(test_expect_100_continue),

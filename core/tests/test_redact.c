@@ -364,6 +364,32 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Known secrets only: a provider's data keeps its secret-shaped content, the
+ * registered values go, NUL bytes included in the length. */
+static void test_scrub_known(void **state)
+{
+    static const char body[] = "{\"auth\":\"Bearer s3cr3t-known-value\",\"key\":"
+                               "\"AKIAIOSFODNN7EXAMPLE\"}\0tail s3cr3t-known-value";
+    static const char want[] = "{\"auth\":\"Bearer [REDACTED]\",\"key\":"
+                               "\"AKIAIOSFODNN7EXAMPLE\"}\0tail [REDACTED]";
+    jn_redactor_t *r = jn_redactor_create();
+    size_t len = 0;
+    char *out;
+
+    (void)state;
+    assert_non_null(r);
+    /* nothing registered: nothing changes, patterns included */
+    assert_null(jn_redactor_scrub_known(r, body, sizeof(body) - 1, &len));
+    assert_null(jn_redactor_scrub_known(NULL, body, sizeof(body) - 1, &len));
+    assert_int_equal(jn_redactor_add_secret(r, "s3cr3t-known-value", 18), 0);
+    out = jn_redactor_scrub_known(r, body, sizeof(body) - 1, &len);
+    assert_non_null(out);
+    assert_int_equal(len, sizeof(want) - 1);
+    assert_memory_equal(out, want, len);
+    free(out);
+    jn_redactor_destroy(r);
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -397,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_sensitive_key),
         cmocka_unit_test(test_null_and_dup),
         cmocka_unit_test(test_large_input_is_linear),
+        cmocka_unit_test(test_scrub_known),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -225,7 +225,9 @@ static void test_queue_group_index_partial(void **state)
     /* back to version 5's index, with a row of each kind */
     raw_exec(f->path, "DROP INDEX queue_group;"
                       "CREATE INDEX queue_group ON queue_jobs(group_key, state);"
-                      "DELETE FROM schema_migrations WHERE version = 6;"
+                      "DROP INDEX queue_dead;"
+                      "CREATE INDEX queue_state ON queue_jobs(state, provider, seq);"
+                      "DELETE FROM schema_migrations WHERE version >= 6;"
                       "PRAGMA user_version = 5;"
                       "INSERT INTO queue_jobs(id, group_key, provider, organization_id,"
                       " priority, payload, state, ready_ms, enqueued_ms, max_attempts)"
@@ -245,6 +247,76 @@ static void test_queue_group_index_partial(void **state)
              text, sizeof(text));
     assert_string_equal(text, "job-a");
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue_jobs"), 2);
+}
+
+/* Migration 7: no state index; the statistics read live rows through the
+ * claim index and dead ones through the dead-letter index, never scanning
+ * the table (whose rows are mostly done), and count right. */
+static void test_queue_stats_without_state_index(void **state)
+{
+    fixture_t *f = *state;
+    char text[2048], sql[2200];
+    const char *stats = "SELECT provider, priority, sum(queued), sum(ready), sum(running),"
+                        " sum(dead), min(oldest) FROM ("
+                        " SELECT provider, priority, state = 'queued' AS queued,"
+                        "  state = 'queued' AND ready_ms <= 50 AS ready,"
+                        "  state = 'running' AS running, 0 AS dead,"
+                        "  CASE WHEN state = 'queued' THEN enqueued_ms END AS oldest"
+                        "  FROM queue_jobs INDEXED BY queue_claim"
+                        "  WHERE state IN ('queued', 'running')"
+                        " UNION ALL SELECT provider, priority, 0, 0, 0, 1, NULL"
+                        "  FROM queue_jobs INDEXED BY queue_dead WHERE state = 'dead')"
+                        " GROUP BY provider, priority ORDER BY provider, priority";
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    open_ok(f);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master"
+                                      " WHERE name = 'queue_state'"),
+                     0);
+    raw_text(f->path, "SELECT sql FROM sqlite_master WHERE name = 'queue_dead'", 0, text,
+             sizeof(text));
+    assert_non_null(strstr(text, "WHERE state = 'dead'"));
+    raw_exec(f->path, "INSERT INTO queue_jobs(id, provider, organization_id, priority, payload,"
+                      " state, ready_ms, enqueued_ms, max_attempts) VALUES"
+                      " ('a', 'github', 'o', 1, '{}', 'queued', 10, 10, 3),"
+                      " ('b', 'github', 'o', 1, '{}', 'queued', 90, 20, 3),"
+                      " ('c', 'github', 'o', 1, '{}', 'running', 10, 5, 3),"
+                      " ('d', 'github', 'o', 1, '{}', 'dead', 10, 1, 3),"
+                      " ('e', 'github', 'o', 1, '{}', 'done', 10, 1, 3),"
+                      " ('f', 'okta', 'o', 0, '{}', 'dead', 10, 1, 3),"
+                      " ('g', 'okta', 'o', 0, '{}', 'cancelled', 10, 1, 3);");
+    /* the plan reads through the two indexes */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", stats);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    text[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        size_t n = strlen(text);
+        snprintf(text + n, sizeof(text) - n, "%s | ", (const char *)sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    if (strstr(text, "USING INDEX queue_claim") == NULL ||
+        strstr(text, "USING INDEX queue_dead") == NULL)
+        fail_msg("the statistics do not read through the queue indexes: %s", text);
+    /* the figures: github 1: 2 queued (1 ready at 50), 1 running, 1 dead,
+     * oldest queued enqueued at 10; okta 0: 1 dead */
+    assert_int_equal(sqlite3_prepare_v2(db, stats, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "github");
+    assert_int_equal(sqlite3_column_int(st, 2), 2);
+    assert_int_equal(sqlite3_column_int(st, 3), 1);
+    assert_int_equal(sqlite3_column_int(st, 4), 1);
+    assert_int_equal(sqlite3_column_int(st, 5), 1);
+    assert_int_equal(sqlite3_column_int(st, 6), 10);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "okta");
+    assert_int_equal(sqlite3_column_int(st, 2), 0);
+    assert_int_equal(sqlite3_column_int(st, 5), 1);
+    assert_true(sqlite3_column_type(st, 6) == SQLITE_NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 static void test_not_a_database(void **state)
@@ -672,6 +744,7 @@ int main(void)
         T(test_newer_schema_refused),
         T(test_failing_migration_rolls_back),
         T(test_queue_group_index_partial),
+        T(test_queue_stats_without_state_index),
         T(test_not_a_database),
         T(test_open_missing_directory),
         T(test_wal_mode),

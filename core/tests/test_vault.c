@@ -1447,6 +1447,125 @@ static void test_delegating_provider(void **state)
     jn_keyprovider_destroy(&kms->base);
 }
 
+/* ---- re-authorization marks ---- */
+
+typedef struct {
+    int64_t version[4], since[4];
+    char reason[4][JN_VAULT_REAUTH_REASON_MAX];
+    int n;
+} reauth_listing_t;
+
+static int reauth_list_cb(void *ud, const jn_credential_info_t *info)
+{
+    reauth_listing_t *l = ud;
+
+    if (l->n < 4) {
+        l->version[l->n] = info->version;
+        l->since[l->n] = info->reauth_ms;
+        snprintf(l->reason[l->n], sizeof(l->reason[0]), "%s",
+                 info->reauth_reason ? info->reauth_reason : "(none)");
+    }
+    l->n++;
+    return 0;
+}
+
+static void test_reauth_mark(void **state)
+{
+    fixture_t *f = *state;
+    char a[JN_VAULT_ID_LEN], b[JN_VAULT_ID_LEN], err[512] = "";
+    jn_vault_reauth_t r;
+    reauth_listing_t l = {0};
+    jn_store_t *store2;
+    jn_vault_t *other;
+    int64_t version = 0;
+
+    put_ok(f, ORG, "{\"v\":1}", a);
+    put_ok(f, ORG, "{\"v\":1}", b);
+    /* A second process: its own store connection and vault. */
+    store2 = jn_store_open_sqlite(f->db, err, sizeof(err));
+    assert_non_null(store2);
+    other = jn_vault_create(store2, f->kp, NULL, err, sizeof(err));
+    assert_non_null(other);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 0, &r), 0);
+
+    /* The reason keeps printable ASCII only; quotes and control characters go. */
+    assert_int_equal(jn_vault_mark_reauth(f->vault, ORG, a, 0, "token-refresh",
+                                          "HTTP 400 (\"grant\" request\n is invalid)"),
+                     0);
+    assert_int_equal(jn_vault_reauth_needed(f->vault, ORG, a, 0, &r), 1);
+    assert_int_equal(r.version, 1);
+    assert_true(r.since_ms > 0);
+    assert_string_equal(r.reason, "HTTP 400 (?grant? request? is invalid)");
+    /* The other process sees it (read from the shared audit log) ... */
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 1, &r), 1);
+    assert_int_equal(r.version, 1);
+    /* ... the credential next to it is not marked, nor another organization's. */
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, b, 0, NULL), 0);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG2, a, 0, NULL), JN_VAULT_ENOTFOUND);
+    /* Marking again appends nothing. */
+    int64_t seq_before = 0, seq_after = 0;
+    char hash[65];
+    jn_store_audit_last(f->store, &seq_before, hash);
+    assert_int_equal(jn_vault_mark_reauth(other, ORG, a, 1, "token-refresh", "again"), 0);
+    jn_store_audit_last(f->store, &seq_after, hash);
+    assert_int_equal(seq_after, seq_before);
+
+    /* listings show it on the marked version */
+    assert_int_equal(jn_vault_list(other, ORG, reauth_list_cb, &l), 0);
+    assert_int_equal(l.n, 2);
+    for (int i = 0; i < 2; i++) {
+        if (l.since[i] != 0)
+            assert_string_equal(l.reason[i], "HTTP 400 (?grant? request? is invalid)");
+        else
+            assert_string_equal(l.reason[i], "(none)");
+    }
+    assert_true((l.since[0] != 0) != (l.since[1] != 0));
+
+    /* It survives a restart: a vault opened afresh reads it back. */
+    jn_vault_destroy(other);
+    jn_store_close(store2);
+    store2 = jn_store_open_sqlite(f->db, err, sizeof(err));
+    assert_non_null(store2);
+    other = jn_vault_create(store2, f->kp, NULL, err, sizeof(err));
+    assert_non_null(other);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 0, NULL), 1);
+
+    /* A new version clears it: pending does not (the current one is still
+     * the refused one), promoted does. */
+    assert_int_equal(
+        jn_vault_rotate_credential(f->vault, ORG, a, "{\"v\":2}", 7, NULL, "alice", &version), 0);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 0, NULL), 1);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 2, NULL), 0);
+    assert_int_equal(jn_vault_promote(f->vault, ORG, a, 2, "alice"), 0);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 0, NULL), 0);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, a, 1, NULL), 1); /* the previous one */
+
+    /* Deleting the credential drops its marks. */
+    assert_int_equal(jn_vault_mark_reauth(f->vault, ORG, b, 0, "token-refresh", NULL), 0);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, b, 0, &r), 1);
+    assert_string_equal(r.reason, "");
+    assert_int_equal(jn_vault_delete(f->vault, ORG, b, "alice"), 0);
+    assert_int_equal(jn_vault_reauth_needed(other, ORG, b, 0, NULL), JN_VAULT_ENOTFOUND);
+
+    /* Invalid arguments are refused precisely. */
+    assert_int_equal(jn_vault_mark_reauth(f->vault, ORG, a, 7, "token-refresh", NULL),
+                     JN_VAULT_ENOTFOUND);
+    assert_non_null(strstr(jn_vault_errmsg(f->vault), "version 7 not found"));
+    assert_int_equal(jn_vault_mark_reauth(f->vault, ORG, a, -1, "token-refresh", NULL),
+                     JN_VAULT_EINVAL);
+    assert_int_equal(jn_vault_mark_reauth(f->vault, "bad|org", a, 0, "token-refresh", NULL),
+                     JN_VAULT_EINVAL);
+    assert_int_equal(jn_vault_mark_reauth(f->vault, ORG, a, 0, "", NULL), JN_VAULT_EINVAL);
+    assert_int_equal(jn_vault_reauth_needed(f->vault, ORG, "", 0, NULL), JN_VAULT_EINVAL);
+
+    /* The marks are ordinary audit entries: the chain still verifies. */
+    int64_t bad = 0;
+    char report[512];
+    assert_int_equal(jn_audit_verify(f->store, NULL, &bad, report, sizeof(report)), 0);
+    jn_vault_destroy(other);
+    jn_store_close(store2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1469,6 +1588,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_org_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_org_key_rotation_stops_on_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credential_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reauth_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_disabled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secmem, setup, teardown),

@@ -170,7 +170,17 @@ typedef struct {
     jn_buf_t *b;
     char id[160];
     int n;
+    int reauth; /* the current version of the credential being written needs re-authorization */
 } list_t;
+
+/* Closes the credential being written: its versions, then whether it needs
+ * re-authorization (its current version is marked), as `creds list` says. */
+static void list_close(list_t *l)
+{
+    jn_buf_puts(l->b, l->reauth ? "],\"needs_reauthorization\":true}"
+                                : "],\"needs_reauthorization\":false}");
+    l->reauth = 0;
+}
 
 static int list_cb(void *ud, const jn_credential_info_t *info)
 {
@@ -179,7 +189,7 @@ static int list_cb(void *ud, const jn_credential_info_t *info)
 
     if (strcmp(l->id, info->id) != 0) {
         if (l->id[0])
-            jn_buf_puts(l->b, "]}");
+            list_close(l);
         if (l->n++)
             jn_buf_puts(l->b, ",");
         snprintf(l->id, sizeof(l->id), "%s", info->id);
@@ -202,6 +212,16 @@ static int list_cb(void *ud, const jn_credential_info_t *info)
     buf_time(l->b, info->created_ms);
     jn_buf_puts(l->b, ",\"metadata\":");
     jn_buf_puts(l->b, info->metadata_json ? info->metadata_json : "null");
+    if (info->reauth_ms != 0) {
+        /* The provider refused this version's grant for good
+         * (jn_vault_mark_reauth): unusable until a new version is stored. */
+        jn_buf_puts(l->b, ",\"needs_reauthorization\":{\"since\":");
+        buf_time(l->b, info->reauth_ms);
+        jn_buf_puts(l->b, ",\"reason\":");
+        buf_str(l->b, info->reauth_reason ? info->reauth_reason : "");
+        jn_buf_puts(l->b, "}");
+        l->reauth |= strcmp(info->state, "current") == 0;
+    }
     jn_buf_puts(l->b, "}");
     return 0;
 }
@@ -211,7 +231,7 @@ static void creds_list(api_req_t *r)
     char org[160];
     jn_vault_t *v;
     jn_buf_t b = {0};
-    list_t l = {&b, "", 0};
+    list_t l = {&b, "", 0, 0};
     int rc;
 
     if (target_org(r, NULL, org, sizeof(org)) != 0 || (v = need_vault(r)) == NULL)
@@ -224,7 +244,7 @@ static void creds_list(api_req_t *r)
         return;
     }
     if (l.id[0])
-        jn_buf_puts(&b, "]}");
+        list_close(&l);
     jn_buf_puts(&b, "]}");
     api_json(r, 200, &b);
     jn_buf_free(&b);

@@ -712,6 +712,7 @@ typedef struct {
     char org[JN_CLI_ID_MAX + 1], provider[72], auth_type[72];
     char *metadata; /* of the current version (else the first seen) */
     int meta_current;
+    int reauth; /* the current version needs re-authorization */
     int count;
     int err;
     jn_vault_t *vault;
@@ -757,6 +758,8 @@ static void list_flush(list_state_t *st)
     if (st->id[0] == '\0')
         return;
     list_client(st);
+    jn_buf_puts(&st->line, st->reauth ? ",\"needs_reauthorization\":true"
+                                      : ",\"needs_reauthorization\":false");
     jn_buf_puts(&st->line, ",\"metadata\":");
     jn_buf_puts(&st->line, st->metadata ? st->metadata : "null");
     jn_buf_puts(&st->line, ",\"versions\":[");
@@ -770,6 +773,7 @@ static void list_flush(list_state_t *st)
     free(st->metadata);
     st->metadata = NULL;
     st->meta_current = 0;
+    st->reauth = 0;
     st->id[0] = '\0';
 }
 
@@ -806,9 +810,21 @@ static int list_cb(void *ud, const jn_credential_info_t *info)
     jn_buf_puts(&st->versions, num);
     buf_str(&st->versions, info->state);
     snprintf(num, sizeof(num),
-             ",\"dek_version\":%" PRId64 ",\"created_ms\":%" PRId64 ",\"rotated_ms\":%" PRId64 "}",
+             ",\"dek_version\":%" PRId64 ",\"created_ms\":%" PRId64 ",\"rotated_ms\":%" PRId64,
              info->dek_version, info->created_ms, info->rotated_ms);
     jn_buf_puts(&st->versions, num);
+    if (info->reauth_ms != 0) {
+        /* The provider refused this version's grant for good: it stays
+         * unusable until a new version is stored. */
+        snprintf(
+            num, sizeof(num),
+            ",\"needs_reauthorization\":{\"since_ms\":%" PRId64 ",\"reason\":", info->reauth_ms);
+        jn_buf_puts(&st->versions, num);
+        buf_str(&st->versions, info->reauth_reason ? info->reauth_reason : "");
+        jn_buf_puts(&st->versions, "}");
+        st->reauth |= is_current;
+    }
+    jn_buf_puts(&st->versions, "}");
     return 0;
 }
 

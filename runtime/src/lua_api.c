@@ -360,6 +360,24 @@ static int redirect_policy(void *ud, const char *from_url, const char *to_url)
     return host_is_egress(job, host, port) ? 0 : -1;
 }
 
+/* Pushes text as a Lua string, the known secrets (the credentials the core
+ * injects, the tokens it exchanged) replaced: a provider that echoes the
+ * request back, in an error body or a header, must not hand the connector
+ * the credential the core added. Only known values, never patterns: the
+ * body is the provider's data. */
+static void push_scrubbed(lua_State *L, const char *text, size_t len)
+{
+    size_t clen = 0;
+    char *clean = jn_redactor_scrub_known(jn_redactor_global(), text, len, &clen);
+
+    if (clean != NULL) {
+        lua_pushlstring(L, clean, clen);
+        free(clean);
+    } else {
+        lua_pushlstring(L, text, len);
+    }
+}
+
 static void push_response(lua_State *L, jn_job_t *job, const jn_http_response_t *resp)
 {
     size_t i;
@@ -369,7 +387,7 @@ static void push_response(lua_State *L, jn_job_t *job, const jn_http_response_t 
     lua_setfield(L, -2, "status");
     lua_pushboolean(L, resp->status >= 200 && resp->status < 300);
     lua_setfield(L, -2, "ok");
-    lua_pushlstring(L, resp->body ? resp->body : "", resp->body ? resp->body_len : 0);
+    push_scrubbed(L, resp->body ? resp->body : "", resp->body ? resp->body_len : 0);
     lua_setfield(L, -2, "body");
     if (job->opts.auth && resp->effective_url) {
         /* a query-parameter credential would be in the URL: Lua never sees it */
@@ -386,10 +404,10 @@ static void push_response(lua_State *L, jn_job_t *job, const jn_http_response_t 
         lua_getfield(L, -1, resp->headers[i].name);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
-            lua_pushstring(L, resp->headers[i].value);
+            push_scrubbed(L, resp->headers[i].value, strlen(resp->headers[i].value));
         } else { /* repeated header: join as HTTP allows */
             lua_pushliteral(L, ", ");
-            lua_pushstring(L, resp->headers[i].value);
+            push_scrubbed(L, resp->headers[i].value, strlen(resp->headers[i].value));
             lua_concat(L, 3);
         }
         lua_setfield(L, -2, resp->headers[i].name);

@@ -87,7 +87,8 @@ struct jn_token_entry {
     char cell[CELL_KEY_MAX];
     char org[ID_MAX + 1], cred_id[ID_MAX + 1]; /* the credential's origin */
     int follow_current;                        /* oauth2 read as the current version */
-    int64_t known_version;             /* oauth2: the newest version whose refresh token we hold */
+    int64_t known_version; /* oauth2: the newest version whose refresh token we hold */
+    int marked; /* oauth2: the last refresh marked known_version as needing re-authorization */
     jn_redis_cell_wait_t *wait;        /* acquiring the cell */
     char lock[JN_REDIS_TOKEN_LEN + 1]; /* leading: the lock's token; "" otherwise */
     uint8_t *blob;                     /* the sealed value the token came from (not secret) */
@@ -1137,7 +1138,10 @@ static void share_result(jn_token_entry_t *e, int ok, const char *why, const cha
         jn_redis_cell_abandon(r, e->cell, lock, quietly, NULL);
         return;
     }
-    if (!backs_off(e->grant)) {
+    /* A credential marked as needing re-authorization does not back off
+     * in time: the durable mark stops every process until a new version is
+     * stored, and a new version must work at once. */
+    if (!backs_off(e->grant) || e->marked) {
         jn_redis_cell_publish(r, e->cell, lock, vd->blob[0], vd->len[0], SHARED_FAILURE_MS, quietly,
                               NULL);
         verdict_free(vd);
@@ -1262,14 +1266,79 @@ static void reload_refresh_token(jn_token_entry_t *e, const jn_auth_t *a)
     jn_secret_free(&secret);
 }
 
+/* 1 when the provider refused the refresh grant for good: RFC 6749's
+ * invalid_grant (the refresh token expired, was revoked or already used).
+ * Other failures (the network, 5xx, a refused client) may pass; this one
+ * does not until someone authorizes again. */
+static int grant_invalid(const jn_http_response_t *resp)
+{
+    jn_json_t *root = NULL;
+    const char *code;
+    int yes;
+
+    if (resp->status != 400 && resp->status != 401)
+        return 0;
+    if (resp->body == NULL ||
+        jn_json_parse(resp->body, resp->body_len, NULL, &root, NULL) != JN_JSON_OK)
+        return 0;
+    code = jn_json_string(jn_json_get(root, "error"), NULL);
+    yes = code != NULL && strcmp(code, "invalid_grant") == 0;
+    jn_json_free(root);
+    return yes;
+}
+
+/* Records in the vault that the version whose refresh token the provider
+ * refused needs re-authorization (jn_vault_mark_reauth): every process that
+ * shares the store, and this one after a restart, then fails fast instead of
+ * presenting it again. 1 when marked. */
+static int mark_reauth(jn_token_entry_t *e, const char *why)
+{
+    jn_vault_t *v = vault_of(e->rt);
+
+    if (v == NULL || e->org[0] == '\0' || e->known_version <= 0)
+        return 0;
+    if (jn_vault_mark_reauth(v, e->org, e->cred_id, e->known_version, REQUESTER, why) != 0) {
+        jn_log_warn("credential '%s': cannot record that it needs re-authorization (%s)",
+                    e->cred_id, jn_vault_errmsg(v));
+        return 0;
+    }
+    jn_log_warn("credential '%s' version %lld needs re-authorization: the provider refused its "
+                "refresh token (%s); store a new version (junction creds rotate, or connect the "
+                "integration again)",
+                e->cred_id, (long long)e->known_version, why);
+    return 1;
+}
+
+/* 1 with err when the version this entry would refresh with is marked as
+ * needing re-authorization (by this process or another one, now or before a
+ * restart): the provider is not contacted. */
+static int marked_for_reauth(jn_token_entry_t *e, char *err, size_t errlen)
+{
+    jn_vault_t *v = vault_of(e->rt);
+    jn_vault_reauth_t r;
+
+    if (v == NULL || e->org[0] == '\0' || e->known_version <= 0)
+        return 0;
+    if (jn_vault_reauth_needed(v, e->org, e->cred_id, e->known_version, &r) != 1)
+        return 0; /* not marked, or not readable: the provider decides */
+    snprintf(err, errlen,
+             "%.32s token exchange: %.300s: credential '%.128s' needs re-authorization: version "
+             "%lld was marked at %lld ms (%.200s); the provider is not asked again until a new "
+             "version is stored (junction creds rotate, or connect the integration again)",
+             e->grant, e->target, e->cred_id, (long long)r.version, (long long)r.since_ms,
+             r.reason[0] ? r.reason : "no reason recorded");
+    return 1;
+}
+
 static void on_exchange_done(jn_http_response_t *resp, void *ud)
 {
     jn_token_entry_t *e = ud;
     char err[1024], why[WHY_MAX], msg[PROVIDER_MSG_MAX + 8];
     char *line = NULL, *rotated = NULL;
-    int ok = 0, aws = is_aws(e->grant);
+    int ok = 0, aws = is_aws(e->grant), invalid = 0;
 
     e->call = NULL;
+    e->marked = 0;
     why[0] = '\0';
     if (resp->error != JN_HTTP_OK) {
         snprintf(why, sizeof(why), "%s", jn_http_error_name(resp->error));
@@ -1277,6 +1346,7 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
         if (aws) {
             sts_refusal(e, resp, why, sizeof(why));
         } else {
+            invalid = strcmp(e->grant, "oauth2") == 0 && grant_invalid(resp);
             provider_message(resp, msg, sizeof(msg));
             snprintf(why, sizeof(why), "HTTP %ld%s%s%s", resp->status, msg[0] ? " (" : "", msg,
                      msg[0] ? ")" : "");
@@ -1291,7 +1361,9 @@ static void on_exchange_done(jn_http_response_t *resp, void *ud)
     jn_http_response_free(resp);
     if (rotated != NULL)
         take_rotation(e, rotated);
-    if (backs_off(e->grant)) {
+    if (invalid)
+        e->marked = mark_reauth(e, why);
+    if (backs_off(e->grant) && !e->marked) {
         int max = aws ? AWS_MAX_FAILURES : OAUTH2_MAX_FAILURES;
         e->failures = ok ? 0 : e->failures + 1;
         if (e->failures >= max)
@@ -1402,8 +1474,11 @@ static int exchange_here(jn_token_entry_t *e, char *err, size_t errlen)
                  e->target);
         return -1;
     }
-    if (strcmp(e->grant, "oauth2") == 0)
+    if (strcmp(e->grant, "oauth2") == 0) {
         reload_refresh_token(e, a);
+        if (marked_for_reauth(e, err, errlen))
+            return -1;
+    }
     return start_exchange(e, a, &g, err, errlen);
 }
 

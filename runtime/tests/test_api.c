@@ -1085,6 +1085,38 @@ static void test_validation(void **state)
 
 /* Both directions: every registered route is documented, every documented
  * operation is registered. */
+/* A credential whose current version the provider refused for good: the list
+ * says so per version and for the credential, as docs/openapi.json does. */
+static void test_credential_reauth(void **state)
+{
+    fx_t *f = *state;
+    char cred[96], *at;
+    resp_t r;
+
+    r = call("POST", "/v1/credentials?organization_id=org-reauth", ADMIN,
+             "{\"provider\":\"jira\",\"auth_type\":\"api_key\",\"document\":"
+             "{\"token\":\"CANARY-reauth-token-0001\"}}");
+    assert_int_equal(r.status, 201);
+    assert_non_null(member(&r, "id", cred, sizeof(cred)));
+    resp_free(&r);
+    r = call("GET", "/v1/credentials?organization_id=org-reauth", ADMIN, NULL);
+    assert_int_equal(r.status, 200);
+    conforms("GET", "/v1/credentials", &r);
+    assert_non_null(strstr(r.body, "\"needs_reauthorization\":false"));
+    resp_free(&r);
+    assert_int_equal(
+        jn_vault_mark_reauth(f->vault, "org-reauth", cred, 1, "test", "HTTP 400 (invalid_grant)"),
+        0);
+    r = call("GET", "/v1/credentials?organization_id=org-reauth", ADMIN, NULL);
+    assert_int_equal(r.status, 200);
+    conforms("GET", "/v1/credentials", &r);
+    assert_non_null(at = strstr(r.body, "\"needs_reauthorization\":{\"since\":\""));
+    assert_non_null(strstr(at, "\"reason\":\"HTTP 400 (invalid_grant)\"}"));
+    assert_non_null(strstr(r.body, "],\"needs_reauthorization\":true}"));
+    assert_null(strstr(r.body, "CANARY"));
+    resp_free(&r);
+}
+
 static void test_openapi_routes(void **state)
 {
     fx_t *f = *state;
@@ -1253,10 +1285,10 @@ static void test_connector_deploys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),        cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_payload_shapes), cmocka_unit_test(test_tenants),
-        cmocka_unit_test(test_validation),     cmocka_unit_test(test_connector_deploys),
-        cmocka_unit_test(test_openapi_routes),
+        cmocka_unit_test(test_vectors),           cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_payload_shapes),    cmocka_unit_test(test_tenants),
+        cmocka_unit_test(test_validation),        cmocka_unit_test(test_connector_deploys),
+        cmocka_unit_test(test_credential_reauth), cmocka_unit_test(test_openapi_routes),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -1,6 +1,8 @@
 // A small HTTP peer for the Lua API specs: serves one list of 95 items in
 // each pagination style providers use, plus an echo endpoint that reports
-// what it received (so specs can check what the core sent).
+// what it received (so specs can check what the core sent), and
+// /echo_status?code=N: a provider error (status N) that echoes the request's
+// URL, query, headers and body in its body and headers.
 //   node spec/helpers/paging_peer.js   -> prints "LISTENING <port>"
 'use strict';
 const http = require('node:http');
@@ -56,6 +58,19 @@ function handle(req, res) {
       req.on('data', (c) => { body += c; });
       req.on('end', () => send(res, 200, { method: req.method, path: url.pathname,
         query: Object.fromEntries(q), headers: req.headers, body }));
+      return undefined;
+    }
+    case '/echo_status': { // a provider error that echoes the request back
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => {
+        const code = Number(q.get('code') || 400);
+        const echo = { error: `request refused (${code})`, method: req.method, url: req.url,
+          query: Object.fromEntries(q), headers: req.headers, body };
+        // ... in the response headers too, as some gateways do
+        send(res, code, echo, { 'x-echo-authorization': req.headers.authorization || '',
+          'x-echo-url': req.url });
+      });
       return undefined;
     }
     case '/redirect': // to another origin: credentials must be dropped

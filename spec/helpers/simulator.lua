@@ -75,6 +75,17 @@ function Simulator:arrivals() return control(self, "GET", "/_sim/arrivals").arri
 -- { token, limit, remaining, reset_in_seconds }
 function Simulator:rate_limit(spec) return control(self, "POST", "/_sim/rate_limit", spec) end
 
+-- The lifetime (expires_in, seconds; enforced) of the access tokens
+-- /oauth/token hands out from now on; nil: the default again.
+function Simulator:token_ttl(seconds)
+  return control(self, "POST", "/_sim/token_ttl", { seconds = seconds or cjson.null })
+end
+-- Every token handed out by an exchange expires now (each later use: 401).
+function Simulator:expire_exchanged() return control(self, "POST", "/_sim/expire_exchanged") end
+-- The exchanged tokens since the last reset, in order of issue (never the
+-- token itself): { n, grant, expires_in, uses, expired_uses, live }.
+function Simulator:tokens() return self:stats().tokens end
+
 -- Statistics and rate-limit budgets start over; armed faults are cleared.
 function Simulator:reset()
   control(self, "POST", "/_sim/reset")

@@ -20,8 +20,13 @@
 // Test-only routes (outside the provider):
 //   GET  /_test/whoami             Authorization: Bearer <access token>: 200
 //                                  { client_id, account, kind } or 401
-//   POST /_test/refresh_token?client_id=..&account=..&scope=..   mints a refresh
-//                                  token server-side (no browser): { refresh_token }
+//   POST /_test/refresh_token?client_id=..&account=..&scope=..&ttl=..   mints a
+//                                  refresh token server-side (no browser), valid
+//                                  for ttl seconds (default: the provider's):
+//                                  { refresh_token }
+//   GET  /_test/token_requests     { count } of POST /token requests so far (for
+//                                  the specs' checks that a refused credential
+//                                  is not presented again)
 //   GET  /_test/refresh_token_state?token=..   { found, consumed } of a refresh token
 //   GET  /_test/issued?client_id=..  { authorization_codes, access_tokens,
 //                                  refresh_tokens } issued to the client (for
@@ -134,7 +139,7 @@ async function main() {
     return provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
   }
 
-  async function mintRefreshToken(clientId, accountId, scope) {
+  async function mintRefreshToken(clientId, accountId, scope, ttl) {
     const client = await provider.Client.find(clientId);
     if (!client) throw new Error(`no client ${clientId}`);
     const grant = new provider.Grant({ clientId, accountId });
@@ -142,6 +147,7 @@ async function main() {
     const grantId = await grant.save();
     const rt = new provider.RefreshToken({
       accountId, client, grantId, gty: 'authorization_code', scope,
+      ...(ttl ? { expiresIn: ttl } : {}),
     });
     return rt.save();
   }
@@ -157,9 +163,12 @@ async function main() {
   }
 
   const callback = provider.callback();
+  let tokenRequests = 0;
   server.on('request', (req, res) => {
     const url = new URL(req.url, issuer);
+    if (url.pathname === '/token' && req.method === 'POST') tokenRequests += 1;
     const route = async () => {
+      if (url.pathname === '/_test/token_requests') return json(res, 200, { count: tokenRequests });
       if (url.pathname === '/_test/whoami') return whoami(req, res);
       if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return interaction(req, res);
       if (url.pathname === '/_test/issued') {
@@ -168,8 +177,12 @@ async function main() {
       }
       if (url.pathname === '/_test/refresh_token' && req.method === 'POST') {
         const q = url.searchParams;
+        const ttl = q.get('ttl') ? Number(q.get('ttl')) : undefined;
+        if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0)) {
+          return json(res, 400, { error: 'invalid_request', error_description: 'ttl must be a positive integer' });
+        }
         const token = await mintRefreshToken(q.get('client_id'), q.get('account') || 'alice',
-          q.get('scope') || 'openid offline_access');
+          q.get('scope') || 'openid offline_access', ttl);
         return json(res, 200, { refresh_token: token });
       }
       if (url.pathname === '/_test/refresh_token_state') {

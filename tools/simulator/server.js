@@ -34,6 +34,9 @@ const USAGE = `usage: node tools/simulator/server.js [options]
   --app-id ID              the app id the JWT's iss must name (default: any)
   --installation-token-ttl N  lifetime of installation tokens in seconds (default 3600)
   --client-id ID           OAuth client for POST /oauth/token (client_credentials)
+  --client-token-ttl N     expires_in of the access tokens POST /oauth/token hands
+                           out, in seconds; enforced (default 3600; 3599 for
+                           Google-style JWT bearer tokens)
   --client-secret S        its secret (client_secret_basic)
   --client-key-file PEM    public key that verifies its private_key_jwt assertions
   --client-key-id KID      the kid those assertions must name (default: any or none)
@@ -101,6 +104,7 @@ function parseArgs(argv) {
     '--huge-bytes': 'hugeBytes',
     '--secondary-concurrency': 'secondaryConcurrency',
     '--installation-token-ttl': 'installationTokenTtl',
+    '--client-token-ttl': 'clientTokenTtl',
     '--sts-max-session-duration': 'stsMaxSessionDuration',
     '--sts-credential-ttl': 'stsCredentialTtl',
     '--okta-events': 'oktaEvents',
@@ -165,6 +169,7 @@ function parseArgs(argv) {
   if (o.provider !== 'github') fail(`unknown provider ${JSON.stringify(o.provider)} (available: github)`);
   if ((o.stsAccessKeyId === undefined) !== (o.stsSecretAccessKey === undefined)) fail('--sts-access-key-id and --sts-secret-access-key go together');
   if (o.stsCredentialTtl === 0) fail('--sts-credential-ttl must be positive');
+  if (o.clientTokenTtl === 0) fail('--client-token-ttl must be positive');
   return o;
 }
 
@@ -210,7 +215,7 @@ function main() {
     const m = req.method;
     if (pathname === '/_sim/health' && m === 'GET') return sendControl(res, 200, { ok: true, provider: provider.name });
     if (pathname === '/_sim/stats' && m === 'GET') {
-      return sendControl(res, 200, { ...stats.toJSON(), exchanges: { ...provider.exchangeStats(), ...aws.exchangeStats() }, aws: aws.stats(), okta: okta.stats() });
+      return sendControl(res, 200, { ...stats.toJSON(), exchanges: { ...provider.exchangeStats(), ...aws.exchangeStats() }, tokens: provider.tokenStats(), aws: aws.stats(), okta: okta.stats() });
     }
     if (pathname === '/_sim/arrivals' && m === 'GET') return sendControl(res, 200, stats.arrivalsJSON());
     if (pathname === '/_sim/dataset' && m === 'GET') return sendControl(res, 200, provider.summary());
@@ -236,6 +241,17 @@ function main() {
       }
     }
     if (pathname === '/_sim/revoke_exchanged' && m === 'POST') return sendControl(res, 200, { revoked: provider.revokeExchanged() + aws.revoke() });
+    if (pathname === '/_sim/expire_exchanged' && m === 'POST') return sendControl(res, 200, { expired: provider.expireExchanged() });
+    if (pathname === '/_sim/token_ttl' && m === 'POST') {
+      return readJson(req, (err, body) => {
+        if (err) return sendControl(res, 400, { error: err.message });
+        try {
+          return sendControl(res, 200, provider.setTokenTtl(body && body.seconds !== undefined ? body.seconds : null));
+        } catch (e) {
+          return sendControl(res, 400, { error: e.message });
+        }
+      });
+    }
     if (pathname === '/_sim/faults') {
       if (m === 'GET') return sendControl(res, 200, { modes: MODES, faults: faults.list() });
       if (m === 'DELETE') return sendControl(res, 200, { cleared: faults.clear() });

@@ -28,6 +28,13 @@ void jn_redactor_remove_secret(jn_redactor_t *r, const char *secret, size_t len)
  * With r == NULL only the secret-shaped patterns apply. If memory runs out
  * the whole text is replaced by JN_REDACTED rather than returned unscrubbed. */
 char *jn_redactor_scrub(jn_redactor_t *r, const char *in, size_t len);
+/* The known secrets only, not the patterns: for data rather than messages,
+ * such as a provider's response body, where a secret-shaped value (an AWS
+ * access key id in an IAM listing) is content. Works on bytes (the text may
+ * hold NULs). Returns a malloc'ed copy, NUL-terminated, its length in
+ * *out_len, or NULL when nothing had to change (or r is NULL). If memory
+ * runs out the whole text is replaced by JN_REDACTED. */
+char *jn_redactor_scrub_known(jn_redactor_t *r, const char *in, size_t len, size_t *out_len);
 /* Always returns a malloc'ed copy (scrubbed or not). */
 char *jn_redactor_scrub_dup(jn_redactor_t *r, const char *in, size_t len);
 

@@ -42,7 +42,7 @@
  * Audit: every operation appends to the hash-chained audit log (audit.h) in
  * the same transaction as its change: credential.create / access /
  * access_denied / rotate / promote / discard / delete / reencrypt,
- * org_key.create / rewrap / retire / rotate, master_key.rotate, and
+ * reauth_required, org_key.create / rewrap / retire / rotate, master_key.rotate, and
  * jn_vault_audit for events reported by the caller (connection tests). An
  * access that cannot be audited is refused (fail closed).
  *
@@ -124,6 +124,10 @@ typedef struct {
     const char *metadata_json; /* may be NULL */
     int64_t created_ms;
     int64_t rotated_ms; /* 0: never */
+    /* Set when this version needs re-authorization (jn_vault_mark_reauth):
+     * when it was marked (ms since the epoch) and why; 0 and NULL otherwise. */
+    int64_t reauth_ms;
+    const char *reauth_reason;
 } jn_credential_info_t;
 
 /* Return non-zero to stop. The info is valid during the call; the callback may
@@ -202,6 +206,34 @@ int jn_vault_master_keys_in_use(jn_vault_t *v, jn_vault_key_use_fn fn, void *ud)
  * detail {"result":"passed","version":2}). org_id and credential_id optional. */
 int jn_vault_audit(jn_vault_t *v, const char *org_id, const char *credential_id, const char *actor,
                    const char *action, const char *detail_json);
+
+/* Re-authorization. The provider refused a version's grant for good (an
+ * OAuth refresh token answered with invalid_grant: expired, revoked or
+ * already used): jn_vault_mark_reauth records that `version` (0: the
+ * current one) needs re-authorization, as the audit entry
+ * credential.reauth_required with the detail {"version":n,"reason":...};
+ * reason (optional) is the provider's answer, without secrets, shortened to
+ * printable ASCII. Marking a marked version is a no-op. The mark is durable
+ * and seen by every process that shares the store; it names one version, so
+ * storing a new version (rotate and promote, or a rotated refresh token)
+ * clears it, and deleting the credential drops it. jn_vault_list reports it
+ * (reauth_ms, reauth_reason). */
+#define JN_VAULT_REAUTH_REASON_MAX 201
+
+typedef struct {
+    int64_t version;
+    int64_t since_ms;
+    char reason[JN_VAULT_REAUTH_REASON_MAX];
+} jn_vault_reauth_t;
+
+int jn_vault_mark_reauth(jn_vault_t *v, const char *org_id, const char *credential_id,
+                         int64_t version, const char *actor, const char *reason);
+/* 1 when `version` (0: the current one) is marked (*out, optional, says when
+ * and why), 0 when it is not, or a negative JN_VAULT_* (ENOTFOUND: no such
+ * credential or version). Reads only the audit entries appended since the
+ * vault last looked. */
+int jn_vault_reauth_needed(jn_vault_t *v, const char *org_id, const char *credential_id,
+                           int64_t version, jn_vault_reauth_t *out);
 
 /* Sealing for shared infrastructure: a secret one process hands to the
  * others of the same deployment (same store and master key) through a place

@@ -959,9 +959,39 @@ function createGithubProvider(opts = {}) {
   }
 
   const exchanged = new Set();
-  function registerToken(token) {
+  // Lifetime of the access tokens /oauth/token hands out (client credentials,
+  // refresh token, Google-style JWT bearer); POST /_sim/token_ttl changes it,
+  // POST /_sim/reset restores --client-token-ttl.
+  let tokenTtl = opts.clientTokenTtl;
+  // Every exchanged token's life: {n, grant, expiresIn, expiresAt (ms, null:
+  // never), uses, expiredUses}. `issued` lists those since the last reset.
+  const tokenLife = new Map();
+  let issued = [];
+  function registerToken(token, grant, expiresIn) {
     userByToken.set(token, exchangeUser);
     exchanged.add(token);
+    const rec = {
+      n: issued.length + 1,
+      grant,
+      expiresIn: expiresIn ?? null,
+      expiresAt: expiresIn === undefined || expiresIn === null ? null : Date.now() + expiresIn * 1000,
+      uses: 0,
+      expiredUses: 0,
+    };
+    tokenLife.set(token, rec);
+    issued.push(rec);
+  }
+  // An exchanged token used after its expiry is refused as GitHub refuses an
+  // expired one (401 Bad credentials) and counted: 1 when refused.
+  function expiredUse(token) {
+    const rec = tokenLife.get(token);
+    if (!rec) return 0;
+    if (rec.expiresAt !== null && Date.now() >= rec.expiresAt) {
+      rec.expiredUses++;
+      return 1;
+    }
+    rec.uses++;
+    return 0;
   }
 
   function jsonResponse(status, obj, extra) {
@@ -990,8 +1020,8 @@ function createGithubProvider(opts = {}) {
     if (opts.appId !== undefined && String(c.iss) !== String(opts.appId)) return refuse('Integration not found');
     exchangeCounts.github_app++;
     const token = `ghs_${crypto.randomBytes(18).toString('hex')}`;
-    registerToken(token);
     const ttl = opts.installationTokenTtl ?? 3600;
+    registerToken(token, 'github_app', ttl);
     return jsonResponse(201, {
       token,
       expires_at: isoTime(Date.now() + ttl * 1000),
@@ -1044,8 +1074,8 @@ function createGithubProvider(opts = {}) {
     }
     exchangeCounts.client_credentials++;
     const token = `sim_cc_${crypto.randomBytes(18).toString('hex')}`;
-    registerToken(token);
-    const out = { access_token: token, expires_in: opts.clientTokenTtl ?? 3600, token_type: 'Bearer' };
+    const out = { access_token: token, expires_in: tokenTtl ?? 3600, token_type: 'Bearer' };
+    registerToken(token, 'client_credentials', out.expires_in);
     if (form.get('scope')) out.scope = form.get('scope');
     return jsonResponse(200, out);
   }
@@ -1077,8 +1107,8 @@ function createGithubProvider(opts = {}) {
     if (!Number.isInteger(iat) || c.exp - iat > 3600 || iat > now + 60) return refuse('invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.');
     exchangeCounts.jwt_bearer++;
     const token = `sim_jb_${crypto.randomBytes(18).toString('hex')}`;
-    registerToken(token);
-    if (google) return jsonResponse(200, { access_token: token, expires_in: opts.clientTokenTtl ?? 3599, token_type: 'Bearer' });
+    registerToken(token, 'jwt_bearer', google ? tokenTtl ?? 3599 : null);
+    if (google) return jsonResponse(200, { access_token: token, expires_in: tokenTtl ?? 3599, token_type: 'Bearer' });
     return jsonResponse(200, {
       access_token: token,
       scope: 'api',
@@ -1115,9 +1145,9 @@ function createGithubProvider(opts = {}) {
     if (!currentRefresh || !rt || rt !== currentRefresh) return refuse(400, 'invalid_grant');
     exchangeCounts.refresh_token++;
     const token = `sim_at_${crypto.randomBytes(18).toString('hex')}`;
-    registerToken(token);
     currentRefresh = `sim_rt_${crypto.randomBytes(18).toString('hex')}`;
-    const out = { access_token: token, expires_in: opts.clientTokenTtl ?? 3600, token_type: 'Bearer', refresh_token: currentRefresh };
+    const out = { access_token: token, expires_in: tokenTtl ?? 3600, token_type: 'Bearer', refresh_token: currentRefresh };
+    registerToken(token, 'refresh_token', out.expires_in);
     if (form.get('scope')) out.scope = form.get('scope');
     return jsonResponse(200, out);
   }
@@ -1247,7 +1277,7 @@ function createGithubProvider(opts = {}) {
       if (info.consume) b.used = Math.min(b.limit, b.used + 1);
       return finish(401, errorBody('Requires authentication', DOCS.root, 401));
     }
-    if (!user) {
+    if (!user || expiredUse(token)) {
       if (info.consume) b.used = Math.min(b.limit, b.used + 1);
       return finish(401, errorBody('Bad credentials', DOCS.root, 401));
     }
@@ -1363,6 +1393,43 @@ function createGithubProvider(opts = {}) {
     },
     resetExchanges() {
       for (const k of Object.keys(exchangeCounts)) exchangeCounts[k] = 0;
+      issued = [];
+      tokenTtl = opts.clientTokenTtl;
+    },
+    // Every exchanged token since the last reset, in the order of issue, without
+    // the token itself: {n, grant, expires_in, uses, expired_uses, live}.
+    tokenStats() {
+      const now = Date.now();
+      return issued.map((r) => ({
+        n: r.n,
+        grant: r.grant,
+        expires_in: r.expiresIn,
+        uses: r.uses,
+        expired_uses: r.expiredUses,
+        live: r.expiresAt === null || now < r.expiresAt,
+      }));
+    },
+    // The lifetime (seconds, a positive integer; null: the default) of the
+    // tokens /oauth/token hands out from now on.
+    setTokenTtl(seconds) {
+      if (seconds !== null && (!Number.isInteger(seconds) || seconds < 1 || seconds > 86400)) {
+        throw new Error('seconds must be an integer from 1 to 86400, or null');
+      }
+      tokenTtl = seconds === null ? opts.clientTokenTtl : seconds;
+      return { seconds: tokenTtl ?? null };
+    },
+    // Every exchanged token expires now: from now on each use answers 401 Bad
+    // credentials and counts as an expired use.
+    expireExchanged() {
+      const now = Date.now();
+      let n = 0;
+      for (const rec of tokenLife.values()) {
+        if (rec.expiresAt === null || rec.expiresAt > now) {
+          rec.expiresAt = now;
+          n++;
+        }
+      }
+      return n;
     },
     // The refresh-token grant starts over from --refresh-token (or T when given).
     resetRefreshToken(t) {

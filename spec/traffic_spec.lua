@@ -33,6 +33,7 @@ local CANARY_A = "ghp_CANARYTRAFFICa0123456789abcdefghijk"
 local CANARY_B = "ghp_CANARYTRAFFICb0123456789abcdefghijk"
 local CANARY_QUERY = "CANARYTRAFFICquery0123456789abcdef"
 local CANARY_REDIS = "CANARYTRAFFICredis0123456789abcdef"
+local CANARY_ADMIN = "CANARYTRAFFICadmin0123456789abcdef"
 
 local function no_canary(text, what)
   assert.is_nil(text:find("CANARYTRAFFIC", 1, true), "a canary credential leaked into " .. what)
@@ -162,6 +163,23 @@ end
 local function sleep_s(s) os.execute("sleep " .. s) end
 
 -- The first log line of a `junction run` whose message starts with `msg`.
+-- What a runtime says about its rate limiters: the /metrics samples
+-- (name{labels} -> value) and, unless `no_health` (the cluster's store is
+-- Redis: while it is down the health API answers 503), /v1/health's
+-- rate_limits object.
+local function limiter_state(rt, no_health)
+  local s, text = util.http_get(rt.port, "/metrics")
+  assert.are.equal(200, s, text)
+  local metrics = {}
+  for name, value in text:gmatch("\n(junction_traffic_[%w_]+[^ \n]*) ([%d.]+)") do
+    metrics[name] = tonumber(value)
+  end
+  if no_health then return metrics end
+  local hs, body = util.http_get(rt.port, "/v1/health", CANARY_ADMIN)
+  assert.are.equal(200, hs, body)
+  return metrics, cjson.decode(body).rate_limits
+end
+
 local function find_log(rt, msg)
   for _, l in ipairs(rt:log_lines()) do
     if type(l.msg) == "string" and l.msg:sub(1, #msg) == msg then return l end
@@ -448,7 +466,7 @@ describe("traffic", function()
 
     -- Starts two processes (A with CANARY_A, B with CANARY_B, so that the
     -- simulator tells their requests apart), lets them run `seconds` (or
-    -- calls between()), stops them; returns the arrivals, the two runtimes
+    -- calls between(started, runtimes)), stops them; returns the arrivals, the two runtimes
     -- (cleaned up by the caller) and when they were both ready. `conf` lines
     -- go to both.
     local function run_pair(conf, seconds, between)
@@ -468,17 +486,20 @@ describe("traffic", function()
         local rt = runtime.new{ conf = lines, env = { SIM_TOKEN = token }, connectors = {} }
         rt:connector("github.lua", connector)
         util.write_file(rt.dir .. "/integrations.json", cjson.encode(integrations))
+        util.write_file(rt.dir .. "/admin", CANARY_ADMIN .. "\n")
+        os.execute("chmod 600 " .. util.shell_quote(rt.dir .. "/admin"))
         util.write_file(rt.conf, util.read_file(rt.conf) .. "integrations_file = " .. rt.dir ..
-          "/integrations.json\n")
+          "/integrations.json\napi_admin_token_file = " .. rt.dir .. "/admin\n")
         rts[i] = rt
       end
       for _, rt in ipairs(rts) do rt:start() end
       for _, rt in ipairs(rts) do
         assert.is_table(rt:wait_log(function(l) return l.msg == "junction ready" end, 20),
           "junction run did not become ready: " .. util.read_file(rt.log))
+        rt.port = tonumber(rt:wait_log(function(l) return l.msg == "api listening" end, 5).port)
       end
       local started = T.now_ms()
-      if between then between(started) else sleep_s(seconds) end
+      if between then between(started, rts) else sleep_s(seconds) end
       for _, rt in ipairs(rts) do rt:stop() end
       return sim:arrivals(), rts, started
     end
@@ -571,14 +592,41 @@ describe("traffic", function()
       local killed_at, back_at
       -- 5 per second shared; 2.5 per second each (burst 2.5) on the local share.
       local arrivals, rts, started = run_pair({ "redis_url = " .. redis.url, "cluster_nodes = 2",
-                                                "redis_timeout_ms = 100" }, nil, function()
+                                                "redis_timeout_ms = 100" }, nil,
+                                                function(_, rts_of_pair)
         sleep_s(4)
+        for _, rt in ipairs(rts_of_pair) do
+          local m, rl = limiter_state(rt)
+          assert.are.equal(1, m.junction_traffic_rate_limit_shared)
+          assert.are.equal(0, m.junction_traffic_rate_limit_degraded)
+          assert.are.same({ mode = "shared", degraded = false, degraded_since = cjson.null,
+                            fallbacks = 0 }, rl)
+        end
         killed_at = T.now_ms()
         redis:kill9() -- gone: connections refused
         sleep_s(4)
+        -- The metrics say the limits are on the local share, and /readyz
+        -- that Redis is gone (the health API needs the store, which is Redis).
+        for _, rt in ipairs(rts_of_pair) do
+          local m = limiter_state(rt, true)
+          assert.are.equal(1, m.junction_traffic_rate_limit_degraded)
+          assert.are.equal(1, m.junction_traffic_rate_limit_fallbacks_total)
+          assert.are.equal(1, m['junction_traffic_degraded_lanes{provider="github"}'])
+          local rs, ready = util.http_get(rt.port, "/readyz")
+          assert.are.equal(503, rs, ready)
+          assert.are_not.equal("ok", cjson.decode(ready).checks.redis)
+        end
         redis:restart()
         back_at = T.now_ms()
         sleep_s(6)
+        -- ... and that they are shared again, by themselves.
+        for _, rt in ipairs(rts_of_pair) do
+          local m, rl = limiter_state(rt)
+          assert.are.equal(0, m.junction_traffic_rate_limit_degraded)
+          assert.are.equal(0, m['junction_traffic_degraded_lanes{provider="github"}'])
+          assert.are.same({ mode = "shared", degraded = false, degraded_since = cjson.null,
+                            fallbacks = 1 }, rl)
+        end
       end)
       finally(function()
         cleanup(rts)
@@ -641,10 +689,12 @@ describe("traffic", function()
         cfgs[i] = { file = probe, entry = "collect_evidence", args = { cfg }, config = cfg,
                     allow_hosts = { "127.0.0.1" }, token = CANARY_A, timeout_ms = 60000 }
       end
-      -- Redis hangs from about 3 s to 6 s into the run (the times are written down).
+      -- Redis hangs from about 3 s to 6 s into the run (the times are written
+      -- down before each signal: the marks bracket the hang from inside, even
+      -- when a loaded machine runs the signals late).
       os.execute("(sleep 3; date +%s%3N > " .. util.shell_quote(marks) .. "; kill -STOP " ..
-        redis.pid .. "; sleep 3; kill -CONT " .. redis.pid .. "; date +%s%3N >> " ..
-        util.shell_quote(marks) .. ") > /dev/null 2>&1 &")
+        redis.pid .. "; sleep 3; date +%s%3N >> " .. util.shell_quote(marks) .. "; kill -CONT " ..
+        redis.pid .. ") > /dev/null 2>&1 &")
       local results, logs, raw = T.run(cfgs, { traffic_file = policy, redis_url = redis.url,
                                                cluster_nodes = "2", redis_timeout_ms = "100" })
       finally(function() redis:stop() end)

@@ -51,6 +51,9 @@ struct conn {
     int events;
     bool ready;         /* the handshake completed */
     int handshake_left; /* handshake replies still awaited */
+    bool in_read;       /* inside redisAsyncHandleRead: its callbacks' commands wait for its end */
+    bool flushing;      /* inside conn_flush: a write left unfinished arms the watcher */
+    bool write_pending; /* hiredis holds output that conn_flush has not written yet */
     char why[MSG_MAX];  /* why it was detached, for the commands that were on it */
 };
 
@@ -128,7 +131,8 @@ struct jn_redis {
     uv_timer_t conn_timer; /* connect deadline, or the reconnect delay */
     uv_timer_t cmd_timer;  /* earliest command deadline */
     uint64_t cmd_timer_due;
-    uv_idle_t idle; /* runs deferred callbacks, never from inside a caller's call */
+    uv_idle_t idle;     /* runs deferred callbacks, never from inside a caller's call */
+    uv_prepare_t flush; /* writes commands sent outside a read before the loop polls */
 
     req_t *queue_head, *queue_tail; /* before the first connection exists */
     req_t *pending_head, *pending_tail;
@@ -151,6 +155,7 @@ static void arm_cmd_timer(jn_redis_t *r, uint64_t deadline);
 static void on_conn_timer(uv_timer_t *t);
 static void on_cmd_timer(uv_timer_t *t);
 static void on_idle(uv_idle_t *h);
+static void on_flush(uv_prepare_t *h);
 
 const char *jn_redis_error_name(int status)
 {
@@ -582,20 +587,51 @@ static void defer_failure(jn_redis_t *r, req_t *q, int status, const char *fmt, 
  * error itself (later hiredis releases do the same). It also tracks the watcher
  * as a handle of the client, which must outlive it. */
 
+/* Writes what hiredis holds for the connection, now. */
+static void conn_flush(conn_t *c)
+{
+    c->write_pending = false;
+    c->flushing = true;
+    redisAsyncHandleWrite(c->ac);
+    c->flushing = false; /* c lives on until its watcher has closed */
+}
+
 static void conn_poll_cb(uv_poll_t *h, int status, int events)
 {
     conn_t *c = h->data;
     int ev = status < 0 ? c->events : events;
 
-    if (c->ac != NULL && (ev & UV_READABLE))
+    if (c->ac != NULL && (ev & UV_READABLE)) {
+        c->in_read = true;
         redisAsyncHandleRead(c->ac);
-    if (c->ac != NULL && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(c->ac);
+        c->in_read = false;
+    }
+    /* The commands the reply callbacks sent go out in one write, in this
+     * turn of the loop. */
+    if (c->ac != NULL && ((ev & UV_WRITABLE) || c->write_pending))
+        conn_flush(c);
 }
 
+static void on_flush(uv_prepare_t *h)
+{
+    jn_redis_t *r = h->data;
+    conn_t *c = r->conn;
+
+    uv_prepare_stop(h);
+    if (c != NULL && c->ac != NULL && c->write_pending)
+        conn_flush(c);
+}
+
+/* uv_poll_start takes the descriptor out of epoll and puts it back (two
+ * epoll_ctl calls) even for the events it already watches: only a change
+ * goes to libuv. */
 static void conn_update(conn_t *c, int add, int del)
 {
-    c->events = (c->events | add) & ~del;
+    int events = (c->events | add) & ~del;
+
+    if (events == c->events)
+        return;
+    c->events = events;
     if (c->events)
         uv_poll_start(&c->poll, c->events, conn_poll_cb);
     else
@@ -612,14 +648,34 @@ static void ev_del_read(void *p)
     conn_update(p, 0, UV_READABLE);
 }
 
+/* hiredis asks for a writable event after every command it buffers. Once
+ * connected, the socket nearly always has room: the command is written
+ * without waiting for one (which would cost the loop a turn and the watcher
+ * two changes per command). From a reply callback the write happens when
+ * hiredis has run them all (conn_poll_cb, one write for all of them);
+ * otherwise just before the loop polls (on_flush), so a caller's call never
+ * runs hiredis's write nor the failure callbacks a broken socket brings. The
+ * watcher waits for room only when a write was left unfinished (conn_flush),
+ * and for the non-blocking connect. */
 static void ev_add_write(void *p)
 {
-    conn_update(p, UV_WRITABLE, 0);
+    conn_t *c = p;
+
+    if (c->flushing || c->ac == NULL || !(c->ac->c.flags & REDIS_CONNECTED) || c != c->r->conn) {
+        conn_update(c, UV_WRITABLE, 0);
+        return;
+    }
+    c->write_pending = true;
+    if (!c->in_read)
+        uv_prepare_start(&c->r->flush, on_flush);
 }
 
 static void ev_del_write(void *p)
 {
-    conn_update(p, 0, UV_WRITABLE);
+    conn_t *c = p;
+
+    c->write_pending = false;
+    conn_update(c, 0, UV_WRITABLE);
 }
 
 static void conn_closed(uv_handle_t *h)
@@ -1312,10 +1368,12 @@ jn_redis_t *jn_redis_create(uv_loop_t *loop, const char *url, const jn_redis_opt
     uv_timer_init(loop, &r->conn_timer);
     uv_timer_init(loop, &r->cmd_timer);
     uv_idle_init(loop, &r->idle);
+    uv_prepare_init(loop, &r->flush);
     r->conn_timer.data = r;
     r->cmd_timer.data = r;
     r->idle.data = r;
-    r->open_handles = 3;
+    r->flush.data = r;
+    r->open_handles = 4;
     start_connect(r);
     return r;
 }
@@ -1404,6 +1462,7 @@ void jn_redis_close(jn_redis_t *r)
     uv_close((uv_handle_t *)&r->conn_timer, handle_closed);
     uv_close((uv_handle_t *)&r->cmd_timer, handle_closed);
     uv_close((uv_handle_t *)&r->idle, handle_closed);
+    uv_close((uv_handle_t *)&r->flush, handle_closed);
 }
 
 /* ---- scripts ---- */
@@ -1461,8 +1520,8 @@ int jn_redis_script_run(jn_redis_t *r, jn_redis_script_t *s, long timeout_ms, in
                         const char *const *argv, const size_t *argvlen, jn_redis_reply_fn fn,
                         void *ud)
 {
-    const char **args;
-    size_t *lens;
+    const char *args_buf[16], **args = args_buf;
+    size_t lens_buf[16], *lens = lens_buf;
     char nkeys_buf[16];
     char *cmd = NULL;
     req_t *q;
@@ -1479,8 +1538,11 @@ int jn_redis_script_run(jn_redis_t *r, jn_redis_script_t *s, long timeout_ms, in
         return JN_REDIS_ECLOSED;
     if (check_mode(r, MODE_COMMANDS) != 0)
         return JN_REDIS_EINVAL;
-    args = malloc(sizeof *args * (size_t)(argc + 3));
-    lens = malloc(sizeof *lens * (size_t)(argc + 3));
+    /* The usual script has a few arguments: no allocation for them. */
+    if (argc + 3 > 16) {
+        args = malloc(sizeof *args * (size_t)(argc + 3));
+        lens = malloc(sizeof *lens * (size_t)(argc + 3));
+    }
     q = req_new(r, timeout_ms, fn, ud);
     if (args == NULL || lens == NULL || q == NULL)
         goto oom;
@@ -1498,16 +1560,20 @@ int jn_redis_script_run(jn_redis_t *r, jn_redis_script_t *s, long timeout_ms, in
     len = redisFormatCommandArgv(&cmd, argc + 3, args, lens);
     if (len < 0)
         goto oom;
-    free(args);
-    free(lens);
+    if (args != args_buf) {
+        free(args);
+        free(lens);
+    }
     q->cmd = cmd;
     q->cmdlen = (size_t)len;
     q->script = s;
     return req_submit(r, q);
 
 oom:
-    free(args);
-    free(lens);
+    if (args != args_buf) {
+        free(args);
+        free(lens);
+    }
     free(q);
     return JN_REDIS_ENOMEM;
 }

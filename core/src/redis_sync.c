@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,15 @@ static const char cell_abandon_lua[] = "if redis.call('GET', KEYS[2]) == ARGV[1]
 /* KEYS: bucket, adaptive state. ARGV: per_second, per_minute, per_hour,
  * burst, weight. {granted, wait_ms, factor as a string}. The arithmetic is
  * the local limiter's (ratelimit.h), step for step and in the same order of
- * floating-point operations: keep the two identical. */
+ * floating-point operations: keep the two identical.
+ *
+ * It runs for every request in a cluster, so it is written for Redis's cost
+ * per call: no tables in the common path (three windows), numbers handed to
+ * redis.call as numbers (Redis formats them with %.17g itself, exactly as
+ * string.format would, without a Lua string per field), the factor
+ * formatted only when it is not 1. The five commands (TIME, the two HMGETs,
+ * HSET, PEXPIRE) are most of what remains. */
 static const char bucket_take_lua[] =
-    "local EPS, MAX_WAIT = 1e-9, 1000000000000\n"
     "local ps, pm, ph = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local burst, weight = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "if not (ps and pm and ph and burst and weight) or ps < 0 or pm < 0 or ph < 0\n"
@@ -68,30 +75,28 @@ static const char bucket_take_lua[] =
     "  return redis.error_reply('ERR bucket: bad configuration')\n"
     "end\n"
     "if burst == 0 then burst = ps end\n"
+    "local function too_heavy(name, cap)\n"
+    "  return redis.error_reply(string.format(\n"
+    "    'ERR bucket: weight %.17g exceeds the %s capacity %.17g', weight, name, cap))\n"
+    "end\n"
+    "if ps > 0 and weight > burst then return too_heavy('per-second', burst) end\n"
+    "if pm > 0 and weight > pm then return too_heavy('per-minute', pm) end\n"
+    "if ph > 0 and weight > ph then return too_heavy('per-hour', ph) end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local a = redis.call('HMGET', KEYS[2], 'f', 'until')\n"
     "local f = tonumber(a[1])\n"
     "if not f or f ~= f or f <= 0 or f > 1 then f = 1 end\n"
     "local blocked = tonumber(a[2])\n"
-    "-- {field prefix, capacity at f = 1, refill per window, window ms, name}\n"
-    "local wins = {}\n"
-    "if ps > 0 then wins[#wins + 1] = {'s', burst, ps, 1000, 'per-second'} end\n"
-    "if pm > 0 then wins[#wins + 1] = {'m', pm, pm, 60000, 'per-minute'} end\n"
-    "if ph > 0 then wins[#wins + 1] = {'h', ph, ph, 3600000, 'per-hour'} end\n"
-    "for _, w in ipairs(wins) do\n"
-    "  if weight > w[2] then\n"
-    "    return redis.error_reply(string.format(\n"
-    "      'ERR bucket: weight %.17g exceeds the %s capacity %.17g', weight, w[5], w[2]))\n"
-    "  end\n"
-    "end\n"
     "local st = redis.call('HMGET', KEYS[1], 's_t', 's_l', 'm_t', 'm_l', 'h_t', 'h_l')\n"
-    "local at = {s = 1, m = 3, h = 5}\n"
-    "local worst, ok = 0, true\n"
-    "for _, w in ipairs(wins) do\n"
-    "  local cap = math.max(weight, w[2] * f)\n"
-    "  local rate = w[3] * f / w[4]\n"
-    "  local tokens, last = tonumber(st[at[w[1]]]), tonumber(st[at[w[1]] + 1])\n"
+    "local EPS, MAX_WAIT = 1e-9, 1000000000000\n"
+    "local ok, worst = true, 0\n"
+    "-- One window: its capacity at f, its rate per ms, its tokens and time\n"
+    "-- refilled up to now.\n"
+    "local function refill(cap1, per, ms, tokens, last)\n"
+    "  local cap = math.max(weight, cap1 * f)\n"
+    "  local rate = per * f / ms\n"
+    "  tokens, last = tonumber(tokens), tonumber(last)\n"
     "  if tokens == nil or last == nil then\n"
     "    tokens, last = cap, now\n"
     "  else\n"
@@ -101,37 +106,50 @@ static const char bucket_take_lua[] =
     "    end\n"
     "    if tokens > cap then tokens = cap end\n"
     "  end\n"
-    "  w.cap, w.rate, w.tokens, w.last = cap, rate, tokens, last\n"
     "  if tokens + EPS < weight then\n"
     "    ok = false\n"
     "    worst = math.max(worst, math.ceil((weight - tokens - EPS / 2) / rate))\n"
     "  end\n"
+    "  return cap, rate, tokens, last\n"
     "end\n"
+    "local sc, sr, stk, sl, mc, mr, mtk, ml, hc, hr, htk, hl\n"
+    "if ps > 0 then sc, sr, stk, sl = refill(burst, ps, 1000, st[1], st[2]) end\n"
+    "if pm > 0 then mc, mr, mtk, ml = refill(pm, pm, 60000, st[3], st[4]) end\n"
+    "if ph > 0 then hc, hr, htk, hl = refill(ph, ph, 3600000, st[5], st[6]) end\n"
     "if blocked and now < blocked then\n"
     "  ok = false\n"
     "  worst = math.max(worst, blocked - now)\n"
     "end\n"
-    "local wait = 0\n"
+    "local wait, ttl = 0, 5000\n"
     "if ok then\n"
-    "  for _, w in ipairs(wins) do w.tokens = math.max(0, w.tokens - weight) end\n"
+    "  if sc then stk = math.max(0, stk - weight) end\n"
+    "  if mc then mtk = math.max(0, mtk - weight) end\n"
+    "  if hc then htk = math.max(0, htk - weight) end\n"
     "else\n"
     "  wait = worst >= MAX_WAIT and MAX_WAIT or worst\n"
     "  if wait < 1 then wait = 1 end\n"
     "end\n"
     "-- Stored granted or not: the refill up to now is the same either way.\n"
-    "local ttl, args = 5000, {}\n"
-    "for _, w in ipairs(wins) do\n"
-    "  args[#args + 1] = w[1] .. '_t'\n"
-    "  args[#args + 1] = string.format('%.17g', w.tokens)\n"
-    "  args[#args + 1] = w[1] .. '_l'\n"
-    "  args[#args + 1] = string.format('%.17g', w.last)\n"
-    "  local full = math.ceil((w.cap - w.tokens) / w.rate)\n"
-    "  if full > ttl then ttl = full end\n"
-    "end\n"
+    "-- Numbers go to Redis as %.17g: the very doubles come back.\n"
+    "if sc then ttl = math.max(ttl, math.ceil((sc - stk) / sr)) end\n"
+    "if mc then ttl = math.max(ttl, math.ceil((mc - mtk) / mr)) end\n"
+    "if hc then ttl = math.max(ttl, math.ceil((hc - htk) / hr)) end\n"
     "if ttl > MAX_WAIT then ttl = MAX_WAIT end\n"
-    "redis.call('HSET', KEYS[1], unpack(args))\n"
-    "redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))\n"
-    "return {ok and 1 or 0, wait, string.format('%.17g', f)}\n";
+    "if sc and mc and hc then\n"
+    "  redis.call('HSET', KEYS[1], 's_t', stk, 's_l', sl, 'm_t', mtk, 'm_l', ml, 'h_t', htk, "
+    "'h_l', hl)\n"
+    "else\n"
+    "  local args, n = {}, 0\n"
+    "  if sc then args[n + 1], args[n + 2], args[n + 3], args[n + 4], n = 's_t', stk, 's_l', sl, n "
+    "+ 4 end\n"
+    "  if mc then args[n + 1], args[n + 2], args[n + 3], args[n + 4], n = 'm_t', mtk, 'm_l', ml, n "
+    "+ 4 end\n"
+    "  if hc then args[n + 1], args[n + 2], args[n + 3], args[n + 4], n = 'h_t', htk, 'h_l', hl, n "
+    "+ 4 end\n"
+    "  redis.call('HSET', KEYS[1], unpack(args))\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+    "return {ok and 1 or 0, wait, f == 1 and '1' or string.format('%.17g', f)}\n";
 
 /* KEYS: adaptive state. ARGV: op, retry_after_ms, f_min, f_max, idle_ms.
  * The new factor as a string. The factor arithmetic is adaptive.h's
@@ -803,27 +821,58 @@ static void on_take_reply(int status, const redisReply *reply, const char *error
     free(c);
 }
 
+/* A number for a script, read back as the very double: whole numbers (the
+ * usual limits and weights) as their digits, without snprintf's cost on the
+ * path of every decision; others with 17 significant digits. */
+static void format_number(char out[32], double v)
+{
+    char digits[20];
+    uint64_t n;
+    int len = 0;
+
+    if (!(v >= 0 && v < 1e15) || v != floor(v)) {
+        snprintf(out, 32, "%.17g", v);
+        return;
+    }
+    n = (uint64_t)v;
+    do {
+        digits[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    for (int i = 0; i < len; i++)
+        out[i] = digits[len - 1 - i];
+    out[len] = '\0';
+}
+
 int jn_redis_bucket_take(jn_redis_t *r, const char *key, const jn_redis_bucket_config_t *cfg,
                          double weight, jn_redis_bucket_fn fn, void *ud)
 {
-    char nums[5][32], *adapt;
+    char nums[5][32], buf[256], *adapt;
     const char *argv[7];
+    size_t klen;
     call_t *c;
     int rc;
 
     if (r == NULL || fn == NULL || !valid_name(key) ||
         jn_redis_bucket_check(cfg, weight, NULL, 0) != 0)
         return JN_REDIS_EINVAL;
-    /* 17 significant digits: the script reads back the very doubles. */
-    snprintf(nums[0], sizeof nums[0], "%.17g", cfg->per_second);
-    snprintf(nums[1], sizeof nums[1], "%.17g", cfg->per_minute);
-    snprintf(nums[2], sizeof nums[2], "%.17g", cfg->per_hour);
-    snprintf(nums[3], sizeof nums[3], "%.17g", cfg->burst);
-    snprintf(nums[4], sizeof nums[4], "%.17g", weight);
-    if ((adapt = key_with(key, ":adapt")) == NULL)
+    format_number(nums[0], cfg->per_second);
+    format_number(nums[1], cfg->per_minute);
+    format_number(nums[2], cfg->per_hour);
+    format_number(nums[3], cfg->burst);
+    format_number(nums[4], weight);
+    /* The usual key fits on the stack: no allocation for it per decision. */
+    klen = strlen(key);
+    if (klen + sizeof ":adapt" <= sizeof buf) {
+        memcpy(buf, key, klen);
+        memcpy(buf + klen, ":adapt", sizeof ":adapt");
+        adapt = buf;
+    } else if ((adapt = key_with(key, ":adapt")) == NULL) {
         return JN_REDIS_ENOMEM;
+    }
     if ((c = call_new(ud)) == NULL) {
-        free(adapt);
+        if (adapt != buf)
+            free(adapt);
         return JN_REDIS_ENOMEM;
     }
     c->bucket_fn = fn;
@@ -832,7 +881,8 @@ int jn_redis_bucket_take(jn_redis_t *r, const char *key, const jn_redis_bucket_c
     for (int i = 0; i < 5; i++)
         argv[i + 2] = nums[i];
     rc = run_script(r, bucket_take_lua, 2, 7, argv, NULL, on_take_reply, c);
-    free(adapt);
+    if (adapt != buf)
+        free(adapt);
     if (rc != 0)
         free(c);
     return rc;

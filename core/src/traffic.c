@@ -183,6 +183,18 @@ int jn_traffic_provider_config_validate(const jn_traffic_provider_config_t *cfg,
                  cfg->max_in_flight);
         return -1;
     }
+    if (cfg->connect_timeout_ms < 0 || cfg->connect_timeout_ms > 600000) {
+        snprintf(err, errlen,
+                 "connect_timeout_ms must be 0 (the HTTP client's) or from 1 to 600000, not %ld",
+                 cfg->connect_timeout_ms);
+        return -1;
+    }
+    if (cfg->timeout_ms < 0 || cfg->timeout_ms > 3600000) {
+        snprintf(err, errlen,
+                 "timeout_ms must be 0 (the HTTP client's) or from 1 to 3600000, not %ld",
+                 cfg->timeout_ms);
+        return -1;
+    }
     if (jn_breaker_config_validate(&cfg->breaker, err, errlen) != 0)
         return -1;
     if (jn_retry_config_validate(&cfg->retry, err, errlen) != 0)
@@ -961,17 +973,20 @@ static int64_t observe(call_t *c, const jn_http_response_t *resp, int *throttled
                 op = JN_REDIS_ADJUST_THROTTLED;
             else if (d.factor_op == JN_ADAPTIVE_SERVER_ERROR)
                 op = JN_REDIS_ADJUST_SERVER_ERROR;
-            else if (l->factor < 1.0)
-                op = JN_REDIS_ADJUST_FAST_SUCCESS; /* at 1 already: no write per request */
+            else if (l->factor < acfg->max_factor)
+                op = JN_REDIS_ADJUST_FAST_SUCCESS; /* at the ceiling: no write per request */
+            /* The provider's ceiling, not 1: a raise in Redis must stop where
+             * the local factor stops, or the nodes would share a faster rate
+             * than the operator allowed. */
             if (op)
-                jn_redis_bucket_adjust(l->t->cfg.redis, l->rkey, op, 0, acfg->min_factor,
-                                       on_redis_adjusted, NULL);
+                jn_redis_bucket_adjust_within(l->t->cfg.redis, l->rkey, op, 0, acfg->min_factor,
+                                              acfg->max_factor, on_redis_adjusted, NULL);
         }
         l->factor = f;
     }
     if (block > 0 && l->t->cfg.redis && !l->degraded)
-        jn_redis_bucket_adjust(l->t->cfg.redis, l->rkey, JN_REDIS_ADJUST_RETRY_AFTER, block,
-                               acfg->min_factor, on_redis_adjusted, NULL);
+        jn_redis_bucket_adjust_within(l->t->cfg.redis, l->rkey, JN_REDIS_ADJUST_RETRY_AFTER, block,
+                                      acfg->min_factor, acfg->max_factor, on_redis_adjusted, NULL);
     return block;
 }
 
@@ -1056,6 +1071,15 @@ static void step_send(call_t *c)
     c->has_ticket = 1;
     if (left < 1)
         left = 1;
+    /* The provider's timeouts bound each attempt; a request may ask for a
+     * shorter one, never a longer one (the operator's bound holds against a
+     * connector that asks for an hour). */
+    if (c->prov->cfg.connect_timeout_ms > 0 &&
+        (req.connect_timeout_ms <= 0 || req.connect_timeout_ms > c->prov->cfg.connect_timeout_ms))
+        req.connect_timeout_ms = c->prov->cfg.connect_timeout_ms;
+    if (c->prov->cfg.timeout_ms > 0 &&
+        (req.timeout_ms <= 0 || req.timeout_ms > c->prov->cfg.timeout_ms))
+        req.timeout_ms = c->prov->cfg.timeout_ms;
     if (req.timeout_ms <= 0 || req.timeout_ms > left)
         req.timeout_ms = (long)left;
     if (c->info.attempts == 0)

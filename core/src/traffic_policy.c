@@ -106,7 +106,7 @@ static void apply_rate(const rate_override_t *o, jn_ratelimit_config_t *cfg)
             *slots[i] = o->v[i];
 }
 
-/* max_in_flight, breaker, retry, adaptive: overlaid on *cfg. */
+/* max_in_flight, timeouts, breaker, retry, adaptive: overlaid on *cfg. */
 static int parse_provider_settings(const jn_json_t *obj, const char *where, int allow_rate,
                                    jn_traffic_provider_config_t *cfg, prov_entry_t *pe, char *err,
                                    size_t errlen)
@@ -122,6 +122,19 @@ static int parse_provider_settings(const jn_json_t *obj, const char *where, int 
                 return jn_errorf(err, errlen,
                                  "%s.max_in_flight: expected an integer from 1 to 100000", where);
             cfg->max_in_flight = (unsigned)v;
+            continue;
+        }
+        if (strcmp(name, "connect_timeout_ms") == 0 || strcmp(name, "timeout_ms") == 0) {
+            int connect = name[0] == 'c';
+            int64_t v, max = connect ? 600000 : 3600000;
+            if (jn_json_int64(m, &v) != 0 || v < 0 || v > max)
+                return jn_errorf(err, errlen,
+                                 "%s.%s: expected an integer from 0 (the HTTP client's) to %lld",
+                                 where, name, (long long)max);
+            if (connect)
+                cfg->connect_timeout_ms = (long)v;
+            else
+                cfg->timeout_ms = (long)v;
             continue;
         }
         if (strcmp(name, "breaker") == 0)
@@ -149,8 +162,8 @@ static int parse_provider_settings(const jn_json_t *obj, const char *where, int 
             continue; /* read by the caller */
         } else {
             return jn_errorf(err, errlen,
-                             "%s: unknown key '%.64s' (expected max_in_flight, breaker, retry, "
-                             "adaptive%s)",
+                             "%s: unknown key '%.64s' (expected max_in_flight, "
+                             "connect_timeout_ms, timeout_ms, breaker, retry, adaptive%s)",
                              where, name,
                              allow_rate ? ", rate_limits, rate_limit_scope, organizations" : "");
         }

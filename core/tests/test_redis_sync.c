@@ -725,6 +725,80 @@ static void test_bucket_ttl(void **state)
     assert_true(ttl > 2000 && ttl <= 5000);
 }
 
+/* The bucket's script is run with EVALSHA: after SCRIPT FLUSH (as after a
+ * restart or a failover) Redis answers NOSCRIPT, the client loads the script
+ * again and the decision goes through, on the state the bucket had. A
+ * private server: flushing the fixture's scripts would touch other tests. */
+static void test_bucket_survives_script_flush(void **state)
+{
+    fx_t *f = *state;
+    rt_server_t s;
+    char url[64];
+    jn_redis_t *r;
+    redisContext *c;
+    redisReply *reply;
+    jn_redis_bucket_config_t cfg = {0, 10, 0, 0};
+    jn_redis_bucket_result_t res;
+    long long loaded;
+
+    memset(&s, 0, sizeof s);
+    rt_server_start(&s);
+    c = rt_sync(s.port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", s.port);
+    r = client(f, url);
+    for (int round = 0; round < 3; round++) {
+        res = take(f, r, "jn:rl:{flush:acme}", &cfg, 1);
+        assert_int_equal(res.granted, 1);
+        reply = rt_cmd(c, "SCRIPT FLUSH");
+        freeReplyObject(reply);
+    }
+    /* The fourth token of ten: every take ran on the one bucket. */
+    res = take(f, r, "jn:rl:{flush:acme}", &cfg, 1);
+    assert_int_equal(res.granted, 1);
+    reply = rt_cmd(c, "HGET jn:rl:{flush:acme} m_t");
+    assert_int_equal(reply->type, REDIS_REPLY_STRING);
+    assert_true(strtod(reply->str, NULL) < 6.1);
+    freeReplyObject(reply);
+    /* Loaded again each time it was missing: Redis counted the loads. */
+    reply = rt_cmd(c, "INFO commandstats");
+    assert_int_equal(reply->type, REDIS_REPLY_STRING);
+    loaded = 0;
+    if (strstr(reply->str, "cmdstat_script|load:calls=") != NULL)
+        loaded = atoll(strstr(reply->str, "cmdstat_script|load:calls=") +
+                       strlen("cmdstat_script|load:calls="));
+    else if (strstr(reply->str, "cmdstat_script:calls=") != NULL)
+        loaded =
+            atoll(strstr(reply->str, "cmdstat_script:calls=") + strlen("cmdstat_script:calls="));
+    freeReplyObject(reply);
+    assert_true(loaded >= 3);
+    jn_redis_close(r);
+    redisFree(c);
+    rt_server_stop(&s);
+}
+
+/* A key longer than the client's stack buffer for the adaptive key, and
+ * limits and a weight that are not whole numbers: the script reads back the
+ * very doubles and the factor the other process set on that long key. */
+static void test_bucket_long_key_and_fractions(void **state)
+{
+    fx_t *f = *state;
+    char k[400];
+    jn_redis_bucket_config_t cfg = {2.5, 0, 0, 3.5};
+    win_t sec = {"s", 3.5, 2.5, 1000};
+    jn_redis_bucket_result_t r;
+    int n;
+
+    n = snprintf(k, sizeof k, "%s", key(f, "long:"));
+    while (n < 330)
+        k[n++] = 'x';
+    k[n] = '\0';
+    assert_true(adjust(f, k, JN_REDIS_ADJUST_THROTTLED, 0, 0, 0) == 0.5);
+    r = take_checked(f, f->b, k, &cfg, &sec, 0.5, 0.3);
+    assert_int_equal(r.granted, 1);
+    r = take_checked(f, f->b, k, &cfg, &sec, 0.5, 0.3);
+    assert_int_equal(r.granted, 1);
+}
+
 static void test_bucket_adaptive_factor(void **state)
 {
     fx_t *f = *state;
@@ -839,6 +913,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bucket_windows_and_weights, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bucket_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_survives_script_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_long_key_and_fractions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bucket_adaptive_factor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bucket_retry_after_blocks_everyone, setup, teardown),
     };

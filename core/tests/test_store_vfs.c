@@ -146,28 +146,57 @@ static void test_commit_is_one_write(void **state)
     integrity_ok(f->path);
 }
 
+/* Runs fn(path) in a child process, which exits with its result: the
+ * child dies without closing what it opened (a crash, as far as the file
+ * knows). Fails unless the child exits with 0. */
+static void in_child(const char *path, int (*fn)(const char *))
+{
+    pid_t pid = fork();
+    int status;
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fn(path));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the child exited with %d (signal %d)",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* open_db without cmocka's asserts (for a child) */
+static sqlite3 *child_open(const char *path)
+{
+    sqlite3 *db = NULL;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, jn_store_vfs()) !=
+            SQLITE_OK ||
+        exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;") != SQLITE_OK)
+        _exit(9);
+    return db;
+}
+
+static int commit_then_crash(const char *path)
+{
+    sqlite3 *db = child_open(path);
+
+    if (exec(db, "CREATE TABLE t(v BLOB)") != SQLITE_OK)
+        return 2;
+    for (int i = 0; i < 30; i++)
+        if (exec(db, "INSERT INTO t VALUES(randomblob(3000))") != SQLITE_OK)
+            return 3;
+    /* a transaction left open: its spilled frames must not count */
+    exec(db, "BEGIN; INSERT INTO t VALUES(randomblob(100000));");
+    return 0;
+}
+
 /* A child commits, then dies without closing: every commit is in the file. */
 static void test_commits_survive_a_crash(void **state)
 {
     fixture_t *f = *state;
-    pid_t pid = fork();
-    int status;
     sqlite3 *db;
 
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        db = open_db(f->path, jn_store_vfs());
-        if (exec(db, "CREATE TABLE t(v BLOB)") != SQLITE_OK)
-            _exit(2);
-        for (int i = 0; i < 30; i++)
-            if (exec(db, "INSERT INTO t VALUES(randomblob(3000))") != SQLITE_OK)
-                _exit(3);
-        /* a transaction left open: its spilled frames must not count */
-        exec(db, "BEGIN; INSERT INTO t VALUES(randomblob(100000));");
-        _exit(0);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    in_child(f->path, commit_then_crash);
     db = open_db(f->path, jn_store_vfs());
     assert_int_equal(one_int(db, "SELECT count(*) FROM t"), 30);
     sqlite3_close(db);
@@ -205,39 +234,35 @@ static void test_large_and_spilled_transactions(void **state)
     integrity_ok(f->path);
 }
 
-/* A write the file refuses (here past the process's file-size limit) fails
- * the commit with an error, and the file keeps what was committed before. */
+/* Commits until the file refuses a write (past the process's file-size
+ * limit): 0 when that commit failed with a full disk or an I/O error. */
+static int commit_until_refused(const char *path)
+{
+    struct rlimit rl = {4 * 1024 * 1024, 4 * 1024 * 1024};
+    sqlite3 *db = child_open(path);
+    int rc = SQLITE_OK;
+
+    signal(SIGXFSZ, SIG_IGN);
+    if (exec(db, "CREATE TABLE t(v BLOB); INSERT INTO t VALUES(randomblob(1000));") != SQLITE_OK)
+        return 2;
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return 3;
+    for (int i = 0; i < 400 && rc == SQLITE_OK; i++)
+        rc = exec(db, "BEGIN; INSERT INTO t VALUES(randomblob(60000)); COMMIT;");
+    if (rc == SQLITE_OK)
+        return 4;
+    sqlite3_close_v2(db);
+    return (rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR ? 0 : 5;
+}
+
+/* A write the file refuses fails the commit with an error, and the file
+ * keeps what was committed before. */
 static void test_failed_write_fails_the_commit(void **state)
 {
     fixture_t *f = *state;
-    pid_t pid = fork();
-    int status;
     sqlite3 *db;
 
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct rlimit rl = {4 * 1024 * 1024, 4 * 1024 * 1024};
-        int rc = SQLITE_OK;
-
-        signal(SIGXFSZ, SIG_IGN);
-        db = open_db(f->path, jn_store_vfs());
-        if (exec(db, "CREATE TABLE t(v BLOB); INSERT INTO t VALUES(randomblob(1000));") !=
-            SQLITE_OK)
-            _exit(2);
-        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
-            _exit(3);
-        for (int i = 0; i < 400 && rc == SQLITE_OK; i++)
-            rc = exec(db, "BEGIN; INSERT INTO t VALUES(randomblob(60000)); COMMIT;");
-        if (rc == SQLITE_OK)
-            _exit(4);
-        sqlite3_close_v2(db);
-        _exit((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR ? 0 : 5);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("the child exited with %d (signal %d)",
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    in_child(f->path, commit_until_refused);
     db = open_db(f->path, jn_store_vfs());
     assert_true(one_int(db, "SELECT count(*) FROM t") >= 1);
     assert_int_equal(exec(db, "INSERT INTO t VALUES(randomblob(10))"), SQLITE_OK);

@@ -21,6 +21,11 @@
 #include "junction/log.h"
 #include "junction/redis.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "http_peer.c"
 
 #define WATCHDOG_MS 30000
@@ -480,8 +485,17 @@ static void test_cancel_in_every_state(void **state)
 static jn_redis_t *redis_connect(fx_t *f, const char *url)
 {
     char err[256];
-    jn_redis_t *r = jn_redis_create(&f->loop, url, NULL, err, sizeof err);
+    jn_redis_opts_t opts;
+    jn_redis_t *r;
     jn_redis_status_t st;
+
+    /* Generous timeouts: on a loaded machine a 250 ms command timeout can
+     * pass and send a lane to its local share, which these tests do not
+     * expect (the ones about Redis being away use a port nobody listens on). */
+    jn_redis_opts_init(&opts);
+    opts.command_timeout_ms = 3000;
+    opts.connect_timeout_ms = 3000;
+    r = jn_redis_create(&f->loop, url, &opts, err, sizeof err);
     if (!r)
         fail_msg("redis: %s", err);
     RUN_UNTIL(f, (jn_redis_status(r, &st), st.state != JN_REDIS_CONNECTING));
@@ -614,6 +628,104 @@ static void test_redis_unreachable_falls_back_at_once(void **state)
     fx_free(f);
 }
 
+typedef struct {
+    int done;
+    char value[64];
+} get_t;
+
+static void on_get_reply(int status, const redisReply *reply, const char *error, void *ud)
+{
+    get_t *g = ud;
+    (void)error;
+    if (status == JN_REDIS_OK && reply->type == REDIS_REPLY_STRING)
+        snprintf(g->value, sizeof g->value, "%s", reply->str);
+    g->done = 1;
+}
+
+/* The adaptive factor in a cluster: a 429 seen by one process slows the
+ * other, and fast successes raise the shared factor to the provider's
+ * ceiling (adaptive.max_factor), not beyond. */
+static void test_shared_factor_reaches_only_the_ceiling(void **state)
+{
+    jn_traffic_config_t cfg;
+    jn_ratelimit_config_t rate;
+    jn_traffic_lane_status_t st;
+    jn_traffic_t *t2;
+    jn_redis_t *r2;
+    fx_t *f;
+    get_t g = {0};
+    const char *argv[3] = {"HGET", "jn:rl:{github:ceiling-org}:adapt", "f"};
+    char err[256];
+    int n = 0;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    cfg.defaults.retry.max_attempts = 1;
+    cfg.defaults.adaptive.max_factor = 0.8;
+    f = fx_new(&cfg);
+    jn_traffic_destroy(f->t);
+    f->redis = redis_connect(f, redis_url());
+    r2 = redis_connect(f, redis_url());
+    del_keys(f, "jn:rl:{github:ceiling-org}");
+    cfg.redis = f->redis;
+    f->t = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    assert_non_null(f->t);
+    cfg.redis = r2;
+    t2 = jn_traffic_create(&f->loop, f->http, &cfg, err, sizeof err);
+    assert_non_null(t2);
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 1000;
+
+    send_one(f, n, "GET", "/status/429", "github", "ceiling-org", &rate, 0);
+    RUN_UNTIL(f, f->r[n].done);
+    n++;
+    /* The adjustment went out on this connection: a read behind it sees it
+     * (and orders it before the other process's decision). Redis halves the
+     * shared factor from the ceiling (no adaptive state yet counts as the
+     * ceiling there). */
+    assert_int_equal(jn_redis_command(f->redis, 0, 3, argv, NULL, on_get_reply, &g), 0);
+    RUN_UNTIL(f, g.done);
+    assert_float_equal(strtod(g.value, NULL), 0.4, 1e-12);
+    memset(&g, 0, sizeof g);
+    /* The other process decides with the halved factor. */
+    {
+        jn_http_request_t req;
+        jn_traffic_opts_t o;
+        char url[128];
+        jn_http_request_init(&req);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/status/404", http_peer_port(f->peer));
+        req.url = url;
+        memset(&o, 0, sizeof o);
+        o.provider = "github";
+        o.organization = "ceiling-org";
+        o.rate = &rate;
+        f->r[n].f = f;
+        f->r[n].index = n;
+        assert_int_equal(jn_traffic_send(t2, &o, &req, on_done, &f->r[n], NULL, err, sizeof err),
+                         0);
+        RUN_UNTIL(f, f->r[n].done);
+        assert_true(f->r[n].info.shared_limiter);
+        n++;
+    }
+    assert_int_equal(jn_traffic_lane_status(t2, "github", "ceiling-org", &st), 0);
+    assert_float_equal(st.factor, 0.4, 1e-9);
+    /* 0.4 * 1.1^k reaches 0.8 after eight fast successes: twelve are plenty */
+    for (int i = 0; i < 12; i++, n++) {
+        send_one(f, n, "GET", "/hello", "github", "ceiling-org", &rate, 0);
+        RUN_UNTIL(f, f->r[n].done);
+        assert_int_equal(f->r[n].status, 200);
+    }
+    /* Read after the last adjustment on the same connection. */
+    assert_int_equal(jn_redis_command(f->redis, 0, 3, argv, NULL, on_get_reply, &g), 0);
+    RUN_UNTIL(f, g.done);
+    assert_float_equal(strtod(g.value, NULL), 0.8, 1e-12);
+    assert_int_equal(jn_traffic_lane_status(f->t, "github", "ceiling-org", &st), 0);
+    assert_float_equal(st.factor, 0.8, 1e-12);
+    jn_traffic_destroy(t2);
+    jn_redis_close(r2);
+    fx_free(f);
+}
+
 /* A 403 that says it is a rate limit (here with its Retry-After) is a 429
  * under another status: retried after the wait, and counted by the breaker.
  * A plain 403 is neither. */
@@ -714,6 +826,174 @@ static void test_weight_that_cannot_fit_is_refused(void **state)
     RUN_UNTIL(f, f->r[0].done);
     assert_int_equal(f->r[0].status, 200);
     assert_int_equal(http_peer_requests(f->peer), 1);
+    fx_free(f);
+}
+
+/* Sends `path` to `port` (0: the peer) with the request's own timeouts and
+ * the call's deadline. */
+static void send_timed(fx_t *f, int i, int port, const char *path, const char *provider,
+                       long connect_timeout_ms, long timeout_ms, long deadline_ms)
+{
+    jn_http_request_t req;
+    jn_traffic_opts_t o;
+    char url[128], err[256];
+
+    jn_http_request_init(&req);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port ? port : http_peer_port(f->peer), path);
+    req.url = url;
+    req.connect_timeout_ms = connect_timeout_ms;
+    req.timeout_ms = timeout_ms;
+    memset(&o, 0, sizeof o);
+    o.provider = provider;
+    o.organization = "acme";
+    o.deadline_ms = deadline_ms;
+    f->r[i].f = f;
+    f->r[i].index = i;
+    if (jn_traffic_send(f->t, &o, &req, on_done, &f->r[i], &f->r[i].call, err, sizeof err) != 0)
+        fail_msg("send: %s", err);
+}
+
+/* A listener whose accept queue is full: the kernel drops further SYNs, so
+ * a connection attempt neither succeeds nor fails until its timeout (a
+ * provider that drops packets). fds[0] listens, fds[1] fills the queue. */
+static int blackhole_start(int fds[2])
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fds[0] >= 0);
+    assert_int_equal(bind(fds[0], (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fds[0], 0), 0);
+    assert_int_equal(getsockname(fds[0], (struct sockaddr *)&a, &alen), 0);
+    /* one connection completes into the queue (never accepted): it is full */
+    fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fds[1] >= 0);
+    assert_int_equal(connect(fds[1], (struct sockaddr *)&a, sizeof a), 0);
+    return ntohs(a.sin_port);
+}
+
+/* The provider's timeouts bound every attempt, whatever the request asks
+ * for: with a 10 s timeout of its own and a 3 s deadline a hanging request
+ * could make one attempt; under the provider's 200 ms it makes all three
+ * (a count, not a duration). The same for the connect timeout against a
+ * host that never completes the handshake. */
+static void test_provider_timeouts_bound_each_attempt(void **state)
+{
+    jn_traffic_config_t cfg;
+    jn_traffic_provider_config_t pc;
+    fx_t *f;
+    char err[256];
+    int fds[2], port;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    fast_retry(&cfg.defaults);
+    cfg.defaults.retry.max_attempts = 3;
+    cfg.defaults.breaker.consecutive_failures = 1000;
+    f = fx_new(&cfg);
+    pc = cfg.defaults;
+    pc.timeout_ms = 200;
+    assert_int_equal(jn_traffic_set_provider(f->t, "servicenow", &pc, err, sizeof err), 0);
+    pc = cfg.defaults;
+    pc.connect_timeout_ms = 200;
+    assert_int_equal(jn_traffic_set_provider(f->t, "workday", &pc, err, sizeof err), 0);
+
+    /* the whole-attempt timeout: the peer never answers /hang */
+    send_timed(f, 0, 0, "/hang", "servicenow", 0, 10000, 3000);
+    /* without the provider's timeout: the request's own, cut to the deadline */
+    send_timed(f, 1, 0, "/hang", "jira", 0, 10000, 3000);
+    RUN_UNTIL(f, f->r[0].done && f->r[1].done);
+    assert_int_equal(f->r[0].error, JN_HTTP_ETIMEDOUT);
+    assert_int_equal(f->r[0].info.attempts, 3);
+    assert_non_null(strstr(f->r[0].msg, "timeout after 200 ms"));
+    assert_int_equal(f->r[1].error, JN_HTTP_ETIMEDOUT);
+    assert_int_equal(f->r[1].info.attempts, 1);
+    assert_int_equal(http_peer_requests(f->peer), 4);
+
+    /* the connect timeout: nothing ever reaches the listener */
+    port = blackhole_start(fds);
+    send_timed(f, 2, port, "/hello", "workday", 10000, 10000, 3000);
+    RUN_UNTIL(f, f->r[2].done);
+    assert_int_equal(f->r[2].error, JN_HTTP_ETIMEDOUT);
+    assert_int_equal(f->r[2].info.attempts, 3);
+    assert_non_null(strstr(f->r[2].msg, "connect timeout after 200 ms"));
+    close(fds[1]);
+    close(fds[0]);
+
+    /* out of range: refused with the key's name */
+    pc = cfg.defaults;
+    pc.timeout_ms = -1;
+    assert_int_equal(jn_traffic_set_provider(f->t, "workday", &pc, err, sizeof err), -1);
+    assert_non_null(strstr(err, "timeout_ms must be 0 (the HTTP client's) or from 1 to 3600000"));
+    pc = cfg.defaults;
+    pc.connect_timeout_ms = 600001;
+    assert_int_equal(jn_traffic_set_provider(f->t, "workday", &pc, err, sizeof err), -1);
+    assert_non_null(strstr(err, "connect_timeout_ms must be 0"));
+    fx_free(f);
+}
+
+/* A provider that limits per app: one bucket for every organization, on the
+ * provider's "*" lane; the breakers stay per organization. */
+static void test_app_scope_shares_one_bucket_across_organizations(void **state)
+{
+    static const char *const orgs[] = {"acme", "globex", "initech", "umbrella"};
+    jn_traffic_config_t cfg;
+    jn_ratelimit_config_t rate;
+    jn_traffic_lane_status_t st;
+    fx_t *f;
+    char err[256];
+    int64_t t0;
+    (void)state;
+
+    jn_traffic_config_init(&cfg);
+    f = fx_new(&cfg);
+    jn_ratelimit_config_init(&rate);
+    rate.per_second = 20;
+    rate.burst = 2;
+    rate.per_minute = 6; /* four organizations, six requests a minute between them */
+    t0 = mono_ms();
+    for (int i = 0; i < 8; i++) {
+        jn_http_request_t req;
+        jn_traffic_opts_t o;
+        char url[128];
+
+        jn_http_request_init(&req);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/hello", http_peer_port(f->peer));
+        req.url = url;
+        memset(&o, 0, sizeof o);
+        o.provider = "slack";
+        o.organization = orgs[i % 4];
+        o.rate = &rate;
+        o.scope = JN_TRAFFIC_SCOPE_APP;
+        o.deadline_ms = 2000; /* the seventh token is ten seconds away */
+        f->r[i].f = f;
+        f->r[i].index = i;
+        assert_int_equal(jn_traffic_send(f->t, &o, &req, on_done, &f->r[i], NULL, err, sizeof err),
+                         0);
+    }
+    RUN_UNTIL(f, f->ndone == 8);
+    /* Six passed between the four organizations; one bucket each would
+     * have let all eight through. */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(f->r[i].status, 200);
+    for (int i = 6; i < 8; i++) {
+        assert_int_equal(f->r[i].error, JN_HTTP_ERATELIMITED);
+        assert_non_null(strstr(f->r[i].msg, "rate limit: "));
+    }
+    assert_int_equal(http_peer_requests(f->peer), 6);
+    assert_rate_bound(f, 6, t0, 2, 20);
+    assert_int_equal(jn_traffic_lane_status(f->t, "slack", "*", &st), 0);
+    assert_true(st.has_limiter);
+    assert_false(st.has_breaker);
+    assert_int_equal(st.rejected_rate, 2);
+    assert_int_equal(jn_traffic_lane_status(f->t, "slack", "globex", &st), 0);
+    assert_false(st.has_limiter);
+    assert_true(st.has_breaker);
+    assert_int_equal(st.requests, 2);
     fx_free(f);
 }
 
@@ -909,7 +1189,8 @@ static void test_degraded_status_and_one_log_line(void **state)
 
 static void test_policy_layers_rate_limits(void **state)
 {
-    const char *doc = "{\"defaults\":{\"max_in_flight\":8,\"retry\":{\"max_attempts\":2}},"
+    const char *doc = "{\"defaults\":{\"max_in_flight\":8,\"timeout_ms\":30000,"
+                      "\"connect_timeout_ms\":2500,\"retry\":{\"max_attempts\":2}},"
                       "\"providers\":{\"github\":{\"max_in_flight\":4,"
                       "\"rate_limits\":{\"requests_per_hour\":4000},\"rate_limit_scope\":\"app\","
                       "\"organizations\":{\"acme\":{\"rate_limits\":{\"requests_per_second\":2,"
@@ -924,6 +1205,8 @@ static void test_policy_layers_rate_limits(void **state)
         fail_msg("%s", err);
     assert_int_equal(jn_traffic_policy_defaults(p)->max_in_flight, 8);
     assert_int_equal(jn_traffic_policy_defaults(p)->retry.max_attempts, 2);
+    assert_int_equal(jn_traffic_policy_defaults(p)->timeout_ms, 30000);
+    assert_int_equal(jn_traffic_policy_defaults(p)->connect_timeout_ms, 2500);
     jn_ratelimit_config_init(&declared);
     declared.per_hour = 5000;
     declared.per_second = 10;
@@ -960,6 +1243,10 @@ static void test_policy_errors_name_the_path(void **state)
         {"[]", "expected a JSON object"},
         {"{\"provider\":{}}", "unknown key 'provider'"},
         {"{\"defaults\":{\"max_in_flight\":0}}", "defaults.max_in_flight"},
+        {"{\"defaults\":{\"timeout_ms\":-5}}",
+         "defaults.timeout_ms: expected an integer from 0 (the HTTP client's) to 3600000"},
+        {"{\"providers\":{\"okta\":{\"connect_timeout_ms\":\"5s\"}}}",
+         "providers.okta.connect_timeout_ms: expected an integer"},
         {"{\"defaults\":{\"breaker\":{\"open_ms\":1}}}", "defaults: breaker.open_ms"},
         {"{\"providers\":{\"github\":{\"rate_limits\":{\"per_second\":1}}}}",
          "providers.github.rate_limits: unknown key 'per_second'"},
@@ -1004,6 +1291,9 @@ int main(void)
         cmocka_unit_test(test_rate_limit_403_is_retried_like_429),
         cmocka_unit_test(test_default_deadline_leaves_the_request_its_timeout),
         cmocka_unit_test(test_weight_that_cannot_fit_is_refused),
+        cmocka_unit_test(test_provider_timeouts_bound_each_attempt),
+        cmocka_unit_test(test_app_scope_shares_one_bucket_across_organizations),
+        cmocka_unit_test(test_shared_factor_reaches_only_the_ceiling),
         cmocka_unit_test(test_observer_sees_every_attempt_and_call),
         cmocka_unit_test(test_observer_carries_the_tag),
         cmocka_unit_test(test_degraded_status_and_one_log_line),

@@ -551,6 +551,7 @@ static void lane_cb(void *ud, const jn_traffic_lane_status_t *st)
 static void traffic_metrics(jn_api_t *api, jn_buf_t *b)
 {
     lane_acc_t acc = {0};
+    jn_traffic_status_t ts;
     static const struct {
         const char *name, *type, *help;
         size_t off;
@@ -596,7 +597,25 @@ static void traffic_metrics(jn_api_t *api, jn_buf_t *b)
         snprintf(line, sizeof(line), "\"} %u\n", acc.sums[i].open_breakers);
         jn_buf_puts(b, line);
     }
+    metric_head(b, "junction_traffic_degraded_lanes", "gauge",
+                "rate-limit lanes deciding on their local share because Redis is unreachable, "
+                "per provider");
+    for (size_t i = 0; i < acc.n; i++) {
+        jn_buf_puts(b, "junction_traffic_degraded_lanes{provider=\"");
+        label(b, acc.sums[i].provider);
+        snprintf(line, sizeof(line), "\"} %u\n", acc.sums[i].degraded);
+        jn_buf_puts(b, line);
+    }
     free(acc.sums);
+    jn_traffic_status(api->o.rt->traffic, &ts);
+    metric_u64(b, "junction_traffic_rate_limit_shared", "gauge",
+               "1 when rate-limit buckets are shared through Redis (cluster), 0 when local",
+               ts.shared);
+    metric_u64(b, "junction_traffic_rate_limit_degraded", "gauge",
+               "1 while Redis is unreachable and the rate limits fall back to the local share",
+               ts.degraded);
+    metric_u64(b, "junction_traffic_rate_limit_fallbacks_total", "counter",
+               "times the rate limits fell back to the local share (Redis outages)", ts.fallbacks);
 }
 
 /* Process-wide counts of every vault (the API's and the workers'). */

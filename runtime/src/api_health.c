@@ -350,6 +350,31 @@ static void rows_free(health_rows_t *rows)
 /* GET /v1/health?org=&provider= : every visible integration, sorted by
  * organization then id. An organization token sees its own organization
  * whatever `org` says (another organization's filter finds nothing). */
+/* This process's rate limiters as a whole (docs/openapi.json, HealthList):
+ * whether the buckets are shared through Redis and, when Redis could not be
+ * reached, since when the limits have been on the local share. The state
+ * clears with the first shared decision once Redis answers again. */
+static void rate_limits_json(jn_api_t *api, jn_buf_t *b)
+{
+    jn_traffic_t *traffic = api->o.rt ? api->o.rt->traffic : NULL;
+    jn_traffic_status_t ts;
+    char num[64], ts_buf[32];
+
+    if (traffic == NULL)
+        return;
+    jn_traffic_status(traffic, &ts);
+    jn_buf_puts(b, ",\"rate_limits\":{\"mode\":");
+    buf_str(b, !ts.shared ? "local" : ts.degraded ? "local_share" : "shared");
+    jn_buf_puts(b, ts.degraded ? ",\"degraded\":true" : ",\"degraded\":false");
+    jn_buf_puts(b, ",\"degraded_since\":");
+    if (ts.degraded)
+        buf_str(b, jn_format_rfc3339(ts.degraded_since_ms, ts_buf, sizeof(ts_buf)));
+    else
+        jn_buf_puts(b, "null");
+    snprintf(num, sizeof(num), ",\"fallbacks\":%llu}", (unsigned long long)ts.fallbacks);
+    jn_buf_puts(b, num);
+}
+
 static void health_list(api_req_t *r)
 {
     jn_integration_filter_t f = {NULL, NULL, -1, 0, NULL};
@@ -405,7 +430,9 @@ static void health_list(api_req_t *r)
         if (hashes != NULL)
             freeReplyObject(hashes);
     }
-    jn_buf_puts(&b, "]}");
+    jn_buf_puts(&b, "]");
+    rate_limits_json(r->api, &b);
+    jn_buf_puts(&b, "}");
     rows_free(&rows);
     api_json(r, 200, &b);
     jn_buf_free(&b);

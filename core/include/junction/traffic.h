@@ -25,7 +25,7 @@
  *                the HTTP client.
  *   5. observe   the outcome feeds the breaker, the adaptive factor (429 halves
  *                it, 5xx scales it by 0.75, fast successes raise it by 1.1 up to
- *                1) and the provider's own signals (Retry-After,
+ *                the provider's adaptive.max_factor) and the provider's own signals (Retry-After,
  *                X-RateLimit-Remaining/-Reset, Okta's X-Rate-Limit-*, GitHub
  *                secondary limits), shared through Redis in a cluster. A 403
  *                that the signals show to be a rate limit (GitHub's primary
@@ -69,6 +69,13 @@ typedef struct {
 /* What applies to one provider (every organization using it). */
 typedef struct {
     unsigned max_in_flight; /* concurrent requests to the provider; default 32 */
+    /* Per attempt, for requests that do not set their own (a request's own
+     * timeout may only be shorter than timeout_ms); 0: the HTTP client's.
+     *   connect_timeout_ms  DNS, TCP and TLS: a provider that drops packets
+     *                       fails within this, not within timeout_ms
+     *   timeout_ms          the whole attempt, the response body included */
+    long connect_timeout_ms; /* 0 or 1..600000; default 0 */
+    long timeout_ms;         /* 0 or 1..3600000; default 0 */
     jn_breaker_config_t breaker;
     jn_retry_config_t retry;
     jn_adaptive_config_t adaptive;
@@ -180,7 +187,8 @@ void jn_traffic_cancel(jn_traffic_call_t *call);
  *
  * JSON (at most 1 MiB, strict: unknown keys are errors naming their path):
  *
- *   { "defaults":  { "max_in_flight": 32, "breaker": {...}, "retry": {...},
+ *   { "defaults":  { "max_in_flight": 32, "connect_timeout_ms": 5000,
+ *                    "timeout_ms": 30000, "breaker": {...}, "retry": {...},
  *                    "adaptive": {...} },
  *     "providers": { "github": { "max_in_flight": 16, "breaker": {...}, ...,
  *                                "rate_limits": { "requests_per_hour": 4000 },

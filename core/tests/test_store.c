@@ -151,7 +151,7 @@ static void test_migrations_on_fresh_file(void **state)
     assert_true(raw_int(f->path, "SELECT applied_at FROM schema_migrations WHERE version = 1") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
                                       " ('checkpoints', 'evidence', 'jobs', 'evidence_resource',"
-                                      " 'jobs_integration')"),
+                                      " 'jobs_integration_created')"),
                      5);
     assert_string_equal(s->ops->name, "sqlite");
 }
@@ -227,6 +227,8 @@ static void test_queue_group_index_partial(void **state)
                       "CREATE INDEX queue_group ON queue_jobs(group_key, state);"
                       "DROP INDEX queue_dead;"
                       "CREATE INDEX queue_state ON queue_jobs(state, provider, seq);"
+                      "DROP INDEX jobs_integration_created;"
+                      "CREATE INDEX jobs_integration ON jobs(integration_id);"
                       "DELETE FROM schema_migrations WHERE version >= 6;"
                       "PRAGMA user_version = 5;"
                       "INSERT INTO queue_jobs(id, group_key, provider, organization_id,"
@@ -317,6 +319,34 @@ static void test_queue_stats_without_state_index(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+/* Migration 8: an integration's newest jobs come from one index in order
+ * (no sort of all its jobs, no scan of the table). */
+static void test_integration_jobs_in_index_order(void **state)
+{
+    fixture_t *f = *state;
+    char text[1024] = "";
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    open_ok(f);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE integration_id = 'i'"
+                           " AND (NULL IS NULL OR status = NULL)"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        size_t n = strlen(text);
+        snprintf(text + n, sizeof(text) - n, "%s | ", (const char *)sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (strstr(text, "jobs_integration_created") == NULL || strstr(text, "TEMP B-TREE") != NULL)
+        fail_msg("an integration's newest job is not read in index order: %s", text);
 }
 
 static void test_not_a_database(void **state)
@@ -745,6 +775,7 @@ int main(void)
         T(test_failing_migration_rolls_back),
         T(test_queue_group_index_partial),
         T(test_queue_stats_without_state_index),
+        T(test_integration_jobs_in_index_order),
         T(test_not_a_database),
         T(test_open_missing_directory),
         T(test_wal_mode),

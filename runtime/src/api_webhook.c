@@ -88,8 +88,12 @@ typedef struct wh_entry {
 #define INTAKE_CACHE_KIB (16 * 1024)
 /* Gather: a group of fewer than GATHER_TARGET deliveries waits up to
  * GATHER_NS for more, when they arrive fast enough that at least two more
- * are expected meanwhile (none of this at low rates: no added latency). */
-#define GATHER_TARGET 16
+ * are expected meanwhile (none of this at low rates: no added latency). A
+ * commit rewrites the last pages of the table and of each index whatever
+ * its size (about ten log frames), so the larger the group, the fewer
+ * frames per delivery: 32 (was 16) measured about 2 us less CPU per
+ * delivery at full rate. */
+#define GATHER_TARGET 32
 #define GATHER_NS 400000
 /* Random bytes for job ids are drawn from OpenSSL in blocks of this size: a
  * call per delivery cost as much as its HMAC (a lock and a fork check). */

@@ -3,7 +3,9 @@
 #ifndef JUNCTION_CLI_H
 #define JUNCTION_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "junction/auth.h"
 #include "junction/config.h"
@@ -26,6 +28,81 @@ int jn_cli_integrations(int argc, char **argv); /* integrations add|list|show|..
 int jn_cli_jobs(int argc, char **argv);         /* jobs list|show|cancel|stats */
 int jn_cli_evidence(int argc, char **argv);     /* evidence export */
 int jn_cli_health(int argc, char **argv);       /* health [--org ID] [--provider P] [--json] */
+
+/* ---- options (cli_common.c) ---- */
+
+/* A command's options as data: one table of jn_cli_opt_t (ended by an entry
+ * whose name is NULL) describes what jn_cli_opts_parse accepts, where each
+ * value goes in the command's args struct and what jn_cli_opts_usage prints.
+ * Parsing follows GNU getopt_long, which the commands used before: options
+ * and operands may be mixed, `--name=value` and `--name value`, a unique
+ * prefix of a long name, `--` ends the options; its messages are kept word
+ * for word, since scripts and people know them. */
+typedef enum {
+    JN_CLI_OPT_STRING, /* const char *: the value; the last one given wins */
+    JN_CLI_OPT_FLAG,   /* int: set to 1; a value (--flag=x) is an error */
+    JN_CLI_OPT_LIST,   /* const char *[max] at offset, its int count at count_offset */
+    JN_CLI_OPT_INT,    /* int64_t: a whole number from min to max */
+    JN_CLI_OPT_HELP,   /* no field: parsing stops and returns JN_CLI_OPTS_HELP */
+} jn_cli_opt_kind_t;
+
+typedef struct {
+    const char *name; /* long name without the dashes */
+    char letter;      /* short option (-x VALUE, -xVALUE), or 0 */
+    jn_cli_opt_kind_t kind;
+    size_t offset;       /* offsetof the field in the args struct */
+    size_t count_offset; /* JN_CLI_OPT_LIST: offsetof its int count */
+    int64_t min, max;    /* JN_CLI_OPT_INT: the range; JN_CLI_OPT_LIST: max entries */
+    const char *arg;     /* the value in usage (FILE, JSON); NULL for a flag */
+    const char *help;    /* usage text ('\n' continues it); NULL: not listed */
+} jn_cli_opt_t;
+
+/* Table entries without usage text (the commands' usage is written by hand). */
+#define JN_CLI_STR(T, name, field)                                                                 \
+    {                                                                                              \
+        (name), 0, JN_CLI_OPT_STRING, offsetof(T, field), 0, 0, 0, NULL, NULL                      \
+    }
+#define JN_CLI_FLAG(T, name, field)                                                                \
+    {                                                                                              \
+        (name), 0, JN_CLI_OPT_FLAG, offsetof(T, field), 0, 0, 0, NULL, NULL                        \
+    }
+#define JN_CLI_LIST(T, name, field, count, max)                                                    \
+    {                                                                                              \
+        (name), 0, JN_CLI_OPT_LIST, offsetof(T, field), offsetof(T, count), 0, (max), NULL, NULL   \
+    }
+#define JN_CLI_INT(T, name, field, lo, hi)                                                         \
+    {                                                                                              \
+        (name), 0, JN_CLI_OPT_INT, offsetof(T, field), 0, (lo), (hi), NULL, NULL                   \
+    }
+#define JN_CLI_HELP                                                                                \
+    {                                                                                              \
+        "help", 0, JN_CLI_OPT_HELP, 0, 0, 0, 0, NULL, NULL                                         \
+    }
+#define JN_CLI_END                                                                                 \
+    {                                                                                              \
+        NULL, 0, JN_CLI_OPT_STRING, 0, 0, 0, 0, NULL, NULL                                         \
+    }
+
+/* jn_cli_opts_parse results besides the index of the first operand. */
+#define JN_CLI_OPTS_USAGE (-1)   /* unknown option, missing or unwanted value */
+#define JN_CLI_OPTS_INVALID (-2) /* a value out of range, too many of a list */
+#define JN_CLI_OPTS_HELP (-3)    /* a JN_CLI_OPT_HELP option was given */
+
+/* Parses the options in argv[1..argc) into args (argv[0], the command's
+ * name, starts the usage messages as getopt_long's did). Operands keep their
+ * order and are moved behind the options: returns the index of the first
+ * one (argc when there is none), or a JN_CLI_OPTS_* code with the message in
+ * err (print it with jn_cli_opts_print_error). Fields of options not given
+ * keep what args held. */
+int jn_cli_opts_parse(const jn_cli_opt_t *opts, int argc, char **argv, void *args, char *err,
+                      size_t errlen);
+/* Prints a jn_cli_opts_parse error on stderr: a usage error as getopt_long
+ * worded it, an invalid value as "junction: ...". */
+void jn_cli_opts_print_error(int rc, const char *err);
+/* Prints one line per option that has help: "  --name ARG", padded to
+ * `width` columns, a space and the help; continuation lines are indented to
+ * the same column. */
+void jn_cli_opts_usage(FILE *out, const jn_cli_opt_t *opts, int width);
 
 /* Shared by subcommands: the config from --config FILE (or JUNCTION_CONFIG)
  * plus the environment. Returns NULL after printing the error. */

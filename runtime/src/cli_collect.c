@@ -1,5 +1,4 @@
 /* junction collect FILE: one collect_evidence run, evidence on stdout. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,22 +16,6 @@ typedef struct {
     int failed;
     char *checkpoint;
 } collect_state_t;
-
-static const char collect_usage[] =
-    "usage: junction collect FILE [options]\n"
-    "  --config JSON          the integration's non-secret config (default {})\n"
-    "  --allow-host HOST      let the connector reach HOST (host or host:port) although it\n"
-    "                         is private or loopback, e.g. a provider simulator (repeatable)\n"
-    "  --token-file FILE      credential sent as 'Authorization: <scheme> <token>' to the\n"
-    "  --token-env VAR        connector's egress hosts (never visible to Lua)\n"
-    "  --auth-scheme WORD     Bearer (default), token, SSWS, ...\n"
-    "  --credential ID        inject credential ID of --org from the vault (the store in\n"
-    "                         --data-dir or data_dir; master key from\n"
-    "                         JUNCTION_MASTER_KEY_FILE or JUNCTION_MASTER_KEY)\n"
-    "  --integration ID       integration id; with a store, its checkpoint is kept\n"
-    "  --org ID               organization id (default local)\n"
-    "  --data-dir DIR         keep checkpoints in DIR's store (needs --integration)\n"
-    "  --config-file FILE     runtime config file (limits, timeouts)\n";
 
 static int print_item(void *ud, jn_job_t *job, const jn_evidence_t *it, char *err, size_t errlen)
 {
@@ -78,63 +61,56 @@ typedef struct {
     int nallow;
 } collect_args_t;
 
+#define OPT(kind, name, field, arg, help)                                                          \
+    {                                                                                              \
+        (name), 0, (kind), offsetof(collect_args_t, field), 0, 0, 0, (arg), (help)                 \
+    }
+
+/* The options and the usage they print. */
+static const jn_cli_opt_t collect_opts[] = {
+    OPT(JN_CLI_OPT_STRING, "config", config_json, "JSON",
+        "the integration's non-secret config (default {})"),
+    {"allow-host", 0, JN_CLI_OPT_LIST, offsetof(collect_args_t, allow),
+     offsetof(collect_args_t, nallow), 0, 64, "HOST",
+     "let the connector reach HOST (host or host:port) although it\n"
+     "is private or loopback, e.g. a provider simulator (repeatable)"},
+    OPT(JN_CLI_OPT_STRING, "token-file", token_file, "FILE",
+        "credential sent as 'Authorization: <scheme> <token>' to the"),
+    OPT(JN_CLI_OPT_STRING, "token-env", token_env, "VAR",
+        "connector's egress hosts (never visible to Lua)"),
+    OPT(JN_CLI_OPT_STRING, "auth-scheme", scheme, "WORD", "Bearer (default), token, SSWS, ..."),
+    OPT(JN_CLI_OPT_STRING, "credential", credential, "ID",
+        "inject credential ID of --org from the vault (the store in\n"
+        "--data-dir or data_dir; master key from\n"
+        "JUNCTION_MASTER_KEY_FILE or JUNCTION_MASTER_KEY)"),
+    OPT(JN_CLI_OPT_STRING, "integration", integration, "ID",
+        "integration id; with a store, its checkpoint is kept"),
+    OPT(JN_CLI_OPT_STRING, "org", org, "ID", "organization id (default local)"),
+    OPT(JN_CLI_OPT_STRING, "data-dir", data_dir, "DIR",
+        "keep checkpoints in DIR's store (needs --integration)"),
+    OPT(JN_CLI_OPT_STRING, "config-file", config_file, "FILE",
+        "runtime config file (limits, timeouts)"),
+    JN_CLI_HELP,
+    JN_CLI_END};
+#undef OPT
+
+static void collect_usage(FILE *out)
+{
+    fputs("usage: junction collect FILE [options]\n", out);
+    jn_cli_opts_usage(out, collect_opts, 22);
+}
+
+/* The index of FILE, or -1 (the caller prints the usage). */
 static int parse_args(int argc, char **argv, collect_args_t *a)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"allow-host", required_argument, 0, 'a'},
-                                         {"token-file", required_argument, 0, 't'},
-                                         {"token-env", required_argument, 0, 'e'},
-                                         {"auth-scheme", required_argument, 0, 's'},
-                                         {"integration", required_argument, 0, 'i'},
-                                         {"org", required_argument, 0, 'o'},
-                                         {"data-dir", required_argument, 0, 'd'},
-                                         {"config-file", required_argument, 0, 'f'},
-                                         {"credential", required_argument, 0, 'C'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int ch;
+    char err[512];
+    int first;
 
     a->scheme = "Bearer";
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            a->config_json = optarg;
-            break;
-        case 'a':
-            if (a->nallow == 64)
-                return -1;
-            a->allow[a->nallow++] = optarg;
-            break;
-        case 't':
-            a->token_file = optarg;
-            break;
-        case 'e':
-            a->token_env = optarg;
-            break;
-        case 's':
-            a->scheme = optarg;
-            break;
-        case 'i':
-            a->integration = optarg;
-            break;
-        case 'o':
-            a->org = optarg;
-            break;
-        case 'd':
-            a->data_dir = optarg;
-            break;
-        case 'f':
-            a->config_file = optarg;
-            break;
-        case 'C':
-            a->credential = optarg;
-            break;
-        default:
-            return -1;
-        }
-    }
-    return optind == argc - 1 ? optind : -1;
+    first = jn_cli_opts_parse(collect_opts, argc, argv, a, err, sizeof(err));
+    if (first < 0)
+        jn_cli_opts_print_error(first, err);
+    return first == argc - 1 ? first : -1;
 }
 
 typedef struct {
@@ -175,12 +151,12 @@ int jn_cli_collect(int argc, char **argv)
     int i, idx, rc = 2;
 
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs(collect_usage, stdout);
+        collect_usage(stdout);
         return 0;
     }
     idx = parse_args(argc, argv, &a);
     if (idx < 0) {
-        fputs(collect_usage, stderr);
+        collect_usage(stderr);
         return 2;
     }
     if (a.credential && (a.token_file || a.token_env)) {

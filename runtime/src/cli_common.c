@@ -1,10 +1,12 @@
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "junction/error.h"
 #include "junction/log.h"
 #include "junction/redact.h"
 
@@ -236,4 +238,232 @@ int jn_cli_store_rotated(jn_vault_t *v, const char *org, const char *credential_
     jn_log_info("credential '%s': the provider rotated the refresh token; stored as version %lld",
                 credential_id, (long long)version);
     return 0;
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+static int opts_usage_error(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int opts_usage_error(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (err != NULL && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return JN_CLI_OPTS_USAGE;
+}
+
+/* The option `text` (after "--", up to '=' or its end) names: an exact
+ * match, else the one option it is a prefix of. Prefixes of several options
+ * that fill the same field with the same kind are not ambiguous (getopt_long:
+ * same has_arg and val). NULL with the message in err. */
+static const jn_cli_opt_t *opts_find_long(const jn_cli_opt_t *opts, const char *cmd,
+                                          const char *text, size_t len, char *err, size_t errlen)
+{
+    const jn_cli_opt_t *o, *found = NULL;
+    int ambiguous = 0;
+    size_t used;
+
+    for (o = opts; o->name != NULL; o++)
+        if (strlen(o->name) == len && strncmp(o->name, text, len) == 0)
+            return o;
+    for (o = opts; o->name != NULL; o++) {
+        if (strncmp(o->name, text, len) != 0)
+            continue;
+        if (found == NULL)
+            found = o;
+        else if (o->kind != found->kind || o->offset != found->offset)
+            ambiguous = 1;
+    }
+    if (found == NULL) {
+        opts_usage_error(err, errlen, "%s: unrecognized option '--%s'", cmd, text);
+        return NULL;
+    }
+    if (!ambiguous)
+        return found;
+    if (err != NULL && errlen > 0) {
+        used = (size_t)snprintf(err, errlen, "%s: option '--%s' is ambiguous; possibilities:", cmd,
+                                text);
+        for (o = opts; o->name != NULL && used < errlen; o++)
+            if (strncmp(o->name, text, len) == 0)
+                used += (size_t)snprintf(err + used, errlen - used, " '--%s'", o->name);
+    }
+    return NULL;
+}
+
+static const jn_cli_opt_t *opts_find_letter(const jn_cli_opt_t *opts, char letter)
+{
+    const jn_cli_opt_t *o;
+
+    for (o = opts; o->name != NULL; o++)
+        if (o->letter != 0 && o->letter == letter)
+            return o;
+    return NULL;
+}
+
+/* Stores `value` (NULL for a flag) as option o wants. */
+static int opts_store(const jn_cli_opt_t *o, const char *value, void *args, char *err,
+                      size_t errlen)
+{
+    char *field = (char *)args + o->offset, *end;
+    long long n;
+    int *count;
+
+    switch (o->kind) {
+    case JN_CLI_OPT_STRING:
+        *(const char **)(void *)field = value;
+        return 0;
+    case JN_CLI_OPT_FLAG:
+        *(int *)(void *)field = 1;
+        return 0;
+    case JN_CLI_OPT_LIST:
+        count = (int *)(void *)((char *)args + o->count_offset);
+        if (*count >= o->max) {
+            jn_errorf(err, errlen, "at most %lld --%s", (long long)o->max, o->name);
+            return JN_CLI_OPTS_INVALID;
+        }
+        ((const char **)(void *)field)[(*count)++] = value;
+        return 0;
+    case JN_CLI_OPT_INT:
+        errno = 0;
+        n = strtoll(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno != 0 || n < o->min || n > o->max) {
+            jn_errorf(err, errlen, "--%s must be a whole number from %lld to %lld, got '%s'",
+                      o->name, (long long)o->min, (long long)o->max, value);
+            return JN_CLI_OPTS_INVALID;
+        }
+        *(int64_t *)(void *)field = n;
+        return 0;
+    case JN_CLI_OPT_HELP:
+        return JN_CLI_OPTS_HELP;
+    }
+    return JN_CLI_OPTS_USAGE;
+}
+
+/* A long option at argv[*i] ("--" already skipped in text); *i moves past
+ * its value when that is the next argument. */
+static int opts_long(const jn_cli_opt_t *opts, int argc, char **argv, int *i, const char *text,
+                     void *args, char *err, size_t errlen)
+{
+    const char *eq = strchr(text, '='), *value = NULL;
+    size_t len = eq ? (size_t)(eq - text) : strlen(text);
+    const jn_cli_opt_t *o = opts_find_long(opts, argv[0], text, len, err, errlen);
+
+    if (o == NULL)
+        return JN_CLI_OPTS_USAGE;
+    if (o->kind == JN_CLI_OPT_FLAG || o->kind == JN_CLI_OPT_HELP) {
+        if (eq != NULL)
+            return opts_usage_error(err, errlen, "%s: option '--%s' doesn't allow an argument",
+                                    argv[0], o->name);
+    } else if (eq != NULL) {
+        value = eq + 1;
+    } else if (*i + 1 < argc) {
+        /* as getopt_long: the next argument is the value, even "-x" */
+        value = argv[++*i];
+    } else {
+        return opts_usage_error(err, errlen, "%s: option '--%s' requires an argument", argv[0],
+                                o->name);
+    }
+    return opts_store(o, value, args, err, errlen);
+}
+
+/* Short options at argv[*i] ("-" already skipped in text): flags may be
+ * grouped (-ab); a value is the rest of the word or the next argument. */
+static int opts_short(const jn_cli_opt_t *opts, int argc, char **argv, int *i, const char *text,
+                      void *args, char *err, size_t errlen)
+{
+    const jn_cli_opt_t *o;
+    const char *value;
+    int rc;
+
+    for (; *text != '\0'; text++) {
+        if ((o = opts_find_letter(opts, *text)) == NULL)
+            return opts_usage_error(err, errlen, "%s: invalid option -- '%c'", argv[0], *text);
+        if (o->kind == JN_CLI_OPT_FLAG || o->kind == JN_CLI_OPT_HELP) {
+            if ((rc = opts_store(o, NULL, args, err, errlen)) != 0)
+                return rc;
+            continue;
+        }
+        if (text[1] != '\0')
+            value = text + 1;
+        else if (*i + 1 < argc)
+            value = argv[++*i];
+        else
+            return opts_usage_error(err, errlen, "%s: option requires an argument -- '%c'", argv[0],
+                                    *text);
+        return opts_store(o, value, args, err, errlen);
+    }
+    return 0;
+}
+
+int jn_cli_opts_parse(const jn_cli_opt_t *opts, int argc, char **argv, void *args, char *err,
+                      size_t errlen)
+{
+    char **operands;
+    int i, nopt = 1, nops = 0, start, rc = 0;
+
+    if (err != NULL && errlen > 0)
+        *err = '\0';
+    if (argc <= 1)
+        return argc < 1 ? 0 : 1;
+    /* operands are moved behind the options, in their order, as
+     * getopt_long permutes argv, so that callers read argv[first..argc) */
+    operands = malloc(sizeof(*operands) * (size_t)argc);
+    if (operands == NULL) {
+        jn_errorf(err, errlen, "out of memory");
+        return JN_CLI_OPTS_INVALID;
+    }
+    for (i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "--") == 0) {
+            argv[nopt++] = argv[i];
+            while (++i < argc)
+                operands[nops++] = argv[i];
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            operands[nops++] = argv[i];
+            continue;
+        }
+        start = i;
+        if (a[1] == '-')
+            rc = opts_long(opts, argc, argv, &i, a + 2, args, err, errlen);
+        else
+            rc = opts_short(opts, argc, argv, &i, a + 1, args, err, errlen);
+        while (start <= i)
+            argv[nopt++] = argv[start++];
+    }
+    /* also after an error argv stays a permutation of what it was */
+    memcpy(argv + nopt, operands, sizeof(*operands) * (size_t)nops);
+    free(operands);
+    return rc == 0 ? nopt : rc;
+}
+
+void jn_cli_opts_print_error(int rc, const char *err)
+{
+    if (rc == JN_CLI_OPTS_INVALID)
+        fprintf(stderr, "junction: %s\n", err);
+    else if (rc == JN_CLI_OPTS_USAGE)
+        fprintf(stderr, "%s\n", err);
+}
+
+void jn_cli_opts_usage(FILE *out, const jn_cli_opt_t *opts, int width)
+{
+    const jn_cli_opt_t *o;
+    const char *help, *nl;
+    char head[128];
+
+    for (o = opts; o->name != NULL; o++) {
+        if (o->help == NULL)
+            continue;
+        snprintf(head, sizeof(head), "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(out, "  %-*s ", width, head);
+        for (help = o->help; (nl = strchr(help, '\n')) != NULL; help = nl + 1)
+            fprintf(out, "%.*s\n  %-*s ", (int)(nl - help), help, width, "");
+        fprintf(out, "%s\n", help);
+    }
 }

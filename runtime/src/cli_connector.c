@@ -9,7 +9,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -159,66 +158,47 @@ static int registry_env_open(registry_env_t *e, const char *config, const char *
 
 /* Options of deploy, rollback and history. */
 typedef struct {
-    const char *config, *data_dir, *actor, *format;
+    const char *config, *data_dir, *actor, *format, *limit_text;
     int no_specs, dry_run;
     long limit;
 } registry_args_t;
 
-/* getopt over argv (argv[0] is the subcommand); returns the index of the
- * first operand, or -1 after printing the usage. */
+static const jn_cli_opt_t registry_opts[] = {JN_CLI_STR(registry_args_t, "config", config),
+                                             JN_CLI_STR(registry_args_t, "config-file", config),
+                                             JN_CLI_STR(registry_args_t, "data-dir", data_dir),
+                                             JN_CLI_STR(registry_args_t, "actor", actor),
+                                             JN_CLI_FLAG(registry_args_t, "no-specs", no_specs),
+                                             JN_CLI_FLAG(registry_args_t, "dry-run", dry_run),
+                                             JN_CLI_STR(registry_args_t, "limit", limit_text),
+                                             JN_CLI_STR(registry_args_t, "format", format),
+                                             JN_CLI_END};
+
+/* Parses argv (argv[0] is the subcommand); returns the index of the first
+ * operand, or -1 after printing why (and the usage for a bad option). */
 static int parse_registry_args(int argc, char **argv, registry_args_t *a, const char *usage)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"config-file", required_argument, 0, 'c'},
-                                         {"data-dir", required_argument, 0, 'd'},
-                                         {"actor", required_argument, 0, 'a'},
-                                         {"no-specs", no_argument, 0, 'n'},
-                                         {"dry-run", no_argument, 0, 'y'},
-                                         {"limit", required_argument, 0, 'l'},
-                                         {"format", required_argument, 0, 'f'},
-                                         {0, 0, 0, 0}};
-    char *end;
-    int ch;
+    char err[512], *end;
+    int first;
 
     memset(a, 0, sizeof(*a));
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            a->config = optarg;
-            break;
-        case 'd':
-            a->data_dir = optarg;
-            break;
-        case 'a':
-            a->actor = optarg;
-            break;
-        case 'n':
-            a->no_specs = 1;
-            break;
-        case 'y':
-            a->dry_run = 1;
-            break;
-        case 'l':
-            a->limit = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || a->limit < 0) {
-                fprintf(stderr, "junction: --limit must be a whole number >= 0\n");
-                return -1;
-            }
-            break;
-        case 'f':
-            a->format = optarg;
-            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
-                fprintf(stderr, "junction: --format must be text or json\n");
-                return -1;
-            }
-            break;
-        default:
-            fputs(usage, stderr);
+    first = jn_cli_opts_parse(registry_opts, argc, argv, a, err, sizeof(err));
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
+        fputs(usage, stderr);
+        return -1;
+    }
+    if (a->limit_text != NULL) {
+        a->limit = strtol(a->limit_text, &end, 10);
+        if (*a->limit_text == '\0' || *end != '\0' || a->limit < 0) {
+            fprintf(stderr, "junction: --limit must be a whole number >= 0\n");
             return -1;
         }
     }
-    return optind;
+    if (a->format != NULL && strcmp(a->format, "text") != 0 && strcmp(a->format, "json") != 0) {
+        fprintf(stderr, "junction: --format must be text or json\n");
+        return -1;
+    }
+    return first;
 }
 
 /* ---- validate ---- */
@@ -491,6 +471,11 @@ static int history(int argc, char **argv)
 
 /* ---- signing ---- */
 
+/* Options of keygen and sign. */
+typedef struct {
+    const char *key, *out;
+} sign_args_t;
+
 static const char keygen_usage[] =
     "usage: junction connector keygen [--out KEY.pem]\n"
     "  Writes an Ed25519 key pair: KEY.pem (the private key, mode 0600, never\n"
@@ -499,28 +484,24 @@ static const char keygen_usage[] =
 
 static int keygen(int argc, char **argv)
 {
-    static const struct option opts[] = {{"out", required_argument, 0, 'o'}, {0, 0, 0, 0}};
-    const char *out = "connector-signing.pem";
+    static const jn_cli_opt_t opts[] = {JN_CLI_STR(sign_args_t, "out", out), JN_CLI_END};
+    sign_args_t a = {NULL, "connector-signing.pem"};
+    const char *out;
     char pub[4096], key_id[JN_CONNSIG_KEY_ID_LEN + 1], err[512];
     size_t n;
-    int ch;
+    int first;
 
     if (wants_help(argc, argv)) {
         fputs(keygen_usage, stdout);
         return 0;
     }
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch != 'o') {
-            fputs(keygen_usage, stderr);
-            return 2;
-        }
-        out = optarg;
-    }
-    if (optind != argc) {
+    first = jn_cli_opts_parse(opts, argc, argv, &a, err, sizeof(err));
+    if (first != argc) {
+        jn_cli_opts_print_error(first, err);
         fputs(keygen_usage, stderr);
         return 2;
     }
+    out = a.out;
     n = strlen(out);
     if (n > 4 && strcmp(out + n - 4, ".pem") == 0)
         snprintf(pub, sizeof(pub), "%.*s.pub", (int)(n - 4), out);
@@ -542,39 +523,34 @@ static const char sign_usage[] =
 
 static int sign(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"key", required_argument, 0, 'k'}, {"out", required_argument, 0, 'o'}, {0, 0, 0, 0}};
-    const char *key = NULL, *out = NULL;
+    static const jn_cli_opt_t opts[] = {JN_CLI_STR(sign_args_t, "key", key),
+                                        JN_CLI_STR(sign_args_t, "out", out), JN_CLI_END};
+    sign_args_t a = {NULL, NULL};
+    const char *key, *out;
     char sigpath[4096], key_id[JN_CONNSIG_KEY_ID_LEN + 1], err[512], *src, *doc = NULL;
     size_t len = 0;
-    int ch, rc;
+    int first, rc;
 
     if (wants_help(argc, argv)) {
         fputs(sign_usage, stdout);
         return 0;
     }
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch == 'k')
-            key = optarg;
-        else if (ch == 'o')
-            out = optarg;
-        else {
-            fputs(sign_usage, stderr);
-            return 2;
-        }
-    }
-    if (optind != argc - 1 || key == NULL) {
+    first = jn_cli_opts_parse(opts, argc, argv, &a, err, sizeof(err));
+    if (first < 0)
+        jn_cli_opts_print_error(first, err);
+    if (first != argc - 1 || a.key == NULL) {
         fputs(sign_usage, stderr);
         return 2;
     }
-    src = jn_connector_read_file(argv[optind], &len, err, sizeof(err));
+    key = a.key;
+    out = a.out;
+    src = jn_connector_read_file(argv[first], &len, err, sizeof(err));
     if (src == NULL) {
-        fprintf(stderr, "junction: %s: %s\n", argv[optind], err);
+        fprintf(stderr, "junction: %s: %s\n", argv[first], err);
         return 1;
     }
     if (out == NULL) {
-        snprintf(sigpath, sizeof(sigpath), "%s.sig", argv[optind]);
+        snprintf(sigpath, sizeof(sigpath), "%s.sig", argv[first]);
         out = sigpath;
     }
     rc = jn_connsig_sign(key, src, len, &doc, key_id, err, sizeof(err));
@@ -586,7 +562,7 @@ static int sign(int argc, char **argv)
         fprintf(stderr, "junction: sign: %s\n", err);
         return 1;
     }
-    printf("%s: signed with key %s -> %s\n", argv[optind], key_id, out);
+    printf("%s: signed with key %s -> %s\n", argv[first], key_id, out);
     return 0;
 }
 
@@ -607,7 +583,7 @@ static const char *const kit_capabilities[] = {"evidence_collection", "webhook_r
                                                "bidirectional", "streaming", NULL};
 
 typedef struct {
-    const char *name, *dir, *auth_type, *egress;
+    const char *name, *dir, *auth_type, *egress, *caps_text;
     unsigned caps; /* bit i: kit_capabilities[i] */
     int force;
 } new_args_t;
@@ -873,15 +849,17 @@ static void scaffold_spec(const new_args_t *a, jn_buf_t *b)
 
 static int new_connector(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, 0, 'd'},       {"capabilities", required_argument, 0, 'c'},
-        {"auth-type", required_argument, 0, 'a'}, {"egress", required_argument, 0, 'e'},
-        {"force", no_argument, 0, 'f'},           {0, 0, 0, 0}};
+    static const jn_cli_opt_t opts[] = {JN_CLI_STR(new_args_t, "dir", dir),
+                                        JN_CLI_STR(new_args_t, "capabilities", caps_text),
+                                        JN_CLI_STR(new_args_t, "auth-type", auth_type),
+                                        JN_CLI_STR(new_args_t, "egress", egress),
+                                        JN_CLI_FLAG(new_args_t, "force", force),
+                                        JN_CLI_END};
     char file[4096], spec[4096], fixtures[4096], tests[4200], egress[128], err[4096], *errors;
     jn_buf_t src = {0}, specsrc = {0};
     new_args_t a = {0};
     jn_connector_t *c;
-    int ch, rc = 1;
+    int first, rc = 1;
 
     if (wants_help(argc, argv)) {
         fputs(new_usage, stdout);
@@ -890,37 +868,21 @@ static int new_connector(int argc, char **argv)
     a.dir = "connectors";
     a.auth_type = "api_key";
     a.caps = 1; /* evidence_collection */
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'd':
-            a.dir = optarg;
-            break;
-        case 'c':
-            if (parse_capabilities(optarg, &a.caps, err, sizeof(err)) != 0) {
-                fprintf(stderr, "junction: %s\n", err);
-                return 2;
-            }
-            break;
-        case 'a':
-            a.auth_type = optarg;
-            break;
-        case 'e':
-            a.egress = optarg;
-            break;
-        case 'f':
-            a.force = 1;
-            break;
-        default:
-            fputs(new_usage, stderr);
-            return 2;
-        }
-    }
-    if (optind != argc - 1) {
+    first = jn_cli_opts_parse(opts, argc, argv, &a, err, sizeof(err));
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
         fputs(new_usage, stderr);
         return 2;
     }
-    a.name = argv[optind];
+    if (a.caps_text != NULL && parse_capabilities(a.caps_text, &a.caps, err, sizeof(err)) != 0) {
+        fprintf(stderr, "junction: %s\n", err);
+        return 2;
+    }
+    if (first != argc - 1) {
+        fputs(new_usage, stderr);
+        return 2;
+    }
+    a.name = argv[first];
     if (!valid_name(a.name)) {
         fprintf(stderr,
                 "junction: connector name '%s': expected a lower-case identifier "
@@ -1007,72 +969,36 @@ typedef struct {
     int record;
     const char *config, *token_file, *token_env, *scheme, *cred_file, *cred_type, *spec, *fixtures;
     const char *allow[TEST_MAX_ALLOW];
-    size_t nallow;
+    int nallow;
 } test_args_t;
 
 static int parse_test_args(int argc, char **argv, test_args_t *a)
 {
-    static const struct option opts[] = {{"record", no_argument, 0, 'r'},
-                                         {"config", required_argument, 0, 'c'},
-                                         {"allow-host", required_argument, 0, 'h'},
-                                         {"token-file", required_argument, 0, 't'},
-                                         {"token-env", required_argument, 0, 'e'},
-                                         {"auth-scheme", required_argument, 0, 's'},
-                                         {"credential-file", required_argument, 0, 'C'},
-                                         {"credential-type", required_argument, 0, 'T'},
-                                         {"spec", required_argument, 0, 'S'},
-                                         {"fixtures", required_argument, 0, 'F'},
-                                         {0, 0, 0, 0}};
-    int ch;
+    static const jn_cli_opt_t opts[] = {
+        JN_CLI_FLAG(test_args_t, "record", record),
+        JN_CLI_STR(test_args_t, "config", config),
+        JN_CLI_LIST(test_args_t, "allow-host", allow, nallow, TEST_MAX_ALLOW),
+        JN_CLI_STR(test_args_t, "token-file", token_file),
+        JN_CLI_STR(test_args_t, "token-env", token_env),
+        JN_CLI_STR(test_args_t, "auth-scheme", scheme),
+        JN_CLI_STR(test_args_t, "credential-file", cred_file),
+        JN_CLI_STR(test_args_t, "credential-type", cred_type),
+        JN_CLI_STR(test_args_t, "spec", spec),
+        JN_CLI_STR(test_args_t, "fixtures", fixtures),
+        JN_CLI_END};
+    char err[512];
+    int first;
 
     memset(a, 0, sizeof(*a));
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'r':
-            a->record = 1;
-            break;
-        case 'c':
-            a->config = optarg;
-            break;
-        case 'h':
-            if (a->nallow == TEST_MAX_ALLOW) {
-                fprintf(stderr, "junction: at most %d --allow-host\n", TEST_MAX_ALLOW);
-                return -1;
-            }
-            a->allow[a->nallow++] = optarg;
-            break;
-        case 't':
-            a->token_file = optarg;
-            break;
-        case 'e':
-            a->token_env = optarg;
-            break;
-        case 's':
-            a->scheme = optarg;
-            break;
-        case 'C':
-            a->cred_file = optarg;
-            break;
-        case 'T':
-            a->cred_type = optarg;
-            break;
-        case 'S':
-            a->spec = optarg;
-            break;
-        case 'F':
-            a->fixtures = optarg;
-            break;
-        default:
-            fputs(test_usage, stderr);
-            return -1;
-        }
-    }
-    if (optind != argc - 1) {
+    first = jn_cli_opts_parse(opts, argc, argv, a, err, sizeof(err));
+    jn_cli_opts_print_error(first, err);
+    if (first == JN_CLI_OPTS_INVALID)
+        return -1;
+    if (first != argc - 1) {
         fputs(test_usage, stderr);
         return -1;
     }
-    return optind;
+    return first;
 }
 
 /* The connector config: JSON object text, from --config (text or @FILE),
@@ -1202,7 +1128,7 @@ static int test_connector(int argc, char **argv)
     kit.record = a.record;
     kit.config_json = config;
     kit.allow_hosts = a.allow;
-    kit.nallow_hosts = a.nallow;
+    kit.nallow_hosts = (size_t)a.nallow;
     kit.auth_header = auth;
     kit.credential_type = a.cred_type;
     kit.credential_doc = cred;

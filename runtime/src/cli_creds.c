@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,85 +391,37 @@ static int env_open(env_t *e, const creds_args_t *a, int with_vault, const jn_va
     return 0;
 }
 
-/* Options: for rotate, --config is the connector's JSON config; elsewhere the
- * runtime config file. */
+/* Both tables but for what --config means: for rotate the connector's JSON
+ * config, elsewhere the runtime config file. */
+#define CREDS_OPTS                                                                                 \
+    JN_CLI_STR(creds_args_t, "config-file", config_file),                                          \
+        JN_CLI_STR(creds_args_t, "data-dir", data_dir), JN_CLI_STR(creds_args_t, "org", org),      \
+        JN_CLI_STR(creds_args_t, "provider", provider),                                            \
+        JN_CLI_STR(creds_args_t, "auth-type", auth_type),                                          \
+        JN_CLI_STR(creds_args_t, "from-file", from_file),                                          \
+        JN_CLI_STR(creds_args_t, "label", label), JN_CLI_STR(creds_args_t, "id", id),              \
+        JN_CLI_STR(creds_args_t, "connector", connector),                                          \
+        JN_CLI_LIST(creds_args_t, "allow-host", allow, nallow, 64),                                \
+        JN_CLI_STR(creds_args_t, "anchor", anchor), JN_CLI_FLAG(creds_args_t, "promote", promote), \
+        JN_CLI_FLAG(creds_args_t, "discard", discard), JN_CLI_HELP, JN_CLI_END
+
+static const jn_cli_opt_t rotate_opts[] = {JN_CLI_STR(creds_args_t, "config", config_json),
+                                           CREDS_OPTS};
+static const jn_cli_opt_t creds_opts[] = {JN_CLI_STR(creds_args_t, "config", config_file),
+                                          CREDS_OPTS};
+
+/* 0, 1 for --help, or -1 after printing why (the caller adds the usage). */
 static int parse_args(int argc, char **argv, creds_args_t *a, int config_is_json)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"config-file", required_argument, 0, 'f'},
-                                         {"data-dir", required_argument, 0, 'd'},
-                                         {"org", required_argument, 0, 'o'},
-                                         {"provider", required_argument, 0, 'p'},
-                                         {"auth-type", required_argument, 0, 't'},
-                                         {"from-file", required_argument, 0, 'F'},
-                                         {"label", required_argument, 0, 'l'},
-                                         {"id", required_argument, 0, 'i'},
-                                         {"connector", required_argument, 0, 'C'},
-                                         {"allow-host", required_argument, 0, 'a'},
-                                         {"anchor", required_argument, 0, 'A'},
-                                         {"promote", no_argument, 0, 'P'},
-                                         {"discard", no_argument, 0, 'D'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int ch;
+    char err[512];
+    int first = jn_cli_opts_parse(config_is_json ? rotate_opts : creds_opts, argc, argv, a, err,
+                                  sizeof(err));
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            if (config_is_json)
-                a->config_json = optarg;
-            else
-                a->config_file = optarg;
-            break;
-        case 'f':
-            a->config_file = optarg;
-            break;
-        case 'd':
-            a->data_dir = optarg;
-            break;
-        case 'o':
-            a->org = optarg;
-            break;
-        case 'p':
-            a->provider = optarg;
-            break;
-        case 't':
-            a->auth_type = optarg;
-            break;
-        case 'F':
-            a->from_file = optarg;
-            break;
-        case 'l':
-            a->label = optarg;
-            break;
-        case 'i':
-            a->id = optarg;
-            break;
-        case 'C':
-            a->connector = optarg;
-            break;
-        case 'a':
-            if (a->nallow == 64)
-                return -1;
-            a->allow[a->nallow++] = optarg;
-            break;
-        case 'A':
-            a->anchor = optarg;
-            break;
-        case 'P':
-            a->promote = 1;
-            break;
-        case 'D':
-            a->discard = 1;
-            break;
-        case 'h':
-            return 1;
-        default:
-            return -1;
-        }
-    }
-    return optind == argc ? 0 : -1;
+    if (first == JN_CLI_OPTS_HELP)
+        return 1;
+    if (first < 0)
+        jn_cli_opts_print_error(first, err);
+    return first == argc ? 0 : -1;
 }
 
 static int missing(const char *what, const char *usage)

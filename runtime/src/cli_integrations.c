@@ -9,7 +9,6 @@
  */
 #include <ctype.h>
 #include <dirent.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,84 +236,38 @@ typedef struct {
     int json;
 } args_t;
 
+/* Both tables but for what --config means: add takes the connector's JSON
+ * config, every other command the runtime config file. */
+#define INTEGRATIONS_OPTS                                                                          \
+    JN_CLI_STR(args_t, "config-file", config_file), JN_CLI_STR(args_t, "data-dir", data_dir),      \
+        JN_CLI_STR(args_t, "org", org), JN_CLI_STR(args_t, "provider", provider),                  \
+        JN_CLI_STR(args_t, "credential", credential), JN_CLI_STR(args_t, "token-env", token_env),  \
+        JN_CLI_STR(args_t, "auth-scheme", auth_scheme), JN_CLI_STR(args_t, "schedule", schedule),  \
+        JN_CLI_STR(args_t, "jitter", jitter), JN_CLI_STR(args_t, "priority", priority),            \
+        JN_CLI_STR(args_t, "connector-version", version), JN_CLI_STR(args_t, "format", format),    \
+        JN_CLI_FLAG(args_t, "disabled", disabled), JN_CLI_HELP, JN_CLI_END
+
+static const jn_cli_opt_t add_opts[] = {JN_CLI_STR(args_t, "config", config_json),
+                                        INTEGRATIONS_OPTS};
+static const jn_cli_opt_t integrations_opts[] = {JN_CLI_STR(args_t, "config", config_file),
+                                                 INTEGRATIONS_OPTS};
+
 static int parse_args(int argc, char **argv, args_t *a, int config_is_json)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"config-file", required_argument, 0, 'f'},
-                                         {"data-dir", required_argument, 0, 'd'},
-                                         {"org", required_argument, 0, 'o'},
-                                         {"provider", required_argument, 0, 'p'},
-                                         {"credential", required_argument, 0, 'C'},
-                                         {"token-env", required_argument, 0, 'T'},
-                                         {"auth-scheme", required_argument, 0, 'A'},
-                                         {"schedule", required_argument, 0, 's'},
-                                         {"jitter", required_argument, 0, 'j'},
-                                         {"priority", required_argument, 0, 'P'},
-                                         {"connector-version", required_argument, 0, 'V'},
-                                         {"format", required_argument, 0, 'F'},
-                                         {"disabled", no_argument, 0, 'D'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int ch;
+    char err[512];
+    int first = jn_cli_opts_parse(config_is_json ? add_opts : integrations_opts, argc, argv, a, err,
+                                  sizeof(err));
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            if (config_is_json)
-                a->config_json = optarg;
-            else
-                a->config_file = optarg;
-            break;
-        case 'f':
-            a->config_file = optarg;
-            break;
-        case 'd':
-            a->data_dir = optarg;
-            break;
-        case 'o':
-            a->org = optarg;
-            break;
-        case 'p':
-            a->provider = optarg;
-            break;
-        case 'C':
-            a->credential = optarg;
-            break;
-        case 'T':
-            a->token_env = optarg;
-            break;
-        case 'A':
-            a->auth_scheme = optarg;
-            break;
-        case 's':
-            a->schedule = optarg;
-            break;
-        case 'j':
-            a->jitter = optarg;
-            break;
-        case 'P':
-            a->priority = optarg;
-            break;
-        case 'V':
-            a->version = optarg;
-            break;
-        case 'F':
-            a->format = optarg;
-            break;
-        case 'D':
-            a->disabled = 1;
-            break;
-        case 'h':
-            return 1;
-        default:
-            return -1;
-        }
+    if (first == JN_CLI_OPTS_HELP)
+        return 1;
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
+        return first == JN_CLI_OPTS_USAGE ? -1 : -2;
     }
-    if (optind < argc)
-        a->id = argv[optind++];
-    if (optind < argc) {
-        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[optind]);
+    if (first < argc)
+        a->id = argv[first++];
+    if (first < argc) {
+        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[first]);
         return -1;
     }
     if (a->format != NULL && strcmp(a->format, "table") != 0 && strcmp(a->format, "json") != 0) {

@@ -6,7 +6,6 @@
  * worker (running ones). Errors in records are already redacted.
  */
 #include <ctype.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,82 +51,39 @@ typedef struct {
     int json;
 } args_t;
 
-static int parse_count(const char *opt, const char *v, int64_t *out)
-{
-    char *end;
-    long long n = strtoll(v, &end, 10);
-
-    if (*v == '\0' || *end != '\0' || n < 0 || n > 100000000) {
-        fprintf(stderr, "junction: %s must be a whole number from 0 to 100000000, got '%s'\n", opt,
-                v);
-        return -2;
-    }
-    *out = n;
-    return 0;
-}
+static const jn_cli_opt_t jobs_opts[] = {JN_CLI_STR(args_t, "config", config_file),
+                                         JN_CLI_STR(args_t, "config-file", config_file),
+                                         JN_CLI_STR(args_t, "data-dir", data_dir),
+                                         JN_CLI_STR(args_t, "integration", integration),
+                                         JN_CLI_STR(args_t, "status", status),
+                                         JN_CLI_INT(args_t, "limit", limit, 0, 100000000),
+                                         JN_CLI_STR(args_t, "provider", provider),
+                                         JN_CLI_FLAG(args_t, "dead-letter", dead_letter),
+                                         JN_CLI_INT(args_t, "changes", changes, 0, 100000000),
+                                         JN_CLI_STR(args_t, "since", since),
+                                         JN_CLI_STR(args_t, "job", job),
+                                         JN_CLI_STR(args_t, "format", format),
+                                         JN_CLI_HELP,
+                                         JN_CLI_END};
 
 static int parse_args(int argc, char **argv, args_t *a)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},   {"config-file", required_argument, 0, 'c'},
-        {"data-dir", required_argument, 0, 'd'}, {"integration", required_argument, 0, 'i'},
-        {"status", required_argument, 0, 's'},   {"limit", required_argument, 0, 'l'},
-        {"provider", required_argument, 0, 'p'}, {"dead-letter", no_argument, 0, 'D'},
-        {"changes", required_argument, 0, 'C'},  {"since", required_argument, 0, 'S'},
-        {"job", required_argument, 0, 'j'},      {"format", required_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
-    int ch, rc;
+    char err[512];
+    int first;
 
     a->limit = 50;
     a->changes = 20;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            a->config_file = optarg;
-            break;
-        case 'd':
-            a->data_dir = optarg;
-            break;
-        case 'i':
-            a->integration = optarg;
-            break;
-        case 's':
-            a->status = optarg;
-            break;
-        case 'l':
-            if ((rc = parse_count("--limit", optarg, &a->limit)) != 0)
-                return rc;
-            break;
-        case 'p':
-            a->provider = optarg;
-            break;
-        case 'D':
-            a->dead_letter = 1;
-            break;
-        case 'C':
-            if ((rc = parse_count("--changes", optarg, &a->changes)) != 0)
-                return rc;
-            break;
-        case 'S':
-            a->since = optarg;
-            break;
-        case 'j':
-            a->job = optarg;
-            break;
-        case 'F':
-            a->format = optarg;
-            break;
-        case 'h':
-            return 1;
-        default:
-            return -1;
-        }
+    first = jn_cli_opts_parse(jobs_opts, argc, argv, a, err, sizeof(err));
+    if (first == JN_CLI_OPTS_HELP)
+        return 1;
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
+        return first == JN_CLI_OPTS_USAGE ? -1 : -2;
     }
-    if (optind < argc)
-        a->id = argv[optind++];
-    if (optind < argc) {
-        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[optind]);
+    if (first < argc)
+        a->id = argv[first++];
+    if (first < argc) {
+        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[first]);
         return -1;
     }
     if (a->format != NULL && strcmp(a->format, "table") != 0 && strcmp(a->format, "json") != 0) {

@@ -27,7 +27,6 @@
  * everything else.
  */
 #include <dirent.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2065,48 +2064,57 @@ static void consumer_name(char *buf, size_t len)
     snprintf(buf, len, "%s:%ld:%.8s", host, (long)getpid(), rnd);
 }
 
-static const char run_usage[] =
-    "usage: junction run [--config FILE] [--roles ROLES]\n"
-    "  --roles ROLES   comma-separated subset of api, scheduler, worker (default: the\n"
-    "                  roles key, all three): scheduler enqueues the integrations'\n"
-    "                  runs, worker runs queued jobs (and webhook deliveries), api\n"
-    "                  serves the HTTP API on `listen`\n";
+typedef struct {
+    const char *config, *roles;
+} run_args_t;
+
+/* The options and the usage they print (--config is in the first line). */
+static const jn_cli_opt_t run_opts[] = {
+    {"config", 0, JN_CLI_OPT_STRING, offsetof(run_args_t, config), 0, 0, 0, "FILE", NULL},
+    {"roles", 0, JN_CLI_OPT_STRING, offsetof(run_args_t, roles), 0, 0, 0, "ROLES",
+     "comma-separated subset of api, scheduler, worker (default: the\n"
+     "roles key, all three): scheduler enqueues the integrations'\n"
+     "runs, worker runs queued jobs (and webhook deliveries), api\n"
+     "serves the HTTP API on `listen`"},
+    JN_CLI_HELP,
+    JN_CLI_END};
+
+static void run_usage(FILE *out)
+{
+    fputs("usage: junction run [--config FILE] [--roles ROLES]\n", out);
+    jn_cli_opts_usage(out, run_opts, 15);
+}
 
 int jn_cli_run(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"roles", required_argument, 0, 'r'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *config = NULL;
-    char *roles_arg = NULL;
+    run_args_t a = {0};
     app_t app;
     uint64_t t0 = jn_mono_ns();
     char err[512], ms[32], nconn[16], nint[16], roles[64], dir[4096];
-    int ch;
+    int ch, first;
     size_t count;
     jn_scheduler_opts_t so = {0};
 
     memset(&app, 0, sizeof(app));
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch == 'c') {
-            config = optarg;
-        } else if (ch == 'r') {
-            roles_arg = optarg;
-        } else {
-            fputs(run_usage, ch == 'h' ? stdout : stderr);
-            return ch == 'h' ? 0 : 2;
-        }
+    first = jn_cli_opts_parse(run_opts, argc, argv, &a, err, sizeof(err));
+    if (first == JN_CLI_OPTS_HELP) {
+        run_usage(stdout);
+        return 0;
     }
-    if (optind < argc) {
-        fprintf(stderr, "junction: unexpected argument '%s'\n\n%s", argv[optind], run_usage);
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
+        run_usage(stderr);
         return 2;
     }
-    if ((app.cfg = jn_cli_load_config(config)) == NULL)
+    if (first < argc) {
+        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[first]);
+        run_usage(stderr);
         return 2;
-    if (roles_arg != NULL) {
-        snprintf(dir, sizeof(dir), "%s", roles_arg);
+    }
+    if ((app.cfg = jn_cli_load_config(a.config)) == NULL)
+        return 2;
+    if (a.roles != NULL) {
+        snprintf(dir, sizeof(dir), "%s", a.roles);
         if (parse_roles_arg(dir, &app.roles, err, sizeof(err)) != 0) {
             fprintf(stderr, "junction: --roles: %s\n", err);
             app_free(&app);

@@ -13,12 +13,11 @@
 local T = require "junction.testing"
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local tokens = require "helpers.tokens"
 local util = require "helpers.util"
 
-local shell_quote, sh, read_file, write_file, lines =
-  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
+local write_file, lines = util.write_file, util.lines
 
-local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
 local BASE_ID = "AKIASPECBASE00000001"
 local BASE_SECRET = "CANARYAWSBASESECRET/0123+abcdefghijklmnop"
 local BASE_TOKEN = "CANARYAWSBASETOKEN+session/0123456789=="
@@ -102,7 +101,7 @@ return { codes = codes, errors = errors, callers = caller_list,
 ]]
 
 describe("aws_assume_role and private_key_jwt", function()
-  local sim, short, dir, data, keyfile, connector_file
+  local sim, short, vault, dir, connector_file
   local client_key -- PEM private key
   local key_marks = {}
 
@@ -145,11 +144,8 @@ describe("aws_assume_role and private_key_jwt", function()
   end
 
   setup(function()
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    write_file(keyfile, "# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
+    vault = tokens.vault()
+    dir = vault.dir
     connector_file = dir .. "/aws_iam_spec.lua"
     write_file(connector_file, CONNECTOR, "644")
     local pub, mark
@@ -165,11 +161,7 @@ describe("aws_assume_role and private_key_jwt", function()
       "--sts-role-arn", ROLE, "--sts-external-id", EXTERNAL_ID, "--sts-credential-ttl", "6" } }
   end)
 
-  teardown(function()
-    if sim then sim:stop() end
-    if short then short:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(sim, short, vault) end)
 
   before_each(function()
     sim:reset()
@@ -347,34 +339,17 @@ describe("aws_assume_role and private_key_jwt", function()
   end)
 
   describe("through the binary (creds put, collect --credential)", function()
-    local junction
-
-    before_each(function()
-      junction = util.vault_cli(BIN, keyfile, data, dir)
-    end)
+    local function junction(...) return vault.cli(...) end
 
     local function put(provider, auth_type, doc)
-      local path = dir .. "/doc.json"
-      write_file(path, doc)
-      local code, out, err = junction("creds", "put", "--org", "acme", "--provider", provider,
-        "--auth-type", auth_type, "--from-file", path)
-      os.remove(path)
-      assert.are.equal(0, code, err)
-      no_secrets(out, err)
-      return cjson.decode(lines(out)[1]).id
+      return (vault:put(provider, auth_type, doc, no_secrets))
     end
 
-    local function no_secrets_stored()
-      for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
-        no_secrets(read_file(data .. "/" .. f))
-      end
-    end
+    local function no_secrets_stored() no_secrets(vault:stored()) end
 
     it("stores an aws_assume_role credential and collects with it", function()
       local id = put("aws_iam_spec", "aws_assume_role", role_doc(sim))
-      local code, out, err = junction("collect", connector_file, "--config",
-        cjson.encode({ base_url = sim:url() }), "--allow-host", "127.0.0.1", "--org", "acme",
-        "--credential", id)
+      local code, out, err = vault:collect(connector_file, { base_url = sim:url() }, id)
       assert.are.equal(0, code, err)
       local items = lines(out)
       assert.are.equal(3, #items)
@@ -389,9 +364,7 @@ describe("aws_assume_role and private_key_jwt", function()
     it("fails a collection whose ExternalId the role refuses, with the reason", function()
       local id = put("aws_iam_spec", "aws_assume_role",
         role_doc(sim, { external_id = false }))
-      local code, out, err = junction("collect", connector_file, "--config",
-        cjson.encode({ base_url = sim:url() }), "--allow-host", "127.0.0.1", "--org", "acme",
-        "--credential", id)
+      local code, out, err = vault:collect(connector_file, { base_url = sim:url() }, id)
       assert.are.equal(1, code)
       assert.are.equal("", out)
       assert.matches("AccessDenied", err, 1, true)
@@ -414,9 +387,8 @@ describe("aws_assume_role and private_key_jwt", function()
     it("stores a private_key_jwt credential and collects GitHub with it", function()
       local id = put("github", "private_key_jwt", cjson.encode({ client_id = CLIENT_ID,
         private_key = client_key, token_url = sim:url("/oauth/token"), key_id = KEY_ID }))
-      local code, out, err = junction("collect", "connectors/github.lua", "--config",
-        cjson.encode({ organization = "acme", base_url = sim:url() }), "--allow-host",
-        "127.0.0.1", "--org", "acme", "--credential", id)
+      local code, out, err = vault:collect("connectors/github.lua",
+        { organization = "acme", base_url = sim:url() }, id)
       assert.are.equal(0, code, err)
       assert.is_true(#lines(out) > 20)
       assert.are.equal(1, sim:stats().exchanges.client_credentials)

@@ -11,9 +11,9 @@
 local T = require "junction.testing"
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local tokens = require "helpers.tokens"
 local util = require "helpers.util"
 
-local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
 local FILE = "connectors/github.lua"
 local ORG_CLIENT, ORG_SECRET = "acme-own-client", "CANARYBYOC-org-secret-0123456789"
 local PLATFORM_CLIENT, PLATFORM_SECRET = "platform-client", "CANARYBYOC-platform-secret-98765"
@@ -33,16 +33,21 @@ local function no_secrets(...)
 end
 
 describe("bring-your-own OAuth clients (oauth_client)", function()
-  local org_sim, platform_sim, dir, data, keyfile, junction
+  local org_sim, platform_sim, vault, dir, data, junction
   local outputs = {}
   local org_client, org_grant -- acme's client and oauth2 credential (first test)
 
-  -- Runs the binary and keeps what it printed for the final leak check.
-  local function run(...)
-    local code, out, err = junction(...)
+  -- Keeps what the binary printed for the final leak check, and checks it.
+  local function keep(out, err)
     outputs[#outputs + 1] = out
     outputs[#outputs + 1] = err
     no_secrets(out, err)
+  end
+
+  -- Runs the binary and keeps what it printed.
+  local function run(...)
+    local code, out, err = junction(...)
+    keep(out, err)
     return code, out, err
   end
 
@@ -59,16 +64,7 @@ describe("bring-your-own OAuth clients (oauth_client)", function()
     return cjson.decode(lines(out)[1]).id, err
   end
 
-  local function listing(org)
-    local code, out, err = run("creds", "list", "--org", org)
-    assert.are.equal(0, code, err)
-    local by_id = {}
-    for _, line in ipairs(lines(out)) do
-      local c = cjson.decode(line)
-      by_id[c.id] = c
-    end
-    return by_id
-  end
+  local function listing(org) return (vault:listing(org, keep)) end
 
   local function collect(org, id, sim)
     return run("collect", FILE, "--config",
@@ -81,25 +77,16 @@ describe("bring-your-own OAuth clients (oauth_client)", function()
   end
 
   setup(function()
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    write_file(keyfile, "# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
-    junction = util.vault_cli(BIN, keyfile, data, dir)
+    vault = tokens.vault()
+    dir, data, junction = vault.dir, vault.data, vault.cli
     org_sim = simulator.start{ members = 5, repos = 5, tokens = { "sim-token" },
-      args = { "--client-id", ORG_CLIENT, "--client-secret", ORG_SECRET,
-               "--refresh-token", ORG_REFRESH } }
+      client_id = ORG_CLIENT, client_secret = ORG_SECRET, refresh_token = ORG_REFRESH }
     platform_sim = simulator.start{ members = 5, repos = 5, tokens = { "sim-token" },
-      args = { "--client-id", PLATFORM_CLIENT, "--client-secret", PLATFORM_SECRET,
-               "--refresh-token", PLATFORM_REFRESH } }
+      client_id = PLATFORM_CLIENT, client_secret = PLATFORM_SECRET,
+      refresh_token = PLATFORM_REFRESH }
   end)
 
-  teardown(function()
-    if org_sim then org_sim:stop() end
-    if platform_sim then platform_sim:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(org_sim, platform_sim, vault) end)
 
   it("refreshes an oauth2 credential without client_id with the organization's client",
      function()

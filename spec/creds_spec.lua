@@ -11,6 +11,8 @@
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
 local peer_mod = require "helpers.peer"
+local runtime = require "helpers.runtime"
+local tokens = require "helpers.tokens"
 
 local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
 local CANARY = "ghp_CANARYVAULT0123456789abcdefghijklmnop"     -- valid simulator token
@@ -28,29 +30,15 @@ local function no_canary(...)
   end
 end
 
-local function key_line(id)
-  return id .. " " .. sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n"
-end
+local key_line = util.master_key_line
 
 describe("the credential vault (junction creds, keys, audit)", function()
-  local sim, dir, data, keyfile, cred_id
+  local sim, vault, dir, data, keyfile, cred_id
 
   -- Runs the binary with the vault environment (env overrides: false unsets);
   -- returns exit code, stdout, stderr.
   local function junction(env, ...)
-    local vars = { JUNCTION_MASTER_KEY_FILE = keyfile, JUNCTION_DATA_DIR = data }
-    for k, v in pairs(env or {}) do vars[k] = v end
-    local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_MASTER_KEY_FILE",
-                  "-u", "JUNCTION_DATA_DIR", "-u", "JUNCTION_CONFIG" }
-    for k, v in pairs(vars) do
-      if v then cmd[#cmd + 1] = shell_quote(k .. "=" .. v) end
-    end
-    cmd[#cmd + 1] = shell_quote(BIN)
-    for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-    local out, err = dir .. "/stdout", dir .. "/stderr"
-    local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-      shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-    return code, read_file(out), read_file(err)
+    return util.vault_cli(BIN, keyfile, data, dir, env)(...)
   end
 
   local function doc_file(name, token)
@@ -64,21 +52,10 @@ describe("the credential vault (junction creds, keys, audit)", function()
   end
 
   local function collect(id)
-    return junction(nil, "collect", "connectors/github.lua", "--config", config(),
-      "--allow-host", "127.0.0.1", "--org", "acme", "--credential", id or cred_id)
+    return vault:collect("connectors/github.lua", config(), id or cred_id)
   end
 
-  local function list(org)
-    local code, out, err = junction(nil, "creds", "list", "--org", org or "acme")
-    assert.are.equal(0, code, err)
-    no_canary(out, err)
-    local by_id = {}
-    for _, line in ipairs(lines(out)) do
-      local c = cjson.decode(line)
-      by_id[c.id] = c
-    end
-    return by_id
-  end
+  local function list(org) return (vault:listing(org, no_canary)) end
 
   local function states(c)
     local s = {}
@@ -86,25 +63,33 @@ describe("the credential vault (junction creds, keys, audit)", function()
     return s
   end
 
-  local function assert_db_clean()
-    for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
-      no_canary(read_file(data .. "/" .. f))
-    end
+  local function assert_db_clean() no_canary(vault:stored()) end
+
+  -- `junction run` on the vault with the given integrations (a list) until
+  -- done(log lines) says the collections it waits for finished (at most
+  -- `seconds`); stops it with SIGTERM. Returns done's last answer and the log.
+  local function run_until(integrations, connectors, done, seconds)
+    local rt = runtime.new{ data_dir = data, connectors = {},
+      conf = { "integrations_file = " .. dir .. "/run-integrations.json",
+               "allow_hosts = 127.0.0.1" },
+      env = { JUNCTION_MASTER_KEY = false, JUNCTION_MASTER_KEY_FILE = keyfile } }
+    finally(function() rt:cleanup() end)
+    write_file(dir .. "/run-integrations.json", cjson.encode(integrations))
+    for name, source in pairs(connectors) do rt:connector(name, source) end
+    rt:start()
+    local result = runtime.wait(function() return done(rt:log_lines()) end, seconds)
+    rt:stop()
+    return result, read_file(rt.log)
   end
 
   setup(function()
     sim = simulator.start{ members = MEMBERS, repos = REPOS,
                            tokens = { "sim-token", CANARY, CANARY_NEW } }
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    write_file(keyfile, "# junction master keys\n" .. key_line("k1"))
+    vault = tokens.vault()
+    dir, data, keyfile = vault.dir, vault.data, vault.keyfile
   end)
 
-  teardown(function()
-    if sim then sim:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(sim, vault) end)
 
   describe("setup errors", function()
     it("explains that a master key is needed when none is configured", function()
@@ -233,42 +218,19 @@ describe("the credential vault (junction creds, keys, audit)", function()
     end)
 
     it("is used by `junction run` for an integration with a credential_id", function()
-      local run = dir .. "/run"
-      os.execute("mkdir -p " .. shell_quote(run .. "/connectors"))
-      os.execute("cp connectors/github.lua " .. shell_quote(run .. "/connectors/"))
-      write_file(run .. "/integrations.json", cjson.encode({
+      local done, text = run_until({
         { id = "gh-vault", organization_id = "acme", provider = "github",
           credential_id = cred_id, interval_s = 3600,
           config = { organization = "acme", base_url = sim:url() } },
-      }))
-      write_file(run .. "/junction.conf", table.concat({
-        "connectors_dir = " .. run .. "/connectors",
-        "integrations_file = " .. run .. "/integrations.json",
-        "allow_hosts = 127.0.0.1",
-        "listen = 127.0.0.1:0", -- any free port: specs run side by side
-      }, "\n") .. "\n")
-      local log = run .. "/junction.log"
-      local pid = tonumber(sh("env -u JUNCTION_MASTER_KEY JUNCTION_MASTER_KEY_FILE=" ..
-        shell_quote(keyfile) .. " JUNCTION_DATA_DIR=" .. shell_quote(data) .. " " ..
-        shell_quote(BIN) .. " run --config " .. shell_quote(run .. "/junction.conf") .. " 2> " ..
-        shell_quote(log) .. " > /dev/null < /dev/null & echo $!"))
-      local done
-      for _ = 1, 150 do
-        for line in read_file(log):gmatch("[^\n]+") do
-          local l = cjson.decode(line)
+      }, { ["github.lua"] = read_file("connectors/github.lua") }, function(log)
+        local last
+        for _, l in ipairs(log) do
           if l.msg == "collection finished" and l.integration_id == "gh-vault" and l.status then
-            done = l
+            last = l
           end
         end
-        if done then break end
-        os.execute("sleep 0.1")
-      end
-      os.execute("kill -TERM " .. pid)
-      for _ = 1, 50 do
-        if read_file(log):find("junction stopped", 1, true) then break end
-        os.execute("sleep 0.1")
-      end
-      local text = read_file(log)
+        return last
+      end, 15)
       assert.is_table(done, "the collection did not finish: " .. text)
       assert.are.equal("succeeded", done.status, done.error)
       assert.are.equal(1 + MEMBERS + REPOS, done.items)
@@ -432,15 +394,7 @@ return c
       peer = peer_mod.start("spec/helpers/paging_peer.js")
       leaky = dir .. "/leaky.lua"
       write_file(leaky, LEAKY)
-      local function put(doc)
-        local path = dir .. "/leaky-cred.json"
-        write_file(path, cjson.encode(doc))
-        local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
-          "leaky", "--auth-type", "api_key", "--from-file", path)
-        assert.are.equal(0, code, err)
-        no_canary(out, err)
-        return cjson.decode(out).id
-      end
+      local function put(doc) return (vault:put("leaky", "api_key", doc, no_canary)) end
       -- a header token with an extra secret header, and a query-parameter token
       hdr_id = put({ token = CANARY_HDR, extra_headers = { ["X-App-Key"] = CANARY_EXTRA } })
       query_id = put({ token = CANARY_QUERY, query_param = "api_key" })
@@ -449,9 +403,7 @@ return c
     teardown(function() if peer then peer:stop() end end)
 
     local function leaky_collect(id, fail)
-      return junction(nil, "collect", leaky, "--config",
-        cjson.encode({ base = peer:url(), fail = fail or nil }), "--allow-host", "127.0.0.1",
-        "--org", "acme", "--credential", id)
+      return vault:collect(leaky, { base = peer:url(), fail = fail or nil }, id)
     end
 
     -- The items of a successful run, by resource id.
@@ -464,13 +416,21 @@ return c
       return by_id
     end
 
-    it("use: echoed headers reach the connector redacted, never in its state, logs or evidence",
-       function()
-      local code, out, err = leaky_collect(hdr_id)
+    -- A collection with credential id that succeeds, prints no canary and
+    -- finds none reachable from the connector's state: its items by
+    -- resource id, and its stderr.
+    local function collected(id)
+      local code, out, err = leaky_collect(id)
       assert.are.equal(0, code, err)
       no_canary(out, err)
       local got = items(out)
       assert.is_false(got.walk.canary_reachable)
+      return got, err
+    end
+
+    it("use: echoed headers reach the connector redacted, never in its state, logs or evidence",
+       function()
+      local got, err = collected(hdr_id)
       for i = 1, 3 do
         local echoed = got[tostring(i)].json.headers
         -- the provider received both secrets: they come back, redacted
@@ -484,11 +444,7 @@ return c
     end)
 
     it("use: an echoed query-parameter token is redacted in the body, headers and URL", function()
-      local code, out, err = leaky_collect(query_id)
-      assert.are.equal(0, code, err)
-      no_canary(out, err)
-      local got = items(out)
-      assert.is_false(got.walk.canary_reachable)
+      local got = collected(query_id)
       for i = 1, 3 do
         local r = got[tostring(i)]
         assert.are.equal("[REDACTED]", r.json.query.api_key, "response " .. i)
@@ -509,11 +465,7 @@ return c
         assert.matches("[REDACTED]", err, 1, true)
       end
       -- a token the provider refuses (401): the failure names no secret
-      local path = doc_file("refused.json", CANARY_BAD)
-      local code, out, err = junction(nil, "creds", "put", "--org", "acme", "--provider",
-        "github", "--auth-type", "api_key", "--from-file", path)
-      assert.are.equal(0, code, err)
-      code, out, err = collect(cjson.decode(out).id)
+      local code, out, err = collect((vault:put("github", "api_key", { token = CANARY_BAD })))
       assert.are_not.equal(0, code)
       no_canary(out, err)
       assert.matches("401", out .. err, 1, true)
@@ -521,43 +473,23 @@ return c
     end)
 
     it("job records, evidence, CLI output and logs of `junction run` hold no canary", function()
-      local run = dir .. "/leaky-run"
-      os.execute("mkdir -p " .. shell_quote(run .. "/connectors"))
-      os.execute("cp " .. shell_quote(leaky) .. " " .. shell_quote(run .. "/connectors/"))
-      write_file(run .. "/integrations.json", cjson.encode({
+      local done, text = run_until({
         { id = "leaky-hdr", organization_id = "acme", provider = "leaky", credential_id = hdr_id,
           interval_s = 3600, config = { base = peer:url() } },
         { id = "leaky-query", organization_id = "acme", provider = "leaky",
           credential_id = query_id, interval_s = 3600, config = { base = peer:url() } },
         { id = "leaky-fail", organization_id = "acme", provider = "leaky",
           credential_id = hdr_id, interval_s = 3600, config = { base = peer:url(), fail = true } },
-      }))
-      write_file(run .. "/junction.conf", table.concat({
-        "connectors_dir = " .. run .. "/connectors",
-        "integrations_file = " .. run .. "/integrations.json",
-        "allow_hosts = 127.0.0.1",
-        "listen = 127.0.0.1:0",
-      }, "\n") .. "\n")
-      local log = run .. "/junction.log"
-      local pid = tonumber(sh("env -u JUNCTION_MASTER_KEY JUNCTION_MASTER_KEY_FILE=" ..
-        shell_quote(keyfile) .. " JUNCTION_DATA_DIR=" .. shell_quote(data) .. " " ..
-        shell_quote(BIN) .. " run --config " .. shell_quote(run .. "/junction.conf") .. " 2> " ..
-        shell_quote(log) .. " > /dev/null < /dev/null & echo $!"))
-      local done = {}
-      for _ = 1, 300 do
-        for line in read_file(log):gmatch("[^\n]+") do
-          local ok, l = pcall(cjson.decode, line)
-          if ok and l.msg == "collection finished" and l.status then done[l.integration_id] = l end
+      }, { ["leaky.lua"] = LEAKY }, function(log)
+        local by_id = {}
+        for _, l in ipairs(log) do
+          if l.msg == "collection finished" and l.status then by_id[l.integration_id] = l end
         end
-        if done["leaky-hdr"] and done["leaky-query"] and done["leaky-fail"] then break end
-        os.execute("sleep 0.1")
-      end
-      os.execute("kill -TERM " .. pid)
-      for _ = 1, 50 do
-        if read_file(log):find("junction stopped", 1, true) then break end
-        os.execute("sleep 0.1")
-      end
-      local text = read_file(log)
+        if by_id["leaky-hdr"] and by_id["leaky-query"] and by_id["leaky-fail"] then
+          return by_id
+        end
+      end, 30)
+      done = done or {}
       no_canary(text)
       assert.is_table(done["leaky-hdr"], "the collections did not finish: " .. text)
       assert.are.equal("succeeded", done["leaky-hdr"].status, done["leaky-hdr"].error)

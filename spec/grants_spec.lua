@@ -8,8 +8,8 @@
 local T = require "junction.testing"
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local tokens = require "helpers.tokens"
 
-local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
 local FILE = "connectors/github.lua"
 local APP_ID = "424242"
 local CLIENT_ID = "junction-spec-client"
@@ -17,32 +17,25 @@ local CLIENT_SECRET = "CANARYGRANTSECRET-0123456789abcdef"
 local MEMBERS, REPOS = 30, 150
 
 local util = require "helpers.util"
-local shell_quote, sh, read_file, write_file, lines =
-  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
+local lines = util.lines
 
 describe("token-exchange grants", function()
-  local sim, dir, data, keyfile
+  local sim, vault
   local app_key, client_key, wrong_key -- PEM private keys
   local key_marks = {}                   -- a base64 line from each private key
 
   local function genkey(name)
-    local pem, pub, mark = util.genkey(dir, name)
+    local pem, pub, mark = util.genkey(vault.dir, name)
     key_marks[#key_marks + 1] = mark
     return pem, pub
   end
 
   -- No secret of ours, and no exchanged token, in any of the texts.
-  local function no_secrets(...)
-    for _, text in ipairs({ ... }) do
-      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
-      for _, mark in ipairs(key_marks) do
-        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
-      end
-      assert.is_nil(text:find("CANARYGRANT", 1, true), "the client secret leaked")
-      assert.is_nil(text:find("ghs_", 1, true), "an installation token leaked")
-      assert.is_nil(text:find("sim_cc_", 1, true), "an access token leaked")
-    end
-  end
+  local no_secrets = tokens.no_secrets{
+    { "PRIVATE KEY", "a private key leaked" }, { key_marks, "a private key leaked" },
+    { "CANARYGRANT", "the client secret leaked" }, { "ghs_", "an installation token leaked" },
+    { "sim_cc_", "an access token leaked" },
+  }
 
   local function exchanges()
     return sim:stats().exchanges
@@ -65,24 +58,17 @@ describe("token-exchange grants", function()
   end
 
   setup(function()
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    write_file(keyfile, "# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
+    vault = tokens.vault()
     local app_pub, client_pub
     app_key, app_pub = genkey("app")
     client_key, client_pub = genkey("client")
     wrong_key = genkey("wrong")
     sim = simulator.start{ members = MEMBERS, repos = REPOS, tokens = { "sim-token" },
-      args = { "--app-key-file", app_pub, "--app-id", APP_ID, "--client-id", CLIENT_ID,
-               "--client-secret", CLIENT_SECRET, "--client-key-file", client_pub } }
+      client_id = CLIENT_ID, client_secret = CLIENT_SECRET, client_key_file = client_pub,
+      args = { "--app-key-file", app_pub, "--app-id", APP_ID } }
   end)
 
-  teardown(function()
-    if sim then sim:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(sim, vault) end)
 
   before_each(function() sim:reset() end)
 
@@ -163,20 +149,7 @@ describe("token-exchange grants", function()
   describe("client_credentials", function()
     -- A script connector calling the simulator's /user a few times.
     local function run_user(doc, n)
-      return T.run{
-        source = ([[
-          local ctx = ...
-          local logins = {}
-          for i = 1, N do
-            local res, err = ctx.http.get("URL")
-            if not res then error(err) end
-            if res.status ~= 200 then error("HTTP " .. res.status) end
-            logins[#logins + 1] = res:json().login
-          end
-          return logins
-        ]]):gsub("URL", sim:url("/user")):gsub("N", tostring(n or 5)),
-        allow_hosts = { "127.0.0.1" }, credential = doc, credential_type = "client_credentials",
-      }
+      return T.run(tokens.user_job(sim, doc, "client_credentials", n or 5))
     end
 
     it("obtains a token with client_secret_basic and sends it", function()
@@ -249,36 +222,16 @@ describe("token-exchange grants", function()
   end)
 
   describe("through the binary (creds put, collect --credential)", function()
-    local function junction(...)
-      local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
-                    shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
-                    shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
-      for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-      local out, err = dir .. "/stdout", dir .. "/stderr"
-      local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-        shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-      return code, read_file(out), read_file(err)
-    end
-
     it("stores a github_app credential and collects with one exchange", function()
-      local path = dir .. "/app.json"
-      write_file(path, github_doc(app_key, "7"))
-      local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "github",
-        "--auth-type", "github_app", "--from-file", path)
-      assert.are.equal(0, code, err)
-      no_secrets(out, err)
-      local id = cjson.decode(lines(out)[1]).id
-      code, out, err = junction("collect", FILE, "--config", cjson.encode(config()),
-        "--allow-host", "127.0.0.1", "--org", "acme", "--credential", id)
+      local id = vault:put("github", "github_app", github_doc(app_key, "7"), no_secrets)
+      local code, out, err = vault:collect(FILE, config(), id)
       assert.are.equal(0, code, err)
       local items = lines(out)
       assert.is_true(#items > REPOS)
       assert.are.equal(1, exchanges().github_app)
       assert.is_true(sim:stats().total > REPOS)
       no_secrets(out, err)
-      for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
-        no_secrets(read_file(data .. "/" .. f))
-      end
+      no_secrets(vault:stored())
     end)
   end)
 end)

@@ -7,9 +7,10 @@
 local T = require "junction.testing"
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local tokens = require "helpers.tokens"
 local util = require "helpers.util"
 
-local shell_quote, sh, read_file, lines = util.shell_quote, util.sh, util.read_file, util.lines
+local shell_quote, sh, lines = util.shell_quote, util.sh, util.lines
 
 local CLIENT_EMAIL = "junction-spec@acme-project.iam.gserviceaccount.com"
 local CONSUMER_KEY = "3MVG9junctionSpecConsumerKey"
@@ -26,15 +27,10 @@ describe("JWT bearer grant", function()
     return pem, pub
   end
 
-  local function no_secrets(...)
-    for _, text in ipairs({ ... }) do
-      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
-      for _, mark in ipairs(key_marks) do
-        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
-      end
-      assert.is_nil(text:find("sim_jb_", 1, true), "an access token leaked")
-    end
-  end
+  local no_secrets = tokens.no_secrets{
+    { "PRIVATE KEY", "a private key leaked" }, { key_marks, "a private key leaked" },
+    { "sim_jb_", "an access token leaked" },
+  }
 
   local function exchanges()
     return sim:stats().exchanges
@@ -66,20 +62,7 @@ describe("JWT bearer grant", function()
 
   -- Script connector jobs that each call the simulator's /user n times.
   local function user_job(doc, auth_type, n)
-    return {
-      source = ([[
-        local ctx = ...
-        local logins = {}
-        for i = 1, N do
-          local res, err = ctx.http.get("URL")
-          if not res then error(err) end
-          if res.status ~= 200 then error("HTTP " .. res.status) end
-          logins[#logins + 1] = res:json().login
-        end
-        return logins
-      ]]):gsub("URL", sim:url("/user")):gsub("N", tostring(n or 3)),
-      allow_hosts = { "127.0.0.1" }, credential = doc, credential_type = auth_type,
-    }
+    return tokens.user_job(sim, doc, auth_type, n or 3)
   end
 
   setup(function()
@@ -183,116 +166,48 @@ end)
 -- JOSE library jose (an implementation independent of Junction's):
 -- signature, issuer, audience and expiry, and for Google exp - iat <= 1 h.
 describe("JWT bearer grant through the binary, verified by jose", function()
-  local peer = require "helpers.peer"
-  local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
   local SA_EMAIL = "junction-binary@acme-project.iam.gserviceaccount.com"
   local SF_KEY = "3MVG9junctionBinaryConsumerKey"
   local SF_AUD = "https://login.salesforce.com"
   local DELEGATE = "admin@acme.example"
-  local server, dir, data, keyfile, sa_key, sf_key, connector
+  local server, vault, sa_key, sf_key, connector
   local marks = {}
 
-  local function url(path) return "http://127.0.0.1:" .. server.port .. (path or "") end
+  local function url(path) return server:url(path) end
+  local function get(path) return server:json(path) end
 
-  local function get(path)
-    local out = sh("curl -sS " .. shell_quote(url(path)))
-    local ok, v = pcall(cjson.decode, out)
-    assert(ok, path .. " answered " .. out)
-    return v
-  end
-
-  local function no_secrets(...)
-    for _, text in ipairs({ ... }) do
-      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
-      for _, mark in ipairs(marks) do
-        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
-      end
-      assert.is_nil(text:find("jp_at_", 1, true), "an access token leaked")
-    end
-  end
-
-  local function junction(...)
-    local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
-                  shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
-                  shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
-    for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-    local out, err = dir .. "/stdout", dir .. "/stderr"
-    local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-      shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-    return code, read_file(out), read_file(err)
-  end
+  local no_secrets = tokens.no_secrets{
+    { "PRIVATE KEY", "a private key leaked" }, { marks, "a private key leaked" },
+    { "jp_at_", "an access token leaked" },
+  }
 
   local function put(auth_type, doc)
-    local path = dir .. "/cred.json"
-    local f = assert(io.open(path, "wb"))
-    f:write(cjson.encode(doc))
-    f:close()
-    os.execute("chmod 600 " .. shell_quote(path))
-    local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "jwt_peer",
-      "--auth-type", auth_type, "--from-file", path)
-    assert.are.equal(0, code, err)
-    no_secrets(out, err)
-    return cjson.decode(lines(out)[1]).id
+    return (vault:put("jwt_peer", auth_type, doc, no_secrets))
   end
 
   local function collect(id)
-    return junction("collect", connector, "--config", cjson.encode({ base_url = url() }),
-      "--allow-host", "127.0.0.1", "--org", "acme", "--credential", id)
+    return vault:collect(connector, { base_url = url() }, id)
   end
 
   setup(function()
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    local kf = assert(io.open(keyfile, "wb"))
-    kf:write("# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
-    kf:close()
-    os.execute("chmod 600 " .. shell_quote(keyfile))
+    vault = tokens.vault()
     local sa_pub, sf_pub, mark
-    sa_key, sa_pub, mark = util.genkey(dir, "sa")
+    sa_key, sa_pub, mark = util.genkey(vault.dir, "sa")
     marks[#marks + 1] = mark
-    sf_key, sf_pub, mark = util.genkey(dir, "sf")
+    sf_key, sf_pub, mark = util.genkey(vault.dir, "sf")
     marks[#marks + 1] = mark
-    local config = dir .. "/issuers.json"
-    local f = assert(io.open(config, "wb"))
-    f:write(cjson.encode({ issuers = {
+    server = tokens.jwt_bearer_peer(vault.dir, {
       { iss = SA_EMAIL, public_key = sa_pub, audience = "token_url", max_lifetime = 3600 },
       { iss = SF_KEY, public_key = sf_pub, audience = SF_AUD, salesforce = true },
-    } }))
-    f:close()
-    server = peer.start("tools/oidc/jwt_bearer_peer.js", { "--config", config })
-    connector = dir .. "/whoami.lua"
-    f = assert(io.open(connector, "wb"))
-    f:write([[
-local c = connector {
-  provider_type = "jwt_peer",
-  display_name = "JWT bearer peer",
-  description = "Asks the JWT bearer test peer which verified assertion its token came from",
-  version = "1.0.0",
-  auth_types = { "service_account", "jwt_bearer" },
-  capabilities = { "evidence_collection" },
-  egress = { "127.0.0.1" },
-  rate_limits = { requests_per_second = 10 },
-  documentation_url = "https://example.com/docs",
-}
-function c.test_connection(ctx) return { success = true, message = "ok" } end
-function c.collect_evidence(ctx, config)
-  local res, err = ctx.http.get(config.base_url .. "/_test/whoami")
-  if not res then error(err, 0) end
-  if res.status ~= 200 then error("HTTP " .. res.status, 0) end
-  local who = res:json()
-  ctx.emit{ resource_type = "jwt_peer.token", resource_id = who.iss, data = who }
-end
-return c
-]])
-    f:close()
+    })
+    connector = vault.dir .. "/whoami.lua"
+    util.write_file(connector, tokens.whoami_connector{ provider = "jwt_peer",
+      display_name = "JWT bearer peer",
+      description = "Asks the JWT bearer test peer which verified assertion its token came from",
+      auth_types = { "service_account", "jwt_bearer" }, id_field = "iss" })
   end)
 
-  teardown(function()
-    if server then server:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(server, vault) end)
 
   it("uses a Google service account with domain-wide delegation; jose verifies aud and exp",
      function()
@@ -319,8 +234,7 @@ return c
     assert.are.same({ ok = true, code = cjson.null }, get("/_test/reverify?at=" .. now))
     assert.are.same({ ok = false, code = "ERR_JWT_EXPIRED" },
       get("/_test/reverify?at=" .. (now + 3660)))
-    local db = read_file(data .. "/junction.db") .. read_file(data .. "/junction.db-wal")
-    no_secrets(db)
+    no_secrets(vault:stored())
   end)
 
   it("uses a Salesforce JWT-bearer credential; jose verifies aud and exp", function()

@@ -17,8 +17,8 @@
 -- client secrets, the codes and every token the provider issued appear in no
 -- response, log line, database file or evidence item. ctest sets JUNCTION_BIN.
 local cjson = require "cjson"
-local peer = require "helpers.peer"
 local runtime = require "helpers.runtime"
+local token_helpers = require "helpers.tokens"
 local util = require "helpers.util"
 
 local shell_quote, sh, read_file, write_file = util.shell_quote, util.sh, util.read_file,
@@ -29,32 +29,9 @@ local FILE_ID, FILE_SECRET = "junction-connect", "CANARYOC-file-secret-012345678
 local BYOC_ID, BYOC_SECRET = "globex-own-client", "CANARYOC-byoc-secret-fedcba9876543210"
 local PROVIDER = "oidcpeer"
 
-local CONNECTOR = [[
-local c = connector {
-  provider_type = "oidcpeer", display_name = "OIDC peer", description = "oidc-provider",
-  version = "1.0.0", auth_types = { "oauth2" }, capabilities = { "evidence_collection" },
-  rate_limits = { requests_per_second = 10 }, egress = { "127.0.0.1" },
-  documentation_url = "https://example.com/docs",
-}
-function c.test_connection(ctx) return { success = true, message = "ok" } end
-function c.collect_evidence(ctx, config)
-  local res, err = ctx.http.get(config.base_url .. "/_test/whoami")
-  if not res then error(err, 0) end
-  if res.status ~= 200 then error("HTTP " .. res.status, 0) end
-  local who = res:json()
-  ctx.emit{ resource_type = "oidcpeer.token", resource_id = who.client_id, data = who }
-end
-return c
-]]
-
-local function require_peer_packages()
-  local f = io.open("tools/oidc/node_modules/oidc-provider/package.json", "rb")
-  if not f then
-    error("the oidc-provider test peer is not installed: run " ..
-      "`npm ci --prefix tools/oidc --no-audit --no-fund` (tools/test does)", 0)
-  end
-  f:close()
-end
+local CONNECTOR = token_helpers.whoami_connector{ provider = PROVIDER,
+  display_name = "OIDC peer", description = "oidc-provider", auth_types = { "oauth2" },
+  id_field = "client_id" }
 
 -- A TCP port nothing listens on now (the provider must know the redirect URI
 -- before Junction starts).
@@ -137,9 +114,7 @@ describe("the OAuth connect flow against oidc-provider", function()
     error("no redirect back to Junction after 10 hops")
   end
 
-  local function issued(client)
-    return json(sh("curl -s " .. shell_quote(oidc:url("/_test/issued?client_id=" .. client))))
-  end
+  local function issued(client) return oidc:issued(client) end
 
   local function credentials(token)
     local s, b = api("GET", "/v1/credentials", token)
@@ -182,7 +157,6 @@ describe("the OAuth connect flow against oidc-provider", function()
   end
 
   setup(function()
-    require_peer_packages()
     port = free_port()
     callback_base = "http://127.0.0.1:" .. port .. "/v1/oauth/" .. PROVIDER .. "/callback"
     rt = runtime.new{
@@ -191,15 +165,13 @@ describe("the OAuth connect flow against oidc-provider", function()
                "api_oauth_clients_file = CLIENTS_FILE", "allow_hosts = 127.0.0.1",
                "http_server_rate_per_s = 0", "log_level = debug" },
     }
-    local clients = rt.dir .. "/peer-clients.json"
     local function client(id, secret)
       return { client_id = id, client_secret = secret, redirect_uris = { callback_base },
                grant_types = { "authorization_code", "refresh_token" }, response_types = { "code" },
                token_endpoint_auth_method = "client_secret_basic" }
     end
-    write_file(clients, cjson.encode({ clients = { client(FILE_ID, FILE_SECRET),
-      client(BYOC_ID, BYOC_SECRET) } }))
-    oidc = peer.start("tools/oidc/server.js", { "--config", clients })
+    oidc = token_helpers.oidc_provider(rt.dir, { client(FILE_ID, FILE_SECRET),
+      client(BYOC_ID, BYOC_SECRET) })
     write_file(rt.dir .. "/admin", ADMIN .. "\n")
     write_file(rt.dir .. "/oauth-clients.json", cjson.encode({ [PROVIDER] = {
       client_id = FILE_ID, client_secret = FILE_SECRET, scope = "openid offline_access",
@@ -207,9 +179,7 @@ describe("the OAuth connect flow against oidc-provider", function()
       authorize_url = oidc:url("/auth?prompt=consent"), token_url = oidc:url("/token") } }))
     write_file(rt.conf, read_file(rt.conf):gsub("ADMIN_FILE", rt.dir .. "/admin")
       :gsub("CLIENTS_FILE", rt.dir .. "/oauth-clients.json"))
-    write_file(rt.dir .. "/master.key",
-      "k1 " .. sh("head -c 32 /dev/urandom | base64"):gsub("%s+$", "") .. "\n")
-    rt.env.JUNCTION_MASTER_KEY_FILE = rt.dir .. "/master.key"
+    rt.env.JUNCTION_MASTER_KEY_FILE = util.master_keyfile(rt.dir .. "/master.key")
     rt:connector("oidcpeer.lua", CONNECTOR)
     for _, t in ipairs({ { "acme", "write" }, { "acme", "read" }, { "globex", "write" } }) do
       local code, out, err = rt:cli("tokens", "create", "--org", t[1], "--scope", t[2])

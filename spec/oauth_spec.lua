@@ -9,8 +9,8 @@
 local T = require "junction.testing"
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local tokens = require "helpers.tokens"
 
-local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
 local FILE = "connectors/github.lua"
 local CLIENT_ID = "junction-oauth-client"
 local CLIENT_SECRET = "CANARYOAUTHSECRET-0123456789abcdef"
@@ -18,20 +18,16 @@ local REFRESH_TOKEN = "CANARYOAUTHREFRESH-initial-0123456789"
 local MEMBERS, REPOS = 10, 40
 
 local util = require "helpers.util"
-local shell_quote, sh, read_file, write_file, lines =
-  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
+local lines = util.lines
 
 -- No client secret, refresh token or access token in any of the texts.
-local function no_secrets(...)
-  for _, text in ipairs({ ... }) do
-    assert.is_nil(text:find("CANARYOAUTH", 1, true), "the client secret or refresh token leaked")
-    assert.is_nil(text:find("sim_rt_", 1, true), "a rotated refresh token leaked")
-    assert.is_nil(text:find("sim_at_", 1, true), "an access token leaked")
-  end
-end
+local no_secrets = tokens.no_secrets{
+  { "CANARYOAUTH", "the client secret or refresh token leaked" },
+  { "sim_rt_", "a rotated refresh token leaked" }, { "sim_at_", "an access token leaked" },
+}
 
 describe("oauth2 refresh-token grant", function()
-  local sim, dir, data, keyfile
+  local sim, vault
 
   local function stats() return sim:stats().exchanges end
 
@@ -43,62 +39,24 @@ describe("oauth2 refresh-token grant", function()
   end
 
   setup(function()
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    write_file(keyfile, "# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
+    vault = tokens.vault()
     sim = simulator.start{ members = MEMBERS, repos = REPOS, tokens = { "sim-token" },
-      args = { "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-               "--refresh-token", REFRESH_TOKEN } }
+      client_id = CLIENT_ID, client_secret = CLIENT_SECRET, refresh_token = REFRESH_TOKEN }
   end)
 
-  teardown(function()
-    if sim then sim:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(sim, vault) end)
 
   -- the simulator's refresh token is --refresh-token again
   before_each(function() sim:reset() end)
 
   describe("through the binary (creds put, collect --credential)", function()
-    local function junction(...)
-      local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
-                    shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
-                    shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
-      for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-      local out, err = dir .. "/stdout", dir .. "/stderr"
-      local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-        shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-      return code, read_file(out), read_file(err)
-    end
-
-    local function versions(id)
-      local code, out, err = junction("creds", "list", "--org", "acme")
-      assert.are.equal(0, code, err)
-      no_secrets(out, err)
-      for _, line in ipairs(lines(out)) do
-        local c = cjson.decode(line)
-        if c.id == id then
-          local s = {}
-          for _, v in ipairs(c.versions) do s[v.version] = v.state end
-          return s
-        end
-      end
-    end
+    local function versions(id) return vault:versions(id, no_secrets) end
 
     it("stores every rotated refresh token, so each new process can refresh", function()
-      local path = dir .. "/oauth.json"
-      write_file(path, doc())
-      local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "github",
-        "--auth-type", "oauth2", "--from-file", path)
-      assert.are.equal(0, code, err)
-      no_secrets(out, err)
-      local id = cjson.decode(lines(out)[1]).id
-      local config = cjson.encode({ organization = "acme", base_url = sim:url() })
+      local id = vault:put("github", "oauth2", doc(), no_secrets)
+      local config = { organization = "acme", base_url = sim:url() }
 
-      code, out, err = junction("collect", FILE, "--config", config, "--allow-host", "127.0.0.1",
-        "--org", "acme", "--credential", id)
+      local code, out, err = vault:collect(FILE, config, id)
       assert.are.equal(0, code, err)
       assert.is_true(#lines(out) > REPOS)
       assert.are.equal(1, stats().refresh_token)
@@ -109,8 +67,7 @@ describe("oauth2 refresh-token grant", function()
 
       -- The first refresh token is now invalid at the simulator: this works
       -- only with the rotated one from the vault.
-      code, out, err = junction("collect", FILE, "--config", config, "--allow-host", "127.0.0.1",
-        "--org", "acme", "--credential", id)
+      code, out, err = vault:collect(FILE, config, id)
       assert.are.equal(0, code, err)
       assert.is_true(#lines(out) > REPOS)
       assert.are.equal(2, stats().refresh_token)
@@ -119,9 +76,7 @@ describe("oauth2 refresh-token grant", function()
       v = versions(id)
       assert.are.equal("current", v[3])
       assert.are.equal("previous", v[2])
-      for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
-        no_secrets(read_file(data .. "/" .. f))
-      end
+      no_secrets(vault:stored())
     end)
   end)
 

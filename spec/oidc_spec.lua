@@ -9,79 +9,37 @@
 -- JUNCTION_BIN.
 local T = require "junction.testing"
 local cjson = require "cjson"
-local peer = require "helpers.peer"
+local tokens = require "helpers.tokens"
+local util = require "helpers.util"
 
-local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
-local SERVER = "tools/oidc/server.js"
 local CC_SECRET_ID, CC_SECRET = "junction-cc-secret", "CANARYOIDCSECRET-cc-0123456789abcdef"
 local CC_JWT_ID = "junction-cc-jwt"
 local RT_ID, RT_SECRET = "junction-refresh", "CANARYOIDCSECRET-rt-0123456789abcdef"
 
-local util = require "helpers.util"
-local shell_quote, sh, read_file, write_file, lines =
-  util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
-
--- The peer's npm packages must be installed (tools/test does it): fail, do
--- not skip, when they are not.
-local function require_peer_packages()
-  local f = io.open("tools/oidc/node_modules/oidc-provider/package.json", "rb")
-  if not f then
-    error("the oidc-provider test peer is not installed: run " ..
-      "`npm ci --prefix tools/oidc --no-audit --no-fund` (tools/test does)", 0)
-  end
-  local version = cjson.decode(f:read("*a")).version
-  f:close()
-  assert(version:match("^8%."), "tools/oidc: expected oidc-provider 8.x, found " .. version)
-end
+local shell_quote, sh, write_file, lines = util.shell_quote, util.sh, util.write_file, util.lines
 
 describe("OAuth token exchanges against oidc-provider", function()
-  local server, dir, data, keyfile, client_key
+  local server, vault, client_key
   local key_marks = {}
 
-  local function url(path) return "http://127.0.0.1:" .. server.port .. (path or "") end
+  local function url(path) return server:url(path) end
 
-  local function curl(method, path)
-    local out = sh("curl -sS -X " .. method .. " " .. shell_quote(url(path)))
-    local ok, v = pcall(cjson.decode, out)
-    assert(ok, "the peer's " .. path .. " answered " .. out)
-    return v
-  end
+  local function mint_refresh_token() return server:mint_refresh_token(RT_ID) end
 
-  local function mint_refresh_token()
-    return assert(curl("POST", "/_test/refresh_token?client_id=" .. RT_ID).refresh_token)
-  end
-
-  local function refresh_state(token)
-    return curl("GET", "/_test/refresh_token_state?token=" .. token)
-  end
+  local function refresh_state(token) return server:refresh_token_state(token) end
 
   -- No client secret or private key of ours in any of the texts.
-  local function no_secrets(...)
-    for _, text in ipairs({ ... }) do
-      assert.is_nil(text:find("CANARYOIDC", 1, true), "a client secret leaked")
-      assert.is_nil(text:find("PRIVATE KEY", 1, true), "a private key leaked")
-      for _, mark in ipairs(key_marks) do
-        assert.is_nil(text:find(mark, 1, true), "a private key leaked")
-      end
-    end
-  end
+  local no_secrets = tokens.no_secrets{
+    { "CANARYOIDC", "a client secret leaked" }, { "PRIVATE KEY", "a private key leaked" },
+    { key_marks, "a private key leaked" },
+  }
 
   setup(function()
-    require_peer_packages()
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
-    write_file(keyfile, "# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
-    local priv, pub = dir .. "/client.pem", dir .. "/client.pub"
-    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. shell_quote(priv) ..
-      " 2>/dev/null && openssl pkey -in " .. shell_quote(priv) .. " -pubout -out " ..
-      shell_quote(pub) .. " 2>/dev/null")
-    client_key = read_file(priv)
+    vault = tokens.vault()
+    local pub
+    client_key, pub, key_marks[1] = util.genkey(vault.dir, "client")
     assert.matches("PRIVATE KEY", client_key, 1, true)
-    key_marks[1] = lines(client_key)[3]
-    local config = dir .. "/clients.json"
-    write_file(config, cjson.encode({ clients = {
+    server = tokens.oidc_provider(vault.dir, {
       { client_id = CC_SECRET_ID, client_secret = CC_SECRET, grant_types = { "client_credentials" },
         response_types = {}, redirect_uris = {}, token_endpoint_auth_method = "client_secret_basic" },
       { client_id = CC_JWT_ID, grant_types = { "client_credentials" }, response_types = {},
@@ -91,14 +49,10 @@ describe("OAuth token exchanges against oidc-provider", function()
         grant_types = { "authorization_code", "refresh_token" }, response_types = { "code" },
         redirect_uris = { "http://127.0.0.1/callback" },
         token_endpoint_auth_method = "client_secret_basic" },
-    } }))
-    server = peer.start(SERVER, { "--config", config })
+    })
   end)
 
-  teardown(function()
-    if server then server:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(server, vault) end)
 
   -- A script connector: GET /_test/whoami n times, returning what the
   -- provider says of the token (an error for any status but 200).
@@ -203,86 +157,55 @@ describe("OAuth token exchanges against oidc-provider", function()
       assert.are.same({ found = false, consumed = false }, refresh_state(token))
     end
 
-    local function token_requests() return curl("GET", "/_test/token_requests").count end
+    local function token_requests() return server:token_requests() end
 
-    it("is refused an expired refresh token (invalid_grant), without secrets", function()
-      local rt = assert(curl("POST", "/_test/refresh_token?client_id=" .. RT_ID .. "&ttl=1")
-        .refresh_token)
-      assert.are.same({ found = true, consumed = false }, refresh_state(rt))
-      -- the provider's clock must pass the token's exp (whole seconds)
-      os.execute("sleep 2.2")
+    -- A job with refresh token rt fails with the provider's invalid_grant,
+    -- after exactly one token request, and names no secret; returns its result.
+    local function refused_once(rt)
       local before = token_requests()
       local r = T.run(whoami_job(doc(rt), "oauth2"))
       assert.are.equal("failed", r.status)
-      assert.matches("oauth2 token exchange failed", r.error, 1, true)
       assert.matches("HTTP 400 (grant request is invalid)", r.error, 1, true)
       assert.are.equal(before + 1, token_requests())
       no_secrets(r.error)
       assert.is_nil(r.error:find(rt, 1, true), "the refresh token leaked")
+      return r
+    end
+
+    it("is refused an expired refresh token (invalid_grant), without secrets", function()
+      local rt = server:mint_refresh_token(RT_ID, 1)
+      assert.are.same({ found = true, consumed = false }, refresh_state(rt))
+      -- the provider's clock must pass the token's exp (whole seconds)
+      os.execute("sleep 2.2")
+      local r = refused_once(rt)
+      assert.matches("oauth2 token exchange failed", r.error, 1, true)
     end)
 
     it("is refused a revoked refresh token (invalid_grant), without secrets", function()
       local rt = mint_refresh_token()
       revoke(rt)
-      local before = token_requests()
-      local r = T.run(whoami_job(doc(rt), "oauth2"))
-      assert.are.equal("failed", r.status)
-      assert.matches("HTTP 400 (grant request is invalid)", r.error, 1, true)
-      assert.are.equal(before + 1, token_requests())
-      no_secrets(r.error)
-      assert.is_nil(r.error:find(rt, 1, true), "the refresh token leaked")
+      refused_once(rt)
     end)
 
     describe("through the binary (creds put, collect --credential)", function()
-      local WHOAMI_CONNECTOR = [[
-local c = connector {
-  provider_type = "oidc_peer",
-  display_name = "OIDC peer",
-  description = "Asks the oidc-provider test peer whom its access token belongs to",
-  version = "1.0.0",
-  auth_types = { "oauth2" },
-  capabilities = { "evidence_collection" },
-  egress = { "127.0.0.1" },
-  rate_limits = { requests_per_second = 10 },
-  documentation_url = "https://example.com/docs",
-}
-function c.test_connection(ctx) return { success = true, message = "ok" } end
-function c.collect_evidence(ctx, config)
-  local res, err = ctx.http.get(config.base_url .. "/_test/whoami")
-  if not res then error(err, 0) end
-  if res.status ~= 200 then error("HTTP " .. res.status, 0) end
-  local who = res:json()
-  ctx.emit{ resource_type = "oidc_peer.token", resource_id = who.client_id, data = who }
-end
-return c
-]]
+      local WHOAMI_CONNECTOR = tokens.whoami_connector{ provider = "oidc_peer",
+        display_name = "OIDC peer",
+        description = "Asks the oidc-provider test peer whom its access token belongs to",
+        auth_types = { "oauth2" }, id_field = "client_id" }
+      local function junction(...) return vault.cli(...) end
 
-      local function junction(...)
-        local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
-                      shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
-                      shell_quote("JUNCTION_DATA_DIR=" .. data), shell_quote(BIN) }
-        for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-        local out, err = dir .. "/stdout", dir .. "/stderr"
-        local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-          shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-        return code, read_file(out), read_file(err)
+      -- `collect --credential id` with the whoami connector, against the peer.
+      local function collect(connector, id)
+        return vault:collect(connector, { base_url = url() }, id)
       end
 
       it("stores the rotated refresh token, so a second process can refresh", function()
-        local connector = dir .. "/whoami.lua"
+        local connector = vault.dir .. "/whoami.lua"
         write_file(connector, WHOAMI_CONNECTOR)
         local rt = mint_refresh_token()
-        local path = dir .. "/oauth.json"
-        write_file(path, doc(rt))
-        local code, out, err = junction("creds", "put", "--org", "acme", "--provider",
-          "oidc_peer", "--auth-type", "oauth2", "--from-file", path)
-        assert.are.equal(0, code, err)
-        no_secrets(out, err)
-        local id = cjson.decode(lines(out)[1]).id
-        local config = cjson.encode({ base_url = url() })
+        local id = vault:put("oidc_peer", "oauth2", doc(rt), no_secrets)
 
-        code, out, err = junction("collect", connector, "--config", config, "--allow-host",
-          "127.0.0.1", "--org", "acme", "--credential", id)
+        local code, out, err = collect(connector, id)
         assert.are.equal(0, code, err)
         assert.are.equal(1, #lines(out))
         assert.matches(RT_ID, out, 1, true)
@@ -292,53 +215,36 @@ return c
         -- the first refresh token is used up at the provider (presenting it
         -- again would revoke the grant): this works only with the rotated
         -- one from the vault
-        code, out, err = junction("collect", connector, "--config", config, "--allow-host",
-          "127.0.0.1", "--org", "acme", "--credential", id)
+        code, out, err = collect(connector, id)
         assert.are.equal(0, code, err)
         assert.are.equal(1, #lines(out))
         assert.matches(RT_ID, out, 1, true)
         no_secrets(out, err)
         assert.is_nil((out .. err):find(rt, 1, true), "the refresh token leaked")
-        for _, f in ipairs({ "junction.db", "junction.db-wal", "junction.db-shm" }) do
-          no_secrets(read_file(data .. "/" .. f))
-          assert.is_nil(read_file(data .. "/" .. f):find(rt, 1, true), "the refresh token leaked")
+        for _, text in ipairs({ vault:stored() }) do
+          no_secrets(text)
+          assert.is_nil(text:find(rt, 1, true), "the refresh token leaked")
         end
       end)
 
       -- The version's id and state, and whether the credential (its current
       -- version) needs re-authorization, from `creds list`.
-      local function listed(id)
-        local code, out, err = junction("creds", "list", "--org", "acme")
-        assert.are.equal(0, code, err)
-        no_secrets(out, err)
-        for _, line in ipairs(lines(out)) do
-          local c = cjson.decode(line)
-          if c.id == id then return c, out end
-        end
-        error("credential " .. id .. " is not listed: " .. out)
-      end
+      local function listed(id) return vault:listed(id, no_secrets) end
 
       it("marks a credential whose refresh token was revoked as needing re-authorization, " ..
          "stops presenting it, and clears the mark with a new version", function()
-        local connector = dir .. "/whoami.lua"
+        local connector = vault.dir .. "/whoami.lua"
         write_file(connector, WHOAMI_CONNECTOR)
         local rt = mint_refresh_token()
         revoke(rt)
-        local path = dir .. "/revoked.json"
-        write_file(path, doc(rt))
-        local code, out, err = junction("creds", "put", "--org", "acme", "--provider",
-          "oidc_peer", "--auth-type", "oauth2", "--from-file", path)
-        assert.are.equal(0, code, err)
-        local id = cjson.decode(lines(out)[1]).id
+        local id = vault:put("oidc_peer", "oauth2", doc(rt))
         local c = listed(id)
         assert.is_false(c.needs_reauthorization)
-        local config = cjson.encode({ base_url = url() })
         local texts = {}
 
         -- The provider refuses the revoked token once: the version is marked.
         local before = token_requests()
-        code, out, err = junction("collect", connector, "--config", config, "--allow-host",
-          "127.0.0.1", "--org", "acme", "--credential", id)
+        local code, out, err = collect(connector, id)
         assert.are_not.equal(0, code)
         assert.matches("HTTP 400 (grant request is invalid)", err, 1, true)
         assert.matches("needs re-authorization", err, 1, true)
@@ -357,8 +263,7 @@ return c
         -- A new process (the mark is in the store) fails at once, without
         -- presenting the refused token to the provider again.
         for _ = 1, 2 do
-          code, out, err = junction("collect", connector, "--config", config, "--allow-host",
-            "127.0.0.1", "--org", "acme", "--credential", id)
+          code, out, err = collect(connector, id)
           assert.are_not.equal(0, code)
           assert.matches("credential '" .. id .. "' needs re-authorization: version 1", err, 1,
             true)
@@ -373,7 +278,7 @@ return c
 
         -- Re-authorized: a new version (the user connected again) clears it.
         local rt2 = mint_refresh_token()
-        local path2 = dir .. "/reauthorized.json"
+        local path2 = vault.dir .. "/reauthorized.json"
         write_file(path2, doc(rt2))
         code, out, err = junction("creds", "rotate", "--org", "acme", "--id", id, "--from-file",
           path2, "--promote")
@@ -382,8 +287,7 @@ return c
         c, list_text = listed(id)
         texts[#texts + 1] = list_text
         assert.is_false(c.needs_reauthorization)
-        code, out, err = junction("collect", connector, "--config", config, "--allow-host",
-          "127.0.0.1", "--org", "acme", "--credential", id)
+        code, out, err = collect(connector, id)
         assert.are.equal(0, code, err)
         assert.matches(RT_ID, out, 1, true)
         texts[#texts + 1] = out .. err

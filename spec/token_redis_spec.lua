@@ -22,6 +22,7 @@
 -- ctest sets JUNCTION_BIN.
 local cjson = require "cjson"
 local simulator = require "helpers.simulator"
+local tokens = require "helpers.tokens"
 local util = require "helpers.util"
 
 local BIN = os.getenv("JUNCTION_BIN") or "./build/junction"
@@ -35,14 +36,30 @@ local shell_quote, sh, read_file, write_file, lines =
   util.shell_quote, util.sh, util.read_file, util.write_file, util.lines
 
 -- No client secret, refresh token or access token in any of the texts.
-local function no_secrets(...)
-  for _, text in ipairs({ ... }) do
-    assert.is_nil(text:find("CANARYSHARE", 1, true), "the client secret or refresh token leaked")
-    assert.is_nil(text:find("sim_rt_", 1, true), "a rotated refresh token leaked")
-    assert.is_nil(text:find("sim_at_", 1, true), "an access token leaked")
-    assert.is_nil(text:find("sim_cc_", 1, true), "an access token leaked")
-  end
+local no_secrets = tokens.no_secrets{
+  { "CANARYSHARE", "the client secret or refresh token leaked" },
+  { "sim_rt_", "a rotated refresh token leaked" }, { "sim_at_", "an access token leaked" },
+  { "sim_cc_", "an access token leaked" },
+}
+
+-- The end of the drivers below: testing.run with n concurrent jobs of source
+-- src, each with the vault credential cred, the token shared through Redis at
+-- redis_url; prints a JSON summary line (the jobs that succeeded, the errors
+-- of the others), then the raw log.
+local RUN_JOBS = [[
+local jobs = {}
+for i = 1, tonumber(n) do
+  jobs[i] = { source = src, allow_hosts = { "127.0.0.1" }, credential_id = cred,
+              organization_id = "acme" }
 end
+local results, _, raw = T.run(jobs, { redis_url = redis_url, data_dir = data_dir })
+local summary = { succeeded = 0, errors = {} }
+for _, r in ipairs(results) do
+  if r.status == "succeeded" then summary.succeeded = summary.succeeded + 1
+  else summary.errors[#summary.errors + 1] = tostring(r.error) end
+end
+io.write(cjson.encode(summary), "\n", raw)
+]]
 
 -- One process: testing.run with n concurrent jobs that each GET /user with
 -- the vault credential (once more after a 401), after a common start time.
@@ -57,19 +74,7 @@ local src = ([=[ local ctx = ...
   if res.status == 401 then res = assert(ctx.http.get("URL")) end
   assert(res.status == 200, "HTTP " .. res.status)
   return res:json().login ]=]):gsub("URL", url)
-local jobs = {}
-for i = 1, tonumber(n) do
-  jobs[i] = { source = src, allow_hosts = { "127.0.0.1" }, credential_id = cred,
-              organization_id = "acme" }
-end
-local results, _, raw = T.run(jobs, { redis_url = redis_url, data_dir = data_dir })
-local summary = { succeeded = 0, errors = {} }
-for _, r in ipairs(results) do
-  if r.status == "succeeded" then summary.succeeded = summary.succeeded + 1
-  else summary.errors[#summary.errors + 1] = tostring(r.error) end
-end
-io.write(cjson.encode(summary), "\n", raw)
-]]
+]] .. RUN_JOBS
 
 -- One process, one job that holds the credential as read at its start, then
 -- waits until GET <flag> answers 418 (the spec arms that fault when it is
@@ -111,77 +116,57 @@ local src = ([=[ local ctx = ...
   local second = assert(ctx.http.get("URL"))
   assert(second.status == 200, "round 2: HTTP " .. second.status)
   return second:json().login ]=]):gsub("URL", url):gsub("FLAG", flag)
-local jobs = {}
-for i = 1, tonumber(n) do
-  jobs[i] = { source = src, allow_hosts = { "127.0.0.1" }, credential_id = cred,
-              organization_id = "acme" }
-end
-local results, _, raw = T.run(jobs, { redis_url = redis_url, data_dir = data_dir })
-local summary = { succeeded = 0, errors = {} }
-for _, r in ipairs(results) do
-  if r.status == "succeeded" then summary.succeeded = summary.succeeded + 1
-  else summary.errors[#summary.errors + 1] = tostring(r.error) end
-end
-io.write(cjson.encode(summary), "\n", raw)
-]]
+]] .. RUN_JOBS
 
 describe("token exchanges shared through Redis", function()
-  local sim, dir, data, keyfile, driver
+  local sim, vault, dir, data, driver
 
   local function stats() return sim:stats().exchanges end
 
-  -- The binary's environment: the vault's key file and data directory, and
-  -- nothing else of JUNCTION_* (the config refuses unknown variables, and
-  -- the fixture's JUNCTION_TEST_REDIS_URL is not one).
-  local function env()
-    return "env -u JUNCTION_MASTER_KEY -u JUNCTION_CONFIG -u JUNCTION_TEST_REDIS_URL " ..
-      shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile) .. " " ..
-      shell_quote("JUNCTION_DATA_DIR=" .. data) .. " "
+  -- The command (ending in "&": it runs in the background) of one process
+  -- `junction script <script> <args...>` on the vault, its stdout and stderr
+  -- into the files out and err.
+  local function script_command(script, args, out, err)
+    local cmd = { util.vault_env(vault.keyfile, data) .. shell_quote(BIN), "script",
+                  shell_quote(script) }
+    for _, a in ipairs(args) do cmd[#cmd + 1] = shell_quote(a) end
+    return table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " .. shell_quote(err) ..
+      " < /dev/null &"
   end
 
-  -- Runs `junction ...`; returns the exit code, stdout and stderr.
-  local function junction(...)
-    local cmd = { env() .. shell_quote(BIN) }
-    for _, a in ipairs({ ... }) do cmd[#cmd + 1] = shell_quote(a) end
-    local out, err = dir .. "/stdout", dir .. "/stderr"
-    local code = tonumber(sh(table.concat(cmd, " ") .. " > " .. shell_quote(out) .. " 2> " ..
-      shell_quote(err) .. " < /dev/null; echo $?"):match("(%d+)%s*$"))
-    return code, read_file(out), read_file(err)
+  -- A finished driver's output: its JSON summary line (raises, with what
+  -- the process printed, when there is none), the raw log after it, stderr.
+  local function driver_output(i, out, err)
+    local text = read_file(out)
+    local first = text:match("^([^\n]*)\n") or ""
+    local ok, summary = pcall(cjson.decode, first)
+    assert(ok and type(summary) == "table",
+      "process " .. i .. " did not finish: " .. text .. read_file(err))
+    return { summary = summary, log = text:sub(#first + 2), stderr = read_file(err) }
+  end
+
+  -- The time the processes of one round start at (epoch ms), 2 s from now.
+  local function start_time()
+    return string.format("%d", sh("date +%s%3N"):match("%d+") + 2000)
   end
 
   -- Runs `count` driver processes at once (JOBS jobs each); returns their
   -- summaries, raw logs and stderr texts.
   local function run_processes(count, cred, redis_url)
-    local start_at = string.format("%d", sh("date +%s%3N"):match("%d+") + 2000)
+    local start_at = start_time()
     local cmds = {}
     for i = 1, count do
-      cmds[i] = env() .. table.concat({ shell_quote(BIN), "script", shell_quote(driver),
-        shell_quote(sim:url("/user")), shell_quote(cred), shell_quote(redis_url),
-        shell_quote(data), tostring(JOBS), start_at }, " ") ..
-        " > " .. shell_quote(dir .. "/out" .. i) .. " 2> " .. shell_quote(dir .. "/err" .. i) ..
-        " < /dev/null &"
+      cmds[i] = script_command(driver, { sim:url("/user"), cred, redis_url, data,
+        tostring(JOBS), start_at }, dir .. "/out" .. i, dir .. "/err" .. i)
     end
     os.execute(table.concat(cmds, " ") .. " wait")
     local out = {}
-    for i = 1, count do
-      local text = read_file(dir .. "/out" .. i)
-      local first = text:match("^([^\n]*)\n") or ""
-      local ok, summary = pcall(cjson.decode, first)
-      assert(ok and type(summary) == "table",
-        "process " .. i .. " did not finish: " .. text .. read_file(dir .. "/err" .. i))
-      out[i] = { summary = summary, log = text:sub(#first + 2), stderr = read_file(dir .. "/err" .. i) }
-    end
+    for i = 1, count do out[i] = driver_output(i, dir .. "/out" .. i, dir .. "/err" .. i) end
     return out
   end
 
   local function put(auth_type, doc)
-    local path = dir .. "/cred.json"
-    write_file(path, cjson.encode(doc))
-    local code, out, err = junction("creds", "put", "--org", "acme", "--provider", "github",
-      "--auth-type", auth_type, "--from-file", path)
-    assert.are.equal(0, code, err)
-    no_secrets(out, err)
-    return cjson.decode(lines(out)[1]).id
+    return (vault:put("github", auth_type, doc, no_secrets))
   end
 
   local function oauth2_credential()
@@ -189,19 +174,7 @@ describe("token exchanges shared through Redis", function()
                            token_url = sim:url("/oauth/token"), refresh_token = REFRESH_TOKEN })
   end
 
-  local function versions(id)
-    local code, out, err = junction("creds", "list", "--org", "acme")
-    assert.are.equal(0, code, err)
-    no_secrets(out, err)
-    for _, line in ipairs(lines(out)) do
-      local c = cjson.decode(line)
-      if c.id == id then
-        local s = {}
-        for _, v in ipairs(c.versions) do s[v.version] = v.state end
-        return s
-      end
-    end
-  end
+  local function versions(id) return vault:versions(id, no_secrets) end
 
   local function redis_cli(...)
     local cmd = { "redis-cli", "-u", shell_quote(REDIS_URL) }
@@ -238,22 +211,15 @@ describe("token exchanges shared through Redis", function()
 
   setup(function()
     assert(REDIS_URL, "JUNCTION_TEST_REDIS_URL is not set (run through ctest)")
-    dir = sh("mktemp -d"):gsub("%s+$", "")
-    data = dir .. "/data"
-    keyfile = dir .. "/master.keys"
+    vault = tokens.vault()
+    dir, data = vault.dir, vault.data
     driver = dir .. "/driver.lua"
     write_file(driver, DRIVER)
-    write_file(keyfile, "# junction master keys\nk1 " ..
-      sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n")
     sim = simulator.start{ members = 5, repos = 5, tokens = { "sim-token" },
-      args = { "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-               "--refresh-token", REFRESH_TOKEN } }
+      client_id = CLIENT_ID, client_secret = CLIENT_SECRET, refresh_token = REFRESH_TOKEN }
   end)
 
-  teardown(function()
-    if sim then sim:stop() end
-    if dir then os.execute("rm -rf " .. shell_quote(dir)) end
-  end)
+  teardown(function() tokens.stop(sim, vault) end)
 
   -- The simulator's refresh token is the initial one again; each test uses a
   -- credential of its own (and so a Redis cell of its own).
@@ -273,9 +239,8 @@ describe("token exchanges shared through Redis", function()
     assert.are.equal("previous", v[1])
     -- ... and it is the one that works now: the first one was rotated away,
     -- so a third process (on its own, no Redis) refreshes only with it.
-    local code, out, err = junction("collect", "connectors/github.lua", "--config",
-      cjson.encode({ organization = "acme", base_url = sim:url() }), "--allow-host",
-      "127.0.0.1", "--org", "acme", "--credential", id)
+    local code, out, err = vault:collect("connectors/github.lua",
+      { organization = "acme", base_url = sim:url() }, id)
     assert.are.equal(0, code, err)
     assert.is_true(#lines(out) > 0)
     assert.are.equal(2, stats().refresh_token)
@@ -286,9 +251,7 @@ describe("token exchanges shared through Redis", function()
     local dump, shared = redis_dump(id)
     assert.are.equal(1, #shared, "one shared token for the credential: " .. dump)
     no_secrets(dump)
-    for _, f in ipairs({ "junction.db", "junction.db-wal" }) do
-      no_secrets(read_file(data .. "/" .. f))
-    end
+    no_secrets(vault:stored())
   end)
 
   it("100 concurrent requests on an expired token cause exactly one refresh, also across two " ..
@@ -299,14 +262,11 @@ describe("token exchanges shared through Redis", function()
     -- Round 1 obtains a token of 62 s: with the 60 s refresh margin the
     -- runtime renews it 2 s later, and shares it in Redis until then.
     sim:token_ttl(62)
-    local start_at = string.format("%d", sh("date +%s%3N"):match("%d+") + 2000)
+    local start_at = start_time()
     local cmds = {}
     for i = 1, 2 do
-      cmds[i] = env() .. table.concat({ shell_quote(BIN), "script", shell_quote(rounds),
-        shell_quote(sim:url("/user")), shell_quote(sim:url("/flag")), shell_quote(id),
-        shell_quote(REDIS_URL), shell_quote(data), tostring(JOBS), start_at }, " ") ..
-        " > " .. shell_quote(dir .. "/rounds" .. i) .. " 2> " ..
-        shell_quote(dir .. "/rounds_err" .. i) .. " < /dev/null &"
+      cmds[i] = script_command(rounds, { sim:url("/user"), sim:url("/flag"), id, REDIS_URL, data,
+        tostring(JOBS), start_at }, dir .. "/rounds" .. i, dir .. "/rounds_err" .. i)
     end
     os.execute(table.concat(cmds, " "))
     local function finished(i) return read_file(dir .. "/rounds" .. i):find("\n", 1, true) end
@@ -351,14 +311,10 @@ describe("token exchanges shared through Redis", function()
       os.execute("sleep 0.05")
     end
     for i = 1, 2 do
-      local text = read_file(dir .. "/rounds" .. i)
-      local first = text:match("^([^\n]*)\n")
-      assert(first, "process " .. i .. " did not finish: " .. text ..
-        read_file(dir .. "/rounds_err" .. i))
-      local summary = cjson.decode(first)
-      assert.are.same({}, summary.errors, "process " .. i)
-      assert.are.equal(JOBS, summary.succeeded, "process " .. i)
-      no_secrets(text, read_file(dir .. "/rounds_err" .. i))
+      local p = driver_output(i, dir .. "/rounds" .. i, dir .. "/rounds_err" .. i)
+      assert.are.same({}, p.summary.errors, "process " .. i)
+      assert.are.equal(JOBS, p.summary.succeeded, "process " .. i)
+      no_secrets(read_file(dir .. "/rounds" .. i), p.stderr)
     end
     -- Exactly one refresh for the 100 requests ...
     assert.are.equal(first_round + 1, stats().refresh_token)
@@ -406,13 +362,12 @@ describe("token exchanges shared through Redis", function()
     local late = dir .. "/late.lua"
     write_file(late, LATE_DRIVER)
     -- A: reads version 1 of the credential, then waits for the flag.
-    os.execute(env() .. table.concat({ shell_quote(BIN), "script", shell_quote(late),
-      shell_quote(sim:url("/user")), shell_quote(sim:url("/flag")), shell_quote(id),
-      shell_quote(REDIS_URL), shell_quote(data) }, " ") .. " > " .. shell_quote(dir .. "/late") ..
-      " 2>&1 < /dev/null &")
+    os.execute(script_command(late, { sim:url("/user"), sim:url("/flag"), id, REDIS_URL, data },
+      dir .. "/late", dir .. "/late_err"))
     local waited = 0
     while (sim:stats().by_path or {})["/flag"] == nil do
-      assert(waited < 600, "the late process did not start: " .. read_file(dir .. "/late"))
+      assert(waited < 600, "the late process did not start: " .. read_file(dir .. "/late") ..
+        read_file(dir .. "/late_err"))
       os.execute("sleep 0.05")
       waited = waited + 1
     end
@@ -427,19 +382,17 @@ describe("token exchanges shared through Redis", function()
     -- A refreshes now: with version 2's refresh token, read from the vault
     -- (version 1's was rotated away and would be refused).
     sim:fault{ path_prefix = "/flag", mode = "server_error", status = 418, count = -1 }
-    local text
     for _ = 1, 1200 do
-      text = read_file(dir .. "/late")
-      if text:find("\n", 1, true) then break end
+      if read_file(dir .. "/late"):find("\n", 1, true) then break end
       os.execute("sleep 0.05")
     end
-    local summary = cjson.decode(text:match("^([^\n]*)\n"))
-    assert.are.same({}, summary.errors)
-    assert.are.equal(1, summary.succeeded)
+    local p = driver_output(1, dir .. "/late", dir .. "/late_err")
+    assert.are.same({}, p.summary.errors)
+    assert.are.equal(1, p.summary.succeeded)
     assert.are.equal(2, stats().refresh_token)
     assert.are.equal(0, stats().refresh_token_refused)
     assert.are.equal("current", versions(id)[3])
-    no_secrets(text)
+    no_secrets(read_file(dir .. "/late"), p.stderr)
   end)
 
   it("falls back to exchanging in each process when Redis is unreachable, logged once",

@@ -7,7 +7,6 @@
  * unnecessary. The comparison is constant time, and every way a token can be
  * wrong (malformed, unknown id, revoked, wrong secret) gets the same answer.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,50 +177,39 @@ static int list_cb(void *ud, const jn_api_token_t *t)
     return 0;
 }
 
+static const jn_cli_opt_t tokens_opts[] = {JN_CLI_STR(tokens_args_t, "config", config),
+                                           JN_CLI_STR(tokens_args_t, "config-file", config),
+                                           JN_CLI_STR(tokens_args_t, "data-dir", data_dir),
+                                           JN_CLI_STR(tokens_args_t, "org", org),
+                                           JN_CLI_STR(tokens_args_t, "scope", scope),
+                                           JN_CLI_STR(tokens_args_t, "label", label),
+                                           JN_CLI_HELP,
+                                           JN_CLI_END};
+
 int jn_cli_tokens(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},   {"config-file", required_argument, 0, 'c'},
-        {"data-dir", required_argument, 0, 'd'}, {"org", required_argument, 0, 'o'},
-        {"scope", required_argument, 0, 's'},    {"label", required_argument, 0, 'l'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     const char *cmd = argc >= 2 ? argv[1] : NULL;
     tokens_args_t a = {0};
     jn_cli_env_t e;
     char token[JN_API_TOKEN_MAX], id[33], err[512];
-    int ch, rc;
+    int first, rc;
 
     if (cmd == NULL || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(tokens_usage, cmd ? stdout : stderr);
         return cmd ? 0 : 2;
     }
-    optind = 1;
-    while ((ch = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            a.config = optarg;
-            break;
-        case 'd':
-            a.data_dir = optarg;
-            break;
-        case 'o':
-            a.org = optarg;
-            break;
-        case 's':
-            a.scope = optarg;
-            break;
-        case 'l':
-            a.label = optarg;
-            break;
-        case 'h':
-            fputs(tokens_usage, stdout);
-            return 0;
-        default:
-            fputs(tokens_usage, stderr);
-            return 2;
-        }
+    /* argv[1], the subcommand, starts the messages as getopt_long's did */
+    first = jn_cli_opts_parse(tokens_opts, argc - 1, argv + 1, &a, err, sizeof(err));
+    if (first == JN_CLI_OPTS_HELP) {
+        fputs(tokens_usage, stdout);
+        return 0;
     }
-    for (int i = optind + 1; i < argc && a.nargs < 4; i++)
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
+        fputs(tokens_usage, stderr);
+        return 2;
+    }
+    for (int i = first + 1; i < argc && a.nargs < 4; i++)
         a.args[a.nargs++] = argv[i];
     if (strcmp(cmd, "create") != 0 && strcmp(cmd, "list") != 0 && strcmp(cmd, "revoke") != 0) {
         fprintf(stderr, "junction: unknown tokens command '%s'\n\n%s", cmd, tokens_usage);

@@ -19,13 +19,16 @@ local _M = {}
 local Runtime = {}
 Runtime.__index = Runtime
 
--- opts.conf: extra config lines; opts.env: environment of every command;
--- opts.connectors: file names copied from connectors/ (default { "github.lua" }).
+-- opts.conf: extra config lines; opts.env: environment of every command (a
+-- variable set to false is unset);
+-- opts.connectors: file names copied from connectors/ (default { "github.lua" });
+-- opts.data_dir: a data directory of the spec's own (default: one in the
+-- instance's directory), e.g. one whose vault the spec filled through the CLI.
 function _M.new(opts)
   opts = opts or {}
   local self = setmetatable({}, Runtime)
   self.dir = sh("mktemp -d"):gsub("%s+$", "")
-  self.data = self.dir .. "/data"
+  self.data = opts.data_dir or (self.dir .. "/data")
   self.connectors = self.dir .. "/connectors"
   self.conf = self.dir .. "/junction.conf"
   self.log = self.dir .. "/junction.log"
@@ -57,7 +60,14 @@ function Runtime:command(args)
   -- key: the binary would refuse it as a mistyped one.
   local cmd = { "env", "-u", "JUNCTION_DATA_DIR", "-u", "JUNCTION_INTEGRATIONS_FILE",
                 "-u", "JUNCTION_TEST_REDIS_URL", shell_quote("JUNCTION_CONFIG=" .. self.conf) }
-  for k, v in pairs(self.env) do cmd[#cmd + 1] = shell_quote(k .. "=" .. v) end
+  -- (false in opts.env unsets a variable: env takes every -u before the
+  -- assignments)
+  for k, v in pairs(self.env) do
+    if not v then table.insert(cmd, 2, "-u " .. k) end
+  end
+  for k, v in pairs(self.env) do
+    if v then cmd[#cmd + 1] = shell_quote(k .. "=" .. v) end
+  end
   cmd[#cmd + 1] = shell_quote(BIN)
   for _, a in ipairs(args) do cmd[#cmd + 1] = shell_quote(a) end
   return table.concat(cmd, " ")

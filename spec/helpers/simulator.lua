@@ -19,7 +19,11 @@ Simulator.__index = Simulator
 
 local shell_quote = peer.shell_quote
 
--- opts: members, repos, seed, orgs (list), tokens (list), args (extra flags)
+-- opts: members, repos, seed, orgs (list), tokens (list), args (extra flags);
+-- the OAuth client its POST /oauth/token accepts: client_id, client_secret,
+-- client_key_file (the public key of its private_key_jwt assertions), and
+-- refresh_token (the initial one of grant_type=refresh_token, rotated on
+-- every refresh as Jira does).
 function _M.start(opts)
   opts = opts or {}
   local argv = { "node", "tools/simulator/server.js", "--port", "0", "--exit-on-stdin-close" }
@@ -31,6 +35,10 @@ function _M.start(opts)
   flag("--seed", opts.seed)
   flag("--orgs", opts.orgs and table.concat(opts.orgs, ","))
   flag("--token", opts.tokens and table.concat(opts.tokens, ","))
+  flag("--client-id", opts.client_id)
+  flag("--client-secret", opts.client_secret)
+  flag("--client-key-file", opts.client_key_file)
+  flag("--refresh-token", opts.refresh_token)
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
 
   return setmetatable(peer.spawn(argv), Simulator)

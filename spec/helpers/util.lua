@@ -51,15 +51,48 @@ function _M.genkey(dir, name)
   return pem, pub, _M.lines(pem)[3]
 end
 
--- The binary with a vault: the master key file and the data directory set,
--- the other variables that would change them unset. Returns a function(...)
--- that runs `bin ...` with stdin from /dev/null and returns the exit code,
--- stdout and stderr (kept in dir).
-function _M.vault_cli(bin, keyfile, data, dir)
+-- One line of a master key file: the key id and 32 random bytes, base64.
+function _M.master_key_line(id)
+  return id .. " " .. _M.sh("head -c 32 /dev/urandom | base64"):gsub("%s+", "") .. "\n"
+end
+
+-- Writes a master key file (mode 600) holding one key, k1; returns its path.
+function _M.master_keyfile(path)
+  _M.write_file(path, "# junction master keys\n" .. _M.master_key_line("k1"))
+  return path
+end
+
+-- The `env ...` prefix (ending in a space) of a command that runs the binary
+-- with a vault: the master key file and the data directory set, the other
+-- variables that would change them unset, and ctest's Redis fixture variable
+-- (JUNCTION_TEST_REDIS_URL, not a configuration key: the binary would refuse
+-- it as a mistyped one) unset too. env: overrides of variables (false
+-- unsets one).
+function _M.vault_env(keyfile, data, env)
+  local vars = { JUNCTION_MASTER_KEY_FILE = keyfile, JUNCTION_DATA_DIR = data }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local names = {}
+  for k in pairs(vars) do names[#names + 1] = k end
+  table.sort(names)
+  local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
+                "-u", "JUNCTION_TEST_REDIS_URL" }
+  -- env takes every -u before the first assignment
+  for _, k in ipairs(names) do
+    if not vars[k] then cmd[#cmd + 1] = "-u " .. k end
+  end
+  for _, k in ipairs(names) do
+    if vars[k] then cmd[#cmd + 1] = _M.shell_quote(k .. "=" .. vars[k]) end
+  end
+  return table.concat(cmd, " ") .. " "
+end
+
+-- The binary with a vault (see vault_env; env: its overrides). Returns a
+-- function(...) that runs `bin ...` with stdin from /dev/null and returns the
+-- exit code, stdout and stderr (kept in dir).
+function _M.vault_cli(bin, keyfile, data, dir, env)
+  local prefix = _M.vault_env(keyfile, data, env) .. _M.shell_quote(bin)
   return function(...)
-    local cmd = { "env", "-u", "JUNCTION_MASTER_KEY", "-u", "JUNCTION_CONFIG",
-                  _M.shell_quote("JUNCTION_MASTER_KEY_FILE=" .. keyfile),
-                  _M.shell_quote("JUNCTION_DATA_DIR=" .. data), _M.shell_quote(bin) }
+    local cmd = { prefix }
     for _, a in ipairs({ ... }) do cmd[#cmd + 1] = _M.shell_quote(a) end
     local out, err = dir .. "/stdout", dir .. "/stderr"
     local code = tonumber(_M.sh(table.concat(cmd, " ") .. " > " .. _M.shell_quote(out) ..

@@ -29,34 +29,14 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const http = require('node:http');
 const jose = require('jose');
+const { json, readBody, listen, serve, ready, run } = require('./http_peer');
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 function parseArgs(argv) {
   if (argv.length !== 2 || argv[0] !== '--config') throw new Error('usage: jwt_bearer_peer.js --config FILE');
   return { config: argv[1] };
-}
-
-function json(res, status, body) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const parts = [];
-    let size = 0;
-    req.on('data', (c) => {
-      size += c.length;
-      if (size > 65536) reject(new Error('body too large'));
-      else parts.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 async function main() {
@@ -70,9 +50,7 @@ async function main() {
   const stats = { exchanges: 0, refused: 0 };
   let last = null; // { assertion, options } of the last accepted assertion
 
-  const server = http.createServer();
-  await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
-  const { port } = server.address();
+  const { server, port } = await listen();
   const tokenUrl = `http://127.0.0.1:${port}/token`;
 
   function options(issuer) {
@@ -132,32 +110,19 @@ async function main() {
     }
   }
 
-  server.on('request', (req, res) => {
-    const url = new URL(req.url, `http://127.0.0.1:${port}`);
-    const route = async () => {
-      if (url.pathname === '/token' && req.method === 'POST') return token(req, res);
-      if (url.pathname === '/_test/whoami') {
-        const m = /^Bearer (\S+)$/.exec(req.headers.authorization || '');
-        const who = m && tokens.get(m[1]);
-        return who ? json(res, 200, who) : json(res, 401, { error: 'invalid_token' });
-      }
-      if (url.pathname === '/_test/reverify') return reverify(url, res);
-      if (url.pathname === '/_test/stats') return json(res, 200, stats);
-      return json(res, 404, { error: 'not found' });
-    };
-    route().catch((err) => {
-      process.stderr.write(`${err.stack}\n`);
-      if (!res.headersSent) json(res, 500, { error: 'server_error' });
-    });
+  serve(server, `http://127.0.0.1:${port}`, async (req, res, url) => {
+    if (url.pathname === '/token' && req.method === 'POST') return token(req, res);
+    if (url.pathname === '/_test/whoami') {
+      const m = /^Bearer (\S+)$/.exec(req.headers.authorization || '');
+      const who = m && tokens.get(m[1]);
+      return who ? json(res, 200, who) : json(res, 401, { error: 'invalid_token' });
+    }
+    if (url.pathname === '/_test/reverify') return reverify(url, res);
+    if (url.pathname === '/_test/stats') return json(res, 200, stats);
+    return json(res, 404, { error: 'not found' });
   });
 
-  process.stdout.write(`LISTENING ${port}\n`);
-  process.stdin.on('end', () => process.exit(0));
-  process.stdin.on('close', () => process.exit(0));
-  process.stdin.resume();
+  ready(port);
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err.stack}\n`);
-  process.exit(1);
-});
+run(main);

@@ -35,7 +35,7 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const http = require('node:http');
+const { json, listen, serve, ready, run } = require('./http_peer');
 
 function parseArgs(argv) {
   const out = {};
@@ -66,20 +66,12 @@ function loadClients(conf) {
   });
 }
 
-function json(res, status, body) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const conf = JSON.parse(fs.readFileSync(args.config, 'utf8'));
   const { default: Provider } = await import('oidc-provider');
 
-  const server = http.createServer();
-  await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
-  const { port } = server.address();
+  const { server, port } = await listen();
   const issuer = `http://127.0.0.1:${port}`;
 
   const provider = new Provider(issuer, {
@@ -164,47 +156,34 @@ async function main() {
 
   const callback = provider.callback();
   let tokenRequests = 0;
-  server.on('request', (req, res) => {
-    const url = new URL(req.url, issuer);
+  serve(server, issuer, async (req, res, url) => {
+    // counted as it arrives, before the provider answers it
     if (url.pathname === '/token' && req.method === 'POST') tokenRequests += 1;
-    const route = async () => {
-      if (url.pathname === '/_test/token_requests') return json(res, 200, { count: tokenRequests });
-      if (url.pathname === '/_test/whoami') return whoami(req, res);
-      if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return interaction(req, res);
-      if (url.pathname === '/_test/issued') {
-        return json(res, 200, issued.get(url.searchParams.get('client_id'))
-          || { authorization_codes: [], access_tokens: [], refresh_tokens: [] });
+    if (url.pathname === '/_test/token_requests') return json(res, 200, { count: tokenRequests });
+    if (url.pathname === '/_test/whoami') return whoami(req, res);
+    if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return interaction(req, res);
+    if (url.pathname === '/_test/issued') {
+      return json(res, 200, issued.get(url.searchParams.get('client_id'))
+        || { authorization_codes: [], access_tokens: [], refresh_tokens: [] });
+    }
+    if (url.pathname === '/_test/refresh_token' && req.method === 'POST') {
+      const q = url.searchParams;
+      const ttl = q.get('ttl') ? Number(q.get('ttl')) : undefined;
+      if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0)) {
+        return json(res, 400, { error: 'invalid_request', error_description: 'ttl must be a positive integer' });
       }
-      if (url.pathname === '/_test/refresh_token' && req.method === 'POST') {
-        const q = url.searchParams;
-        const ttl = q.get('ttl') ? Number(q.get('ttl')) : undefined;
-        if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0)) {
-          return json(res, 400, { error: 'invalid_request', error_description: 'ttl must be a positive integer' });
-        }
-        const token = await mintRefreshToken(q.get('client_id'), q.get('account') || 'alice',
-          q.get('scope') || 'openid offline_access', ttl);
-        return json(res, 200, { refresh_token: token });
-      }
-      if (url.pathname === '/_test/refresh_token_state') {
-        const rt = await provider.RefreshToken.find(url.searchParams.get('token') || '', { ignoreExpiration: true });
-        return json(res, 200, { found: !!rt, consumed: !!(rt && rt.consumed) });
-      }
-      return callback(req, res);
-    };
-    route().catch((err) => {
-      process.stderr.write(`${err.stack}\n`);
-      if (!res.headersSent) json(res, 500, { error: 'server_error' });
-    });
+      const token = await mintRefreshToken(q.get('client_id'), q.get('account') || 'alice',
+        q.get('scope') || 'openid offline_access', ttl);
+      return json(res, 200, { refresh_token: token });
+    }
+    if (url.pathname === '/_test/refresh_token_state') {
+      const rt = await provider.RefreshToken.find(url.searchParams.get('token') || '', { ignoreExpiration: true });
+      return json(res, 200, { found: !!rt, consumed: !!(rt && rt.consumed) });
+    }
+    return callback(req, res);
   });
 
-  process.stdout.write(`LISTENING ${port}\n`);
-
-  process.stdin.on('end', () => process.exit(0));
-  process.stdin.on('close', () => process.exit(0));
-  process.stdin.resume();
+  ready(port);
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err.stack}\n`);
-  process.exit(1);
-});
+run(main);

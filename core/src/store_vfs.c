@@ -8,10 +8,10 @@
  * each other, and reach the file in one `pwrite` when the log is synced,
  * read, truncated, sized or closed, when a write does not follow the buffer,
  * and before the connection touches the shared-memory index (which is what
- * makes frames visible to other connections). Nothing else changes: the
- * sync still comes after the data, and the store's connections run
- * synchronous=FULL, so a commit's frames are written and synced before the
- * index names them.
+ * makes frames visible to other connections), and at the end of a commit:
+ * with the commit frame's page, so that the commit returns an error if they
+ * cannot be written, whether or not the connection syncs at commit. Nothing
+ * else changes: the sync still comes after the data.
  *
  * Files other than a log are passed through as they are. A write error met
  * while flushing is returned by the call that flushed, or, when that call
@@ -39,7 +39,8 @@ struct jfile {
     unsigned char *buf;
     sqlite3_int64 off; /* the buffer holds [off, off + len) */
     int len;
-    int err; /* a flush that failed where it could not be returned */
+    int err;        /* a flush that failed where it could not be returned */
+    int commit_hdr; /* the last write was a commit frame's header */
 };
 
 static sqlite3_vfs *root;
@@ -97,19 +98,36 @@ static int wal_read(sqlite3_file *p, void *out, int amt, sqlite3_int64 off)
     return rc != SQLITE_OK ? rc : f->real->pMethods->xRead(f->real, out, amt, off);
 }
 
+/* A log frame's 24-byte header (SQLite writes it, then the page, with two
+ * calls); bytes 4-7 hold the database's size after a commit, 0 for a frame
+ * that does not end one. */
+#define FRAME_HEADER 24
+
+static int is_commit_header(const void *data, int amt)
+{
+    const unsigned char *h = data;
+
+    return amt == FRAME_HEADER && (h[4] | h[5] | h[6] | h[7]) != 0;
+}
+
 static int wal_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off)
 {
     jfile_t *f = (jfile_t *)p;
-    int rc;
+    int commit = f->commit_hdr, rc;
 
+    /* A commit's frames reach the file with its last page, inside the
+     * commit: a write that fails then fails the commit, also when the
+     * connection does not sync at commit (synchronous=NORMAL, its caller
+     * syncing the log itself), before the index names the frames. */
+    f->commit_hdr = is_commit_header(data, amt);
     if (f->len > 0 && off == f->off + f->len && f->len + amt <= BUF_CAP) {
         memcpy(f->buf + f->len, data, (size_t)amt);
         f->len += amt;
-        return SQLITE_OK;
+        return commit ? flush(f) : SQLITE_OK;
     }
     if ((rc = flush(f)) != SQLITE_OK)
         return rc;
-    if (amt >= BUF_CAP / 2)
+    if (amt >= BUF_CAP / 2 || commit)
         return f->real->pMethods->xWrite(f->real, data, amt, off);
     if (f->buf == NULL && (f->buf = sqlite3_malloc(BUF_CAP)) == NULL)
         return f->real->pMethods->xWrite(f->real, data, amt, off);

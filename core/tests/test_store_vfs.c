@@ -236,11 +236,11 @@ static void test_large_and_spilled_transactions(void **state)
 
 /* Commits until the file refuses a write (past the process's file-size
  * limit): 0 when that commit failed with a full disk or an I/O error. */
-static int commit_until_refused(const char *path)
+static int commit_until_refused_sync(const char *path, const char *synchronous)
 {
     struct rlimit rl = {4 * 1024 * 1024, 4 * 1024 * 1024};
     sqlite3 *db = child_open(path);
-    int rc = SQLITE_OK;
+    int rc = exec(db, synchronous);
 
     signal(SIGXFSZ, SIG_IGN);
     if (exec(db, "CREATE TABLE t(v BLOB); INSERT INTO t VALUES(randomblob(1000));") != SQLITE_OK)
@@ -253,6 +253,18 @@ static int commit_until_refused(const char *path)
         return 4;
     sqlite3_close_v2(db);
     return (rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR ? 0 : 5;
+}
+
+static int commit_until_refused(const char *path)
+{
+    return commit_until_refused_sync(path, "PRAGMA synchronous = FULL");
+}
+
+/* The same without a sync at commit (a caller that syncs the log itself):
+ * the commit frame's write is what fails the commit. */
+static int commit_until_refused_unsynced(const char *path)
+{
+    return commit_until_refused_sync(path, "PRAGMA synchronous = NORMAL");
 }
 
 /* A write the file refuses fails the commit with an error, and the file
@@ -270,6 +282,19 @@ static void test_failed_write_fails_the_commit(void **state)
     integrity_ok(f->path);
 }
 
+static void test_failed_write_fails_an_unsynced_commit(void **state)
+{
+    fixture_t *f = *state;
+    sqlite3 *db;
+
+    in_child(f->path, commit_until_refused_unsynced);
+    db = open_db(f->path, jn_store_vfs());
+    assert_true(one_int(db, "SELECT count(*) FROM t") >= 1);
+    assert_int_equal(exec(db, "INSERT INTO t VALUES(randomblob(10))"), SQLITE_OK);
+    sqlite3_close(db);
+    integrity_ok(f->path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +302,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commits_survive_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_and_spilled_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_fails_the_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_fails_an_unsynced_commit, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,7 +16,7 @@
 #include "junction/clock.h"
 #include "junction/store.h"
 
-#include "test_tmpdir.h"
+#include "test_store_tmp.h"
 
 typedef struct {
     char dir[256];
@@ -27,14 +27,9 @@ typedef struct {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    char err[512] = "";
 
     assert_non_null(f);
-    tt_tmpdir(f->dir, sizeof(f->dir), "jn-store3");
-    snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
-    f->store = jn_store_open_sqlite(f->path, err, sizeof(err));
-    if (f->store == NULL)
-        fail_msg("open: %s", err);
+    f->store = tt_store_open(f->dir, sizeof(f->dir), f->path, sizeof(f->path), "jn-store3");
     *state = f;
     return 0;
 }
@@ -43,8 +38,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
 
-    jn_store_close(f->store);
-    tt_rmtree(f->dir);
+    tt_store_close(f->store, f->dir);
     free(f);
     return 0;
 }

@@ -17,7 +17,7 @@
 
 #include "junction/store.h"
 
-#include "test_tmpdir.h"
+#include "test_store_tmp.h"
 
 /* What the store uses (core/src/store_sqlite.c): the thread is woken every
  * 125 frames; the writer checkpoints itself past CKPT_CAP. */
@@ -35,15 +35,10 @@ typedef struct {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    char err[512] = "";
 
     assert_non_null(f);
-    tt_tmpdir(f->dir, sizeof(f->dir), "jn-wal");
-    snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
+    f->store = tt_store_open(f->dir, sizeof(f->dir), f->path, sizeof(f->path), "jn-wal");
     snprintf(f->wal, sizeof(f->wal), "%s-wal", f->path);
-    f->store = jn_store_open_sqlite(f->path, err, sizeof(err));
-    if (f->store == NULL)
-        fail_msg("open failed: %s", err);
     *state = f;
     return 0;
 }
@@ -52,8 +47,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
 
-    jn_store_close(f->store);
-    tt_rmtree(f->dir);
+    tt_store_close(f->store, f->dir);
     free(f);
     return 0;
 }

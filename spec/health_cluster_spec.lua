@@ -28,11 +28,7 @@ local CANARY = "CANARY-HCLUSTER-simtoken-5e1f03"
 local ADMIN = "CANARY-HCLUSTER-admin-9a8b7c6d5e4f3a2b1c0d"
 
 -- Every answer is checked for the canaries.
-local function http(port, path, token)
-  local status, body = util.http_get(port, path, token)
-  assert.is_nil(body:find("CANARY", 1, true), "a secret in a response: " .. body)
-  return status, body
-end
+local http = util.clean_get
 
 local item_of = util.health_item
 
@@ -105,18 +101,7 @@ describe("integration health in a cluster", function()
     os.execute("rm -rf " .. shell_quote(dir))
   end)
 
-  local function health(token)
-    local s, b = http(port, "/v1/health", token or ADMIN)
-    assert.are.equal(200, s, b)
-    return cjson.decode(b)
-  end
-
-  local function wait_status(id, want, seconds)
-    return runtime.wait(function()
-      local it = item_of(health(), id)
-      if it and it.status == want then return it end
-    end, seconds)
-  end
+  local health, wait_status = util.health_reader(function() return port end, ADMIN, runtime.wait)
 
   it("shows on the API node the health the workers see", function()
     local it = wait_status("gh-health", "healthy", 60)

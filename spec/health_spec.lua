@@ -23,11 +23,7 @@ local CANARY = "CANARY-HEALTH-simtoken-7c2d91"
 local ADMIN = "CANARY-HEALTH-admin-0b9e8f7a6d5c4b3a2910"
 
 -- Every answer is checked for the canaries.
-local function http(port, path, token)
-  local status, body = util.http_get(port, path, token)
-  assert.is_nil(body:find("CANARY", 1, true), "a secret in a response: " .. body)
-  return status, body
-end
+local http = util.clean_get
 
 local item_of = util.health_item
 
@@ -98,18 +94,7 @@ describe("integration health", function()
     if rt then rt:cleanup() end
   end)
 
-  local function health(token)
-    local s, b = http(port, "/v1/health", token or ADMIN)
-    assert.are.equal(200, s, b)
-    return cjson.decode(b)
-  end
-
-  local function wait_status(id, want, seconds)
-    return runtime.wait(function()
-      local it = item_of(health(), id)
-      if it and it.status == want then return it end
-    end, seconds)
-  end
+  local health, wait_status = util.health_reader(function() return port end, ADMIN, runtime.wait)
 
   -- `junction health ...` against the running API
   local function cli_health(...)

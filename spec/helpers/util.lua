@@ -1,4 +1,6 @@
 -- Small shell and file helpers shared by the specs that drive the binary.
+local cjson = require "cjson"
+local luassert = require "luassert"
 local peer = require "helpers.peer"
 
 local _M = {}
@@ -142,6 +144,33 @@ function _M.health_item(doc, id)
   for _, it in ipairs(doc.integrations) do
     if it.integration_id == id then return it end
   end
+end
+
+-- http_get whose answer must not hold the canary text ("CANARY", which the
+-- specs put in every secret they use).
+function _M.clean_get(port, path, token)
+  local status, body = _M.http_get(port, path, token)
+  luassert.is_nil(body:find("CANARY", 1, true), "a secret in a response: " .. body)
+  return status, body
+end
+
+-- A reader of a running API's /v1/health: health([token]) decodes it
+-- (200 asserted), wait_status(id, want, seconds) waits (with `wait`, the
+-- runtime helper's) until the integration has that status and returns its
+-- item. port_of() gives the API's port when called.
+function _M.health_reader(port_of, admin, wait)
+  local function health(token)
+    local s, b = _M.clean_get(port_of(), "/v1/health", token or admin)
+    luassert.are.equal(200, s, b)
+    return cjson.decode(b)
+  end
+  local function wait_status(id, want, seconds)
+    return wait(function()
+      local it = _M.health_item(health(), id)
+      if it and it.status == want then return it end
+    end, seconds)
+  end
+  return health, wait_status
 end
 
 return _M

@@ -102,9 +102,7 @@ describe("the HTTP API of junction run", function()
     token = json(out).token
     assert.truthy(token:match("^jnt_%x+_%x+$"))
     rt:start()
-    local line = rt:wait_log(function(l) return l.msg == "api listening" end, 20)
-    assert(line, "the API did not start: " .. util.read_file(rt.log))
-    port = tonumber(line.port)
+    port = rt:api_port(20)
   end)
 
   teardown(function()
@@ -259,14 +257,7 @@ describe("the HTTP API of junction run", function()
     local seen = #rt:log_lines()
     rt:kill9()
     rt:start()
-    local line = runtime.wait(function()
-      local lines = rt:log_lines()
-      for i = seen + 1, #lines do
-        if lines[i].msg == "api listening" then return lines[i] end
-      end
-    end, 20)
-    assert(line, "the API did not start again: " .. util.read_file(rt.log))
-    port = tonumber(line.port)
+    port = rt:api_port(20, seen)
     s, b = curl(port, "POST", "/v1/webhooks/ghhooks/" .. iid, { headers = headers, body = body })
     assert.are.equal(200, s, b)
     assert.are.same({ status = "duplicate", job_id = job }, json(b))

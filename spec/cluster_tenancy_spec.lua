@@ -68,9 +68,7 @@ local function curl(port, path, token, body)
 end
 
 local function api_port(node)
-  local line = node:wait_log(function(l) return l.msg == "api listening" end, 20)
-  assert.is_table(line, util.read_file(node.log))
-  return tonumber(line.port)
+  return node:api_port(20)
 end
 
 local function ready(node)

@@ -78,9 +78,7 @@ local function with_admin(node)
 end
 
 local function api_port(node)
-  local line = node:wait_log(function(l) return l.msg == "api listening" end, 20)
-  assert(line, "the API did not start: " .. util.read_file(node.log))
-  return tonumber(line.port)
+  return node:api_port(20)
 end
 
 local function wait_live(node, version, action)

@@ -100,9 +100,7 @@ describe("the dashboard in headless Chromium", function()
     assert.are.equal(0, code, err)
     org_token = cjson.decode(out).token
     rt:start()
-    local line = rt:wait_log(function(l) return l.msg == "api listening" end, 30)
-    assert(line, "the API did not start: " .. util.read_file(rt.log))
-    port = tonumber(line.port)
+    port = rt:api_port(30)
   end)
 
   teardown(function()

@@ -187,8 +187,7 @@ describe("the OAuth connect flow against oidc-provider", function()
       tokens[t[1] .. ":" .. t[2]] = json(out).token
     end
     rt:start()
-    assert(rt:wait_log(function(l) return l.msg == "api listening" end, 20),
-      "the API did not start: " .. read_file(rt.log))
+    rt:api_port(20)
   end)
 
   teardown(function()
@@ -364,12 +363,7 @@ describe("the OAuth connect flow against oidc-provider", function()
     local seen = #rt:log_lines()
     rt:stop()
     rt:start()
-    assert(runtime.wait(function()
-      local lines = rt:log_lines()
-      for i = seen + 1, #lines do
-        if lines[i].msg == "api listening" then return true end
-      end
-    end, 20), "the API did not start again")
+    rt:api_port(20, seen)
     assert.are.equal("state_used", json(select(2, api("GET", cb))).error.code)
     assert.are.equal(before + 1, #credentials(acme))
   end)

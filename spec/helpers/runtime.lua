@@ -132,6 +132,20 @@ function Runtime:wait_log(pred, seconds)
   end, seconds)
 end
 
+-- The port the HTTP API bound (its "api listening" line), waited for up to
+-- `seconds`; with `after`, only a line after the first `after` log lines
+-- counts (a restart). Fails with the log when the API did not start.
+function Runtime:api_port(seconds, after)
+  local line = _M.wait(function()
+    local lines = self:log_lines()
+    for i = (after or 0) + 1, #lines do
+      if lines[i].msg == "api listening" then return lines[i] end
+    end
+  end, seconds)
+  assert(line, "the API did not start: " .. read_file(self.log))
+  return tonumber(line.port)
+end
+
 -- The job records (jobs list --format json), optionally of one integration.
 function Runtime:jobs(integration)
   if integration then return self:json("jobs", "list", "--limit", "0", "--integration", integration) end

@@ -89,8 +89,7 @@ local function wait_live(node, version, action)
 end
 
 local function no_secrets(node)
-  local text = util.read_file(node.log)
-  assert.is_nil(text:find("CANARY", 1, true), "a secret in the log of " .. node.dir)
+  node:log_free_of("CANARY")
 end
 
 describe("connector deploys in a cluster", function()

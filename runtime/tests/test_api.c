@@ -390,6 +390,22 @@ static void conforms(const char *method, const char *pattern, const resp_t *r)
     validated++;
 }
 
+/* One request: its status, its conformance to the OpenAPI operation
+ * `pattern` (NULL: not checked) and a text its body holds (NULL: none). */
+static void expect(const char *method, const char *path, const char *token, const char *json,
+                   long status, const char *pattern, const char *contains)
+{
+    resp_t r = call(method, path, token, json);
+
+    if (r.status != status)
+        fail_msg("%s %s: %ld, not %ld: %s", method, path, r.status, status, r.body ? r.body : "");
+    if (pattern)
+        conforms(method, pattern, &r);
+    if (contains && strstr(r.body ? r.body : "", contains) == NULL)
+        fail_msg("%s %s: no '%s' in %s", method, path, contains, r.body ? r.body : "");
+    resp_free(&r);
+}
+
 /* ---- set-up ----------------------------------------------------------------------- */
 
 static char *read_all(const char *path)
@@ -1054,9 +1070,7 @@ static void test_validation(void **state)
     (void)member;
     assert_non_null(strstr(r.body, "\"field\":\"provider\""));
     resp_free(&r);
-    r = call("POST", "/v1/integrations", ADMIN, "[1,2");
-    assert_int_equal(r.status, 400);
-    resp_free(&r);
+    expect("POST", "/v1/integrations", ADMIN, "[1,2", 400, NULL, NULL);
     r = call("POST", "/v1/credentials?organization_id=o", ADMIN,
              "{\"provider\":\"ghtest\",\"auth_type\":\"api_key\",\"document\":{\"tokn\":"
              "\"CANARY-VAL\"}}");
@@ -1064,18 +1078,10 @@ static void test_validation(void **state)
     conforms("POST", "/v1/credentials", &r);
     assert_non_null(strstr(r.body, "\"field\":\"document\""));
     resp_free(&r);
-    r = call("GET", "/v1/jobs?limit=0", ADMIN, NULL);
-    assert_int_equal(r.status, 400);
-    resp_free(&r);
+    expect("GET", "/v1/jobs?limit=0", ADMIN, NULL, 400, NULL, NULL);
     (void)field;
-    r = call("GET", "/healthz", NULL, NULL);
-    assert_int_equal(r.status, 200);
-    conforms("GET", "/healthz", &r);
-    resp_free(&r);
-    r = call("GET", "/readyz", NULL, NULL);
-    assert_int_equal(r.status, 200);
-    conforms("GET", "/readyz", &r);
-    resp_free(&r);
+    expect("GET", "/healthz", NULL, NULL, 200, "/healthz", NULL);
+    expect("GET", "/readyz", NULL, NULL, 200, "/readyz", NULL);
     r = call("GET", "/metrics", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "junction_webhook_deliveries_total{provider=\"ghtest\","
@@ -1099,11 +1105,8 @@ static void test_credential_reauth(void **state)
     assert_int_equal(r.status, 201);
     assert_non_null(member(&r, "id", cred, sizeof(cred)));
     resp_free(&r);
-    r = call("GET", "/v1/credentials?organization_id=org-reauth", ADMIN, NULL);
-    assert_int_equal(r.status, 200);
-    conforms("GET", "/v1/credentials", &r);
-    assert_non_null(strstr(r.body, "\"needs_reauthorization\":false"));
-    resp_free(&r);
+    expect("GET", "/v1/credentials?organization_id=org-reauth", ADMIN, NULL, 200, "/v1/credentials",
+           "\"needs_reauthorization\":false");
     assert_int_equal(
         jn_vault_mark_reauth(f->vault, "org-reauth", cred, 1, "test", "HTTP 400 (invalid_grant)"),
         0);
@@ -1208,10 +1211,8 @@ static void test_connector_deploys(void **state)
         resp_free(&r);
     }
     /* never deployed */
-    r = call("GET", "/v1/connectors/deploytst/history", ADMIN, NULL);
-    assert_int_equal(r.status, 404);
-    conforms("GET", "/v1/connectors/{provider}/history", &r);
-    resp_free(&r);
+    expect("GET", "/v1/connectors/deploytst/history", ADMIN, NULL, 404,
+           "/v1/connectors/{provider}/history", NULL);
     r = call("POST", "/v1/connectors", ADMIN, good);
     if (r.status != 201)
         fail_msg("deploy: %ld %s", r.status, r.body);
@@ -1219,11 +1220,7 @@ static void test_connector_deploys(void **state)
     assert_non_null(strstr(r.body, "\"previous_version\":null"));
     resp_free(&r);
     /* the same source again: unchanged, nothing written */
-    r = call("POST", "/v1/connectors", ADMIN, good);
-    assert_int_equal(r.status, 200);
-    conforms("POST", "/v1/connectors", &r);
-    assert_non_null(strstr(r.body, "\"unchanged\":true"));
-    resp_free(&r);
+    expect("POST", "/v1/connectors", ADMIN, good, 200, "/v1/connectors", "\"unchanged\":true");
     /* refusals: the precise reason, nothing changed */
     r = call("POST", "/v1/connectors", ADMIN, broken);
     assert_int_equal(r.status, 422);
@@ -1231,51 +1228,27 @@ static void test_connector_deploys(void **state)
     assert_non_null(strstr(r.body, "deploy_rejected"));
     assert_non_null(strstr(r.body, "function 'collect_evidence' is missing"));
     resp_free(&r);
-    r = call("POST", "/v1/connectors", ADMIN, lower);
-    assert_int_equal(r.status, 422);
-    assert_non_null(strstr(r.body, "version 0.9.0 is not higher than the live version 1.0.0"));
-    resp_free(&r);
-    r = call("POST", "/v1/connectors", ADMIN, "{\"source\":42}");
-    assert_int_equal(r.status, 400);
-    conforms("POST", "/v1/connectors", &r);
-    resp_free(&r);
-    r = call("POST", "/v1/connectors/deploytst/rollback", ADMIN, NULL);
-    assert_int_equal(r.status, 422);
-    conforms("POST", "/v1/connectors/{provider}/rollback", &r);
-    assert_non_null(strstr(r.body, "nothing to roll back to"));
-    resp_free(&r);
+    expect("POST", "/v1/connectors", ADMIN, lower, 422, NULL,
+           "version 0.9.0 is not higher than the live version 1.0.0");
+    expect("POST", "/v1/connectors", ADMIN, "{\"source\":42}", 400, "/v1/connectors", NULL);
+    expect("POST", "/v1/connectors/deploytst/rollback", ADMIN, NULL, 422,
+           "/v1/connectors/{provider}/rollback", "nothing to roll back to");
     r = call("GET", "/v1/connectors/deploytst/history", ADMIN, NULL);
     assert_int_equal(r.status, 200);
     conforms("GET", "/v1/connectors/{provider}/history", &r);
     assert_null(strstr(r.body, "},{")); /* one row */
     resp_free(&r);
     /* a newer version, then back */
-    r = call("POST", "/v1/connectors", ADMIN, next);
-    assert_int_equal(r.status, 201);
-    assert_non_null(strstr(r.body, "\"previous_version\":\"1.0.0\""));
-    resp_free(&r);
-    r = call("GET", "/v1/connectors", ADMIN, NULL);
-    assert_int_equal(r.status, 200);
-    conforms("GET", "/v1/connectors", &r);
-    assert_non_null(strstr(r.body, "\"provider_type\":\"deploytst\",\"version\":\"1.1.0\""));
-    resp_free(&r);
-    r = call("POST", "/v1/connectors/deploytst/rollback", ADMIN, "{\"version\":\"1.0.0\"}");
-    assert_int_equal(r.status, 201);
-    conforms("POST", "/v1/connectors/{provider}/rollback", &r);
-    assert_non_null(strstr(r.body, "\"version\":\"1.0.0\""));
-    resp_free(&r);
-    r = call("GET", "/v1/connectors/deploytst/history?limit=2", ADMIN, NULL);
-    assert_int_equal(r.status, 200);
-    conforms("GET", "/v1/connectors/{provider}/history", &r);
-    assert_non_null(strstr(r.body, "\"action\":\"rollback\""));
-    resp_free(&r);
-    r = call("GET", "/v1/connectors/deploytst/history?limit=0", ADMIN, NULL);
-    assert_int_equal(r.status, 400);
-    resp_free(&r);
-    r = call("GET", "/v1/connectors/Deploy.Tst/history", ADMIN, NULL);
-    assert_int_equal(r.status, 400);
-    conforms("GET", "/v1/connectors/{provider}/history", &r);
-    resp_free(&r);
+    expect("POST", "/v1/connectors", ADMIN, next, 201, NULL, "\"previous_version\":\"1.0.0\"");
+    expect("GET", "/v1/connectors", ADMIN, NULL, 200, "/v1/connectors",
+           "\"provider_type\":\"deploytst\",\"version\":\"1.1.0\"");
+    expect("POST", "/v1/connectors/deploytst/rollback", ADMIN, "{\"version\":\"1.0.0\"}", 201,
+           "/v1/connectors/{provider}/rollback", "\"version\":\"1.0.0\"");
+    expect("GET", "/v1/connectors/deploytst/history?limit=2", ADMIN, NULL, 200,
+           "/v1/connectors/{provider}/history", "\"action\":\"rollback\"");
+    expect("GET", "/v1/connectors/deploytst/history?limit=0", ADMIN, NULL, 400, NULL, NULL);
+    expect("GET", "/v1/connectors/Deploy.Tst/history", ADMIN, NULL, 400,
+           "/v1/connectors/{provider}/history", NULL);
     free(good);
     free(next);
     free(broken);

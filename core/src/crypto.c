@@ -46,6 +46,21 @@ void jn_hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+size_t jn_decimal_u64(uint64_t v, char *out)
+{
+    char digits[20];
+    size_t n = 0;
+
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 int jn_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')

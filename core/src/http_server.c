@@ -16,6 +16,7 @@
  */
 #include "http_server_internal.h"
 
+#include "junction/crypto.h"
 #include "junction/error.h"
 #include "junction/json.h"
 #include "junction/log.h"
@@ -723,20 +724,6 @@ static size_t put_str(char *o, const char *s)
     return put(o, s, strlen(s));
 }
 
-/* The decimal digits of v at out (scratch: 20 bytes or more); their count. */
-static size_t put_uint(char *out, uint64_t v, char *scratch)
-{
-    size_t n = 0;
-
-    do {
-        scratch[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = scratch[n - 1 - i];
-    return n;
-}
-
 /* Builds the response into req->out and marks the request ready. `extra`
  * are the server's own headers (Allow, Retry-After, Content-Type). */
 static int req_build(jn_http_req_t *req, int status, const jn_http_field_t *extra, size_t nextra,
@@ -746,7 +733,6 @@ static int req_build(jn_http_req_t *req, int status, const jn_http_field_t *extr
     jn_http_server_t *srv = req->srv;
     bool no_body = status == 204 || status == 304;
     size_t size = 256 + body_len, o = 0;
-    char num[32];
     char *out;
 
     for (size_t i = 0; i < nextra; i++)
@@ -759,14 +745,14 @@ static int req_build(jn_http_req_t *req, int status, const jn_http_field_t *extr
     /* formatted by hand: two printf calls were a tenth of a small response's
      * cost on the event loop */
     o += put(out + o, "HTTP/1.1 ", 9);
-    o += put_uint(out + o, (uint64_t)(status >= 100 && status <= 999 ? status : 500), num);
+    o += jn_decimal_u64((uint64_t)(status >= 100 && status <= 999 ? status : 500), out + o);
     out[o++] = ' ';
     o += put_str(out + o, reason_phrase(status));
     o += put(out + o, "\r\nDate: ", 8);
     o += put_str(out + o, srv_date(srv));
     if (!no_body) {
         o += put(out + o, "\r\nContent-Length: ", 18);
-        o += put_uint(out + o, body_len, num);
+        o += jn_decimal_u64(body_len, out + o);
     }
     o += put(out + o, "\r\nX-Request-Id: ", 16);
     o += put_str(out + o, req->id);

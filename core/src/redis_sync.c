@@ -826,22 +826,11 @@ static void on_take_reply(int status, const redisReply *reply, const char *error
  * path of every decision; others with 17 significant digits. */
 static void format_number(char out[32], double v)
 {
-    char digits[20];
-    uint64_t n;
-    int len = 0;
-
     if (!(v >= 0 && v < 1e15) || v != floor(v)) {
         snprintf(out, 32, "%.17g", v);
         return;
     }
-    n = (uint64_t)v;
-    do {
-        digits[len++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n > 0);
-    for (int i = 0; i < len; i++)
-        out[i] = digits[len - 1 - i];
-    out[len] = '\0';
+    jn_decimal_u64((uint64_t)v, out);
 }
 
 int jn_redis_bucket_take(jn_redis_t *r, const char *key, const jn_redis_bucket_config_t *cfg,

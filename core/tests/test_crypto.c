@@ -118,6 +118,19 @@ static void test_hmac_empty_and_bad(void **state)
     assert_int_equal(jn_hmac_sha256("k", 1, NULL, 4, md), -1);
 }
 
+static void test_decimal(void **state)
+{
+    char out[21];
+    (void)state;
+
+    assert_int_equal(jn_decimal_u64(0, out), 1);
+    assert_string_equal(out, "0");
+    assert_int_equal(jn_decimal_u64(404, out), 3);
+    assert_string_equal(out, "404");
+    assert_int_equal(jn_decimal_u64(UINT64_MAX, out), 20);
+    assert_string_equal(out, "18446744073709551615");
+}
+
 static void test_hex(void **state)
 {
     (void)state;
@@ -491,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231),
         cmocka_unit_test(test_hmac_empty_and_bad),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_decimal),
         cmocka_unit_test(test_base64_rfc4648),
         cmocka_unit_test(test_base64_variants),
         cmocka_unit_test(test_base64_rejects),

@@ -13,6 +13,9 @@ int jn_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len
                    uint8_t out[JN_SHA256_LEN]);
 /* Lower-case hex; `out` must hold 2*len+1 bytes. */
 void jn_hex_encode(const uint8_t *in, size_t len, char *out);
+/* The decimal digits of v and a NUL into out (21 bytes hold any value);
+ * the number of digits. Without printf: for hot paths. */
+size_t jn_decimal_u64(uint64_t v, char *out);
 /* Value of one hex digit (either case), or -1. */
 int jn_hex_value(unsigned char c);
 /* Returns decoded length, or -1 on odd length / non-hex input. `out` holds len/2. */

@@ -60,16 +60,7 @@ static void on_tick(uv_timer_t *t)
     f->ticks++;
 }
 
-/* Runs the loop until `cond` holds; the ticks only guard against a hang. */
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        (f)->ticks = 0;                                                                            \
-        uv_timer_start(&(f)->ticker, on_tick, TICK_MS, TICK_MS);                                   \
-        while (!(cond) && (f)->ticks < WATCHDOG_MS / TICK_MS)                                      \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_timer_stop(&(f)->ticker);                                                               \
-        assert_true(cond);                                                                         \
-    } while (0)
+#include "test_loop.h"
 
 static void on_request(jn_http_req_t *req, void *ud)
 {

@@ -42,18 +42,10 @@ static void on_tick(uv_timer_t *t)
     f->ticks++;
 }
 
-/* Runs the loop until `cond` holds. The ticking timer bounds each loop pass (a
+/* RUN_UNTIL runs the loop until `cond` holds. The ticking timer bounds each loop pass (a
  * completion inside a timer callback would otherwise leave the pass blocked in
  * poll) and, counted, guards against a hang; it is not a pass criterion. */
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        (f)->ticks = 0;                                                                            \
-        uv_timer_start(&(f)->ticker, on_tick, TICK_MS, TICK_MS);                                   \
-        while (!(cond) && (f)->ticks < WATCHDOG_MS / TICK_MS)                                      \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_timer_stop(&(f)->ticker);                                                               \
-        assert_true(cond);                                                                         \
-    } while (0)
+#include "test_loop.h"
 
 static int setup(void **state)
 {

@@ -67,10 +67,6 @@ local function curl(port, path, token, body)
   return status, body
 end
 
-local function api_port(node)
-  return node:api_port(20)
-end
-
 local function ready(node)
   assert.is_table(node:wait_log(function(l) return l.msg == "junction ready" end, 20),
     util.read_file(node.log))
@@ -103,7 +99,7 @@ describe("integrations, credentials and tokens shared across nodes", function()
   it("runs on node B an integration and a credential added on node A", function()
     b:start()
     ready(b)
-    local port = api_port(b)
+    local port = b:api_port(20)
     -- the credential and the integration, through node A's CLI only
     local doc = dir .. "/gh.json"
     util.write_file(doc, cjson.encode({ token = CANARY }))
@@ -222,7 +218,7 @@ describe("a Redis that hangs (SIGSTOP)", function()
   it("keeps the node answering and finishes the accepted jobs after SIGCONT", function()
     node:start()
     ready(node)
-    local port = api_port(node)
+    local port = node:api_port(20)
     local jobs = {}
     for _, name in ipairs({ "slow-1", "slow-2" }) do
       local code, _, err = node:cli("integrations", "add", name, "--org", "org-" .. name,

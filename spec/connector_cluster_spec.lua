@@ -77,10 +77,6 @@ local function with_admin(node)
     node.dir .. "/admin\n")
 end
 
-local function api_port(node)
-  return node:api_port(20)
-end
-
 local function wait_live(node, version, action)
   return node:wait_log(function(l)
     return l.msg == "connector live" and l.provider == "clustertest" and l.version == version
@@ -130,7 +126,7 @@ describe("connector deploys in a cluster", function()
     for _, n in ipairs({ a, b, c }) do with_admin(n) end
     a:start("--roles", "api")
     b:start("--roles", "api,worker")
-    port_a, port_b = api_port(a), api_port(b)
+    port_a, port_b = a:api_port(20), b:api_port(20)
     for _, n in ipairs({ a, b }) do
       assert.is_table(n:wait_log(function(l) return l.msg == "junction ready" end, 15),
         util.read_file(n.log))
@@ -269,7 +265,7 @@ describe("a deploy between two webhook deliveries", function()
     assert.are.equal(0, code, err)
     token = cjson.decode(out).token
     rt:start()
-    port = api_port(rt)
+    port = rt:api_port(20)
   end)
 
   teardown(function()

@@ -799,8 +799,17 @@ static void sqlite_close(jn_store_t *s)
     free(ss);
 }
 
+/* Process-wide settings, before SQLite initializes itself (the first open):
+ * no memory statistics, which every allocation of every connection would
+ * otherwise count under one global mutex. */
+static void sqlite_global_config(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 jn_store_t *jn_store_open_sqlite(const char *path, char *err, size_t errlen)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     sqlite_store_t *ss;
 
@@ -814,6 +823,7 @@ jn_store_t *jn_store_open_sqlite(const char *path, char *err, size_t errlen)
         return NULL;
     }
     ss->base.ops = &sqlite_ops;
+    pthread_once(&once, sqlite_global_config);
     if (sqlite3_open_v2(path, &ss->db, flags, jn_store_vfs()) != SQLITE_OK) {
         open_err(err, errlen, path, "cannot open",
                  ss->db ? sqlite3_errmsg(ss->db) : "out of memory");

@@ -821,6 +821,9 @@ static int provider_add(jn_api_t *api, jn_connector_t *c)
         if (api->nproviders == api->capproviders)
             return -1;
         p = &api->providers[api->nproviders++];
+        /* set once: the intake thread reads it (a provider keeps its type) */
+        if (jn_webhook_lane(c->provider_type, p->lane, sizeof(p->lane)) != 0)
+            p->lane[0] = '\0';
     }
     if (p->conn != c)
         provider_set(p, c);

@@ -31,6 +31,7 @@ typedef struct {
 typedef struct {
     jn_connector_t *conn;
     jn_webhook_scheme_t *scheme; /* NULL: no webhook receiver */
+    char lane[96];               /* its deliveries' queue lane ("" when too long) */
     /* webhook outcome counters, by reason index (0 accepted, 1 duplicate,
      * 2 challenge, 3 + -reason rejected) */
     uint64_t outcomes[3 + 32];

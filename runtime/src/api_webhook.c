@@ -33,6 +33,7 @@
  * stored; the headers are not kept.
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +118,7 @@ typedef struct delivery {
     /* read by the intake thread */
     const char *key; /* dd's, which stays while the delivery is pending */
     char *payload;
-    char lane[96];
+    const char *lane; /* the provider's (providers stay for the process) */
     char org[129];
     /* written by the intake thread */
     int rc, created;
@@ -146,6 +147,7 @@ struct api_intake {
     size_t npending;
     uint64_t arrived; /* deliveries handed over, ever */
     delivery_t *done, **done_tail;
+    atomic_int done_ready; /* done is not empty (checked without mu) */
     uv_async_t async;
     int async_open;
     int stop;
@@ -249,8 +251,11 @@ static void dd_remove(api_intake_t *in, dd_entry_t *e)
 
 static void dd_commit(api_intake_t *in, dd_entry_t *e, const char *job_id)
 {
+    size_t n = strnlen(job_id, sizeof(e->job_id) - 1);
+
     e->pending = NULL;
-    snprintf(e->job_id, sizeof(e->job_id), "%s", job_id);
+    memcpy(e->job_id, job_id, n);
+    e->job_id[n] = '\0';
     lru_push(in, e);
     if (++in->dd_committed > DEDUP_MAX)
         dd_remove(in, in->dd_oldest);
@@ -385,6 +390,7 @@ static void *intake_main(void *arg)
         pthread_mutex_lock(&in->mu);
         *in->done_tail = list;
         in->done_tail = &last->next;
+        atomic_store_explicit(&in->done_ready, 1, memory_order_release);
         pthread_mutex_unlock(&in->mu);
         uv_async_send(&in->async);
         pthread_mutex_lock(&in->mu);
@@ -476,6 +482,7 @@ static void on_done(uv_async_t *a)
     list = in->done;
     in->done = NULL;
     in->done_tail = &in->done;
+    atomic_store_explicit(&in->done_ready, 0, memory_order_relaxed);
     pthread_mutex_unlock(&in->mu);
     for (; list != NULL; list = next) {
         next = list->next;
@@ -945,9 +952,12 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
         dd->pending->waiters = w;
         return;
     }
+    if (p->lane[0] == '\0') {
+        api_error(r, 500, "internal_error", "the provider's queue lane name does not fit");
+        return;
+    }
     d = calloc(1, sizeof(*d));
-    if (d == NULL || jn_webhook_lane(p->conn->provider_type, d->lane, sizeof(d->lane)) != 0 ||
-        job_id_new(in, d->job_id) != 0 ||
+    if (d == NULL || job_id_new(in, d->job_id) != 0 ||
         (d->payload = build_payload(in, e, res, body, body_len)) == NULL ||
         (dd = dd_add(in, key, (size_t)n, h)) == NULL) {
         if (d)
@@ -960,8 +970,9 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
     d->p = p;
     d->dd = dd;
     d->key = dd->key;
+    d->lane = p->lane;
     dd->pending = d;
-    snprintf(d->org, sizeof(d->org), "%s", e->org);
+    memcpy(d->org, e->org, strlen(e->org) + 1); /* both char[129] */
     pthread_mutex_lock(&in->mu);
     *in->pending_tail = d;
     in->pending_tail = &d->next;
@@ -970,6 +981,16 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
     if (++in->npending == 1 || in->npending == GATHER_TARGET)
         pthread_cond_signal(&in->cv);
     pthread_mutex_unlock(&in->mu);
+}
+
+/* Committed deliveries are answered before the next request is read: the
+ * wake-up of on_done waits behind every request the loop has read meanwhile
+ * (a group's worth), and the providers waiting for their 200 hold that much
+ * longer. */
+static void answer_committed(api_intake_t *in)
+{
+    if (in != NULL && atomic_load_explicit(&in->done_ready, memory_order_acquire))
+        on_done(&in->async);
 }
 
 static void webhook_receive(api_req_t *r)
@@ -986,6 +1007,7 @@ static void webhook_receive(api_req_t *r)
     const char *body;
     int store_error, rc;
 
+    answer_committed(api->intake);
     if (p == NULL || p->scheme == NULL) {
         not_found(r);
         return;

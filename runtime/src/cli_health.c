@@ -253,11 +253,26 @@ static void add_query(CURL *c, char *url, size_t len, const char *name, const ch
     curl_free(enc);
 }
 
+typedef struct {
+    const char *org, *provider, *url, *token_file, *conf;
+    int json;
+} health_args_t;
+
+static const jn_cli_opt_t health_opts[] = {JN_CLI_STR(health_args_t, "org", org),
+                                           JN_CLI_STR(health_args_t, "provider", provider),
+                                           JN_CLI_STR(health_args_t, "url", url),
+                                           JN_CLI_STR(health_args_t, "token-file", token_file),
+                                           JN_CLI_STR(health_args_t, "config", conf),
+                                           JN_CLI_FLAG(health_args_t, "json", json),
+                                           {"help", 'h', JN_CLI_OPT_HELP, 0, 0, 0, 0, NULL, NULL},
+                                           JN_CLI_END};
+
 int jn_cli_health(int argc, char **argv)
 {
-    const char *org = NULL, *provider = NULL, *url = NULL, *token_file = NULL, *conf = NULL;
-    int as_json = 0, first = 1, rc = 1;
-    char base[512], full[1200];
+    health_args_t a = {0};
+    const char *org, *provider, *url, *token_file, *conf;
+    int as_json, first = 1, rc = 1, n;
+    char base[512], full[1200], err[512];
     jn_config_t *cfg = NULL;
     char *token = NULL;
     jn_buf_t body = {0};
@@ -265,27 +280,25 @@ int jn_cli_health(int argc, char **argv)
     long status = 0;
     CURL *esc;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = strcmp(a, "--org") == 0          ? &org
-                            : strcmp(a, "--provider") == 0   ? &provider
-                            : strcmp(a, "--url") == 0        ? &url
-                            : strcmp(a, "--token-file") == 0 ? &token_file
-                            : strcmp(a, "--config") == 0     ? &conf
-                                                             : NULL;
-        if (strcmp(a, "--json") == 0) {
-            as_json = 1;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(health_usage, stdout);
-            return 0;
-        } else if (slot != NULL && i + 1 < argc) {
-            *slot = argv[++i];
-        } else {
-            fprintf(stderr, "junction health: %s '%s'\n\n%s",
-                    slot ? "missing value after" : "unknown option", a, health_usage);
-            return 2;
-        }
+    n = jn_cli_opts_parse(health_opts, argc, argv, &a, err, sizeof(err));
+    if (n == JN_CLI_OPTS_HELP) {
+        fputs(health_usage, stdout);
+        return 0;
     }
+    if (n < 0 || n < argc) {
+        if (n < 0)
+            jn_cli_opts_print_error(n, err);
+        else
+            fprintf(stderr, "junction health: unexpected argument '%s'\n", argv[n]);
+        fprintf(stderr, "\n%s", health_usage);
+        return 2;
+    }
+    org = a.org;
+    provider = a.provider;
+    url = a.url;
+    token_file = a.token_file;
+    conf = a.conf;
+    as_json = a.json;
     if ((cfg = jn_cli_load_config(conf)) == NULL)
         return 2;
     if (url != NULL) {

@@ -8,11 +8,13 @@
 #include "store_vfs.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     int version;
@@ -567,7 +569,9 @@ typedef struct {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
     int iterating;
-    sqlite_ckpt_t *ckpt; /* jn_store_sqlite_background_checkpoints */
+    sqlite_ckpt_t *ckpt;    /* jn_store_sqlite_background_checkpoints */
+    uint64_t busy_since_ns; /* the wait for a lock under way began then */
+    int yields; /* jn_store_sqlite_yield_to_writers: 1 + transactions since its last gap */
 } sqlite_store_t;
 
 static const jn_store_ops_t sqlite_ops;
@@ -654,15 +658,43 @@ static int read_user_version(sqlite3 *db, int *version)
 /* WAL lets readers (the HTTP API) run while a job writes. synchronous=FULL
  * fsyncs the WAL on every commit: a webhook is acknowledged with 2xx only once
  * its data is on disk, so a power loss must not drop a committed transaction. */
-static int configure(sqlite3 *db, const char *path, char *err, size_t errlen)
+/* Waiting for a lock. SQLite's own handler (sqlite3_busy_timeout) sleeps 1,
+ * 2, 5, 10, ... up to 100 ms between tries: behind a writer that commits
+ * every few hundred microseconds (the webhook intake), such a waiter tries
+ * seldom and lands in a gap between its transactions by luck. This one tries
+ * every BUSY_STEP_NS up to BUSY_TIMEOUT_NS, and marks the time of each try,
+ * so that a writer that yields (jn_store_sqlite_yield_to_writers) sees that
+ * another connection of the process is waiting and leaves it a gap. */
+#define BUSY_TIMEOUT_NS (5000ull * 1000000ull)
+#define BUSY_STEP_NS 100000
+static _Atomic uint64_t busy_mark_ns; /* last try of a waiting connection */
+
+static int busy_wait(void *ud, int tries)
 {
+    sqlite_store_t *ss = ud;
+    uint64_t now = jn_mono_ns();
+    struct timespec ts = {0, BUSY_STEP_NS};
+
+    if (tries == 0)
+        ss->busy_since_ns = now;
+    if (now - ss->busy_since_ns >= BUSY_TIMEOUT_NS)
+        return 0; /* SQLITE_BUSY to the caller */
+    if (!ss->yields)
+        atomic_store_explicit(&busy_mark_ns, now, memory_order_relaxed);
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+static int configure(sqlite_store_t *ss, const char *path, char *err, size_t errlen)
+{
+    sqlite3 *db = ss->db;
     sqlite3_stmt *st = NULL;
     const char *mode, *file;
     char reason[160];
     int rc;
 
     /* Set before the first statement: even switching to WAL may wait for a lock. */
-    sqlite3_busy_timeout(db, 5000);
+    sqlite3_busy_handler(db, busy_wait, ss);
     rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
@@ -829,7 +861,7 @@ jn_store_t *jn_store_open_sqlite(const char *path, char *err, size_t errlen)
                  ss->db ? sqlite3_errmsg(ss->db) : "out of memory");
         goto fail;
     }
-    if (configure(ss->db, path, err, errlen) != 0)
+    if (configure(ss, path, err, errlen) != 0)
         goto fail;
     if (migrate(ss->db, path, err, errlen) != 0)
         goto fail;
@@ -861,6 +893,57 @@ int jn_store_sqlite_cache(jn_store_t *s, int64_t kib)
     if (sqlite3_exec(ss->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(ss, "cache_size", NULL);
     return 0;
+}
+
+/* Writer courtesy (see busy_wait): a connection that writes back to back
+ * pauses between its transactions while another connection of this process
+ * is waiting for the write lock, up to YIELD_MAX_NS per gap. Its own waits do
+ * not count as someone waiting. Connections of other processes use the same
+ * handler but are not seen; they get the gaps there are. */
+#define YIELD_MAX_NS 2000000ull
+#define YIELD_EVERY 8
+#define YIELD_GAP_NS (BUSY_STEP_NS + BUSY_STEP_NS / 2)
+/* a try marked within this long: the waiter is still waiting */
+#define WAITING_NS (3ull * BUSY_STEP_NS)
+
+int jn_store_sqlite_yield_to_writers(jn_store_t *s)
+{
+    if (s == NULL || s->ops != &sqlite_ops)
+        return 1;
+    to_sqlite(s)->yields = 1;
+    return 0;
+}
+
+int jn_store_sqlite_writer_waiting(void)
+{
+    uint64_t mark = atomic_load_explicit(&busy_mark_ns, memory_order_relaxed);
+
+    return mark != 0 && jn_mono_ns() - mark < WAITING_NS;
+}
+
+int jn_store_sqlite_yield(jn_store_t *s)
+{
+    sqlite_store_t *ss;
+    uint64_t start;
+    struct timespec ts = {0, BUSY_STEP_NS / 2}, gap = {0, YIELD_GAP_NS};
+    int paused = 0;
+
+    if (s == NULL || s->ops != &sqlite_ops || !(ss = to_sqlite(s))->yields)
+        return 0;
+    start = jn_mono_ns();
+    while (jn_store_sqlite_writer_waiting() && jn_mono_ns() - start < YIELD_MAX_NS) {
+        nanosleep(&ts, NULL);
+        paused = 1;
+    }
+    /* Waiters in other processes are not seen: every YIELD_EVERY
+     * transactions, a gap longer than a try's step of busy_wait. */
+    if (!paused && ++ss->yields > YIELD_EVERY) {
+        nanosleep(&gap, NULL);
+        paused = 1;
+    }
+    if (paused)
+        ss->yields = 1;
+    return paused;
 }
 
 /* Background checkpoints. SQLite copies the write-ahead log back into the

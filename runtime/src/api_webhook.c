@@ -96,6 +96,10 @@ typedef struct wh_entry {
  * delivery at full rate. */
 #define GATHER_TARGET 32
 #define GATHER_NS 400000
+/* While a group gathers, the loop wakes the intake thread when this many
+ * deliveries wait to be inserted: a wake-up per delivery would cost more
+ * than its insert. */
+#define INSERT_BATCH 8
 /* Random bytes for job ids are drawn from OpenSSL in blocks of this size: a
  * call per delivery cost as much as its HMAC (a lock and a fork check). */
 #define RANDOM_POOL 4096
@@ -145,6 +149,7 @@ struct api_intake {
     pthread_cond_t cv; /* on the monotonic clock */
     delivery_t *pending, **pending_tail;
     size_t npending;
+    int grouping;     /* the intake thread is in a group (its transaction open) */
     uint64_t arrived; /* deliveries handed over, ever */
     delivery_t *done, **done_tail;
     atomic_int done_ready; /* done is not empty (checked without mu) */
@@ -165,6 +170,7 @@ struct api_intake {
     uint64_t cycle_ns, cycle_arrived;
     /* counters (intake thread, read under mu) */
     uint64_t commits, committed, gathered;
+    uint64_t yields; /* intake thread only: pauses for another writer */
 };
 
 /* ---- delivery keys in memory ----------------------------------------------------
@@ -299,19 +305,15 @@ static int job_id_new(api_intake_t *in, char out[JN_QUEUE_ID_LEN])
 
 /* ---- the intake thread --------------------------------------------------------- */
 
-static void commit_batch(api_intake_t *in, delivery_t *list)
+/* Inserts the deliveries of list into the open transaction, one queue row
+ * each: 0, or -1 when one failed (the group is then rolled back). Its job
+ * record is written when a worker claims it (jobs views read queued
+ * deliveries from the queue until then). */
+static int insert_list(api_intake_t *in, delivery_t *list, size_t *created)
 {
-    jn_store_t *st = in->api->o.intake_store;
     jn_queue_t *q = in->api->o.intake_queue;
-    delivery_t *d;
-    int ok = jn_store_begin(st) == 0;
-    size_t n = 0;
 
-    if (!ok)
-        jn_log_error("webhook intake: %s", jn_store_errmsg(st));
-    /* One row per delivery. Its job record is written when a worker claims
-     * it (jobs views read queued deliveries from the queue until then). */
-    for (d = list; ok && d != NULL; d = d->next) {
+    for (delivery_t *d = list; d != NULL; d = d->next) {
         jn_queue_enqueue_t e = {0};
         jn_queue_enqueued_t out;
         e.id = d->job_id;
@@ -322,14 +324,90 @@ static void commit_batch(api_intake_t *in, delivery_t *list)
         e.payload_json = d->payload;
         if (jn_queue_enqueue(q, &e, &out) != 0) {
             jn_log_error("webhook intake: %s", jn_queue_errmsg(q));
-            ok = 0;
-            break;
+            return -1;
         }
         d->created = out.created;
         if (!out.created)
             snprintf(d->job_id, sizeof(d->job_id), "%s", out.id);
-        n += (size_t)out.created;
+        *created += (size_t)out.created;
     }
+    return 0;
+}
+
+/* Called with mu held: whether the group about to start should gather, i.e.
+ * under a steady stream at least two more deliveries are expected within
+ * GATHER_NS (the arrival rate is what came during the last cycle, its commit
+ * included). None of this at low rates: no added latency. */
+static int gather_start(api_intake_t *in, uint64_t *deadline)
+{
+    uint64_t now = jn_mono_ns();
+    uint64_t dt = now - in->cycle_ns, n = in->arrived - in->cycle_arrived;
+
+    in->cycle_ns = now;
+    in->cycle_arrived = in->arrived;
+    *deadline = now + GATHER_NS;
+    /* expected arrivals within GATHER_NS: n * GATHER_NS / dt */
+    return !in->stop && in->npending < GATHER_TARGET && dt > 0 && n * GATHER_NS >= 2 * dt;
+}
+
+/* Called with mu held: the pending deliveries, taken. */
+static delivery_t *take_pending(api_intake_t *in, size_t *n)
+{
+    delivery_t *list = in->pending;
+
+    *n = in->npending;
+    in->pending = NULL;
+    in->pending_tail = &in->pending;
+    in->npending = 0;
+    return list;
+}
+
+/* One group commit, called with mu held and deliveries pending. Its
+ * transaction opens at once and each delivery is inserted as it is taken,
+ * also while the group gathers, so that the commit (one log write and one
+ * sync; synchronous=FULL) is all that is left at its end: the rows of the
+ * next group go in while the previous group's 200s go out, instead of
+ * after them. */
+static void group_commit(api_intake_t *in)
+{
+    jn_store_t *st = in->api->o.intake_store;
+    delivery_t *group = NULL, **tail = &group, *list, *d;
+    size_t n = 0, taken, created = 0;
+    uint64_t deadline;
+    struct timespec ts;
+    int gathering = gather_start(in, &deadline), ok;
+
+    ts.tv_sec = (time_t)(deadline / 1000000000u);
+    ts.tv_nsec = (long)(deadline % 1000000000u);
+    in->grouping = 1;
+    pthread_mutex_unlock(&in->mu);
+    ok = jn_store_begin(st) == 0;
+    if (!ok)
+        jn_log_error("webhook intake: %s", jn_store_errmsg(st));
+    pthread_mutex_lock(&in->mu);
+    for (;;) {
+        list = take_pending(in, &taken);
+        if (list != NULL) {
+            pthread_mutex_unlock(&in->mu);
+            if (ok && insert_list(in, list, &created) != 0)
+                ok = 0;
+            *tail = list;
+            for (d = list; d->next != NULL; d = d->next)
+                ;
+            tail = &d->next;
+            n += taken;
+            pthread_mutex_lock(&in->mu);
+        }
+        if (!ok || !gathering || in->stop || n >= GATHER_TARGET)
+            break;
+        if (in->pending == NULL && pthread_cond_timedwait(&in->cv, &in->mu, &ts) != 0 &&
+            in->pending == NULL)
+            break; /* the window is over */
+    }
+    if (gathering)
+        in->gathered++;
+    in->grouping = 0;
+    pthread_mutex_unlock(&in->mu);
     /* synchronous=FULL: the commit returns once the log is on disk */
     if (ok && jn_store_commit(st) != 0) {
         jn_log_error("webhook intake: commit: %s", jn_store_errmsg(st));
@@ -337,40 +415,27 @@ static void commit_batch(api_intake_t *in, delivery_t *list)
     }
     if (!ok && jn_store_in_transaction(st))
         jn_store_rollback(st);
-    for (d = list; d != NULL; d = d->next)
+    for (d = group; d != NULL; d = d->next)
         d->rc = ok ? 0 : -1;
     pthread_mutex_lock(&in->mu);
     in->commits += ok;
-    in->committed += ok ? n : 0;
+    in->committed += ok ? created : 0;
+    *in->done_tail = group;
+    in->done_tail = tail;
+    atomic_store_explicit(&in->done_ready, 1, memory_order_release);
     pthread_mutex_unlock(&in->mu);
-}
-
-/* Called with mu held and deliveries pending: under a steady stream, waits
- * (up to GATHER_NS) until the group has GATHER_TARGET deliveries. The
- * arrival rate is what came during the last cycle (its commit included). */
-static void gather(api_intake_t *in)
-{
-    uint64_t now = jn_mono_ns(), deadline = now + GATHER_NS;
-    uint64_t dt = now - in->cycle_ns, n = in->arrived - in->cycle_arrived;
-    struct timespec ts;
-
-    in->cycle_ns = now;
-    in->cycle_arrived = in->arrived;
-    /* expected arrivals within GATHER_NS: n * GATHER_NS / dt */
-    if (in->stop || in->npending >= GATHER_TARGET || dt == 0 || n * GATHER_NS < 2 * dt)
-        return;
-    ts.tv_sec = (time_t)(deadline / 1000000000u);
-    ts.tv_nsec = (long)(deadline % 1000000000u);
-    while (!in->stop && in->npending < GATHER_TARGET &&
-           pthread_cond_timedwait(&in->cv, &in->mu, &ts) == 0)
-        ;
-    in->gathered++;
+    uv_async_send(&in->async);
+    /* The transaction is open for most of a cycle under a steady stream:
+     * another connection of the process waiting to write (a worker
+     * claiming a job) gets the lock now, before the next group. */
+    if (jn_store_sqlite_yield(st))
+        in->yields++;
+    pthread_mutex_lock(&in->mu);
 }
 
 static void *intake_main(void *arg)
 {
     api_intake_t *in = arg;
-    delivery_t *list, *last;
 
     pthread_mutex_lock(&in->mu);
     for (;;) {
@@ -378,22 +443,7 @@ static void *intake_main(void *arg)
             pthread_cond_wait(&in->cv, &in->mu);
         if (in->pending == NULL && in->stop)
             break;
-        gather(in);
-        list = in->pending;
-        in->pending = NULL;
-        in->pending_tail = &in->pending;
-        in->npending = 0;
-        pthread_mutex_unlock(&in->mu);
-        commit_batch(in, list);
-        for (last = list; last->next != NULL; last = last->next)
-            ;
-        pthread_mutex_lock(&in->mu);
-        *in->done_tail = list;
-        in->done_tail = &last->next;
-        atomic_store_explicit(&in->done_ready, 1, memory_order_release);
-        pthread_mutex_unlock(&in->mu);
-        uv_async_send(&in->async);
-        pthread_mutex_lock(&in->mu);
+        group_commit(in);
     }
     pthread_mutex_unlock(&in->mu);
     return NULL;
@@ -518,6 +568,8 @@ int api_intake_start(jn_api_t *api, char *err, size_t errlen)
     in->async.data = in;
     in->async_open = 1;
     if (jn_store_sqlite_cache(api->o.intake_store, INTAKE_CACHE_KIB) < 0)
+        jn_log_warn("webhook intake: %s", jn_store_errmsg(api->o.intake_store));
+    if (jn_store_sqlite_yield_to_writers(api->o.intake_store) < 0)
         jn_log_warn("webhook intake: %s", jn_store_errmsg(api->o.intake_store));
     /* copying the log back into the database must not hold up a group */
     if (jn_store_sqlite_background_checkpoints(api->o.intake_store) < 0)
@@ -977,8 +1029,10 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
     *in->pending_tail = d;
     in->pending_tail = &d->next;
     in->arrived++;
-    /* the intake waits for a first delivery, or gathers up to a target */
-    if (++in->npending == 1 || in->npending == GATHER_TARGET)
+    /* The intake waits for a first delivery; in a group, it is woken for
+     * every INSERT_BATCH arrivals (and at the end of its window), not for
+     * each one. */
+    if (++in->npending == (in->grouping ? INSERT_BATCH : 1))
         pthread_cond_signal(&in->cv);
     pthread_mutex_unlock(&in->mu);
 }

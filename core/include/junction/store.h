@@ -389,6 +389,18 @@ int jn_store_sqlite_cache(jn_store_t *s, int64_t kib);
  * jn_store_close. 0; -1 with the reason in jn_store_errmsg; 1 (nothing done)
  * for a store that is not an SQLite file, or when already on. */
 int jn_store_sqlite_background_checkpoints(jn_store_t *s);
+/* This connection writes transactions back to back (the webhook intake) and
+ * calls jn_store_sqlite_yield between them, so that other connections of the
+ * process waiting for the write lock get it. 0, or 1 (nothing done) for a
+ * store that is not SQLite. */
+int jn_store_sqlite_yield_to_writers(jn_store_t *s);
+/* Between two transactions of a connection set up as above: while another
+ * connection of this process waits for the write lock, pauses (a few
+ * milliseconds at most) so that it gets it. 1 when it paused, else 0. */
+int jn_store_sqlite_yield(jn_store_t *s);
+/* Whether a connection of this process (other than yielding ones) is waiting
+ * for a lock right now. */
+int jn_store_sqlite_writer_waiting(void);
 
 void jn_store_close(jn_store_t *s);
 const char *jn_store_errmsg(const jn_store_t *s);

@@ -87,14 +87,22 @@ typedef struct wh_entry {
 #define DEDUP_BUCKETS 65536
 /* The intake's page cache: the queue's indexes stay in memory. */
 #define INTAKE_CACHE_KIB (16 * 1024)
-/* Gather: a group of fewer than GATHER_TARGET deliveries waits up to
- * GATHER_NS for more, when they arrive fast enough that at least two more
- * are expected meanwhile (none of this at low rates: no added latency). A
- * commit rewrites the last pages of the table and of each index whatever
- * its size (about ten log frames), so the larger the group, the fewer
- * frames per delivery: 32 (was 16) measured about 2 us less CPU per
- * delivery at full rate. */
+/* Gather: a group smaller than its target waits up to GATHER_NS for more,
+ * when they arrive fast enough that at least two more are expected meanwhile
+ * (none of this at low rates: no added latency). A commit rewrites the last
+ * pages of the table and of each index whatever its size (about ten log
+ * frames), so the larger the group, the fewer frames per delivery.
+ *
+ * The target follows the stream: a group that reaches it raises the next
+ * one's (by an eighth, up to GATHER_MAX); a group whose window ends first
+ * sets the next one's to its own size. Senders that wait for their answer
+ * before sending again (a provider's bounded concurrency, or wrk) bring
+ * about the same number of deliveries per group each time; a fixed target
+ * above that number made every group wait out the whole window, all of it
+ * added latency. */
 #define GATHER_TARGET 32
+#define GATHER_MIN 2
+#define GATHER_MAX 64
 #define GATHER_NS 400000
 /* While a group gathers, the loop wakes the intake thread when this many
  * deliveries wait to be inserted: a wake-up per delivery would cost more
@@ -150,6 +158,8 @@ struct api_intake {
     delivery_t *pending, **pending_tail;
     size_t npending;
     int grouping;     /* the intake thread is in a group (its transaction open) */
+    size_t group_n;   /* deliveries the group has taken so far */
+    size_t target;    /* of the group (see GATHER_TARGET) */
     uint64_t arrived; /* deliveries handed over, ever */
     delivery_t *done, **done_tail;
     atomic_int done_ready; /* done is not empty (checked without mu) */
@@ -170,7 +180,7 @@ struct api_intake {
     uint64_t cycle_ns, cycle_arrived;
     /* counters (intake thread, read under mu) */
     uint64_t commits, committed, gathered;
-    uint64_t yields; /* intake thread only: pauses for another writer */
+    uint64_t yields; /* pauses that left the store's write lock to others */
 };
 
 /* ---- delivery keys in memory ----------------------------------------------------
@@ -347,7 +357,7 @@ static int gather_start(api_intake_t *in, uint64_t *deadline)
     in->cycle_arrived = in->arrived;
     *deadline = now + GATHER_NS;
     /* expected arrivals within GATHER_NS: n * GATHER_NS / dt */
-    return !in->stop && in->npending < GATHER_TARGET && dt > 0 && n * GATHER_NS >= 2 * dt;
+    return !in->stop && in->npending < in->target && dt > 0 && n * GATHER_NS >= 2 * dt;
 }
 
 /* Called with mu held: the pending deliveries, taken. */
@@ -375,7 +385,7 @@ static void group_commit(api_intake_t *in)
     size_t n = 0, taken, created = 0;
     uint64_t deadline;
     struct timespec ts;
-    int gathering = gather_start(in, &deadline), ok;
+    int gathering = gather_start(in, &deadline), ok, paused;
 
     ts.tv_sec = (time_t)(deadline / 1000000000u);
     ts.tv_nsec = (long)(deadline % 1000000000u);
@@ -397,16 +407,25 @@ static void group_commit(api_intake_t *in)
             tail = &d->next;
             n += taken;
             pthread_mutex_lock(&in->mu);
+            in->group_n = n;
         }
-        if (!ok || !gathering || in->stop || n >= GATHER_TARGET)
+        if (!ok || !gathering || in->stop || n >= in->target)
             break;
         if (in->pending == NULL && pthread_cond_timedwait(&in->cv, &in->mu, &ts) != 0 &&
             in->pending == NULL)
             break; /* the window is over */
     }
-    if (gathering)
+    if (gathering) {
         in->gathered++;
+        if (n >= in->target)
+            in->target = in->target + in->target / 8 + 1 < GATHER_MAX
+                             ? in->target + in->target / 8 + 1
+                             : GATHER_MAX;
+        else if (ok && !in->stop)
+            in->target = n > GATHER_MIN ? n : GATHER_MIN;
+    }
     in->grouping = 0;
+    in->group_n = 0;
     pthread_mutex_unlock(&in->mu);
     /* synchronous=FULL: the commit returns once the log is on disk */
     if (ok && jn_store_commit(st) != 0) {
@@ -428,9 +447,9 @@ static void group_commit(api_intake_t *in)
     /* The transaction is open for most of a cycle under a steady stream:
      * another connection of the process waiting to write (a worker
      * claiming a job) gets the lock now, before the next group. */
-    if (jn_store_sqlite_yield(st))
-        in->yields++;
+    paused = jn_store_sqlite_yield(st);
     pthread_mutex_lock(&in->mu);
+    in->yields += (uint64_t)paused;
 }
 
 static void *intake_main(void *arg)
@@ -554,6 +573,7 @@ int api_intake_start(jn_api_t *api, char *err, size_t errlen)
     in->rnd_used = sizeof(in->rnd); /* empty: filled on first use */
     in->pending_tail = &in->pending;
     in->done_tail = &in->done;
+    in->target = GATHER_TARGET;
     pthread_mutex_init(&in->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -616,7 +636,7 @@ void api_intake_metrics(jn_api_t *api, jn_buf_t *b)
 {
     api_intake_t *in = api->intake;
     char line[320];
-    uint64_t commits = 0, committed = 0, gathered = 0;
+    uint64_t commits = 0, committed = 0, gathered = 0, yields = 0;
 
     jn_buf_puts(b, "# HELP junction_webhook_deliveries_total webhook deliveries by provider and "
                    "outcome\n# TYPE junction_webhook_deliveries_total counter\n");
@@ -648,8 +668,16 @@ void api_intake_metrics(jn_api_t *api, jn_buf_t *b)
         commits = in->commits;
         committed = in->committed;
         gathered = in->gathered;
+        yields = in->yields;
         pthread_mutex_unlock(&in->mu);
     }
+    snprintf(line, sizeof(line),
+             "# HELP junction_webhook_intake_yields_total pauses of the intake between two "
+             "groups that left the store's write lock to another writer\n"
+             "# TYPE junction_webhook_intake_yields_total counter\n"
+             "junction_webhook_intake_yields_total %" PRIu64 "\n",
+             yields);
+    jn_buf_puts(b, line);
     snprintf(line, sizeof(line),
              "# HELP junction_webhook_commits_total store commits of the webhook intake\n"
              "# TYPE junction_webhook_commits_total counter\n"
@@ -1030,9 +1058,10 @@ static void intake_submit(api_req_t *r, api_provider_t *p, const wh_entry_t *e,
     in->pending_tail = &d->next;
     in->arrived++;
     /* The intake waits for a first delivery; in a group, it is woken for
-     * every INSERT_BATCH arrivals (and at the end of its window), not for
-     * each one. */
-    if (++in->npending == (in->grouping ? INSERT_BATCH : 1))
+     * every INSERT_BATCH arrivals and when the group reaches its target (and
+     * at the end of its window), not for each one. */
+    if (++in->npending == (in->grouping ? INSERT_BATCH : 1) ||
+        (in->grouping && in->group_n + in->npending == in->target))
         pthread_cond_signal(&in->cv);
     pthread_mutex_unlock(&in->mu);
 }

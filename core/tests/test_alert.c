@@ -161,6 +161,35 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Every counter of one sink (its index in jn_alerter_stats_t), at once. */
+typedef struct {
+    uint64_t delivered, retries, failed, dropped, queued;
+} counts_t;
+
+static void assert_sink(const jn_alerter_stats_t *st, int sink, counts_t want)
+{
+    const jn_alert_sink_stats_t *got = &st->sink[sink];
+
+    assert_int_equal(got->delivered, want.delivered);
+    assert_int_equal(got->retries, want.retries);
+    assert_int_equal(got->failed, want.failed);
+    assert_int_equal(got->dropped, want.dropped);
+    assert_int_equal(got->queued, want.queued);
+}
+
+/* Each of the texts (a NULL-terminated list) occurs in body. */
+static void assert_has(const char *body, ...)
+{
+    va_list ap;
+    const char *want;
+
+    va_start(ap, body);
+    while ((want = va_arg(ap, const char *)) != NULL)
+        if (strstr(body, want) == NULL)
+            fail_msg("'%s' is not in: %s", want, body);
+    va_end(ap);
+}
+
 static jn_alerter_t *make(fx_t *f, unsigned sinks, jn_alerter_opts_t *o)
 {
     char err[512] = "";
@@ -334,9 +363,8 @@ static void test_dedup_escalate_resolve(void **state)
     text = log_text(f);
     assert_int_equal(count(text, "\"msg\":\"alert firing\""), 2);
     assert_int_equal(count(text, "\"msg\":\"alert resolved\""), 2);
-    assert_non_null(strstr(text, "\"integration_id\":\"int-a\""));
-    assert_non_null(strstr(text, "\"severity\":\"critical\""));
-    assert_non_null(strstr(text, "error rate 40%"));
+    assert_has(text, "\"integration_id\":\"int-a\"", "\"severity\":\"critical\"", "error rate 40%",
+               NULL);
     free(text);
     jn_alerter_destroy(a);
 }
@@ -420,10 +448,9 @@ static void test_webhook_signed(void **state)
     assert_signed(&f->seen[0]);
     snprintf(ts, sizeof(ts), "%lld", (long long)(f->now / 1000));
     assert_string_equal(f->seen[0].ts, ts);
-    assert_non_null(strstr(f->seen[0].body, "\"type\":\"alert.firing\""));
-    assert_non_null(strstr(f->seen[0].body, "\"alertname\":\"IntegrationDegraded\""));
-    assert_non_null(strstr(f->seen[0].body, "\"integration_id\":\"int-a\""));
-    assert_non_null(strstr(f->seen[0].body, "\"endsAt\":null"));
+    assert_has(f->seen[0].body, "\"type\":\"alert.firing\"",
+               "\"alertname\":\"IntegrationDegraded\"", "\"integration_id\":\"int-a\"",
+               "\"endsAt\":null", NULL);
     f->now += 60000;
     assert_int_equal(jn_alerter_resolve(a, al.name, labels_a, 3, err, sizeof(err)), 1);
     RUN_UNTIL(f, f->nseen == 2);
@@ -431,7 +458,7 @@ static void test_webhook_signed(void **state)
     assert_non_null(strstr(f->seen[1].body, "\"type\":\"alert.resolved\""));
     assert_string_not_equal(f->seen[0].id, f->seen[1].id);
     RUN_UNTIL(f, (jn_alerter_stats(a, &st), st.sink[1].delivered == 2));
-    assert_int_equal(st.sink[1].queued, 0);
+    assert_sink(&st, 1, (counts_t){.delivered = 2});
     /* the secret is nowhere: not in what was sent, not in the log */
     text = log_text(f);
     assert_null(strstr(text, SECRET_B64));
@@ -460,9 +487,7 @@ static void test_webhook_retries_then_gives_up(void **state)
     assert_int_equal(jn_alerter_resolve(a, al.name, labels_a, 3, err, sizeof(err)), 1);
     RUN_UNTIL(f, (jn_alerter_stats(a, &st), st.sink[1].queued == 0));
     assert_int_equal(f->nseen, 4);
-    assert_int_equal(st.sink[1].delivered, 1);
-    assert_int_equal(st.sink[1].retries, 2);
-    assert_int_equal(st.sink[1].failed, 1);
+    assert_sink(&st, 1, (counts_t){.delivered = 1, .retries = 2, .failed = 1});
     /* a retry keeps the id and is signed again */
     assert_string_equal(f->seen[0].id, f->seen[2].id);
     assert_signed(&f->seen[2]);
@@ -493,13 +518,12 @@ static void test_bounded_queue_drops_oldest(void **state)
         assert_int_equal(jn_alerter_fire(a, &al, err, sizeof(err)), 1); /* never blocks */
     }
     jn_alerter_stats(a, &st);
-    assert_int_equal(st.sink[1].queued, 3);
-    assert_int_equal(st.sink[1].dropped, 3);
+    assert_sink(&st, 1, (counts_t){.dropped = 3, .queued = 3});
     f->hold = 0;
     jn_http_respond_json(f->held[0], 200, "{}", 2);
     f->nheld = 0;
     RUN_UNTIL(f, (jn_alerter_stats(a, &st), st.sink[1].queued == 0));
-    assert_int_equal(st.sink[1].delivered, 3);
+    assert_sink(&st, 1, (counts_t){.delivered = 3, .dropped = 3});
     /* the in-flight one, then the newest two survived */
     assert_int_equal(f->nseen, 3);
     assert_non_null(strstr(f->seen[0].body, "\"int-0\""));
@@ -525,9 +549,8 @@ static void test_alertmanager_post_resend_resolve(void **state)
     RUN_UNTIL(f, f->nseen >= 1);
     assert_string_equal(f->seen[0].path, "/am/api/v2/alerts");
     assert_int_equal(f->seen[0].body[0], '[');
-    assert_non_null(strstr(f->seen[0].body, "\"alertname\":\"IntegrationUnhealthy\""));
-    assert_non_null(strstr(f->seen[0].body, "\"severity\":\"critical\""));
-    assert_non_null(strstr(f->seen[0].body, "\"generatorURL\":\"http://127.0.0.1:8080/ui\""));
+    assert_has(f->seen[0].body, "\"alertname\":\"IntegrationUnhealthy\"",
+               "\"severity\":\"critical\"", "\"generatorURL\":\"http://127.0.0.1:8080/ui\"", NULL);
     snprintf(expect, sizeof(expect), "\"startsAt\":\"%s\"", jn_format_rfc3339(f->now, t, 32));
     assert_non_null(strstr(f->seen[0].body, expect));
     /* endsAt is three resend intervals ahead */
@@ -569,9 +592,7 @@ static void test_alertmanager_down_is_retried(void **state)
     assert_non_null(a);
     assert_int_equal(jn_alerter_fire(a, &al, err, sizeof(err)), 1);
     RUN_UNTIL(f, (jn_alerter_stats(a, &st), st.sink[2].failed == 1));
-    assert_int_equal(st.sink[2].retries, 2);
-    assert_int_equal(st.sink[2].delivered, 0);
-    assert_int_equal(st.sink[2].queued, 0);
+    assert_sink(&st, 2, (counts_t){.retries = 2, .failed = 1});
     jn_alerter_destroy(a);
 }
 

@@ -360,12 +360,14 @@ static int gather_start(api_intake_t *in, uint64_t *deadline)
     return !in->stop && in->npending < in->target && dt > 0 && n * GATHER_NS >= 2 * dt;
 }
 
-/* Called with mu held: the pending deliveries, taken. */
-static delivery_t *take_pending(api_intake_t *in, size_t *n)
+/* Called with mu held: the pending deliveries, taken (*last_next: the
+ * next field of the last one). */
+static delivery_t *take_pending(api_intake_t *in, size_t *n, delivery_t ***last_next)
 {
     delivery_t *list = in->pending;
 
     *n = in->npending;
+    *last_next = in->pending_tail;
     in->pending = NULL;
     in->pending_tail = &in->pending;
     in->npending = 0;
@@ -381,7 +383,7 @@ static delivery_t *take_pending(api_intake_t *in, size_t *n)
 static void group_commit(api_intake_t *in)
 {
     jn_store_t *st = in->api->o.intake_store;
-    delivery_t *group = NULL, **tail = &group, *list, *d;
+    delivery_t *group = NULL, **tail = &group, **last_next, *list, *d;
     size_t n = 0, taken, created = 0;
     uint64_t deadline;
     struct timespec ts;
@@ -396,15 +398,13 @@ static void group_commit(api_intake_t *in)
         jn_log_error("webhook intake: %s", jn_store_errmsg(st));
     pthread_mutex_lock(&in->mu);
     for (;;) {
-        list = take_pending(in, &taken);
+        list = take_pending(in, &taken, &last_next);
         if (list != NULL) {
             pthread_mutex_unlock(&in->mu);
             if (ok && insert_list(in, list, &created) != 0)
                 ok = 0;
             *tail = list;
-            for (d = list; d->next != NULL; d = d->next)
-                ;
-            tail = &d->next;
+            tail = last_next;
             n += taken;
             pthread_mutex_lock(&in->mu);
             in->group_n = n;

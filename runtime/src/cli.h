@@ -99,6 +99,13 @@ int jn_cli_opts_parse(const jn_cli_opt_t *opts, int argc, char **argv, void *arg
 /* Prints a jn_cli_opts_parse error on stderr: a usage error as getopt_long
  * worded it, an invalid value as "junction: ...". */
 void jn_cli_opts_print_error(int rc, const char *err);
+/* The list-and-show commands' arguments: jn_cli_opts_parse, at most one
+ * operand (into *operand, left alone when none), and the --format value the
+ * parse left in *format (a field of args) checked to be table or json
+ * (*json: 1 for json). 0; 1 after --help; -1 for a usage error, -2 for an
+ * invalid value, after printing the error. */
+int jn_cli_parse_show_args(const jn_cli_opt_t *opts, int argc, char **argv, void *args,
+                           const char **operand, const char *const *format, int *json);
 /* Prints one line per option that has help: "  --name ARG", padded to
  * `width` columns, a space and the help; continuation lines are indented to
  * the same column. */

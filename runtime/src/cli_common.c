@@ -451,6 +451,32 @@ void jn_cli_opts_print_error(int rc, const char *err)
         fprintf(stderr, "%s\n", err);
 }
 
+int jn_cli_parse_show_args(const jn_cli_opt_t *opts, int argc, char **argv, void *args,
+                           const char **operand, const char *const *format, int *json)
+{
+    char err[512];
+    int first = jn_cli_opts_parse(opts, argc, argv, args, err, sizeof(err));
+
+    if (first == JN_CLI_OPTS_HELP)
+        return 1;
+    if (first < 0) {
+        jn_cli_opts_print_error(first, err);
+        return first == JN_CLI_OPTS_USAGE ? -1 : -2;
+    }
+    if (first < argc)
+        *operand = argv[first++];
+    if (first < argc) {
+        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[first]);
+        return -1;
+    }
+    if (*format != NULL && strcmp(*format, "table") != 0 && strcmp(*format, "json") != 0) {
+        fprintf(stderr, "junction: --format must be table or json, got '%s'\n", *format);
+        return -2;
+    }
+    *json = *format != NULL && strcmp(*format, "json") == 0;
+    return 0;
+}
+
 void jn_cli_opts_usage(FILE *out, const jn_cli_opt_t *opts, int width)
 {
     const jn_cli_opt_t *o;

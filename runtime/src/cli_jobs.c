@@ -68,30 +68,9 @@ static const jn_cli_opt_t jobs_opts[] = {JN_CLI_STR(args_t, "config", config_fil
 
 static int parse_args(int argc, char **argv, args_t *a)
 {
-    char err[512];
-    int first;
-
     a->limit = 50;
     a->changes = 20;
-    first = jn_cli_opts_parse(jobs_opts, argc, argv, a, err, sizeof(err));
-    if (first == JN_CLI_OPTS_HELP)
-        return 1;
-    if (first < 0) {
-        jn_cli_opts_print_error(first, err);
-        return first == JN_CLI_OPTS_USAGE ? -1 : -2;
-    }
-    if (first < argc)
-        a->id = argv[first++];
-    if (first < argc) {
-        fprintf(stderr, "junction: unexpected argument '%s'\n\n", argv[first]);
-        return -1;
-    }
-    if (a->format != NULL && strcmp(a->format, "table") != 0 && strcmp(a->format, "json") != 0) {
-        fprintf(stderr, "junction: --format must be table or json, got '%s'\n", a->format);
-        return -2;
-    }
-    a->json = a->format != NULL && strcmp(a->format, "json") == 0;
-    return 0;
+    return jn_cli_parse_show_args(jobs_opts, argc, argv, a, &a->id, &a->format, &a->json);
 }
 
 /* ---- output --------------------------------------------------------------- */

@@ -97,4 +97,31 @@ const char *wh_alg_name(unsigned alg);          /* "sha256" */
 const char *wh_alg_digest(unsigned alg);        /* "SHA256", for OpenSSL */
 unsigned wh_alg_parse(const char *s, size_t n); /* 0 when unknown; case-insensitive */
 
+/* A decoded HMAC key or a token's digest. */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint8_t *owned;
+    size_t owned_len;
+} wh_key_t;
+
+/* One piece of the signed content. */
+typedef struct {
+    const void *p;
+    size_t n;
+} wh_seg_t;
+
+/* Prepared keys (webhook_hmac.c). ready: whether the cache holds alg's keys
+ * for exactly these secrets (the same count, and each the same data and
+ * length as when they were prepared). put: prepares alg's keys from the
+ * decoded keys[] (one per secret), replacing what was there; -1 when out of
+ * memory. mac: the HMAC of the segments with secret index's prepared key
+ * into out (the algorithm's length); -1 when that key is not prepared. */
+int wh_keycache_ready(const jn_webhook_keycache_t *c, unsigned alg,
+                      const jn_webhook_secrets_t *sec);
+int wh_keycache_put(jn_webhook_keycache_t *c, unsigned alg, const jn_webhook_secrets_t *sec,
+                    const wh_key_t *keys);
+int wh_keycache_mac(const jn_webhook_keycache_t *c, unsigned alg, size_t index,
+                    const wh_seg_t *segs, size_t nsegs, uint8_t out[64]);
+
 #endif

@@ -59,14 +59,6 @@ typedef struct {
     int body_status;
 } vctx_t;
 
-/* A decoded HMAC key or a token's digest. */
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-    uint8_t *owned;
-    size_t owned_len;
-} wh_key_t;
-
 typedef struct {
     unsigned alg;
     uint8_t mac[64];
@@ -531,11 +523,6 @@ static int signature_candidates(vctx_t *c, const val_t *sig, candidate_t *cand, 
                   s->sig_header, entries, why);
 }
 
-typedef struct {
-    const void *p;
-    size_t n;
-} seg_t;
-
 /* One HMAC context per digest, with its digest set and no key, made once per
  * process and only ever copied afterwards. Fetching the HMAC implementation
  * and then its digest by name (what EVP_MAC_fetch and a digest parameter to
@@ -582,7 +569,7 @@ static EVP_MAC_CTX *hmac_ctx_new(unsigned alg)
 }
 
 /* HMAC of the signed content with one key, streamed: the body is not copied. */
-static int hmac_segments(unsigned alg, const wh_key_t *key, const seg_t *segs, size_t nsegs,
+static int hmac_segments(unsigned alg, const wh_key_t *key, const wh_seg_t *segs, size_t nsegs,
                          uint8_t out[64])
 {
     EVP_MAC_CTX *mctx = hmac_ctx_new(alg);
@@ -609,8 +596,10 @@ static int verify_hmac(vctx_t *c)
     val_t sig = {0}, ts = {0}, id = {0}, hv[WH_TEMPLATE_MAX_PARTS];
     candidate_t cand[JN_WEBHOOK_MAX_SIGNATURES];
     wh_key_t keys[JN_WEBHOOK_MAX_SECRETS];
-    seg_t segs[WH_TEMPLATE_MAX_PARTS];
-    size_t ncand = 0, nkeys = 0;
+    wh_seg_t segs[WH_TEMPLATE_MAX_PARTS];
+    size_t ncand = 0, nkeys = 0, ndecoded = 0;
+    jn_webhook_keycache_t *kc;
+    unsigned need = 0;
     char where[96], err[160];
     int rc;
 
@@ -631,16 +620,16 @@ static int verify_hmac(vctx_t *c)
         val_t *v = NULL;
         switch (part->kind) {
         case WH_PART_LITERAL:
-            segs[i] = (seg_t){part->text, part->len};
+            segs[i] = (wh_seg_t){part->text, part->len};
             continue;
         case WH_PART_BODY:
-            segs[i] = (seg_t){c->req->body, c->req->body_len};
+            segs[i] = (wh_seg_t){c->req->body, c->req->body_len};
             continue;
         case WH_PART_METHOD:
-            segs[i] = (seg_t){c->req->method, strlen(c->req->method)};
+            segs[i] = (wh_seg_t){c->req->method, strlen(c->req->method)};
             continue;
         case WH_PART_PATH:
-            segs[i] = (seg_t){c->req->path, c->req->path != NULL ? strlen(c->req->path) : 0};
+            segs[i] = (wh_seg_t){c->req->path, c->req->path != NULL ? strlen(c->req->path) : 0};
             continue;
         case WH_PART_TIMESTAMP:
             v = &ts;
@@ -674,13 +663,27 @@ static int verify_hmac(vctx_t *c)
             }
             break;
         }
-        segs[i] = (seg_t){v->p, v->n};
+        segs[i] = (wh_seg_t){v->p, v->n};
     }
 
-    if (secrets_decode(s, c->sec, keys, err, sizeof(err)) < 0) {
-        rc = reject(c, strcmp(err, "out of memory") == 0 ? JN_WEBHOOK_ENOMEM : JN_WEBHOOK_ECONFIG,
-                    "%s", err);
-        goto out;
+    /* With a key cache, the secrets are decoded only when an algorithm the
+     * signatures use is not prepared yet (then all of them, so that a bad
+     * secret is reported whichever one would have matched). */
+    kc = c->sec->keycache;
+    for (size_t i = 0; i < ncand; i++)
+        if (!wh_keycache_ready(kc, cand[i].alg, c->sec))
+            need |= cand[i].alg;
+    if (kc == NULL || need != 0) {
+        if (secrets_decode(s, c->sec, keys, err, sizeof(err)) < 0) {
+            rc = reject(c,
+                        strcmp(err, "out of memory") == 0 ? JN_WEBHOOK_ENOMEM : JN_WEBHOOK_ECONFIG,
+                        "%s", err);
+            goto out;
+        }
+        ndecoded = c->sec->secret_count;
+        for (unsigned alg = 1; kc != NULL && alg <= WH_ALG_SHA512; alg <<= 1)
+            if ((need & alg) && wh_keycache_put(kc, alg, c->sec, keys) < 0)
+                kc = NULL; /* out of locked memory: this request keys as before */
     }
     nkeys = c->sec->secret_count;
     int matched = -1;
@@ -692,7 +695,8 @@ static int verify_hmac(vctx_t *c)
             if (done & alg)
                 continue;
             done |= alg;
-            if (hmac_segments(alg, &keys[k], segs, s->nparts, mac_out) < 0) {
+            if ((kc != NULL ? wh_keycache_mac(kc, alg, k, segs, s->nparts, mac_out)
+                            : hmac_segments(alg, &keys[k], segs, s->nparts, mac_out)) < 0) {
                 rc = reject(c, JN_WEBHOOK_ENOMEM, "HMAC-%s failed", wh_alg_name(alg));
                 goto out;
             }
@@ -728,7 +732,7 @@ static int verify_hmac(vctx_t *c)
     rc = 0;
 out:
     ERR_clear_error();
-    for (size_t k = 0; k < nkeys; k++)
+    for (size_t k = 0; k < ndecoded; k++)
         key_free(&keys[k]);
     OPENSSL_cleanse(cand, sizeof(cand));
     val_free(&sig);

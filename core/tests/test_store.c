@@ -321,6 +321,105 @@ static void test_queue_stats_without_state_index(void **state)
     sqlite3_close(db);
 }
 
+/* Migration 9: the queue's state rule is checked without a temporary b-tree
+ * per row (no OpenEphemeral in the insert's program), still refuses an
+ * unknown state, and the rebuild keeps every row, column and index of a file
+ * written before it. */
+static void test_queue_state_check_rebuilt(void **state)
+{
+    fixture_t *f = *state;
+    const char *insert = "INSERT INTO queue_jobs(id, idempotency_key, provider, organization_id,"
+                         " priority, payload, state, ready_ms, enqueued_ms, max_attempts)"
+                         " VALUES('x', 'k', 'p', 'o', 1, '{}', 'queued', 1, 1, 3)";
+    char text[1024], sql[1200];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int ephemeral = 0;
+
+    open_ok(f);
+    raw_text(f->path, "SELECT sql FROM sqlite_master WHERE name = 'queue_jobs'", 0, text,
+             sizeof(text));
+    assert_null(strstr(text, "state IN"));
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "EXPLAIN %s", insert);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        ephemeral += strcmp((const char *)sqlite3_column_text(st, 1), "OpenEphemeral") == 0;
+    sqlite3_finalize(st);
+    assert_int_equal(ephemeral, 0);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO queue_jobs(id, provider, organization_id,"
+                                  " priority, payload, state, ready_ms, enqueued_ms,"
+                                  " max_attempts) VALUES('y', 'p', 'o', 1, '{}', 'paused', 1,"
+                                  " 1, 3)",
+                                  NULL, NULL, NULL),
+                     SQLITE_CONSTRAINT);
+    assert_non_null(strstr(sqlite3_errmsg(db), "CHECK constraint failed"));
+    sqlite3_close(db);
+    jn_store_close(f->store);
+    f->store = NULL;
+
+    /* back to version 8's table (the IN rule), with rows in several states */
+    raw_exec(f->path,
+             "DROP TABLE queue_jobs;"
+             "CREATE TABLE queue_jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+             " idempotency_key TEXT UNIQUE, group_key TEXT, provider TEXT NOT NULL,"
+             " organization_id TEXT NOT NULL,"
+             " priority INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 2),"
+             " payload TEXT NOT NULL, state TEXT NOT NULL"
+             " CHECK (state IN ('queued', 'running', 'done', 'dead', 'cancelled')),"
+             " ready_ms INTEGER NOT NULL, enqueued_ms INTEGER NOT NULL,"
+             " attempts INTEGER NOT NULL DEFAULT 0,"
+             " max_attempts INTEGER NOT NULL CHECK (max_attempts > 0), consumer TEXT,"
+             " cancel_requested INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+             " finished_ms INTEGER);"
+             "CREATE INDEX queue_claim ON queue_jobs(provider, priority, organization_id,"
+             " enqueued_ms) WHERE state IN ('queued', 'running');"
+             "CREATE INDEX queue_group ON queue_jobs(group_key, state)"
+             " WHERE group_key IS NOT NULL;"
+             "CREATE INDEX queue_consumer ON queue_jobs(consumer) WHERE state = 'running';"
+             "CREATE INDEX queue_dead ON queue_jobs(provider, seq) WHERE state = 'dead';"
+             "INSERT INTO queue_jobs VALUES"
+             " (7, 'a', 'key-a', 'g-1', 'github', 'o-1', 2, '{\"n\":1}', 'running', 5, 4, 1, 3,"
+             "  'worker-1', 1, NULL, NULL),"
+             " (9, 'b', NULL, NULL, 'okta', 'o-2', 0, '{}', 'dead', 6, 5, 3, 3, NULL, 0,"
+             "  'HTTP 500', 77);"
+             "DELETE FROM schema_migrations WHERE version >= 9;"
+             "PRAGMA user_version = 8;");
+    open_ok(f);
+    assert_int_equal(jn_store_schema_version(f->store), jn_store_sqlite_latest_version());
+    raw_text(f->path, "SELECT sql FROM sqlite_master WHERE name = 'queue_jobs'", 0, text,
+             sizeof(text));
+    assert_null(strstr(text, "state IN"));
+    raw_text(f->path,
+             "SELECT group_concat(seq || ',' || id || ',' || ifnull(idempotency_key, '-') || ','"
+             " || ifnull(group_key, '-') || ',' || provider || ',' || organization_id || ','"
+             " || priority || ',' || payload || ',' || state || ',' || ready_ms || ','"
+             " || enqueued_ms || ',' || attempts || ',' || max_attempts || ','"
+             " || ifnull(consumer, '-') || ',' || cancel_requested || ','"
+             " || ifnull(last_error, '-') || ',' || ifnull(finished_ms, '-'), ' | ')"
+             " FROM (SELECT * FROM queue_jobs ORDER BY seq)",
+             0, text, sizeof(text));
+    assert_string_equal(text, "7,a,key-a,g-1,github,o-1,2,{\"n\":1},running,5,4,1,3,worker-1,1,-,-"
+                              " | 9,b,-,-,okta,o-2,0,{},dead,6,5,3,3,-,0,HTTP 500,77");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE tbl_name ="
+                                      " 'queue_jobs' AND type = 'index' AND name IN"
+                                      " ('queue_claim', 'queue_group', 'queue_consumer',"
+                                      " 'queue_dead')"),
+                     4);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master"
+                                      " WHERE name = 'queue_jobs_new'"),
+                     0);
+    /* the unique keys hold after the rebuild, and a new row takes the next seq */
+    raw_exec(f->path, "INSERT INTO queue_jobs(id, idempotency_key, provider, organization_id,"
+                      " priority, payload, state, ready_ms, enqueued_ms, max_attempts)"
+                      " VALUES('c', 'key-a', 'github', 'o-1', 1, '{}', 'queued', 1, 1, 3)"
+                      " ON CONFLICT(idempotency_key) DO NOTHING");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue_jobs"), 2);
+    raw_exec(f->path, insert);
+    assert_int_equal(raw_int(f->path, "SELECT seq FROM queue_jobs WHERE id = 'x'"), 10);
+}
+
 /* Migration 8: an integration's newest jobs come from one index in order
  * (no sort of all its jobs, no scan of the table). */
 static void test_integration_jobs_in_index_order(void **state)
@@ -776,6 +875,7 @@ int main(void)
         T(test_queue_group_index_partial),
         T(test_queue_stats_without_state_index),
         T(test_integration_jobs_in_index_order),
+        T(test_queue_state_check_rebuilt),
         T(test_not_a_database),
         T(test_open_missing_directory),
         T(test_wal_mode),

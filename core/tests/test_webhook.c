@@ -18,6 +18,8 @@
 #include "junction/json.h"
 #include "junction/webhook.h"
 
+#include "../src/webhook_internal.h"
+
 /* Canary secrets: distinctive strings that must never show in a message or a
  * response, whatever the verdict. */
 #define CANARY "CANARY-WH-4f1d2c9e8b7a6f5e"
@@ -64,6 +66,24 @@ static int run_with(const jn_webhook_scheme_t *s, rq_t *r, const jn_webhook_secr
 {
     int rc = jn_webhook_verify(s, &r->req, sec, res);
     assert_int_equal(rc, res->reason);
+    if (sec->keycache == NULL) {
+        /* The same verdict with prepared keys: when they are prepared (the
+         * first call) and when they are reused (the second). */
+        jn_webhook_secrets_t cached = *sec;
+        jn_webhook_result_t again;
+        assert_non_null(cached.keycache = jn_webhook_keycache_new());
+        for (int pass = 0; pass < 2; pass++) {
+            memset(&again, 0, sizeof(again));
+            assert_int_equal(jn_webhook_verify(s, &r->req, &cached, &again), rc);
+            assert_int_equal(again.verdict, res->verdict);
+            assert_int_equal(again.status, res->status);
+            assert_int_equal(again.secret_index, res->secret_index);
+            assert_string_equal(again.message, res->message);
+            assert_string_equal(again.delivery_id, res->delivery_id);
+            jn_webhook_result_clear(&again);
+        }
+        jn_webhook_keycache_free(cached.keycache);
+    }
     if (rc == 0) {
         assert_true(res->verdict == JN_WEBHOOK_ACCEPTED || res->verdict == JN_WEBHOOK_CHALLENGE);
         assert_int_equal(res->status, 200);
@@ -92,7 +112,7 @@ static int run(const jn_webhook_scheme_t *s, rq_t *r, const char *const *secrets
                jn_webhook_result_t *res)
 {
     jn_webhook_secret_t list[JN_WEBHOOK_MAX_SECRETS + 2];
-    jn_webhook_secrets_t sec = {list, n, NULL, NULL, 0, NULL, NULL};
+    jn_webhook_secrets_t sec = {list, n, NULL, NULL, 0, NULL, NULL, NULL};
     assert_true(n <= sizeof(list) / sizeof(list[0]));
     for (size_t i = 0; i < n; i++)
         list[i] = (jn_webhook_secret_t){secrets[i], strlen(secrets[i])};
@@ -1107,7 +1127,7 @@ static int pubsub(const jn_webhook_scheme_t *s, const char *token, const jn_jwt_
                        "\"subscription\":\"projects/p/subscriptions/s\"}";
     char auth[4096];
     rq_t r;
-    jn_webhook_secrets_t sec = {NULL, 0, PUBSUB_AUD, keys, nkeys, jwks, email};
+    jn_webhook_secrets_t sec = {NULL, 0, PUBSUB_AUD, keys, nkeys, jwks, email, NULL};
     rq_init(&r, "POST", body, strlen(body), NOW_MS);
     if (token != NULL) {
         snprintf(auth, sizeof(auth), "Bearer %s", token);
@@ -1234,7 +1254,7 @@ static void test_google_pubsub(void **state)
     jn_webhook_result_t r2;
     const char *body = "{}";
     rq_t r;
-    jn_webhook_secrets_t sec = {NULL, 0, PUBSUB_AUD, &key, 1, NULL, NULL};
+    jn_webhook_secrets_t sec = {NULL, 0, PUBSUB_AUD, &key, 1, NULL, NULL, NULL};
     char basic[4096];
     rq_init(&r, "POST", body, 2, NOW_MS);
     snprintf(basic, sizeof(basic), "Basic %s", tok);
@@ -1448,7 +1468,7 @@ static void test_secrets_check(void **state)
     (void)state;
     jn_webhook_scheme_t *s = preset("standard_webhooks");
     jn_webhook_secret_t list[2] = {{SWH_NEW, strlen(SWH_NEW)}, {"whsec_%%" CANARY, 14}};
-    jn_webhook_secrets_t sec = {list, 1, NULL, NULL, 0, NULL, NULL};
+    jn_webhook_secrets_t sec = {list, 1, NULL, NULL, 0, NULL, NULL, NULL};
     char err[256];
 
     assert_int_equal(jn_webhook_secrets_check(s, &sec, err, sizeof(err)), 0);
@@ -1464,7 +1484,7 @@ static void test_secrets_check(void **state)
     s = preset("google_pubsub");
     jn_jwt_pubkey_t key = {NULL, g.pub_pem, NULL, NULL},
                     small = {NULL, g.small_pub_pem, NULL, NULL};
-    jn_webhook_secrets_t jwt = {NULL, 0, PUBSUB_AUD, &key, 1, NULL, NULL};
+    jn_webhook_secrets_t jwt = {NULL, 0, PUBSUB_AUD, &key, 1, NULL, NULL, NULL};
     assert_int_equal(jn_webhook_secrets_check(s, &jwt, err, sizeof(err)), 0);
     jwt.keys = &small;
     assert_int_equal(jn_webhook_secrets_check(s, &jwt, err, sizeof(err)), -1);
@@ -1482,7 +1502,7 @@ static void test_bad_arguments(void **state)
     jn_webhook_scheme_t *s = preset("github");
     const char *secrets[] = {CANARY};
     jn_webhook_secret_t one = {CANARY, strlen(CANARY)};
-    jn_webhook_secrets_t sec = {&one, 1, NULL, NULL, 0, NULL, NULL};
+    jn_webhook_secrets_t sec = {&one, 1, NULL, NULL, 0, NULL, NULL, NULL};
     jn_webhook_result_t res;
     rq_t r;
 
@@ -1582,7 +1602,7 @@ static void test_hostile_requests(void **state)
         for (int iter = 0; iter < 1500; iter++) {
             jn_webhook_secret_t list[2] = {{CANARY, strlen(CANARY)},
                                            {CANARY_OLD, strlen(CANARY_OLD)}};
-            jn_webhook_secrets_t sec = {list, 2, PUBSUB_AUD, &key, 1, NULL, NULL};
+            jn_webhook_secrets_t sec = {list, 2, PUBSUB_AUD, &key, 1, NULL, NULL, NULL};
             jn_webhook_result_t res;
             rq_t r;
             rand_text(a, sizeof(a));
@@ -1626,10 +1646,105 @@ static void test_hostile_requests(void **state)
     }
 }
 
+/* Prepared keys give RFC 2104's HMAC for every algorithm and key length:
+ * shorter than a block, a block exactly, longer (hashed first), with the
+ * content in several pieces (some empty); OpenSSL's one-shot HMAC is the
+ * reference. */
+static void test_keycache_matches_hmac(void **state)
+{
+    static const struct {
+        unsigned alg;
+        const char *name;
+    } algs[] = {{WH_ALG_SHA1, "SHA1"}, {WH_ALG_SHA256, "SHA256"}, {WH_ALG_SHA512, "SHA512"}};
+    static const size_t key_lens[] = {1, 20, 32, 63, 64, 65, 127, 128, 129, 300};
+    const char *msg = "1700000000.{\"type\":\"push\",\"n\":1}";
+    uint8_t key[300], want[64], got[64];
+    unsigned wlen = 0;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(i * 7 + 3);
+    for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
+        for (size_t k = 0; k < sizeof(key_lens) / sizeof(key_lens[0]); k++) {
+            jn_webhook_keycache_t *c = jn_webhook_keycache_new();
+            jn_webhook_secret_t secret = {key, key_lens[k]};
+            jn_webhook_secrets_t sec = {&secret, 1, NULL, NULL, 0, NULL, NULL, c};
+            wh_key_t dk = {key, key_lens[k], NULL, 0};
+            wh_seg_t segs[4] = {{msg, 10}, {"", 0}, {msg + 10, 1}, {msg + 11, strlen(msg) - 11}};
+
+            assert_non_null(c);
+            assert_false(wh_keycache_ready(c, algs[a].alg, &sec));
+            assert_int_equal(wh_keycache_mac(c, algs[a].alg, 0, segs, 4, got), -1);
+            assert_int_equal(wh_keycache_put(c, algs[a].alg, &sec, &dk), 0);
+            assert_true(wh_keycache_ready(c, algs[a].alg, &sec));
+            assert_int_equal(wh_keycache_mac(c, algs[a].alg, 0, segs, 4, got), 0);
+            assert_non_null(HMAC(EVP_get_digestbyname(algs[a].name), key, (int)key_lens[k],
+                                 (const unsigned char *)msg, strlen(msg), want, &wlen));
+            assert_int_equal(wlen, wh_alg_len(algs[a].alg));
+            if (memcmp(got, want, wlen) != 0)
+                fail_msg("HMAC-%s with a %zu-byte key differs", algs[a].name, key_lens[k]);
+            /* a second secret index is not prepared; other secrets are not ready */
+            assert_int_equal(wh_keycache_mac(c, algs[a].alg, 1, segs, 4, got), -1);
+            secret.len--;
+            assert_false(wh_keycache_ready(c, algs[a].alg, &sec));
+            jn_webhook_keycache_free(c);
+        }
+    }
+    jn_webhook_keycache_free(NULL);
+}
+
+/* A cache follows its secrets: after a rotation (another list), the
+ * deliveries signed with the new secret verify with its index, and those
+ * signed with a retired one no longer do. */
+static void test_keycache_follows_rotation(void **state)
+{
+    jn_webhook_scheme_t *s = preset("github");
+    const char *body = "{\"zen\":\"rotate\"}";
+    char hex[2 * 32 + 1], sig_old[80], sig_new[80];
+    jn_webhook_secret_t one[1] = {{"old-secret-1", 12}};
+    jn_webhook_secret_t two[2] = {{"new-secret-22", 13}, {"old-secret-1", 12}};
+    jn_webhook_secret_t only_new[1] = {{"new-secret-22", 13}};
+    jn_webhook_secrets_t sec = {one, 1, NULL, NULL, 0, NULL, NULL, jn_webhook_keycache_new()};
+    jn_webhook_result_t res;
+    rq_t r;
+    (void)state;
+
+    hmac_hex(EVP_sha256(), "old-secret-1", body, strlen(body), hex);
+    snprintf(sig_old, sizeof(sig_old), "sha256=%s", hex);
+    hmac_hex(EVP_sha256(), "new-secret-22", body, strlen(body), hex);
+    snprintf(sig_new, sizeof(sig_new), "sha256=%s", hex);
+
+    rq_init(&r, "POST", body, strlen(body), 1700000000000);
+    rq_header(&r, "X-Hub-Signature-256", sig_old);
+    rq_header(&r, "X-GitHub-Delivery", "d-1");
+    assert_int_equal(run_with(s, &r, &sec, &res), 0);
+    assert_int_equal(res.secret_index, 0);
+    r.h[0].value = sig_new;
+    assert_int_equal(run_with(s, &r, &sec, &res), JN_WEBHOOK_ESIGNATURE_MISMATCH);
+
+    sec.secrets = two;
+    sec.secret_count = 2;
+    assert_int_equal(run_with(s, &r, &sec, &res), 0);
+    assert_int_equal(res.secret_index, 0);
+    r.h[0].value = sig_old;
+    assert_int_equal(run_with(s, &r, &sec, &res), 0);
+    assert_int_equal(res.secret_index, 1);
+
+    sec.secrets = only_new;
+    sec.secret_count = 1;
+    assert_int_equal(run_with(s, &r, &sec, &res), JN_WEBHOOK_ESIGNATURE_MISMATCH);
+    r.h[0].value = sig_new;
+    assert_int_equal(run_with(s, &r, &sec, &res), 0);
+    jn_webhook_keycache_free(sec.keycache);
+    jn_webhook_scheme_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_keycache_matches_hmac),
+        cmocka_unit_test(test_keycache_follows_rotation),
         cmocka_unit_test(test_presets_parse),
         cmocka_unit_test(test_github),
         cmocka_unit_test(test_slack),

@@ -58,7 +58,7 @@ static int verify(const jn_webhook_scheme_t *s, const char *secret, const char *
     jn_webhook_header_t h[2] = {{"X-Hub-Signature", 0, sig, 0},
                                 {"X-Atlassian-Webhook-Identifier", 0, id, 0}};
     jn_webhook_secret_t key = {secret, strlen(secret)};
-    jn_webhook_secrets_t sec = {&key, 1, NULL, NULL, 0, NULL, NULL};
+    jn_webhook_secrets_t sec = {&key, 1, NULL, NULL, 0, NULL, NULL, NULL};
     jn_webhook_request_t req = {0};
 
     req.method = "POST";

@@ -725,6 +725,7 @@ static unsigned bucket_of(const char *id)
 
 static void entry_free(wh_entry_t *e)
 {
+    jn_webhook_keycache_free(e->material.keycache);
     for (size_t i = 0; i < JN_WEBHOOK_MAX_SECRETS; i++)
         jn_secmem_free(e->secrets[i]);
     free(e->audience);
@@ -855,6 +856,9 @@ static wh_entry_t *entry_get(jn_api_t *api, const char *iid, int *store_error)
     e->material.audience = e->audience;
     e->material.email = e->email;
     e->material.jwks_json = e->jwks;
+    /* prepared HMAC keys, made by the first delivery that needs them (NULL
+     * when out of memory: each delivery then keys its own HMAC) */
+    e->material.keycache = jn_webhook_keycache_new();
     e->next = in->buckets[b];
     in->buckets[b] = e;
     return e;

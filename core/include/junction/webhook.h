@@ -118,6 +118,17 @@ const char *jn_webhook_scheme_kind(const jn_webhook_scheme_t *scheme);
 /* The preset the scheme came from, or NULL for a custom declaration. */
 const char *jn_webhook_scheme_preset(const jn_webhook_scheme_t *scheme);
 
+/* Prepared HMAC keys: the digest states after each secret's padded key
+ * blocks, made on first use and reused for every later delivery, so that
+ * verifying one costs the hashing of its own bytes only (no key decoding,
+ * no re-keying, no allocation). Kept in locked memory that is wiped when
+ * freed. A cache belongs to one set of secrets and to one thread at a time:
+ * pass it in jn_webhook_secrets_t.keycache; it notices a change of the
+ * secrets (their count, data pointers or lengths) and prepares them again. */
+typedef struct jn_webhook_keycache jn_webhook_keycache_t;
+jn_webhook_keycache_t *jn_webhook_keycache_new(void);
+void jn_webhook_keycache_free(jn_webhook_keycache_t *cache);
+
 /* The integration's verification material. */
 typedef struct {
     const void *data; /* need not be NUL-terminated */
@@ -138,6 +149,9 @@ typedef struct {
     size_t key_count;
     const char *jwks_json; /* NUL-terminated, or NULL */
     const char *email;
+    /* hmac: optional prepared keys (NULL: the secrets are decoded and keyed
+     * for each request). */
+    jn_webhook_keycache_t *keycache;
 } jn_webhook_secrets_t;
 
 /* Checks the material against the scheme without a request (secrets decode,

@@ -95,19 +95,20 @@ int jn_json_append_string(jn_buf_t *out, const char *s, size_t len)
             i += n;
             continue;
         }
+        n = 2;
         if (c == '"')
-            memcpy(esc, "\\\"", 3);
+            memcpy(esc, "\\\"", 2);
         else if (c == '\\')
-            memcpy(esc, "\\\\", 3);
+            memcpy(esc, "\\\\", 2);
         else if (c == '\n')
-            memcpy(esc, "\\n", 3);
+            memcpy(esc, "\\n", 2);
         else if (c == '\r')
-            memcpy(esc, "\\r", 3);
+            memcpy(esc, "\\r", 2);
         else if (c == '\t')
-            memcpy(esc, "\\t", 3);
+            memcpy(esc, "\\t", 2);
         else
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-        if (jn_buf_puts(out, esc))
+            n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
+        if (jn_buf_append(out, esc, n))
             return -1;
         i++;
     }

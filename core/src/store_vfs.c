@@ -13,19 +13,6 @@
  * cannot be written, whether or not the connection syncs at commit. Nothing
  * else changes: the sync still comes after the data.
  *
- * A sync of the log that would find nothing to write is skipped. Every
- * connection of the store commits with synchronous=FULL: a commit's frames
- * are synced before the log's index names them, so that what any connection
- * can see in the log is already on disk. A checkpoint still syncs the log
- * before it copies frames into the database (SQLite's order, for writers
- * that do not sync at commit): under a steady stream of webhook deliveries
- * that was one fdatasync (and one device cache flush) every few commits, on
- * a file with nothing new. The process counts the writes to each log that
- * completed and which of them a completed sync covered; a sync when nothing
- * was written since one that covered everything, after the process synced
- * the file once itself (which covers what another process or a crash left
- * unsynced), returns at once.
- *
  * Files other than a log are passed through as they are. A write error met
  * while flushing is returned by the call that flushed, or, when that call
  * cannot return one (a memory barrier), by the next call on the log, which
@@ -44,63 +31,11 @@
 
 typedef struct jfile jfile_t;
 
-/* One log file, shared by the process's connections that have it open. The
- * counters are read and written with atomics; the list under logs_mu. */
-typedef struct logstate logstate_t;
-struct logstate {
-    logstate_t *next;
-    int refs;
-    unsigned long long writes; /* writes to the file that completed */
-    unsigned long long synced; /* how many of them the last sync covered */
-    int trusted;               /* a sync of the file completed in this process */
-    char path[];
-};
-
-static pthread_mutex_t logs_mu = PTHREAD_MUTEX_INITIALIZER;
-static logstate_t *logs;
-
-static logstate_t *log_acquire(const char *path)
-{
-    logstate_t *l;
-    size_t n = strlen(path) + 1;
-
-    pthread_mutex_lock(&logs_mu);
-    for (l = logs; l != NULL && strcmp(l->path, path) != 0; l = l->next)
-        ;
-    if (l == NULL && (l = sqlite3_malloc64(sizeof(*l) + n)) != NULL) {
-        memset(l, 0, sizeof(*l));
-        memcpy(l->path, path, n);
-        l->next = logs;
-        logs = l;
-    }
-    if (l != NULL)
-        l->refs++;
-    pthread_mutex_unlock(&logs_mu);
-    return l;
-}
-
-static void log_release(logstate_t *l)
-{
-    logstate_t **pp;
-
-    if (l == NULL)
-        return;
-    pthread_mutex_lock(&logs_mu);
-    if (--l->refs == 0) {
-        for (pp = &logs; *pp != l; pp = &(*pp)->next)
-            ;
-        *pp = l->next;
-        sqlite3_free(l);
-    }
-    pthread_mutex_unlock(&logs_mu);
-}
-
 struct jfile {
     sqlite3_file base;
     sqlite3_file *real; /* the default VFS's file, right after this struct */
     jfile_t *wal;       /* a database: its connection's log, while open */
     jfile_t *db;        /* a log: its database */
-    logstate_t *state;  /* a log: shared by the process's connections (or NULL) */
     unsigned char *buf;
     sqlite3_int64 off; /* the buffer holds [off, off + len) */
     int len;
@@ -115,17 +50,6 @@ static int registered;
 
 #define ROUND8(n) (((n) + 7) & ~7)
 
-/* A write to the log, counted once it completed (a sync that starts after
- * that covers it). */
-static int log_write(jfile_t *f, const void *data, int amt, sqlite3_int64 off)
-{
-    int rc = f->real->pMethods->xWrite(f->real, data, amt, off);
-
-    if (f->state != NULL)
-        __atomic_add_fetch(&f->state->writes, 1, __ATOMIC_ACQ_REL);
-    return rc;
-}
-
 /* Writes what is buffered: the error of this write or of one that failed
  * where it could not be returned, once. */
 static int flush(jfile_t *f)
@@ -133,7 +57,7 @@ static int flush(jfile_t *f)
     int rc = SQLITE_OK;
 
     if (f->len > 0) {
-        rc = log_write(f, f->buf, f->len, f->off);
+        rc = f->real->pMethods->xWrite(f->real, f->buf, f->len, f->off);
         f->len = 0;
     }
     if (rc == SQLITE_OK)
@@ -163,8 +87,6 @@ static int wal_close(sqlite3_file *p)
     sqlite3_free(f->buf);
     f->buf = NULL;
     rc2 = f->real->pMethods->xClose(f->real);
-    log_release(f->state);
-    f->state = NULL;
     return rc != SQLITE_OK ? rc : rc2;
 }
 
@@ -206,9 +128,9 @@ static int wal_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 o
     if ((rc = flush(f)) != SQLITE_OK)
         return rc;
     if (amt >= BUF_CAP / 2 || commit)
-        return log_write(f, data, amt, off);
+        return f->real->pMethods->xWrite(f->real, data, amt, off);
     if (f->buf == NULL && (f->buf = sqlite3_malloc(BUF_CAP)) == NULL)
-        return log_write(f, data, amt, off);
+        return f->real->pMethods->xWrite(f->real, data, amt, off);
     memcpy(f->buf, data, (size_t)amt);
     f->off = off;
     f->len = amt;
@@ -220,39 +142,15 @@ static int wal_truncate(sqlite3_file *p, sqlite3_int64 size)
     jfile_t *f = (jfile_t *)p;
     int rc = flush(f);
 
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = f->real->pMethods->xTruncate(f->real, size);
-    if (f->state != NULL) /* a change of size to sync, as a write is */
-        __atomic_add_fetch(&f->state->writes, 1, __ATOMIC_ACQ_REL);
-    return rc;
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
 }
 
 static int wal_sync(sqlite3_file *p, int flags)
 {
     jfile_t *f = (jfile_t *)p;
-    logstate_t *l = f->state;
-    unsigned long long w, seen;
     int rc = flush(f);
 
-    if (rc != SQLITE_OK)
-        return rc;
-    if (l == NULL)
-        return f->real->pMethods->xSync(f->real, flags);
-    /* the writes completed before this sync starts are what it covers */
-    w = __atomic_load_n(&l->writes, __ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&l->trusted, __ATOMIC_ACQUIRE) &&
-        __atomic_load_n(&l->synced, __ATOMIC_ACQUIRE) == w)
-        return SQLITE_OK;
-    rc = f->real->pMethods->xSync(f->real, flags);
-    if (rc != SQLITE_OK)
-        return rc;
-    seen = __atomic_load_n(&l->synced, __ATOMIC_ACQUIRE);
-    while (seen < w && !__atomic_compare_exchange_n(&l->synced, &seen, w, 0, __ATOMIC_ACQ_REL,
-                                                    __ATOMIC_ACQUIRE))
-        ;
-    __atomic_store_n(&l->trusted, 1, __ATOMIC_RELEASE);
-    return SQLITE_OK;
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
 }
 
 static int wal_file_size(sqlite3_file *p, sqlite3_int64 *size)
@@ -472,8 +370,6 @@ static int vfs_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *file, i
             f->db = (jfile_t *)db;
             f->db->wal = f;
             f->base.pMethods = &wal_methods;
-            /* without it (out of memory) every sync goes to the file */
-            f->state = log_acquire(name);
         }
     }
     return SQLITE_OK;

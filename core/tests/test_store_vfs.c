@@ -3,8 +3,7 @@
  * what a commit wrote is there after a crash, other connections see it, a
  * transaction larger than the buffer and one that spills before its commit
  * are whole, and a write that fails fails the commit and keeps the file
- * sound. A sync of the log with nothing new since the last one is skipped,
- * but never the first of the process. */
+ * sound. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -297,111 +295,10 @@ static void test_failed_write_fails_an_unsynced_commit(void **state)
     integrity_ok(f->path);
 }
 
-/* fdatasync, as SQLite calls it, counted per kind of file: this definition
- * takes the place of the C library's for the whole process (SQLite's
- * library resolves the symbol to the program's). */
-static int syncs_log, syncs_db;
-
-int fdatasync(int fd)
-{
-    char link[64], target[512];
-    ssize_t n;
-
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    n = readlink(link, target, sizeof(target) - 1);
-    if (n > 0) {
-        target[n] = '\0';
-        if (n > 4 && strcmp(target + n - 4, "-wal") == 0)
-            syncs_log++;
-        else
-            syncs_db++;
-    }
-    return (int)syscall(SYS_fdatasync, fd);
-}
-
-static void checkpoint(sqlite3 *db)
-{
-    assert_int_equal(sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL),
-                     SQLITE_OK);
-}
-
-/* A child commits without syncing the log (synchronous=OFF) and dies: its
- * frames may be in the page cache only. */
-static int commit_unsynced_then_crash(const char *path)
-{
-    sqlite3 *db = child_open(path);
-
-    if (exec(db, "PRAGMA synchronous = OFF; CREATE TABLE t(v BLOB);") != SQLITE_OK)
-        return 2;
-    for (int i = 0; i < 10; i++)
-        if (exec(db, "INSERT INTO t VALUES(randomblob(3000))") != SQLITE_OK)
-            return 3;
-    return 0;
-}
-
-static void test_redundant_log_syncs_skipped(void **state)
-{
-    fixture_t *f = *state;
-    sqlite3 *a, *b;
-    int log0, db0;
-
-    /* The log another process left unsynced: the first checkpoint of this
-     * process syncs it before copying (what any other process, or a crash,
-     * left is covered then); a second one with nothing new does not. */
-    in_child(f->path, commit_unsynced_then_crash);
-    b = open_db(f->path, jn_store_vfs());
-    assert_int_equal(one_int(b, "SELECT count(*) FROM t"), 10);
-    log0 = syncs_log;
-    checkpoint(b);
-    assert_int_equal(syncs_log, log0 + 1);
-    checkpoint(b);
-    assert_int_equal(syncs_log, log0 + 1);
-
-    /* A writer's commits sync the log; a checkpoint on another connection
-     * then finds nothing new and skips its sync of the log, but still syncs
-     * the database when it copied everything. */
-    a = open_db(f->path, jn_store_vfs());
-    for (int i = 0; i < 5; i++) {
-        log0 = syncs_log;
-        assert_int_equal(exec(a, "INSERT INTO t VALUES(randomblob(5000))"), SQLITE_OK);
-        /* the commit's sync (and, when the log restarted, its header's) */
-        assert_true(syncs_log > log0);
-        log0 = syncs_log;
-        db0 = syncs_db;
-        checkpoint(b);
-        assert_int_equal(syncs_log, log0);
-        assert_int_equal(syncs_db, db0 + 1);
-    }
-    /* a write since the last sync (a transaction's pages spilled to the log,
-     * not yet committed) when there is a commit to copy: the checkpoint's
-     * sync goes to the file */
-    assert_int_equal(exec(a, "INSERT INTO t VALUES(randomblob(5000))"), SQLITE_OK);
-    assert_int_equal(exec(a, "PRAGMA cache_size = 2; BEGIN;"), SQLITE_OK);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(exec(a, "INSERT INTO t VALUES(randomblob(5000))"), SQLITE_OK);
-    log0 = syncs_log;
-    checkpoint(b);
-    assert_int_equal(syncs_log, log0 + 1);
-    assert_int_equal(exec(a, "COMMIT"), SQLITE_OK);
-    assert_int_equal(one_int(b, "SELECT count(*) FROM t"), 36);
-    sqlite3_close(a);
-    sqlite3_close(b);
-    integrity_ok(f->path);
-
-    /* every connection closed and the file opened again: the same */
-    b = open_db(f->path, jn_store_vfs());
-    assert_int_equal(exec(b, "INSERT INTO t VALUES(1)"), SQLITE_OK);
-    log0 = syncs_log;
-    checkpoint(b);
-    assert_int_equal(syncs_log, log0);
-    sqlite3_close(b);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit_is_one_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redundant_log_syncs_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_survive_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_and_spilled_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_fails_the_commit, setup, teardown),

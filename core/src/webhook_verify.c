@@ -15,7 +15,8 @@
  *  6. Delivery id and event type are read for dedup and routing.
  * Messages quote header names and counts, never a value the request sent
  * nor anything derived from a secret. The only state shared between calls is
- * the keyless HMAC templates below, made once per process.
+ * the keyless HMAC templates below, made once per process, and the caller's
+ * prepared keys when it passes a key cache (webhook_hmac.c).
  */
 #include "junction/webhook.h"
 #include "junction/crypto.h"

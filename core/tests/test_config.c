@@ -106,12 +106,14 @@ static void test_defaults(void **state)
     assert_int_equal(jn_config_int(cfg, "http_max_response_bytes"), 33554432);
     assert_int_equal(jn_config_int(cfg, "http_max_redirects"), 5);
     assert_int_equal(jn_config_int(cfg, "run_interval_s"), 3600);
+    assert_int_equal(jn_config_int(cfg, "metrics_sample_sync_ms"), 20);
+    assert_int_equal(jn_config_int(cfg, "metrics_sample_max_age_ms"), 5000);
 
     for (i = 0; jn_config_key_at(i) != NULL; i++)
         assert_string_equal(jn_config_origin(cfg, jn_config_key_at(i)), "default");
-    assert_int_equal(i, 60);
+    assert_int_equal(i, 62);
     assert_string_equal(jn_config_key_at(0), "data_dir");
-    assert_null(jn_config_key_at(60));
+    assert_null(jn_config_key_at(62));
     for (i = 0; jn_config_key_at(i) != NULL; i++)
         assert_true(strlen(jn_config_doc(jn_config_key_at(i))) > 0);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api_internal.h"
+#include "api_sampler.h"
 #include "junction/redis_block.h"
 #include "telemetry.h"
 #include "junction/clock.h"
@@ -477,38 +478,56 @@ static void http_metrics(jn_api_t *api, jn_buf_t *b)
     }
 }
 
-static int job_count_cb(void *ud, const char *kind, const char *status, int64_t count)
+/* The sampled counts: job records, the queue per lane, priority and state,
+ * and how old and where the count is (api_sampler.h). */
+static void sample_metrics(jn_api_t *api, jn_buf_t *b, const api_sample_t *smp, int64_t now_ms)
 {
-    jn_buf_t *b = ud;
-    char line[64];
-
-    jn_buf_puts(b, "junction_jobs{kind=\"");
-    label(b, kind);
-    jn_buf_puts(b, "\",status=\"");
-    label(b, status);
-    snprintf(line, sizeof(line), "\"} %" PRId64 "\n", count);
-    jn_buf_puts(b, line);
-    return 0;
-}
-
-static int queue_stat_cb(void *ud, const jn_queue_stat_t *st)
-{
-    jn_buf_t *b = ud;
     const char *states[4] = {"queued", "ready", "running", "dead"};
-    int64_t v[4] = {st->queued, st->ready, st->running, st->dead};
-    char line[64];
+    uint64_t on_loop, in_background;
+    char line[160];
 
-    for (int i = 0; i < 4; i++) {
-        jn_buf_puts(b, "junction_queue_jobs{lane=\"");
-        label(b, st->provider);
-        jn_buf_puts(b, "\",priority=\"");
-        jn_buf_puts(b, jn_priority_name(st->priority));
-        jn_buf_puts(b, "\",state=\"");
-        jn_buf_puts(b, states[i]);
-        snprintf(line, sizeof(line), "\"} %" PRId64 "\n", v[i]);
+    metric_head(b, "junction_jobs", "gauge", "job records by kind and status");
+    for (size_t i = 0; i < smp->njobs; i++) {
+        jn_buf_puts(b, "junction_jobs{kind=\"");
+        label(b, smp->jobs[i].kind);
+        jn_buf_puts(b, "\",status=\"");
+        label(b, smp->jobs[i].status);
+        snprintf(line, sizeof(line), "\"} %" PRId64 "\n", smp->jobs[i].count);
         jn_buf_puts(b, line);
     }
-    return 0;
+    metric_head(b, "junction_queue_jobs", "gauge", "queued jobs by lane, priority and state");
+    for (size_t i = 0; i < smp->nstats; i++) {
+        const jn_queue_stat_t *st = &smp->stats[i];
+        int64_t v[4] = {st->queued, st->ready, st->running, st->dead};
+
+        for (int k = 0; k < 4; k++) {
+            jn_buf_puts(b, "junction_queue_jobs{lane=\"");
+            label(b, st->provider);
+            jn_buf_puts(b, "\",priority=\"");
+            jn_buf_puts(b, jn_priority_name(st->priority));
+            jn_buf_puts(b, "\",state=\"");
+            jn_buf_puts(b, states[k]);
+            snprintf(line, sizeof(line), "\"} %" PRId64 "\n", v[k]);
+            jn_buf_puts(b, line);
+        }
+    }
+    api_sampler_counts(api->sampler, &on_loop, &in_background);
+    metric_head(b, "junction_metrics_samples_total", "counter",
+                "counts of queued jobs and job records taken for /metrics, on the event loop or "
+                "by the sampler's thread (once a count is too slow for the loop)");
+    snprintf(line, sizeof(line),
+             "junction_metrics_samples_total{where=\"loop\"} %" PRIu64 "\n"
+             "junction_metrics_samples_total{where=\"background\"} %" PRIu64 "\n",
+             on_loop, in_background);
+    jn_buf_puts(b, line);
+    metric_head(b, "junction_metrics_sample_age_seconds", "gauge",
+                "age of the counts of queued jobs and job records exported here (absent "
+                "until the first count is done)");
+    if (smp->taken_ms > 0) {
+        snprintf(line, sizeof(line), "junction_metrics_sample_age_seconds %.3f\n",
+                 now_ms > smp->taken_ms ? (double)(now_ms - smp->taken_ms) / 1000.0 : 0.0);
+        jn_buf_puts(b, line);
+    }
 }
 
 /* Traffic lanes are per provider and organization: summed per provider so
@@ -662,7 +681,7 @@ static void metrics_write(void *ud, const char *s, size_t n)
 /* The registry's families (telemetry.h), gauges refreshed from live state
  * first: connector versions from the registry when there is one (hot deploys
  * change them), else the connectors loaded at start. */
-static void registry_metrics(jn_api_t *api, jn_buf_t *b)
+static void registry_metrics(jn_api_t *api, jn_buf_t *b, const api_sample_t *smp, int64_t now_ms)
 {
     jn_telemetry_t *t = api->o.rt ? api->o.rt->telemetry : NULL;
     size_t n = api->o.registry ? jn_registry_provider_count(api->o.registry) : api->nproviders;
@@ -677,7 +696,8 @@ static void registry_metrics(jn_api_t *api, jn_buf_t *b)
         live[i] = api->o.registry
                       ? jn_registry_live(api->o.registry, jn_registry_provider(api->o.registry, i))
                       : api->providers[i].conn;
-    jn_telemetry_refresh(t, api->o.rt->traffic, api->o.queue, live, n);
+    jn_telemetry_refresh(t, api->o.rt->traffic, smp->stats, smp->nstats,
+                         smp->taken_ms > 0 ? now_ms - smp->taken_ms : 0, live, n);
     free(live);
     jn_metrics_render(t->metrics, metrics_write, b);
 }
@@ -689,18 +709,16 @@ static void op_metrics(api_req_t *r)
     jn_http_field_t h[2] = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"},
                             no_store[0]};
 
+    int64_t now_ms = jn_now_ms();
+    const api_sample_t *smp = api_sampler_get(api->sampler, api->o.store, api->o.queue, now_ms);
+
     http_metrics(api, &b);
-    metric_head(&b, "junction_jobs", "gauge", "job records by kind and status");
-    if (jn_store_job_counts(api->o.store, job_count_cb, &b) != 0)
-        jn_log_error("metrics: %s", jn_store_errmsg(api->o.store));
-    metric_head(&b, "junction_queue_jobs", "gauge", "queued jobs by lane, priority and state");
-    if (api->o.queue && jn_queue_stats(api->o.queue, queue_stat_cb, &b) != 0)
-        jn_log_error("metrics: %s", jn_queue_errmsg(api->o.queue));
+    sample_metrics(api, &b, smp, now_ms);
     traffic_metrics(api, &b);
     vault_metrics(api, &b);
     api_intake_metrics(api, &b);
     metric_u64(&b, "junction_connectors_loaded", "gauge", "connectors loaded", api->nproviders);
-    registry_metrics(api, &b);
+    registry_metrics(api, &b, smp, now_ms);
     jn_http_respond(r->req, 200, h, 2, b.data ? b.data : "", b.len);
     jn_buf_free(&b);
     free(r);
@@ -925,6 +943,10 @@ int jn_api_create(const jn_api_opts_t *opts, jn_api_t **out, char *err, size_t e
             goto fail;
     if (api_oauth_init(api, err, errlen) != 0 || api_intake_start(api, err, errlen) != 0)
         goto fail;
+    if ((api->sampler = api_sampler_new(opts->cfg, opts->stats_store, opts->stats_queue)) == NULL) {
+        jn_errorf(err, errlen, "out of memory");
+        goto fail;
+    }
     *out = api;
     return 0;
 fail:
@@ -978,6 +1000,7 @@ void jn_api_destroy(jn_api_t *api)
     if (api == NULL)
         return;
     api_intake_stop(api);
+    api_sampler_free(api->sampler);
     if (api->srv)
         jn_http_server_destroy(api->srv);
     api_oauth_free(api);

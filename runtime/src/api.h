@@ -55,6 +55,12 @@ typedef struct {
      * intake's thread (both must outlive jn_api_destroy). */
     jn_store_t *intake_store;
     jn_queue_t *intake_queue;
+    /* A connection and queue of their own for the counts /metrics exports
+     * once they are too slow for the loop (api_sampler.h), used only from
+     * the sampler's thread (both must outlive jn_api_destroy); NULL: the
+     * counts are always taken on the loop. */
+    jn_store_t *stats_store;
+    jn_queue_t *stats_queue;
     jn_api_vault_fn vault;
     void *vault_ud;
     jn_connector_t *const *connectors; /* loaded connectors (the first of a provider wins) */

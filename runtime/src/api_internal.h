@@ -49,6 +49,7 @@ struct jn_api {
     size_t nproviders, capproviders;
     api_intake_t *intake;
     api_oauth_t *oauth;
+    struct api_sampler *sampler; /* the counts of queued jobs and job records */
     size_t webhook_max_body;
     /* counters for /metrics */
     uint64_t auth_failures;

@@ -2258,6 +2258,8 @@ struct api_role {
     jn_webhook_worker_t *worker;
     jn_store_t *intake_store;
     jn_queue_t *intake_queue;
+    jn_store_t *stats_store; /* the metrics sampler's thread (api_sampler.h) */
+    jn_queue_t *stats_queue;
 };
 
 static jn_vault_t *api_role_vault(void *ud)
@@ -2326,6 +2328,14 @@ static int api_role_start(app_t *app, char *err, size_t errlen)
         ar->intake_queue = jn_cli_open_queue(ar->intake_store, app->cfg, app->consumer);
         if (ar->intake_queue == NULL)
             return jn_errorf(err, errlen, "the webhook intake cannot open the queue");
+        /* the same kind of store as the loop's (job records in Redis in the
+         * cluster), so that a count does not change with the thread taking it */
+        ar->stats_store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
+        if (ar->stats_store == NULL || jn_cli_cluster_store(ar->stats_store, app->cfg) < 0)
+            return jn_errorf(err, errlen, "the metrics sampler cannot open the store");
+        ar->stats_queue = jn_cli_open_queue(ar->stats_store, app->cfg, app->consumer);
+        if (ar->stats_queue == NULL)
+            return jn_errorf(err, errlen, "the metrics sampler cannot open the queue");
         o.loop = &app->loop;
         o.rt = &app->rt;
         o.cfg = app->cfg;
@@ -2333,6 +2343,8 @@ static int api_role_start(app_t *app, char *err, size_t errlen)
         o.queue = app->queue;
         o.intake_store = ar->intake_store;
         o.intake_queue = ar->intake_queue;
+        o.stats_store = ar->stats_store;
+        o.stats_queue = ar->stats_queue;
         o.vault = api_role_vault;
         o.vault_ud = app;
         o.connectors = app->connectors;
@@ -2405,6 +2417,10 @@ static void api_role_free(app_t *app)
         jn_queue_destroy(ar->intake_queue);
     if (ar->intake_store)
         jn_store_close(ar->intake_store);
+    if (ar->stats_queue)
+        jn_queue_destroy(ar->stats_queue);
+    if (ar->stats_store)
+        jn_store_close(ar->stats_store);
     free(ar);
     app->api = NULL;
 }

@@ -446,18 +446,9 @@ static void lane_cb(void *ud, const jn_traffic_lane_status_t *st)
         1);
 }
 
-static int queue_cb(void *ud, const jn_queue_stat_t *st)
-{
-    jn_telemetry_t *t = ud;
-    const char *v[] = {st->provider, jn_priority_name(st->priority)};
-
-    jn_metric_set(t->queue_depth, v, (double)st->queued);
-    jn_metric_set(t->queue_age, v, (double)st->oldest_age_ms / 1000.0);
-    return 0;
-}
-
-void jn_telemetry_refresh(jn_telemetry_t *t, jn_traffic_t *traffic, jn_queue_t *queue,
-                          const jn_connector_t *const *connectors, size_t nconnectors)
+void jn_telemetry_refresh(jn_telemetry_t *t, jn_traffic_t *traffic, const jn_queue_stat_t *stats,
+                          size_t nstats, int64_t age_ms, const jn_connector_t *const *connectors,
+                          size_t nconnectors)
 {
     if (t == NULL)
         return;
@@ -469,8 +460,15 @@ void jn_telemetry_refresh(jn_telemetry_t *t, jn_traffic_t *traffic, jn_queue_t *
     jn_metric_clear(t->connector_info);
     if (traffic != NULL)
         jn_traffic_each_lane(traffic, lane_cb, t);
-    if (queue != NULL && jn_queue_stats(queue, queue_cb, t) != 0)
-        jn_log_error("metrics: %s", jn_queue_errmsg(queue));
+    for (size_t i = 0; i < nstats; i++) {
+        const char *v[] = {stats[i].provider, jn_priority_name(stats[i].priority)};
+        int64_t oldest = stats[i].oldest_age_ms;
+
+        jn_metric_set(t->queue_depth, v, (double)stats[i].queued);
+        /* the oldest waiting job has aged since the count (if it still waits) */
+        jn_metric_set(t->queue_age, v,
+                      (double)(oldest > 0 && age_ms > 0 ? oldest + age_ms : oldest) / 1000.0);
+    }
     for (size_t i = 0; i < nconnectors; i++)
         if (connectors[i] != NULL)
             jn_metric_set(t->connector_info,

@@ -61,8 +61,11 @@ void jn_telemetry_traffic_event(void *ud, const jn_traffic_event_t *ev);
  * attempts count). */
 void jn_telemetry_job_record(jn_telemetry_t *t, const jn_job_record_t *rec);
 
-/* Refreshes the gauges from live state before a render; each argument may be NULL. */
-void jn_telemetry_refresh(jn_telemetry_t *t, jn_traffic_t *traffic, jn_queue_t *queue,
-                          const jn_connector_t *const *connectors, size_t nconnectors);
+/* Refreshes the gauges from live state before a render; each argument may be
+ * NULL. The queue's depth comes from a count the caller took (stats, nstats:
+ * api_sampler.h), its oldest ages taken `age_ms` ago (added to them). */
+void jn_telemetry_refresh(jn_telemetry_t *t, jn_traffic_t *traffic, const jn_queue_stat_t *stats,
+                          size_t nstats, int64_t age_ms, const jn_connector_t *const *connectors,
+                          size_t nconnectors);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "junction/store.h"
 #include "junction/clock.h"
+#include "junction/thread.h"
 #include "store_vfs.h"
 
 #include <pthread.h>
@@ -1029,6 +1030,7 @@ static void *ckpt_main(void *arg)
 {
     sqlite_ckpt_t *c = arg;
 
+    (void)jn_thread_background(); /* woken by the writer: no preempting it */
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->due && !c->stop)

@@ -9,6 +9,7 @@
 
 #include "junction/clock.h"
 #include "junction/log.h"
+#include "junction/thread.h"
 
 struct api_sampler {
     uint64_t sync_ns;     /* a count on the loop must take less than this */
@@ -95,6 +96,7 @@ static void *sampler_main(void *arg)
     api_sample_t next;
 
     memset(&next, 0, sizeof(next));
+    (void)jn_thread_background();
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->want && !s->stop)

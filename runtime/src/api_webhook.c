@@ -47,6 +47,7 @@
 #include "junction/log.h"
 #include "junction/redact.h"
 #include "junction/secmem.h"
+#include "junction/thread.h"
 #include "telemetry.h"
 #include "token_cache.h"
 
@@ -456,6 +457,7 @@ static void *intake_main(void *arg)
 {
     api_intake_t *in = arg;
 
+    (void)jn_thread_background(); /* woken by the loop, it must not preempt it */
     pthread_mutex_lock(&in->mu);
     for (;;) {
         while (in->pending == NULL && !in->stop)

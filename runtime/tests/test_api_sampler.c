@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../../core/tests/test_tmpdir.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@
 #include <unistd.h>
 
 typedef struct {
-    char dir[64], path[128];
+    char dir[256], path[300];
     jn_config_t *cfg;
     jn_store_t *store, *bg_store; /* the loop's and the thread's connections */
     jn_queue_t *queue, *bg_queue;
@@ -48,8 +50,7 @@ static int setup(void **state)
     char err[256];
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/jn-sampler-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    tt_tmpdir(f->dir, sizeof(f->dir), "api-sampler");
     snprintf(f->path, sizeof(f->path), "%s/junction.db", f->dir);
     assert_non_null(f->store = jn_store_open_sqlite(f->path, err, sizeof(err)));
     assert_non_null(f->bg_store = jn_store_open_sqlite(f->path, err, sizeof(err)));
@@ -63,15 +64,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    char cmd[128];
 
     jn_queue_destroy(f->queue);
     jn_queue_destroy(f->bg_queue);
     jn_store_close(f->store);
     jn_store_close(f->bg_store);
     jn_config_destroy(f->cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    tt_rmtree(f->dir);
     free(f);
     return 0;
 }

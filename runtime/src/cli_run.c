@@ -2294,6 +2294,18 @@ static int api_role_ready(void *ud, char *why, size_t len)
     return -1;
 }
 
+/* A store connection and a queue of their own, for a thread of the API role
+ * (cluster: with the store's Redis part too). 0, or -1 (the reason printed;
+ * what was opened is closed by api_role_free). */
+static int own_connection(app_t *app, int cluster, jn_store_t **store, jn_queue_t **queue)
+{
+    *store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
+    if (*store == NULL || (cluster && jn_cli_cluster_store(*store, app->cfg) < 0))
+        return -1;
+    *queue = jn_cli_open_queue(*store, app->cfg, app->consumer);
+    return *queue == NULL ? -1 : 0;
+}
+
 static int api_role_start(app_t *app, char *err, size_t errlen)
 {
     struct api_role *ar;
@@ -2322,20 +2334,12 @@ static int api_role_start(app_t *app, char *err, size_t errlen)
     }
     if (app->roles & ROLE_API) {
         jn_api_opts_t o = {0};
-        ar->intake_store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
-        if (ar->intake_store == NULL)
-            return jn_errorf(err, errlen, "the webhook intake cannot open the store");
-        ar->intake_queue = jn_cli_open_queue(ar->intake_store, app->cfg, app->consumer);
-        if (ar->intake_queue == NULL)
-            return jn_errorf(err, errlen, "the webhook intake cannot open the queue");
+        if (own_connection(app, 0, &ar->intake_store, &ar->intake_queue) != 0)
+            return jn_errorf(err, errlen, "the webhook intake cannot open the store or the queue");
         /* the same kind of store as the loop's (job records in Redis in the
          * cluster), so that a count does not change with the thread taking it */
-        ar->stats_store = jn_cli_open_store(jn_config_str(app->cfg, "data_dir"));
-        if (ar->stats_store == NULL || jn_cli_cluster_store(ar->stats_store, app->cfg) < 0)
-            return jn_errorf(err, errlen, "the metrics sampler cannot open the store");
-        ar->stats_queue = jn_cli_open_queue(ar->stats_store, app->cfg, app->consumer);
-        if (ar->stats_queue == NULL)
-            return jn_errorf(err, errlen, "the metrics sampler cannot open the queue");
+        if (own_connection(app, 1, &ar->stats_store, &ar->stats_queue) != 0)
+            return jn_errorf(err, errlen, "the metrics sampler cannot open the store or the queue");
         o.loop = &app->loop;
         o.rt = &app->rt;
         o.cfg = app->cfg;

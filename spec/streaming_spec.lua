@@ -148,6 +148,57 @@ describe("an embedded stream", function()
   end)
 end)
 
+describe("an embedded stream whose schedule fires while it runs", function()
+  local sim, rt
+
+  setup(function()
+    sim = okta_sim({ "--okta-events", "50" })
+    rt = runtime.new{ connectors = { "okta.lua" }, conf = { "allow_hosts = 127.0.0.1" },
+                      env = { OKTA_TOKEN = CANARY } }
+  end)
+
+  teardown(function()
+    rt:stop()
+    rt:cleanup()
+    sim:stop()
+  end)
+
+  it("absorbs the slots into the running stream instead of queueing runs behind it", function()
+    local code, _, err = rt:cli("integrations", "add", "okta-s", "--org", "org-okta",
+      "--provider", "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS",
+      "--schedule", "1s", "--config", cjson.encode{ base_url = sim:url(),
+        since = "2000-01-01T00:00:00Z", limit = 100, poll_interval_s = 0.2 })
+    assert.are.equal(0, code, err)
+    rt:start("--roles", "scheduler,worker")
+    local started = rt:wait_log(function(l) return l.msg == "stream started" end, 30)
+    assert.is_table(started, util.read_file(rt.log))
+    -- three slots after the stream started: each absorbed, none queued
+    assert.is_true(runtime.wait(function()
+      return #cluster.log_lines(rt, "slot absorbed by the running stream") >= 3
+    end, 30), util.read_file(rt.log))
+    for _, l in ipairs(cluster.log_lines(rt, "slot absorbed by the running stream")) do
+      assert.are.equal(started.job_id, l.job_id)
+      assert.are.equal("okta-s", l.integration_id)
+    end
+    local jobs = rt:jobs("okta-s")
+    assert.are.equal(1, #jobs, cjson.encode(jobs))
+    assert.are.equal(started.job_id, jobs[1].id)
+    assert.are.equal("stream", jobs[1].kind)
+    assert.are.equal("running", jobs[1].status)
+    assert.are.equal("0", rt:sql("select count(*) from queue_jobs where state = 'queued'")
+      :match("%d+"))
+    -- cancelled, the stream ends; the next slot starts a new one
+    code, _, err = rt:cli("jobs", "cancel", started.job_id)
+    assert.are.equal(0, code, err)
+    assert.is_true(runtime.wait(function()
+      for _, j in ipairs(rt:jobs("okta-s")) do
+        if j.id ~= started.job_id and j.status == "running" then return true end
+      end
+    end, 30), cjson.encode(rt:jobs("okta-s")) .. "\n" .. util.read_file(rt.log))
+    no_canary(rt:all_text())
+  end)
+end)
+
 describe("a stream that never moves its cursor", function()
   local rt
 

@@ -159,6 +159,11 @@ int jn_queue_get(jn_queue_t *q, const char *id, jn_queue_job_t *out)
     return q->ops->get(q, id, out);
 }
 
+int jn_queue_group_running(jn_queue_t *q, const char *group_key, char id[JN_QUEUE_ID_LEN])
+{
+    return q->ops->group_running(q, group_key, id);
+}
+
 int jn_queue_each(jn_queue_t *q, jn_queue_state_t state, const char *provider, jn_queue_job_fn fn,
                   void *ud)
 {

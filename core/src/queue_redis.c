@@ -1003,6 +1003,38 @@ static int rq_get(jn_queue_t *q, const char *id, jn_queue_job_t *out)
     return rc < 0 ? fail(rq, "get", "out of memory") : rc;
 }
 
+/* ARGV: prefix, group. Returns the id of the group's running job or false:
+ * the lock names the job a worker claimed (renewed by its heartbeat). */
+static jn_redis_block_script_t group_running_script = JN_REDIS_BLOCK_SCRIPT(
+    LUA_PRELUDE "local holder = redis.call('GET', P .. 'jn:lock:' .. ARGV[2])\n"
+                "if holder and redis.call('HGET', jkey(holder), 'state') == 'running' then\n"
+                "  return holder\n"
+                "end\n"
+                "return false\n");
+
+static int rq_group_running(jn_queue_t *q, const char *group_key, char id[JN_QUEUE_ID_LEN])
+{
+    redis_queue_t *rq = to_rq(q);
+    const char *argv[2];
+    redisReply *r;
+    int rc = 1;
+
+    id[0] = '\0';
+    if (group_key == NULL)
+        return fail(rq, "group_running", "no group");
+    if (*group_key == '\0')
+        return 1; /* a job without a group is in none */
+    argv[1] = group_key;
+    if ((r = run(rq, &group_running_script, 2, argv)) == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_STRING) {
+        snprintf(id, JN_QUEUE_ID_LEN, "%s", r->str);
+        rc = 0;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 /* Dead letters: the entries of the dead-letter streams, oldest first. */
 static int each_dead(redis_queue_t *rq, const char *provider, jn_queue_job_fn fn, void *ud)
 {
@@ -1159,6 +1191,7 @@ static const jn_queue_ops_t redis_queue_ops = {
     .cancel = rq_cancel,
     .poll_cancelled = rq_poll_cancelled,
     .get = rq_get,
+    .group_running = rq_group_running,
     .each = rq_each,
     .stats = rq_stats,
 };

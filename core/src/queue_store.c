@@ -210,6 +210,13 @@ static int sq_get(jn_queue_t *q, const char *id, jn_queue_job_t *out)
     return store_fail(sq, jn_store_queue_get(sq->store, id, out));
 }
 
+static int sq_group_running(jn_queue_t *q, const char *group_key, char id[JN_QUEUE_ID_LEN])
+{
+    store_queue_t *sq = to_sq(q);
+
+    return store_fail(sq, jn_store_queue_group_running(sq->store, group_key, id));
+}
+
 static int sq_each(jn_queue_t *q, jn_queue_state_t state, const char *provider, jn_queue_job_fn fn,
                    void *ud)
 {
@@ -238,6 +245,7 @@ static const jn_queue_ops_t store_queue_ops = {
     .cancel = sq_cancel,
     .poll_cancelled = sq_poll_cancelled,
     .get = sq_get,
+    .group_running = sq_group_running,
     .each = sq_each,
     .stats = sq_stats,
 };

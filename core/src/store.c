@@ -248,6 +248,11 @@ int jn_store_queue_get(jn_store_t *s, const char *id, jn_queue_job_t *out)
     return DISPATCH(queue_get, id, out);
 }
 
+int jn_store_queue_group_running(jn_store_t *s, const char *group_key, char id[JN_QUEUE_ID_LEN])
+{
+    return DISPATCH(queue_group_running, group_key, id);
+}
+
 int jn_store_queue_each(jn_store_t *s, jn_queue_state_t state, const char *provider,
                         jn_queue_job_fn fn, void *ud)
 {

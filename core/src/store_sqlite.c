@@ -338,6 +338,7 @@ enum {
     ST_CHECKPOINT_DELETE,
     ST_INTEGRATION_MARK,
     ST_Q_GROUP_QUEUED,
+    ST_Q_GROUP_RUNNING,
     ST_Q_INSERT,
     ST_Q_BY_KEY,
     ST_Q_PICK_AFTER,
@@ -496,6 +497,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                             " WHERE id = ?1",
     [ST_Q_GROUP_QUEUED] = "SELECT id FROM queue_jobs WHERE group_key = ?1 AND state = 'queued'"
                           " LIMIT 1",
+    [ST_Q_GROUP_RUNNING] = "SELECT id FROM queue_jobs WHERE group_key = ?1 AND state = 'running'"
+                           " LIMIT 1",
     [ST_Q_INSERT] = "INSERT INTO queue_jobs(id, idempotency_key, group_key, provider,"
                     " organization_id, priority, payload, state, ready_ms, enqueued_ms,"
                     " max_attempts) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)"
@@ -2461,6 +2464,18 @@ static int sqlite_queue_get(jn_store_t *s, const char *id, jn_queue_job_t *out)
     return queue_row(ss, ST_Q_GET, "queue_get", id, out);
 }
 
+static int sqlite_queue_group_running(jn_store_t *s, const char *group_key,
+                                      char id[JN_QUEUE_ID_LEN])
+{
+    sqlite_store_t *ss = to_sqlite(s);
+
+    id[0] = '\0';
+    if (group_key == NULL)
+        return fail_msg(ss, "queue_group_running", NULL, "group is NULL");
+    return lookup_text(ss, ST_Q_GROUP_RUNNING, "queue_group_running", group_key, id,
+                       JN_QUEUE_ID_LEN);
+}
+
 static int sqlite_queue_each(jn_store_t *s, jn_queue_state_t state, const char *provider,
                              jn_queue_job_fn fn, void *ud)
 {
@@ -3210,6 +3225,7 @@ static const jn_store_ops_t sqlite_ops = {
     .queue_cancel = sqlite_queue_cancel,
     .queue_cancelled_each = sqlite_queue_cancelled_each,
     .queue_get = sqlite_queue_get,
+    .queue_group_running = sqlite_queue_group_running,
     .queue_each = sqlite_queue_each,
     .queue_stats = sqlite_queue_stats,
     .job_each = sqlite_job_each,

@@ -435,6 +435,7 @@ static void test_groups_and_coalescing(void **state)
     jn_queue_enqueue_t e = {0};
     jn_queue_enqueued_t a, b, c, d;
     jn_queue_job_t job, second;
+    char running[JN_QUEUE_ID_LEN];
 
     e.provider = "github";
     e.organization_id = "org-a";
@@ -453,7 +454,14 @@ static void test_groups_and_coalescing(void **state)
     assert_int_equal(jn_queue_enqueue(q2, &e, &d), 0);
     assert_int_equal(d.created, 0);
     assert_string_equal(d.id, a.id);
+    /* queued is not running */
+    assert_int_equal(jn_queue_group_running(f->q, "gh-1", running), 1);
     assert_int_equal(claim(f->q, &job), 0);
+    /* any consumer sees which job of the group runs; other groups have none */
+    assert_int_equal(jn_queue_group_running(q2, "gh-1", running), 0);
+    assert_string_equal(running, a.id);
+    assert_int_equal(jn_queue_group_running(q2, "gh-2", running), 1);
+    assert_int_equal(jn_queue_group_running(q2, "", running), 1);
     /* running, not queued: a new one is added, but handed out to nobody yet */
     e.idempotency_key = "gh-1@3";
     assert_int_equal(jn_queue_enqueue(f->q, &e, &c), 0);
@@ -461,8 +469,11 @@ static void test_groups_and_coalescing(void **state)
     assert_int_equal(claim(f->q, &second), 1);
     assert_int_equal(claim(q2, &second), 1);
     assert_int_equal(jn_queue_ack(f->q, &job), 0);
+    assert_int_equal(jn_queue_group_running(f->q, "gh-1", running), 1);
     assert_int_equal(claim(q2, &second), 0);
     assert_string_equal(second.id, c.id);
+    assert_int_equal(jn_queue_group_running(f->q, "gh-1", running), 0);
+    assert_string_equal(running, c.id);
     jn_queue_job_clear(&job);
     jn_queue_job_clear(&second);
     f->backend->close(f, q2);

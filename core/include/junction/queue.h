@@ -150,6 +150,7 @@ typedef struct jn_queue_ops {
     int (*cancel)(jn_queue_t *q, const char *id, jn_queue_state_t *before);
     int (*poll_cancelled)(jn_queue_t *q, jn_queue_id_fn fn, void *ud);
     int (*get)(jn_queue_t *q, const char *id, jn_queue_job_t *out);
+    int (*group_running)(jn_queue_t *q, const char *group_key, char id[JN_QUEUE_ID_LEN]);
     int (*each)(jn_queue_t *q, jn_queue_state_t state, const char *provider, jn_queue_job_fn fn,
                 void *ud);
     int (*stats)(jn_queue_t *q, jn_queue_stat_fn fn, void *ud);
@@ -198,6 +199,9 @@ int jn_queue_cancel(jn_queue_t *q, const char *id, jn_queue_state_t *before);
 int jn_queue_poll_cancelled(jn_queue_t *q, jn_queue_id_fn fn, void *ud);
 /* 1 when there is no such job. */
 int jn_queue_get(jn_queue_t *q, const char *id, jn_queue_job_t *out);
+/* The id of the job of group_key that a worker holds (at most one runs at a
+ * time); 1 when none runs. */
+int jn_queue_group_running(jn_queue_t *q, const char *group_key, char id[JN_QUEUE_ID_LEN]);
 /* Jobs in `state` (provider NULL: all), oldest first. */
 int jn_queue_each(jn_queue_t *q, jn_queue_state_t state, const char *provider, jn_queue_job_fn fn,
                   void *ud);

@@ -336,6 +336,7 @@ typedef struct jn_store_ops {
     int (*queue_cancel)(jn_store_t *s, const char *id, int64_t now_ms, jn_queue_state_t *before);
     int (*queue_cancelled_each)(jn_store_t *s, const char *consumer, jn_queue_id_fn fn, void *ud);
     int (*queue_get)(jn_store_t *s, const char *id, jn_queue_job_t *out);
+    int (*queue_group_running)(jn_store_t *s, const char *group_key, char id[JN_QUEUE_ID_LEN]);
     int (*queue_each)(jn_store_t *s, jn_queue_state_t state, const char *provider,
                       jn_queue_job_fn fn, void *ud);
     int (*queue_stats)(jn_store_t *s, int64_t now_ms, jn_queue_stat_fn fn, void *ud);
@@ -502,6 +503,8 @@ int jn_store_queue_extend(jn_store_t *s, const char *consumer, int64_t until_ms)
 int jn_store_queue_cancel(jn_store_t *s, const char *id, int64_t now_ms, jn_queue_state_t *before);
 int jn_store_queue_cancelled_each(jn_store_t *s, const char *consumer, jn_queue_id_fn fn, void *ud);
 int jn_store_queue_get(jn_store_t *s, const char *id, jn_queue_job_t *out);
+/* The id of the running job of a group; 1 when none runs. */
+int jn_store_queue_group_running(jn_store_t *s, const char *group_key, char id[JN_QUEUE_ID_LEN]);
 int jn_store_queue_each(jn_store_t *s, jn_queue_state_t state, const char *provider,
                         jn_queue_job_fn fn, void *ud);
 int jn_store_queue_stats(jn_store_t *s, int64_t now_ms, jn_queue_stat_fn fn, void *ud);

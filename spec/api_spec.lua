@@ -120,7 +120,7 @@ describe("the HTTP API of junction run", function()
     assert.are.equal(201, s, b)
     local cred = json(b).id
     s, b = curl(port, "POST", "/v1/integrations", { token = token, body = cjson.encode{
-      provider = provider, schedule = "24h",
+      provider = provider, schedule = "366d",
       config = { webhook = { credential_ids = { cred } } } } })
     assert.are.equal(201, s, b)
     return json(b).id

@@ -167,7 +167,7 @@ describe("a worker killed with SIGKILL in the middle of a collection", function(
                            args = { "--latency-ms", "40" } }
     local list = { {
       id = "gh-crash", organization_id = "org-c", provider = "github", token_env = "SIM_TOKEN",
-      schedule = "1d", config = { organization = "acme", base_url = sim:url() } } }
+      schedule = "366d", config = { organization = "acme", base_url = sim:url() } } }
     local opts = { integrations_file = write_integrations(dir, list),
                    connectors = { "github.lua" },
                    conf = { "allow_hosts = 127.0.0.1", "queue_visibility_timeout_s = 2" },
@@ -249,8 +249,8 @@ describe("dead letters and cancellation across nodes", function()
   setup(function()
     redis:flush()
     local list = {
-      { id = "fail-1", organization_id = "org-f", provider = "flaky", schedule = "1d" },
-      { id = "sleep-1", organization_id = "org-s", provider = "sleepy", schedule = "1d" },
+      { id = "fail-1", organization_id = "org-f", provider = "flaky", schedule = "366d" },
+      { id = "sleep-1", organization_id = "org-s", provider = "sleepy", schedule = "366d" },
     }
     local conf = { "queue_max_attempts = 2", "queue_retry_base_s = 1",
                    "queue_visibility_timeout_s = 5" }

@@ -111,7 +111,7 @@ describe("integrations, credentials and tokens shared across nodes", function()
     local cred = cjson.decode(util.lines(out)[1]).id
     assert.is_string(cred)
     code, _, err = a:cli("integrations", "add", "gh-a", "--org", "acme", "--provider", "github",
-      "--credential", cred, "--schedule", "1h",
+      "--credential", cred, "--schedule", "366d",
       "--config", cjson.encode({ organization = "acme", base_url = sim:url() }))
     assert.are.equal(0, code, err)
     -- node B's scheduler picks it up (a new integration's first slot is a
@@ -138,7 +138,7 @@ describe("integrations, credentials and tokens shared across nodes", function()
     code, out, err = a:cli("tokens", "create", "--org", "acme", "--scope", "write")
     assert.are.equal(0, code, err)
     s, body = curl(port, "/v1/integrations", out:match("(jnt_[%w_]+)"),
-      cjson.encode({ provider = "changing", schedule = "24h", config = {} }))
+      cjson.encode({ provider = "changing", schedule = "366d", config = {} }))
     assert.are.equal(201, s, body)
     local via_api = cjson.decode(body).id
     code, out, err = a:cli("integrations", "show", via_api, "--format", "json")
@@ -160,7 +160,7 @@ describe("integrations, credentials and tokens shared across nodes", function()
 
     -- change detection in the cluster: jobs_spec's numbers
     code, _, err = a:cli("integrations", "add", "chg-1", "--org", "org-c", "--provider",
-      "changing", "--schedule", "1h", "--config", "{}")
+      "changing", "--schedule", "366d", "--config", "{}")
     assert.are.equal(0, code, err)
     local first = runtime.wait(function()
       for _, j in ipairs(a:jobs("chg-1")) do if j.status == "succeeded" then return j end end
@@ -222,7 +222,7 @@ describe("a Redis that hangs (SIGSTOP)", function()
     local jobs = {}
     for _, name in ipairs({ "slow-1", "slow-2" }) do
       local code, _, err = node:cli("integrations", "add", name, "--org", "org-" .. name,
-        "--provider", "slow", "--schedule", "1d", "--config", "{}")
+        "--provider", "slow", "--schedule", "366d", "--config", "{}")
       assert.are.equal(0, code, err)
       local out
       code, out, err = node:cli("integrations", "sync", name)

@@ -299,7 +299,7 @@ describe("a deploy between two webhook deliveries", function()
       provider = provider, auth_type = "webhook_secret", document = { secret = HOOK_SECRET } } })
     assert.are.equal(201, s, cjson.encode(body))
     s, body = curl(port, "POST", "/v1/integrations", { token = token, body = cjson.encode{
-      provider = provider, schedule = "24h",
+      provider = provider, schedule = "366d",
       config = { webhook = { credential_ids = { body.id } } } } })
     assert.are.equal(201, s, cjson.encode(body))
     return body.id

@@ -68,7 +68,7 @@ describe("connector deploys", function()
     assert.is_table(rt:wait_log(function(l) return l.msg == "junction ready" end, 10),
       util.read_file(rt.log))
     local code, _, err = rt:cli("integrations", "add", "dt-1", "--org", "org-1", "--provider",
-      "deploytest", "--schedule", "1d")
+      "deploytest", "--schedule", "366d")
     assert.are.equal(0, code, err)
   end)
 
@@ -140,14 +140,14 @@ describe("connector deploys", function()
 
   it("runs a pinned integration on its version, whatever is live", function()
     local code, _, err = rt:cli("integrations", "add", "dt-pin", "--org", "org-2", "--provider",
-      "deploytest", "--schedule", "1d", "--connector-version", "1.1.0")
+      "deploytest", "--schedule", "366d", "--connector-version", "1.1.0")
     assert.are.equal(0, code, err)
     local job = run("dt-pin")
     assert.are.equal("succeeded", job.status, job.error)
     assert.are.equal("1.1.0", job.connector_version)
     assert.are.equal("1.0.0", run("dt-1").connector_version)
     code, _, err = rt:cli("integrations", "add", "dt-pin-bad", "--org", "org-3", "--provider",
-      "deploytest", "--schedule", "1d", "--connector-version", "9.9.9")
+      "deploytest", "--schedule", "366d", "--connector-version", "9.9.9")
     assert.are.equal(0, code, err)
     job = run("dt-pin-bad")
     assert.matches("pinned to connector version 9.9.9, but deploytest 1.0.0 is live and "

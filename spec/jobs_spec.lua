@@ -64,7 +64,7 @@ describe("job records", function()
 
   local function add(id, provider, config)
     local code, _, err = rt:cli("integrations", "add", id, "--org", "org-" .. id, "--provider",
-      provider, "--config", cjson.encode(config or {}), "--schedule", "1h")
+      provider, "--config", cjson.encode(config or {}), "--schedule", "366d")
     assert.are.equal(0, code, err)
   end
 
@@ -221,7 +221,7 @@ describe("a worker killed in the middle of a collection", function()
   it("is taken over after its lease and completes without losing or duplicating evidence",
     function()
       local code, _, err = rt:cli("integrations", "add", "gh-crash", "--org", "org-c",
-        "--provider", "github", "--token-env", "SIM_TOKEN", "--schedule", "1d", "--config",
+        "--provider", "github", "--token-env", "SIM_TOKEN", "--schedule", "366d", "--config",
         cjson.encode({ organization = "acme", base_url = sim:url() }))
       assert.are.equal(0, code, err)
       rt:start()
@@ -283,7 +283,7 @@ describe("a provider whose every call hangs", function()
   it("does not delay another provider's jobs", function()
     local function add(id, provider, org)
       local code, _, err = rt:cli("integrations", "add", id, "--org", "org-" .. id,
-        "--provider", provider, "--token-env", "SIM_TOKEN", "--schedule", "1h", "--config",
+        "--provider", provider, "--token-env", "SIM_TOKEN", "--schedule", "366d", "--config",
         cjson.encode({ organization = org, base_url = sim:url() }))
       assert.are.equal(0, code, err)
     end

@@ -124,7 +124,7 @@ describe("the OAuth connect flow against oidc-provider", function()
 
   local function integration(token, org)
     local s, b = api("POST", "/v1/integrations", token, cjson.encode{ organization_id = org,
-      provider = PROVIDER, schedule = "24h", config = { base_url = oidc:url() } })
+      provider = PROVIDER, schedule = "366d", config = { base_url = oidc:url() } })
     assert.are.equal(201, s, b)
     return json(b).id
   end

@@ -42,7 +42,7 @@ local function add_okta(node, id, sim, extra)
                    poll_interval_s = 0.2 }
   for k, v in pairs(extra or {}) do config[k] = v end
   local code, _, err = node:cli("integrations", "add", id, "--org", "org-okta", "--provider",
-    "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS", "--schedule", "1h",
+    "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS", "--schedule", "366d",
     "--config", cjson.encode(config))
   assert.are.equal(0, code, err)
 end
@@ -221,7 +221,7 @@ end
 return c
 ]])
     local code, _, err = rt:cli("integrations", "add", "nc-1", "--org", "org-n", "--provider",
-      "nocursor", "--schedule", "1h")
+      "nocursor", "--schedule", "366d")
     assert.are.equal(0, code, err)
   end)
 

@@ -163,7 +163,7 @@ describe("an embedded stream whose schedule fires while it runs", function()
     sim:stop()
   end)
 
-  it("absorbs the slots into the running stream instead of queueing runs behind it", function()
+  it("absorbs slots and manual runs into the running stream instead of queueing them", function()
     local code, _, err = rt:cli("integrations", "add", "okta-s", "--org", "org-okta",
       "--provider", "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS",
       "--schedule", "1s", "--config", cjson.encode{ base_url = sim:url(),
@@ -187,6 +187,15 @@ describe("an embedded stream whose schedule fires while it runs", function()
     assert.are.equal("running", jobs[1].status)
     assert.are.equal("0", rt:sql("select count(*) from queue_jobs where state = 'queued'")
       :match("%d+"))
+    -- a manual run is absorbed the same way
+    local out
+    code, out, err = rt:cli("integrations", "sync", "okta-s")
+    assert.are.equal(0, code, err)
+    assert.matches("integration 'okta-s' is streaming (job " .. started.job_id ..
+      " is running); nothing was queued", out, 1, true)
+    assert.are.same({ job_id = started.job_id, integration_id = "okta-s", priority = "high",
+      status = "running" }, rt:json("integrations", "sync", "okta-s")[1])
+    assert.are.equal(1, #rt:jobs("okta-s"))
     -- cancelled, the stream ends; the next slot starts a new one
     code, _, err = rt:cli("jobs", "cancel", started.job_id)
     assert.are.equal(0, code, err)

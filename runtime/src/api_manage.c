@@ -671,8 +671,10 @@ static void integrations_sync(api_req_t *r)
     buf_str(&b, out.id);
     jn_buf_puts(&b, ",\"integration_id\":");
     buf_str(&b, it.id);
-    jn_buf_puts(&b, ",\"status\":\"queued\"}");
-    api_json(r, 202, &b);
+    /* a streaming integration's running stream is its run: nothing queued */
+    jn_buf_puts(&b, out.coalesced == JN_CLI_STREAM_ABSORBED ? ",\"status\":\"running\"}"
+                                                            : ",\"status\":\"queued\"}");
+    api_json(r, out.coalesced == JN_CLI_STREAM_ABSORBED ? 200 : 202, &b);
     jn_buf_free(&b);
     free(strings);
 }

@@ -191,8 +191,12 @@ jn_queue_t *jn_cli_open_queue(jn_store_t *store, const jn_config_t *cfg, const c
 /* Enqueues a collection run of `it` and writes its job record (queued) in one
  * store transaction. slot_ms > 0: a scheduled slot, enqueued at most once
  * (its slot id is the idempotency key) and absorbed by a run of the
- * integration still waiting in the queue; 0: a manual run. trigger:
- * "schedule", "catch-up" or "manual". 0, or -1 with the reason in err. */
+ * integration still waiting in the queue (out->coalesced 1); 0: a manual
+ * run. Either is absorbed by the integration's running stream
+ * (out->coalesced JN_CLI_STREAM_ABSORBED, out->id the stream's job; a slot is
+ * marked done). trigger: "schedule", "catch-up" or "manual". 0, or -1 with
+ * the reason in err. */
+#define JN_CLI_STREAM_ABSORBED 2
 int jn_cli_enqueue_run(jn_store_t *store, jn_queue_t *q, const jn_integration_t *it,
                        const char *trigger, int64_t slot_ms, jn_priority_t priority,
                        int max_attempts, jn_queue_enqueued_t *out, char *err, size_t errlen);

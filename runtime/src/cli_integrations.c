@@ -106,6 +106,34 @@ static int buf_str(jn_buf_t *b, const char *s)
     return jn_json_append_string(b, s, strlen(s));
 }
 
+/* 1 when the integration's stream runs (its job id in id): a stream is the
+ * integration's run for as long as it lasts, so a run asked for meanwhile is
+ * absorbed by it rather than queued behind a job that does not end. The
+ * queue knows which job of the integration's group runs, its record whether
+ * that job streams. 0 when not, -1 (err) when either cannot be read. */
+static int stream_absorbs(jn_store_t *store, jn_queue_t *q, const char *integration_id,
+                          char id[JN_QUEUE_ID_LEN], char *err, size_t errlen)
+{
+    jn_job_record_t rec;
+    char *strings = NULL;
+    int rc = jn_queue_group_running(q, integration_id, id), stream;
+
+    if (rc != 0) {
+        id[0] = '\0';
+        return rc < 0 ? jn_errorf(err, errlen, "cannot read the queue: %s", jn_queue_errmsg(q)) : 0;
+    }
+    rc = jn_store_job_get(store, id, &rec, &strings);
+    if (rc < 0) {
+        id[0] = '\0';
+        return jn_errorf(err, errlen, "cannot read job %s: %s", id, jn_store_errmsg(store));
+    }
+    stream = rc == 0 && rec.kind != NULL && strcmp(rec.kind, "stream") == 0;
+    free(strings);
+    if (!stream)
+        id[0] = '\0';
+    return stream;
+}
+
 int jn_cli_enqueue_run(jn_store_t *store, jn_queue_t *q, const jn_integration_t *it,
                        const char *trigger, int64_t slot_ms, jn_priority_t priority,
                        int max_attempts, jn_queue_enqueued_t *out, char *err, size_t errlen)
@@ -119,6 +147,16 @@ int jn_cli_enqueue_run(jn_store_t *store, jn_queue_t *q, const jn_integration_t 
     memset(out, 0, sizeof(*out));
     if (slot_ms > 0 && jn_schedule_slot_id(it->id, slot_ms, slot_id, sizeof(slot_id)) != 0)
         return jn_errorf(err, errlen, "integration '%s': its id is too long for a slot id", it->id);
+    rc = stream_absorbs(store, q, it->id, out->id, err, errlen);
+    if (rc != 0) {
+        if (rc < 0)
+            return -1;
+        out->coalesced = JN_CLI_STREAM_ABSORBED;
+        if (slot_ms > 0 && jn_store_integration_mark_slot(store, it->id, slot_ms) < 0)
+            return jn_errorf(err, errlen, "%s", jn_store_errmsg(store));
+        return 0;
+    }
+    rc = -1;
     if (jn_buf_puts(&payload, "{\"integration_id\":") || buf_str(&payload, it->id) ||
         jn_buf_puts(&payload, ",\"trigger\":") || buf_str(&payload, trigger) ||
         jn_buf_puts(&payload, ",\"slot_id\":") || buf_str(&payload, slot_ms > 0 ? slot_id : NULL) ||
@@ -897,12 +935,18 @@ static int cmd_sync(const args_t *a)
         buf_str(&out, it.id);
         jn_buf_puts(&out, ",\"priority\":");
         buf_str(&out, jn_priority_name((jn_priority_t)prio));
-        jn_buf_puts(&out, ",\"status\":\"queued\"}\n");
+        jn_buf_puts(&out, q.coalesced == JN_CLI_STREAM_ABSORBED ? ",\"status\":\"running\"}\n"
+                                                                : ",\"status\":\"queued\"}\n");
         print_text(out.data);
     } else {
-        char line[256];
-        snprintf(line, sizeof(line), "queued job %s for integration '%s' (priority %s)\n", q.id,
-                 it.id, jn_priority_name((jn_priority_t)prio));
+        char line[512];
+        if (q.coalesced == JN_CLI_STREAM_ABSORBED)
+            snprintf(line, sizeof(line),
+                     "integration '%s' is streaming (job %s is running); nothing was queued\n",
+                     it.id, q.id);
+        else
+            snprintf(line, sizeof(line), "queued job %s for integration '%s' (priority %s)\n", q.id,
+                     it.id, jn_priority_name((jn_priority_t)prio));
         print_text(line);
     }
     jn_buf_free(&out);

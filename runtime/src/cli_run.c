@@ -844,35 +844,12 @@ static void sched_refresh(app_t *app)
         jn_log_error("scheduler: cannot read integrations: %s", jn_store_errmsg(app->store));
 }
 
-/* The job of the integration's stream, when one runs: a stream is the
- * integration's run for as long as it lasts, so its slots are absorbed
- * rather than queued behind it (where they would wait until it stops). */
-static int stream_running(app_t *app, const char *integration_id, char job_id[JN_QUEUE_ID_LEN])
-{
-    jn_job_record_t rec;
-    char *strings = NULL;
-    int rc = jn_queue_group_running(app->queue, integration_id, job_id), stream;
-
-    if (rc != 0) {
-        if (rc < 0)
-            jn_log_error("scheduler: integration %s: %s", integration_id,
-                         jn_queue_errmsg(app->queue));
-        return 0;
-    }
-    rc = jn_store_job_get(app->store, job_id, &rec, &strings);
-    if (rc < 0)
-        jn_log_error("scheduler: job %s: %s", job_id, jn_store_errmsg(app->store));
-    stream = rc == 0 && rec.kind != NULL && strcmp(rec.kind, "stream") == 0;
-    free(strings);
-    return stream;
-}
-
 static int on_fire(void *ud, const jn_scheduler_fire_t *fire)
 {
     app_t *app = ud;
     jn_integration_t it;
     jn_queue_enqueued_t out;
-    char *strings = NULL, err[768], running[JN_QUEUE_ID_LEN];
+    char *strings = NULL, err[768];
     int rc = jn_store_integration_get(app->store, fire->id, &it, &strings), prio;
 
     if (rc != 0) {
@@ -884,20 +861,15 @@ static int on_fire(void *ud, const jn_scheduler_fire_t *fire)
         free(strings);
         return 1;
     }
-    if (stream_running(app, it.id, running)) {
-        jn_log_field_t f[] = {{"integration_id", it.id, 0}, {"job_id", running, 0}};
-        if (jn_store_integration_mark_slot(app->store, it.id, fire->slot_ms) < 0)
-            jn_log_error("scheduler: %s", jn_store_errmsg(app->store));
-        jn_log_fields(JN_LOG_INFO, "slot absorbed by the running stream", f, 2);
-        free(strings);
-        return 0;
-    }
     prio = jn_priority_parse(it.priority);
     if (jn_cli_enqueue_run(app->store, app->queue, &it,
                            fire->kind == JN_FIRE_CATCH_UP ? "catch-up" : "schedule", fire->slot_ms,
                            prio < 0 ? JN_PRIORITY_NORMAL : (jn_priority_t)prio, 0, &out, err,
                            sizeof(err)) != 0) {
         jn_log_error("scheduler: %s", err);
+    } else if (out.coalesced == JN_CLI_STREAM_ABSORBED) {
+        jn_log_field_t f[] = {{"integration_id", it.id, 0}, {"job_id", out.id, 0}};
+        jn_log_fields(JN_LOG_INFO, "slot absorbed by the running stream", f, 2);
     } else if (out.coalesced) {
         jn_log_warn("integration %s: its previous run is still queued; this slot is skipped",
                     it.id);

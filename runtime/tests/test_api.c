@@ -1255,13 +1255,95 @@ static void test_connector_deploys(void **state)
     free(lower);
 }
 
+/* A streaming integration's running stream is its run: a sync answers with
+ * the stream's job (200, running) and queues nothing; once the stream
+ * stops, a sync queues a run again. The worker's side (claim, the stream's
+ * record) is played on a store connection of the test's own. */
+static void test_sync_of_a_running_stream(void **state)
+{
+    fx_t *f = *state;
+    char iid[64], cred[64], job[64], again[64], path[512], err[256];
+    jn_queue_job_t claimed, others[64];
+    size_t nothers = 0;
+    jn_job_record_t rec = {0};
+    jn_store_t *s;
+    jn_queue_t *q;
+    resp_t r;
+
+    make_integration("org-s", "ghtest", "CANARY-STREAM-secret", iid, sizeof(iid), cred,
+                     sizeof(cred));
+    snprintf(path, sizeof(path), "%s/junction.db", f->dir);
+    s = jn_store_open_sqlite(path, err, sizeof(err));
+    assert_non_null(s);
+    q = jn_cli_open_queue(s, f->cfg, "stream-worker");
+    assert_non_null(q);
+    snprintf(path, sizeof(path), "/v1/integrations/%s/sync", iid);
+    r = call("POST", path, ADMIN, NULL);
+    assert_int_equal(r.status, 202);
+    assert_non_null(member(&r, "job_id", job, sizeof(job)));
+    resp_free(&r);
+    /* a worker claims it (earlier tests left other ghtest runs queued: held
+     * aside, given back at the end) and runs it as a stream */
+    for (;;) {
+        assert_true(nothers < sizeof(others) / sizeof(others[0]));
+        assert_int_equal(jn_queue_claim(q, "ghtest", &claimed), 0);
+        if (strcmp(claimed.id, job) == 0)
+            break;
+        others[nothers++] = claimed;
+    }
+    rec.id = job;
+    rec.organization_id = "org-s";
+    rec.integration_id = iid;
+    rec.provider_type = "ghtest";
+    rec.kind = "stream";
+    rec.status = JN_JOB_RUNNING;
+    rec.created_ms = rec.started_ms = 1;
+    rec.attempts = rec.max_attempts = 1;
+    rec.priority = "high";
+    rec.trigger = "manual";
+    rec.added = rec.changed = rec.removed = -1;
+    assert_int_equal(jn_store_job_put(s, &rec), 0);
+    r = call("POST", path, ADMIN, NULL);
+    assert_int_equal(r.status, 200);
+    conforms("POST", "/v1/integrations/{id}/sync", &r);
+    assert_non_null(member(&r, "job_id", again, sizeof(again)));
+    assert_string_equal(again, job);
+    assert_non_null(member(&r, "status", again, sizeof(again)));
+    assert_string_equal(again, "running");
+    resp_free(&r);
+    assert_int_equal(jn_queue_group_running(q, iid, again), 0);
+    assert_string_equal(again, job);
+    assert_int_equal(count_jobs(iid), 0); /* nothing was queued */
+    /* a collection that runs is no stream: a sync queues behind it */
+    rec.kind = "collect";
+    assert_int_equal(jn_store_job_put(s, &rec), 0);
+    r = call("POST", path, ADMIN, NULL);
+    assert_int_equal(r.status, 202);
+    assert_non_null(member(&r, "job_id", again, sizeof(again)));
+    assert_string_not_equal(again, job);
+    resp_free(&r);
+    assert_int_equal(count_jobs(iid), 1);
+    jn_queue_job_clear(&claimed);
+    for (size_t i = 0; i < nothers; i++) {
+        assert_int_equal(jn_queue_release(q, &others[i]), 0);
+        jn_queue_job_clear(&others[i]);
+    }
+    jn_queue_destroy(q);
+    jn_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),           cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_payload_shapes),    cmocka_unit_test(test_tenants),
-        cmocka_unit_test(test_validation),        cmocka_unit_test(test_connector_deploys),
-        cmocka_unit_test(test_credential_reauth), cmocka_unit_test(test_openapi_routes),
+        cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_payload_shapes),
+        cmocka_unit_test(test_tenants),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_connector_deploys),
+        cmocka_unit_test(test_credential_reauth),
+        cmocka_unit_test(test_openapi_routes),
+        cmocka_unit_test(test_sync_of_a_running_stream),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -287,6 +287,11 @@ describe("a stream in the cluster", function()
     assert.are.equal("stream", job.kind)
     assert.are.equal("running", job.status)
     assert.are.equal(2, job.attempts)
+    -- the cluster's queue knows the stream runs: a manual run is absorbed
+    code, out, err = admin:cli("integrations", "sync", "okta-c")
+    assert.are.equal(0, code, err)
+    assert.matches("is streaming (job " .. job_id .. " is running); nothing was queued", out, 1,
+      true)
     -- a segment that reaches job_timeout_s ends without an error and the next
     -- one goes on from the cursor
     local rotated = w2:wait_log(function(l)

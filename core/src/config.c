@@ -149,8 +149,8 @@ static const key_schema_t schema[] = {
     {"metrics_max_series", T_INT, "2000", 1, 1000000, NULL, 0,
      "series per metric family; more go to one _overflow series"},
     {"metrics_sample_sync_ms", T_INT, "20", 0, 60000, NULL, 0,
-     "a scrape counts queued jobs and job records itself while that takes less than this; "
-     "past it a thread does, and scrapes serve its last count"},
+     "how long a scrape waits for the sampler thread's count of queued jobs and job records; "
+     "a slower count turns scrapes to serving the last one"},
     {"metrics_sample_max_age_ms", T_INT, "5000", 100, 3600000, NULL, 0,
      "a scrape asks the thread for a new count once its last one is this old"},
 };

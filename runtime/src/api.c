@@ -483,7 +483,7 @@ static void http_metrics(jn_api_t *api, jn_buf_t *b)
 static void sample_metrics(jn_api_t *api, jn_buf_t *b, const api_sample_t *smp, int64_t now_ms)
 {
     const char *states[4] = {"queued", "ready", "running", "dead"};
-    uint64_t on_loop, in_background;
+    uint64_t waited, in_background;
     char line[160];
 
     metric_head(b, "junction_jobs", "gauge", "job records by kind and status");
@@ -511,14 +511,14 @@ static void sample_metrics(jn_api_t *api, jn_buf_t *b, const api_sample_t *smp, 
             jn_buf_puts(b, line);
         }
     }
-    api_sampler_counts(api->sampler, &on_loop, &in_background);
+    api_sampler_counts(api->sampler, &waited, &in_background);
     metric_head(b, "junction_metrics_samples_total", "counter",
-                "counts of queued jobs and job records taken for /metrics, on the event loop or "
-                "by the sampler's thread (once a count is too slow for the loop)");
+                "counts of queued jobs and job records taken for /metrics: waited for by the "
+                "scrape, or in the background (once one is too slow to wait for)");
     snprintf(line, sizeof(line),
-             "junction_metrics_samples_total{where=\"loop\"} %" PRIu64 "\n"
+             "junction_metrics_samples_total{where=\"scrape\"} %" PRIu64 "\n"
              "junction_metrics_samples_total{where=\"background\"} %" PRIu64 "\n",
-             on_loop, in_background);
+             waited, in_background);
     jn_buf_puts(b, line);
     metric_head(b, "junction_metrics_sample_age_seconds", "gauge",
                 "age of the counts of queued jobs and job records exported here (absent "

@@ -6,27 +6,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "junction/clock.h"
 #include "junction/log.h"
 #include "junction/thread.h"
 
 struct api_sampler {
-    uint64_t sync_ns;     /* a count on the loop must take less than this */
+    uint64_t sync_ns;     /* a scrape waits at most this long for a count */
     int64_t max_age_ms;   /* a background count older than this is taken again */
     jn_store_t *bg_store; /* the thread's (NULL: no thread) */
     jn_queue_t *bg_queue;
-    int background;   /* loop: counts are taken by the thread */
-    int probing;      /* loop: the thread's first count, started with the sampler */
+    int background;   /* loop: scrapes serve the last count instead of waiting */
     api_sample_t cur; /* loop: what scrapes render */
-    uint64_t on_loop, in_background;
+    uint64_t waited, in_background;
     /* shared with the thread, under mu */
     pthread_t thread;
     int started, stop, want, busy;
     api_sample_t done; /* the thread's last count, not yet handed over */
     int has_done;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* to the thread: a count is wanted, or stop */
+    pthread_cond_t done_cv; /* to the loop: a count is done (monotonic clock) */
 };
 
 static void sample_clear(api_sample_t *s)
@@ -113,6 +114,7 @@ static void *sampler_main(void *arg)
         memset(&next, 0, sizeof(next));
         s->has_done = 1;
         s->busy = 0;
+        pthread_cond_signal(&s->done_cv);
     }
     pthread_mutex_unlock(&s->mu);
     sample_clear(&next);
@@ -122,6 +124,7 @@ static void *sampler_main(void *arg)
 api_sampler_t *api_sampler_new(const jn_config_t *cfg, jn_store_t *bg_store, jn_queue_t *bg_queue)
 {
     api_sampler_t *s = calloc(1, sizeof(*s));
+    pthread_condattr_t attr;
 
     if (s == NULL)
         return NULL;
@@ -131,12 +134,16 @@ api_sampler_t *api_sampler_new(const jn_config_t *cfg, jn_store_t *bg_store, jn_
     s->bg_queue = bg_queue;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->done_cv, &attr);
+    pthread_condattr_destroy(&attr);
     /* The first count is the thread's, from the start: a process restarted
-     * with a large backlog learns that counting is slow without making the
-     * first scrape wait for it. */
+     * with a large backlog learns that counting is slow before its first
+     * scrape, which then waits for it no longer than the limit. */
     if (bg_store != NULL && bg_queue != NULL) {
         pthread_mutex_lock(&s->mu);
-        s->probing = ask_thread(s) == 0;
+        (void)ask_thread(s);
         pthread_mutex_unlock(&s->mu);
     }
     return s;
@@ -157,6 +164,7 @@ void api_sampler_free(api_sampler_t *s)
     sample_clear(&s->done);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->done_cv);
     free(s);
 }
 
@@ -191,45 +199,76 @@ static int hand_over(api_sampler_t *s)
     s->cur = s->done;
     memset(&s->done, 0, sizeof(s->done));
     s->has_done = 0;
-    s->in_background++;
     log_failed(&s->cur);
     return 1;
+}
+
+/* Loop, under mu: waits for the thread's count until `deadline_ns`
+ * (monotonic). 1 when it came. */
+static int wait_done(api_sampler_t *s, uint64_t deadline_ns)
+{
+    struct timespec ts = {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)};
+
+    while (!s->has_done && s->busy && jn_mono_ns() < deadline_ns)
+        if (pthread_cond_timedwait(&s->done_cv, &s->mu, &ts) != 0)
+            break;
+    return s->has_done;
 }
 
 const api_sample_t *api_sampler_get(api_sampler_t *s, jn_store_t *store, jn_queue_t *queue,
                                     int64_t now_ms)
 {
-    int busy = 0;
-
-    if (s->background || s->probing) {
-        pthread_mutex_lock(&s->mu);
-        if (hand_over(s)) {
-            /* slow: stay (or go) in the background, after the thread's first
-             * count too; cheap again (the backlog drained): back to the loop */
-            s->background =
-                s->probing ? s->cur.took_ns >= s->sync_ns : s->cur.took_ns >= s->sync_ns / 2;
-        } else if (s->probing) {
-            s->background = 1; /* the first count is still running: slow */
-        }
-        s->probing = 0;
-        busy = s->busy;
-        if (s->background && !busy && now_ms - s->cur.taken_ms >= s->max_age_ms &&
-            ask_thread(s) != 0)
-            s->background = 0;
-        pthread_mutex_unlock(&s->mu);
-        if (s->background || busy)
-            return &s->cur;
+    if (!s->started) { /* no thread: every count on the loop */
+        sample_take(store, queue, &s->cur);
+        s->waited++;
+        log_failed(&s->cur);
+        return &s->cur;
     }
-    sample_take(store, queue, &s->cur);
-    s->on_loop++;
-    log_failed(&s->cur);
-    if (s->cur.took_ns >= s->sync_ns && s->bg_store != NULL && s->bg_queue != NULL)
-        s->background = 1;
+    pthread_mutex_lock(&s->mu);
+    if (hand_over(s)) {
+        /* a count the scrapes did not wait for: back to waiting once one
+         * takes under half the limit (the backlog drained) */
+        s->in_background++;
+        if (s->background)
+            s->background = s->cur.took_ns >= s->sync_ns / 2;
+    }
+    if (!s->background) {
+        /* a new count for this scrape (or the first one, still running),
+         * waited for no longer than the limit */
+        if (!s->busy && ask_thread(s) != 0) {
+            pthread_mutex_unlock(&s->mu);
+            sample_take(store, queue, &s->cur);
+            s->waited++;
+            log_failed(&s->cur);
+            return &s->cur;
+        }
+        if (wait_done(s, jn_mono_ns() + s->sync_ns)) {
+            hand_over(s);
+            s->cur.background = 0;
+            s->waited++;
+            s->background = s->cur.took_ns >= s->sync_ns;
+        } else {
+            s->background = 1; /* slow: served when it is done */
+        }
+    } else if (!s->busy && now_ms - s->cur.taken_ms >= s->max_age_ms) {
+        (void)ask_thread(s);
+    }
+    pthread_mutex_unlock(&s->mu);
     return &s->cur;
 }
 
-void api_sampler_counts(const api_sampler_t *s, uint64_t *on_loop, uint64_t *in_background)
+void api_sampler_counts(const api_sampler_t *s, uint64_t *waited, uint64_t *in_background)
 {
-    *on_loop = s->on_loop;
+    *waited = s->waited;
     *in_background = s->in_background;
+}
+
+int api_sampler_idle(api_sampler_t *s)
+{
+    int busy;
+
+    pthread_mutex_lock(&s->mu);
+    busy = s->busy;
+    pthread_mutex_unlock(&s->mu);
+    return !busy;
 }

@@ -3,13 +3,17 @@
  * Counting them reads every queued row and every job record: with a backlog
  * of 216,000 webhook deliveries a scrape took 0.38 s, on the event loop,
  * and every request waited behind it (a webhook due within 3 s among them),
- * the more so the larger the backlog. So a count is taken at the scrape, on
- * the loop, only while one takes less than `metrics_sample_sync_ms`; past
- * that, a thread of its own takes them on a store connection of its own,
- * when a scrape finds the last one older than `metrics_sample_max_age_ms`,
- * and scrapes serve the last count taken (`junction_metrics_sample_age_
- * seconds` says how old). A count in the background that takes less than
- * half the limit sends the next ones back to the loop. */
+ * the more so the larger the backlog. So a thread of its own counts, on a
+ * store connection of its own, and the event loop never counts: a scrape
+ * asks the thread for a count and waits for it at most
+ * `metrics_sample_sync_ms` (exact values at once while counting is cheap).
+ * A count that does not come in time, or took longer, turns scrapes to
+ * serving the last count done, which the thread takes again when a scrape
+ * finds it older than `metrics_sample_max_age_ms`
+ * (`junction_metrics_sample_age_seconds` says how old); a count that takes
+ * under half the limit turns them back to waiting. So a scrape holds the
+ * loop for at most the limit, however large the backlog. Without a
+ * connection for the thread, the scrape counts on the loop. */
 #ifndef JN_API_SAMPLER_H
 #define JN_API_SAMPLER_H
 
@@ -35,7 +39,7 @@ typedef struct {
     size_t nstats;
     int64_t taken_ms; /* wall clock when it was taken; 0: never */
     uint64_t took_ns; /* how long it took */
-    int background;   /* taken by the thread */
+    int background;   /* served later: no scrape waited for it */
     char err[256];    /* why a count failed ("" when both succeeded) */
 } api_sample_t;
 
@@ -50,7 +54,10 @@ void api_sampler_free(api_sampler_t *s);
  * once, when it is handed over. */
 const api_sample_t *api_sampler_get(api_sampler_t *s, jn_store_t *store, jn_queue_t *queue,
                                     int64_t now_ms);
-/* Counts taken so far on the loop and in the background. */
-void api_sampler_counts(const api_sampler_t *s, uint64_t *on_loop, uint64_t *in_background);
+/* Counts taken so far that a scrape waited for (or took itself), and that
+ * scrapes served later. */
+void api_sampler_counts(const api_sampler_t *s, uint64_t *waited, uint64_t *in_background);
+/* 1 when the thread is not taking a count (any thread may ask). */
+int api_sampler_idle(api_sampler_t *s);
 
 #endif

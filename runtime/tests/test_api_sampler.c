@@ -1,11 +1,11 @@
 /* The counts /metrics exports of queued jobs and job records
- * (runtime/src/api_sampler.c), on a real SQLite store: taken at the scrape
- * while they are cheap (exact, at once); once one is slow, taken by the
- * sampler's thread on a connection of its own, and a scrape serves the last
- * one without counting on the loop, until it is older than the maximum age;
- * the thread's first count runs from the start. "Slow" is set by
- * metrics_sample_sync_ms: 0 makes every count slow, a minute none, so
- * nothing here depends on timing. */
+ * (runtime/src/api_sampler.c), on a real SQLite store: taken by the
+ * sampler's thread on a connection of its own, never on the loop; waited
+ * for by the scrape while they are cheap (exact, at once); once one is
+ * slow, a scrape serves the last one without waiting, until it is older
+ * than the maximum age; the thread's first count runs from the start.
+ * "Slow" is set by metrics_sample_sync_ms: 0 makes every count slow, a
+ * minute none, so nothing here depends on timing. */
 #include "api_sampler.h"
 #include "junction/config.h"
 #include "junction/queue.h"
@@ -117,76 +117,83 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Scrapes until the thread has handed over `want` counts (a bound on
+/* Waits for the thread to finish the count it is taking (a bound on
  * liveness only: 30 s). */
-static const api_sample_t *until_background(api_sampler_t *s, fx_t *f, uint64_t want)
+static void until_idle(api_sampler_t *s)
 {
-    const api_sample_t *x = NULL;
-    uint64_t loop = 0, bg = 0;
-
-    for (int i = 0; i < 3000 && bg < want; i++) {
-        x = api_sampler_get(s, f->store, f->queue, now_ms());
-        api_sampler_counts(s, &loop, &bg);
-        if (bg < want)
-            usleep(10000);
-    }
-    assert_int_equal(bg, want);
-    return x;
+    for (int i = 0; i < 3000 && !api_sampler_idle(s); i++)
+        usleep(10000);
+    assert_true(api_sampler_idle(s));
 }
 
-static void test_cheap_counts_on_the_loop(void **state)
+/* Cheap counts: each scrape waits for a count of the thread's, exact at
+ * once. The scrapes pass no store and no queue: the loop never counts. */
+static void test_cheap_counts_waited_for(void **state)
 {
     fx_t *f = *state;
     api_sampler_t *s;
     const api_sample_t *x;
-    uint64_t loop, bg;
+    uint64_t waited, bg;
 
     set(f, "metrics_sample_sync_ms", "60000");
     enqueue(f, 3);
     assert_non_null(s = api_sampler_new(f->cfg, f->bg_store, f->bg_queue));
-    /* the thread's first count, then every scrape counts at once */
-    until_background(s, f, 1);
-    x = api_sampler_get(s, f->store, f->queue, now_ms());
+    x = api_sampler_get(s, NULL, NULL, now_ms());
     assert_int_equal(queued(x), 3);
     assert_int_equal(x->background, 0);
     enqueue(f, 2);
-    x = api_sampler_get(s, f->store, f->queue, now_ms());
+    x = api_sampler_get(s, NULL, NULL, now_ms());
     assert_int_equal(queued(x), 5);
-    api_sampler_counts(s, &loop, &bg);
-    assert_true(loop >= 2);
-    assert_int_equal(bg, 1);
+    assert_int_equal(x->background, 0);
     assert_string_equal(x->err, "");
+    /* the thread's first count was either waited for or served first */
+    api_sampler_counts(s, &waited, &bg);
+    assert_int_equal(waited, 2);
+    assert_true(bg <= 1);
     api_sampler_free(s);
 }
 
+/* Slow counts (a limit of 0: none comes in time): the scrape does not wait;
+ * later scrapes serve the last count done, and the thread counts again only
+ * once it is older than the maximum age. */
 static void test_slow_counts_in_the_background(void **state)
 {
     fx_t *f = *state;
     api_sampler_t *s;
     const api_sample_t *x;
-    uint64_t loop, bg;
+    uint64_t waited, bg;
     int64_t taken;
 
     set(f, "metrics_sample_sync_ms", "0");
     set(f, "metrics_sample_max_age_ms", "100");
     enqueue(f, 4);
     assert_non_null(s = api_sampler_new(f->cfg, f->bg_store, f->bg_queue));
-    x = until_background(s, f, 1);
+    until_idle(s); /* the first count, taken at the start */
+    x = api_sampler_get(s, NULL, NULL, now_ms());
     assert_int_equal(queued(x), 4);
     assert_int_equal(x->background, 1);
     taken = x->taken_ms;
     assert_true(taken > 0);
-    /* new jobs: the scrape serves the last count, without counting itself */
+    /* that scrape asked for a count and did not wait for it: the next one
+     * serves it, and asks for none while it is younger than the maximum age */
+    until_idle(s);
     enqueue(f, 6);
-    x = api_sampler_get(s, f->store, f->queue, taken);
+    x = api_sampler_get(s, NULL, NULL, taken);
     assert_int_equal(queued(x), 4);
-    assert_int_equal(x->taken_ms, taken);
+    assert_true(api_sampler_idle(s));
+    api_sampler_counts(s, &waited, &bg);
+    assert_int_equal(waited, 0);
+    assert_int_equal(bg, 2);
     /* older than the maximum age: the thread counts again */
-    x = until_background(s, f, 2);
+    x = api_sampler_get(s, NULL, NULL, x->taken_ms + 100);
+    assert_int_equal(queued(x), 4);
+    until_idle(s);
+    x = api_sampler_get(s, NULL, NULL, x->taken_ms);
     assert_int_equal(queued(x), 10);
-    assert_true(x->taken_ms >= taken);
-    api_sampler_counts(s, &loop, &bg);
-    assert_int_equal(loop, 0);
+    assert_int_equal(x->background, 1);
+    api_sampler_counts(s, &waited, &bg);
+    assert_int_equal(waited, 0);
+    assert_int_equal(bg, 3);
     api_sampler_free(s);
 }
 
@@ -197,7 +204,7 @@ static void test_without_thread_and_free(void **state)
     fx_t *f = *state;
     api_sampler_t *s;
     const api_sample_t *x;
-    uint64_t loop, bg;
+    uint64_t waited, bg;
 
     set(f, "metrics_sample_sync_ms", "0");
     set(f, "metrics_sample_max_age_ms", "100");
@@ -208,8 +215,8 @@ static void test_without_thread_and_free(void **state)
         assert_int_equal(queued(x), 1 + i);
         enqueue(f, 1);
     }
-    api_sampler_counts(s, &loop, &bg);
-    assert_int_equal(loop, 3);
+    api_sampler_counts(s, &waited, &bg);
+    assert_int_equal(waited, 3);
     assert_int_equal(bg, 0);
     api_sampler_free(s);
     assert_non_null(s = api_sampler_new(f->cfg, f->bg_store, f->bg_queue));
@@ -219,7 +226,7 @@ static void test_without_thread_and_free(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_cheap_counts_on_the_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cheap_counts_waited_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_counts_in_the_background, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_thread_and_free, setup, teardown),
     };

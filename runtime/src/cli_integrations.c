@@ -124,8 +124,9 @@ static int stream_absorbs(jn_store_t *store, jn_queue_t *q, const char *integrat
     }
     rc = jn_store_job_get(store, id, &rec, &strings);
     if (rc < 0) {
+        jn_errorf(err, errlen, "cannot read job %s: %s", id, jn_store_errmsg(store));
         id[0] = '\0';
-        return jn_errorf(err, errlen, "cannot read job %s: %s", id, jn_store_errmsg(store));
+        return -1;
     }
     stream = rc == 0 && rec.kind != NULL && strcmp(rec.kind, "stream") == 0;
     free(strings);

@@ -37,12 +37,13 @@ local function sim_uuids(sim)
   return assert(cjson.decode(body)).uuids
 end
 
-local function add_okta(node, id, sim, extra)
+-- schedule: 366d unless given (one run, the catch-up made at once)
+local function add_okta(node, id, sim, extra, schedule)
   local config = { base_url = sim:url(), since = "2000-01-01T00:00:00Z", limit = 100,
                    poll_interval_s = 0.2 }
   for k, v in pairs(extra or {}) do config[k] = v end
   local code, _, err = node:cli("integrations", "add", id, "--org", "org-okta", "--provider",
-    "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS", "--schedule", "366d",
+    "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS", "--schedule", schedule or "366d",
     "--config", cjson.encode(config))
   assert.are.equal(0, code, err)
 end
@@ -164,11 +165,7 @@ describe("an embedded stream whose schedule fires while it runs", function()
   end)
 
   it("absorbs slots and manual runs into the running stream instead of queueing them", function()
-    local code, _, err = rt:cli("integrations", "add", "okta-s", "--org", "org-okta",
-      "--provider", "okta", "--token-env", "OKTA_TOKEN", "--auth-scheme", "SSWS",
-      "--schedule", "1s", "--config", cjson.encode{ base_url = sim:url(),
-        since = "2000-01-01T00:00:00Z", limit = 100, poll_interval_s = 0.2 })
-    assert.are.equal(0, code, err)
+    add_okta(rt, "okta-s", sim, nil, "1s")
     rt:start("--roles", "scheduler,worker")
     local started = rt:wait_log(function(l) return l.msg == "stream started" end, 30)
     assert.is_table(started, util.read_file(rt.log))
@@ -188,8 +185,7 @@ describe("an embedded stream whose schedule fires while it runs", function()
     assert.are.equal("0", rt:sql("select count(*) from queue_jobs where state = 'queued'")
       :match("%d+"))
     -- a manual run is absorbed the same way
-    local out
-    code, out, err = rt:cli("integrations", "sync", "okta-s")
+    local code, out, err = rt:cli("integrations", "sync", "okta-s")
     assert.are.equal(0, code, err)
     assert.matches("integration 'okta-s' is streaming (job " .. started.job_id ..
       " is running); nothing was queued", out, 1, true)

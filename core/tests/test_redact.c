@@ -390,6 +390,144 @@ static void test_scrub_known(void **state)
     jn_redactor_destroy(r);
 }
 
+/* ---- many secrets: the prefix index against a plain search ---- */
+
+#define MANY 600
+
+typedef struct {
+    char v[16];
+    size_t len;
+    int refs;
+} ref_secret_t;
+
+static int ref_span_cmp(const void *a, const void *b)
+{
+    const size_t *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* What scrub_known must return for `text`: every occurrence of every
+ * registered secret, overlapping spans merged, each replaced once. */
+static char *ref_scrub(const ref_secret_t *sec, size_t nsec, const char *text, size_t len)
+{
+    size_t(*spans)[2] = malloc(sizeof(*spans) * (len * nsec + 1)), n = 0, m = 0;
+    char *out = malloc(len * sizeof(R) + 1), *o = out;
+    size_t pos = 0;
+
+    assert_non_null(spans);
+    assert_non_null(out);
+    for (size_t k = 0; k < nsec; k++)
+        for (size_t i = 0; sec[k].refs > 0 && i + sec[k].len <= len; i++)
+            if (memcmp(text + i, sec[k].v, sec[k].len) == 0) {
+                spans[n][0] = i;
+                spans[n++][1] = i + sec[k].len;
+            }
+    qsort(spans, n, sizeof(*spans), ref_span_cmp);
+    for (size_t k = 0; k < n; k++) {
+        if (m > 0 && spans[k][0] < spans[m - 1][1]) {
+            if (spans[k][1] > spans[m - 1][1])
+                spans[m - 1][1] = spans[k][1];
+        } else {
+            spans[m][0] = spans[k][0];
+            spans[m++][1] = spans[k][1];
+        }
+    }
+    for (size_t k = 0; k < m; k++) {
+        memcpy(o, text + pos, spans[k][0] - pos);
+        o += spans[k][0] - pos;
+        memcpy(o, R, sizeof(R) - 1);
+        o += sizeof(R) - 1;
+        pos = spans[k][1];
+    }
+    memcpy(o, text + pos, len - pos);
+    o[len - pos] = '\0';
+    free(spans);
+    return out;
+}
+
+static void check_against_ref(jn_redactor_t *r, const ref_secret_t *sec, size_t nsec,
+                              unsigned *seed)
+{
+    static const char alphabet[] = "ab12";
+    char text[256];
+
+    for (int t = 0; t < 300; t++) {
+        size_t len = (size_t)(rand_r(seed) % 200), out_len = 0;
+        for (size_t i = 0; i < len; i++)
+            text[i] = alphabet[rand_r(seed) % 4];
+        /* a registered secret in the text, at a random place */
+        if (len > 16 && nsec > 0) {
+            const ref_secret_t *x = &sec[(size_t)rand_r(seed) % nsec];
+            memcpy(text + rand_r(seed) % (len - x->len), x->v, x->len);
+        }
+        text[len] = '\0';
+        char *want = ref_scrub(sec, nsec, text, len);
+        char *got = jn_redactor_scrub_known(r, text, len, &out_len);
+        if (got == NULL) {
+            assert_string_equal(want, text);
+        } else {
+            assert_int_equal(out_len, strlen(got));
+            assert_string_equal(got, want);
+        }
+        free(got);
+        free(want);
+    }
+}
+
+/* Past a handful of secrets the redactor finds them through an index of
+ * their first 4 bytes: the same result as searching each one, for secrets
+ * over a 4-letter alphabet (prefixes shared, secrets inside and overlapping
+ * others), through registrations counted twice and removals that move
+ * other secrets within the index. */
+static void test_many_secrets(void **state)
+{
+    static const char alphabet[] = "ab12";
+    ref_secret_t *sec = calloc(MANY, sizeof(*sec));
+    jn_redactor_t *r = jn_redactor_create();
+    unsigned seed = 20261126;
+    size_t n = 0;
+
+    (void)state;
+    assert_non_null(sec);
+    assert_non_null(r);
+    while (n < MANY) {
+        ref_secret_t x = {{0}, 4 + (size_t)(rand_r(&seed) % 9), 1};
+        int dup = 0;
+        for (size_t i = 0; i < x.len; i++)
+            x.v[i] = alphabet[rand_r(&seed) % 4];
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = sec[k].len == x.len && memcmp(sec[k].v, x.v, x.len) == 0;
+        if (dup)
+            continue;
+        sec[n++] = x;
+        assert_int_equal(jn_redactor_add_secret(r, x.v, x.len), 0);
+        if (n == 5 || n == 40)
+            check_against_ref(r, sec, n, &seed); /* plain search, then the index */
+    }
+    check_against_ref(r, sec, n, &seed);
+    /* a third counted twice; every other one removed (those twice stay) */
+    for (size_t k = 0; k < n; k += 3) {
+        assert_int_equal(jn_redactor_add_secret(r, sec[k].v, sec[k].len), 0);
+        sec[k].refs++;
+    }
+    for (size_t k = 0; k < n; k += 2) {
+        jn_redactor_remove_secret(r, sec[k].v, sec[k].len);
+        sec[k].refs--;
+    }
+    check_against_ref(r, sec, n, &seed);
+    /* all removed, as often as added: nothing is left to find */
+    for (size_t k = 0; k < n; k++)
+        for (; sec[k].refs > 0; sec[k].refs--)
+            jn_redactor_remove_secret(r, sec[k].v, sec[k].len);
+    for (size_t k = 0; k < n; k++)
+        assert_null(jn_redactor_scrub_known(r, sec[k].v, sec[k].len, NULL));
+    /* and again, after the index emptied */
+    assert_int_equal(jn_redactor_add_secret(r, "ab12ab12", 8), 0);
+    check(r, "xab12ab12ab12x", "x" R "x"); /* two overlapping occurrences */
+    jn_redactor_destroy(r);
+    free(sec);
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -424,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_null_and_dup),
         cmocka_unit_test(test_large_input_is_linear),
         cmocka_unit_test(test_scrub_known),
+        cmocka_unit_test(test_many_secrets),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

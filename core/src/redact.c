@@ -592,6 +592,8 @@ void jn_redactor_destroy(jn_redactor_t *r)
         return;
     for (size_t k = 0; k < r->n; k++)
         wipe_secret(&r->secrets[k]);
+    if (r->secrets != NULL)
+        OPENSSL_cleanse(r->secrets, r->n * sizeof(*r->secrets)); /* the prefixes */
     free(r->secrets);
     free(r->heads);
     pthread_rwlock_destroy(&r->lock);
@@ -714,6 +716,7 @@ void jn_redactor_remove_secret(jn_redactor_t *r, const char *secret, size_t len)
             link_secret(r, k);
         }
         r->n--;
+        OPENSSL_cleanse(&r->secrets[r->n], sizeof(r->secrets[r->n])); /* its prefix */
     }
     pthread_rwlock_unlock(&r->lock);
 }

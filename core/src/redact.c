@@ -667,10 +667,16 @@ static struct secret *find_secret(jn_redactor_t *r, const char *secret, size_t l
 static int append_secret(jn_redactor_t *r, const char *secret, size_t len)
 {
     if (r->n == r->cap) {
+        /* moved by hand, not realloc'ed: the old block's prefixes are wiped */
         size_t cap = r->cap ? r->cap * 2 : 8;
-        struct secret *v = realloc(r->secrets, cap * sizeof(*v));
+        struct secret *v = malloc(cap * sizeof(*v));
         if (v == NULL)
             return -1;
+        if (r->n > 0) {
+            memcpy(v, r->secrets, r->n * sizeof(*v));
+            OPENSSL_cleanse(r->secrets, r->n * sizeof(*v));
+        }
+        free(r->secrets);
         r->secrets = v;
         r->cap = cap;
     }

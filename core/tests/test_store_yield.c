@@ -24,7 +24,8 @@ typedef struct {
     jn_store_t *other; /* a second connection of the process */
     atomic_int stop;
     /* the hog's thread */
-    int transactions, failures, saw_waiter;
+    int transactions, failures;
+    atomic_int saw_waiter;
 } fixture_t;
 
 static int setup(void **state)
@@ -73,7 +74,8 @@ static void *hog_main(void *arg)
             jn_store_rollback(f->hog);
         }
         f->transactions++;
-        f->saw_waiter |= jn_store_sqlite_writer_waiting();
+        if (jn_store_sqlite_writer_waiting())
+            atomic_store(&f->saw_waiter, 1);
         jn_store_sqlite_yield(f->hog);
     }
     return NULL;
@@ -93,7 +95,10 @@ static void test_waiting_writer_gets_the_lock(void **state)
         ;
     free(cursor);
     cursor = NULL;
-    for (int i = 0; i < 100; i++) {
+    /* at least 100 writes, and on until the hog has seen one of them wait
+     * (on a loaded machine the hog may not run between a few of them, so
+     * they need not wait: a bound of 10,000 writes keeps it finite) */
+    for (int i = 0; i < 10000 && (i < 100 || !atomic_load(&f->saw_waiter)); i++) {
         snprintf(key, sizeof(key), "other-%d", i);
         /* each write waits for the lock (busy timeout: 5 s) and must get it */
         if (jn_store_checkpoint_set(f->other, key, "cursor") != 0) {
@@ -107,7 +112,7 @@ static void test_waiting_writer_gets_the_lock(void **state)
     assert_int_equal(f->failures, 0);
     assert_true(f->transactions > 0);
     /* the hog saw the other connection waiting (its tries are marked) */
-    assert_true(f->saw_waiter);
+    assert_true(atomic_load(&f->saw_waiter));
     for (int i = 0; i < 100; i += 33) {
         snprintf(key, sizeof(key), "other-%d", i);
         assert_int_equal(jn_store_checkpoint_get(f->other, key, &cursor), 0);

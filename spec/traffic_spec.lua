@@ -499,8 +499,15 @@ describe("traffic", function()
         rt.port = tonumber(rt:wait_log(function(l) return l.msg == "api listening" end, 5).port)
       end
       local started = T.now_ms()
-      if between then between(started, rts) else sleep_s(seconds) end
+      -- the processes are stopped whatever `between` asserts
+      local ok, err = pcall(function()
+        if between then between(started, rts) else sleep_s(seconds) end
+      end)
       for _, rt in ipairs(rts) do rt:stop() end
+      if not ok then
+        for _, rt in ipairs(rts) do rt:cleanup() end
+        error(err, 0)
+      end
       return sim:arrivals(), rts, started
     end
 
@@ -589,6 +596,7 @@ describe("traffic", function()
     it("keep requests flowing on the local share while Redis is down, and share the limit " ..
        "again once it is back", function()
       local redis = redis_server.start{ password = CANARY_REDIS }
+      finally(function() redis:stop() end)
       local killed_at, back_at
       -- 5 per second shared; 2.5 per second each (burst 2.5) on the local share.
       local arrivals, rts, started = run_pair({ "redis_url = " .. redis.url, "cluster_nodes = 2",
@@ -641,10 +649,7 @@ describe("traffic", function()
                             fallbacks = 1 }, rl)
         end
       end)
-      finally(function()
-        cleanup(rts)
-        redis:stop()
-      end)
+      finally(function() cleanup(rts) end)
       both_worked(rts)
       assert.is_true(started < killed_at)
       -- No request stalled: requests kept arriving at about the limit's pace

@@ -561,8 +561,7 @@ struct jn_redactor {
     pthread_rwlock_t lock;
     struct secret *secrets;
     size_t n, cap;
-    uint32_t *heads; /* nbuckets (a power of two), each the first secret or NONE */
-    size_t nbuckets;
+    uint32_t *heads; /* 2^bits buckets, each the first secret or NONE */
     unsigned bits;
 };
 
@@ -630,23 +629,19 @@ static void unlink_secret(jn_redactor_t *r, uint32_t k)
 /* Room in the index for one more secret: at most half the buckets used. */
 static int index_reserve(jn_redactor_t *r)
 {
-    size_t want = r->nbuckets ? r->nbuckets : 64;
     unsigned bits = r->bits ? r->bits : 6;
 
-    while ((r->n + 1) * 2 > want) {
-        want *= 2;
+    while ((r->n + 1) * 2 > (size_t)1 << bits)
         bits++;
-    }
-    if (want == r->nbuckets)
+    if (bits == r->bits)
         return 0;
-    uint32_t *heads = malloc(want * sizeof(*heads));
+    uint32_t *heads = malloc(((size_t)1 << bits) * sizeof(*heads));
     if (heads == NULL)
         return -1;
-    for (size_t b = 0; b < want; b++)
+    for (size_t b = 0; b < (size_t)1 << bits; b++)
         heads[b] = NONE;
     free(r->heads);
     r->heads = heads;
-    r->nbuckets = want;
     r->bits = bits;
     for (size_t k = 0; k < r->n; k++)
         link_secret(r, (uint32_t)k);

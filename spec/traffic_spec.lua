@@ -596,10 +596,15 @@ describe("traffic", function()
     it("keep requests flowing on the local share while Redis is down, and share the limit " ..
        "again once it is back", function()
       local redis = redis_server.start{ password = CANARY_REDIS }
-      finally(function() redis:stop() end)
-      local killed_at, back_at
+      local killed_at, back_at, arrivals, rts, started
+      -- one finally per test (a second one would replace the first): the
+      -- pair (when run_pair returned it) and the server, whatever fails
+      finally(function()
+        if rts then cleanup(rts) end
+        redis:stop()
+      end)
       -- 5 per second shared; 2.5 per second each (burst 2.5) on the local share.
-      local arrivals, rts, started = run_pair({ "redis_url = " .. redis.url, "cluster_nodes = 2",
+      arrivals, rts, started = run_pair({ "redis_url = " .. redis.url, "cluster_nodes = 2",
                                                 "redis_timeout_ms = 100" }, nil,
                                                 function(_, rts_of_pair)
         sleep_s(4)
@@ -649,7 +654,6 @@ describe("traffic", function()
                             fallbacks = 1 }, rl)
         end
       end)
-      finally(function() cleanup(rts) end)
       both_worked(rts)
       assert.is_true(started < killed_at)
       -- No request stalled: requests kept arriving at about the limit's pace
@@ -714,9 +718,9 @@ describe("traffic", function()
       os.execute("(sleep 3; kill -STOP " .. redis.pid .. "; date +%s%3N > " ..
         util.shell_quote(marks) .. "; sleep 3; date +%s%3N >> " .. util.shell_quote(marks) ..
         "; kill -CONT " .. redis.pid .. ") > /dev/null 2>&1 &")
+      finally(function() redis:stop() end) -- (it resumes a server left paused)
       local results, logs, raw = T.run(cfgs, { traffic_file = policy, redis_url = redis.url,
                                                cluster_nodes = "2", redis_timeout_ms = "100" })
-      finally(function() redis:stop() end)
       no_canary(raw, "the log")
       for _, r in ipairs(results) do assert.are.equal("succeeded", r.status, r.error) end
       local paused_at, resumed_at = util.read_file(marks):match("^(%d+)\n(%d+)")

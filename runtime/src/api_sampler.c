@@ -174,8 +174,9 @@ static void log_failed(const api_sample_t *x)
         jn_log_error("metrics: %s", x->err);
 }
 
-/* Loop: asks the thread for a count (started on first use). 0, or -1 when
- * it cannot run (the count is then taken on the loop). */
+/* Loop: asks the thread for a count, starting it on the first call (from
+ * api_sampler_new). 0, or -1 when it cannot start (then every count is
+ * taken on the loop). */
 static int ask_thread(api_sampler_t *s)
 {
     if (!s->started) {
@@ -235,13 +236,8 @@ const api_sample_t *api_sampler_get(api_sampler_t *s, jn_store_t *store, jn_queu
     if (!s->background) {
         /* a new count for this scrape (or the first one, still running),
          * waited for no longer than the limit */
-        if (!s->busy && ask_thread(s) != 0) {
-            pthread_mutex_unlock(&s->mu);
-            sample_take(store, queue, &s->cur);
-            s->waited++;
-            log_failed(&s->cur);
-            return &s->cur;
-        }
+        if (!s->busy)
+            (void)ask_thread(s); /* the thread runs: this cannot fail */
         if (wait_done(s, jn_mono_ns() + s->sync_ns)) {
             hand_over(s);
             s->cur.background = 0;
